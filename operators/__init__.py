@@ -1,0 +1,12 @@
+"""Physics of 2D CT: geometries, the differentiable Radon transform and FBP filters (torch only)."""
+
+from operators.backends import BACKENDS, astra_available
+from operators.filters import FILTERS, filter_sinogram, ramp_response
+from operators.geometry import FanBeam, Geometry, ParallelBeam, evenly_spaced_angles
+from operators.radon import Radon
+from operators.system_matrix import PIXEL_MODELS, system_matrix
+
+__all__ = [
+    "BACKENDS", "FILTERS", "PIXEL_MODELS", "FanBeam", "Geometry", "ParallelBeam", "Radon",
+    "astra_available", "evenly_spaced_angles", "filter_sinogram", "ramp_response", "system_matrix",
+]
