@@ -1,0 +1,295 @@
+"""Write images (e.g. reconstructions) as a derived CT series referencing the source images.
+
+Output: one CT Image Storage file per slice, explicit VR little endian, signed 16-bit pixels with
+``HU = stored * RescaleSlope + RescaleIntercept``. The slope is a power of two (at most 1/16 HU, so
+rounding errors stay below 1/32 HU for data spanning up to ~4000 HU) and the intercept the rounded
+middle of the data range. Files are written atomically (temporary file in the target folder, then
+``os.replace``). Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import math
+import os
+import re
+import tempfile
+from collections.abc import Sequence as SequenceABC
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from .anonymize import Anonymizer
+from .dicom_read import _floats, _lookup
+from .series import CTSeries, CTSlice
+
+SOFTWARE = "sparsect 0.1.0"
+DEFAULT_WINDOW = (40.0, 400.0)
+
+# Source attributes copied verbatim when present (patient, study, frame of reference, acquisition).
+_PATIENT = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
+_STUDY = ("StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID",
+          "AccessionNumber", "StudyDescription")
+_TYPE2 = _PATIENT + ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+_ACQUISITION = ("KVP", "PatientPosition", "BodyPartExamined", "Laterality")
+
+
+def _as_images(images_hu: Any) -> np.ndarray:
+    if hasattr(images_hu, "detach"):
+        images_hu = images_hu.detach().cpu().numpy()
+    images = np.array(images_hu, dtype=np.float64, copy=True)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3 or min(images.shape) < 1:
+        raise ValueError(f"images_hu must have shape (n, H, W) or (H, W), got {np.shape(images_hu)}")
+    if not np.isfinite(images).all():
+        raise ValueError("images_hu contains NaN or infinite values")
+    return images
+
+
+def _references(reference: CTSlice | CTSeries, n: int) -> list[tuple[Dataset | None, int | None, np.ndarray]]:
+    """(source header, frame, source HU image) for each output slice."""
+    if isinstance(reference, CTSeries):
+        if len(reference) != n:
+            raise ValueError(f"{n} image(s) given but the reference series has {len(reference)} slice(s); "
+                             "pass the matching CTSlice or a series with as many slices")
+        return [(reference.datasets[i], reference.frames[i], reference.hu[i]) for i in range(n)]
+    if isinstance(reference, CTSlice):
+        if n != 1:
+            raise ValueError(f"{n} images given for one reference slice; pass a CTSeries with {n} slices")
+        return [(reference.dataset, reference.frame, reference.hu)]
+    raise TypeError(f"reference must be a CTSlice or CTSeries, got {type(reference).__name__}")
+
+
+def _encode(image: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """HU image -> (int16 stored values, slope, intercept)."""
+    lo, hi = float(image.min()), float(image.max())
+    intercept = float(round((lo + hi) / 2))
+    span = max(hi - intercept, intercept - lo, 1e-6)
+    slope = 2.0 ** max(-4, math.ceil(math.log2(span / 32767.0)))
+    stored = np.clip(np.round((image - intercept) / slope), -32768, 32767).astype(np.int16)
+    return stored, slope, intercept
+
+
+def _ds_number(value: float) -> str:
+    """Format a float for a DS element (at most 16 characters)."""
+    text = f"{value:.10g}"
+    return text if len(text) <= 16 else f"{value:.8e}"
+
+
+def _geometry(source: Dataset | None, frame: int | None, src_shape: tuple[int, int],
+              src_spacing: tuple[float, float], out_shape: tuple[int, int]
+              ) -> tuple[list[float], list[float], list[float]]:
+    """(PixelSpacing, ImageOrientationPatient, ImagePositionPatient) keeping the source field of view."""
+    (h0, w0), (h1, w1) = src_shape, out_shape
+    row_sp = src_spacing[0] * h0 / h1
+    col_sp = src_spacing[1] * w0 / w1
+    index = 0 if frame is None else frame - 1
+    iop = ipp = None
+    if source is not None:
+        iop = _floats(_lookup(source, index, "PlaneOrientationSequence", "ImageOrientationPatient") or [], 6)
+        ipp = _floats(_lookup(source, index, "PlanePositionSequence", "ImagePositionPatient") or [], 3)
+    if iop is None:
+        iop = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    r, c = np.array(iop[:3]), np.array(iop[3:])
+    if ipp is None:
+        corner = -0.5 * w0 * src_spacing[1] * r - 0.5 * h0 * src_spacing[0] * c
+    else:
+        corner = np.array(ipp) - 0.5 * src_spacing[1] * r - 0.5 * src_spacing[0] * c
+    new_ipp = corner + 0.5 * col_sp * r + 0.5 * row_sp * c
+    return [row_sp, col_sp], list(iop), [float(v) for v in new_ipp]
+
+
+def _window(source: Dataset | None, window: tuple[float, float] | None) -> tuple[float, float]:
+    if window is not None:
+        return float(window[0]), float(window[1])
+    if source is not None and "WindowCenter" in source and "WindowWidth" in source:
+        center, width = source.WindowCenter, source.WindowWidth
+        center = center[0] if isinstance(center, SequenceABC) and not isinstance(center, str) else center
+        width = width[0] if isinstance(width, SequenceABC) and not isinstance(width, str) else width
+        try:
+            if float(width) > 0:
+                return float(center), float(width)
+        except (TypeError, ValueError):
+            pass
+    return DEFAULT_WINDOW
+
+
+def _synthetic_source() -> Dataset:
+    """Patient/study modules for images without a DICOM source (phantoms)."""
+    ds = Dataset()
+    ds.PatientName = "PHANTOM^SYNTHETIC"
+    ds.PatientID = "PHANTOM"
+    ds.StudyInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.StudyID = "PHANTOM"
+    ds.StudyDescription = "Synthetic phantom"
+    return ds
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    return slug[:40] or "series"
+
+
+def _atomic_write(ds: Dataset, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice | CTSeries, description: str,
+                 anonymize: bool = False, derivation: str | None = None,
+                 window: tuple[float, float] | None = None, series_number: int | None = None) -> list[Path]:
+    """Write images as a derived CT series (one file per slice).
+
+    Parameters
+    ----------
+    out_dir : output folder (created if missing).
+    images_hu : (n, H, W) or (H, W) images in HU (numpy array or torch tensor). If (H, W) differs
+        from the source, PixelSpacing and ImagePositionPatient are adjusted to keep the field of view.
+    reference : the CTSlice (n = 1) or CTSeries (n slices) the images derive from. Its patient,
+        study and frame-of-reference modules are copied (unless ``anonymize``) and each slice
+        references its source SOP instance (SourceImageSequence, ReferencedImageSequence).
+    description : SeriesDescription, e.g. ``"LRNN 60 views"`` (truncated to 64 characters).
+    anonymize : de-identify following DICOM PS3.15 Annex E basic profile (see :mod:`data.anonymize`).
+    derivation : DerivationDescription; default ``"sparsect reconstruction: <description>"``.
+    window : (center, width) in HU; default the source window, else (40, 400).
+    series_number : SeriesNumber; default source SeriesNumber + 1000, else 1000.
+
+    Returns
+    -------
+    Paths of the written files, in slice order.
+    """
+    images = _as_images(images_hu)
+    refs = _references(reference, images.shape[0])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    description = str(description)[:64]
+    derivation = (derivation or f"sparsect reconstruction: {description}")[:1024]
+    series_uid = generate_uid()
+    anonymizer = Anonymizer() if anonymize else None
+    synthetic = _synthetic_source()
+    now = _dt.datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
+    stem = f"{_slug(description)}_{hashlib.sha1(series_uid.encode()).hexdigest()[:8]}"
+    paths: list[Path] = []
+    for i, (image, (source, frame, src_hu)) in enumerate(zip(images, refs, strict=True)):
+        src = source if source is not None else synthetic
+        sop_uid = generate_uid()
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds.file_meta.ImplementationVersionName = "SPARSECT_010"
+
+        if "SpecificCharacterSet" in src:
+            ds.SpecificCharacterSet = src.SpecificCharacterSet
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = sop_uid
+        for keyword in _PATIENT + _STUDY:
+            if keyword in src:
+                setattr(ds, keyword, src[keyword].value)
+        for keyword in _TYPE2:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+        if "StudyInstanceUID" not in ds or not ds.StudyInstanceUID:
+            ds.StudyInstanceUID = synthetic.StudyInstanceUID
+        ds.FrameOfReferenceUID = src.get("FrameOfReferenceUID") or synthetic.FrameOfReferenceUID
+        ds.PositionReferenceIndicator = ""
+
+        ds.Modality = "CT"
+        ds.SeriesInstanceUID = series_uid
+        if series_number is None:
+            try:
+                series_number = int(src.get("SeriesNumber")) + 1000
+            except (TypeError, ValueError):
+                series_number = 1000
+        ds.SeriesNumber = series_number
+        ds.SeriesDescription = description
+        ds.SeriesDate, ds.SeriesTime = date, time
+        ds.Manufacturer = "sparsect"
+        ds.ManufacturerModelName = "sparsect"
+        ds.SoftwareVersions = SOFTWARE
+        for keyword in _ACQUISITION:
+            if keyword in src and (src[keyword].value not in (None, "") or keyword == "Laterality"):
+                setattr(ds, keyword, src[keyword].value)
+        thickness = _lookup(src, 0 if frame is None else frame - 1, "PixelMeasuresSequence", "SliceThickness")
+        ds.SliceThickness = "" if thickness is None else thickness
+        if "KVP" not in ds:
+            ds.KVP = ""
+        if "BodyPartExamined" not in ds and "Laterality" not in ds:
+            ds.Laterality = ""  # type 2C: laterality unknown
+        if "PatientPosition" not in ds:
+            ds.PatientPosition = ""
+        ds.AcquisitionNumber = ""
+
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.InstanceNumber = i + 1
+        ds.ContentDate, ds.ContentTime = date, time
+        ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+        ds.DerivationDescription = derivation
+        if source is not None and "SOPInstanceUID" in source:
+            refs_seq = []
+            for _ in range(2):
+                item = Dataset()
+                item.ReferencedSOPClassUID = source.get("SOPClassUID", CTImageStorage)
+                item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+                if frame is not None:
+                    item.ReferencedFrameNumber = frame
+                refs_seq.append(item)
+            ds.SourceImageSequence = Sequence([refs_seq[0]])
+            ds.ReferencedImageSequence = Sequence([refs_seq[1]])
+
+        spacing, iop, ipp = _geometry(source, frame, src_hu.shape, _source_spacing(reference), image.shape)
+        ds.PixelSpacing = [_ds_number(v) for v in spacing]
+        ds.ImageOrientationPatient = [_ds_number(v) for v in iop]
+        ds.ImagePositionPatient = [_ds_number(v) for v in ipp]
+        if source is not None and "SliceLocation" in source:
+            ds.SliceLocation = source.SliceLocation
+
+        stored, slope, intercept = _encode(image)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = stored.shape
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = _ds_number(intercept)
+        ds.RescaleSlope = _ds_number(slope)
+        ds.RescaleType = "HU"
+        center, width = _window(source, window)
+        ds.WindowCenter = _ds_number(center)
+        ds.WindowWidth = _ds_number(width)
+        ds.PixelData = stored.astype("<i2").tobytes()
+
+        if anonymizer is not None:
+            anonymizer.apply(ds)
+        path = out / f"{stem}_{i + 1:04d}.dcm"
+        _atomic_write(ds, path)
+        paths.append(path)
+    return paths
+
+
+def _source_spacing(reference: CTSlice | CTSeries) -> tuple[float, float]:
+    return float(reference.spacing[0]), float(reference.spacing[1])
+
+
+__all__ = ["write_series"]
