@@ -29,7 +29,7 @@ run: install
 	$(BIN)/sparsect app --port $(PORT)
 
 bench: install
-	$(BIN)/python benchmarks/operators.py
+	$(BIN)/python benchmarks/projector.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

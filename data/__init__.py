@@ -24,7 +24,7 @@ from .errors import (
 from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
 from .phantoms import shepp_logan_hu
 from .samples import UnknownSampleError, load_sample, samples
-from .series import CTSeries, CTSlice, ScanResult
+from .series import CTSeries, CTSlice, ScanResult, resample
 from .simulate import COUNT_GUARD, Simulation, counts_to_line_integrals, simulate, simulate_counts
 
 __all__ = [
@@ -33,6 +33,6 @@ __all__ = [
     "NoPixelDataError", "NotCTError", "NotDicomError", "UnknownSampleError", "UnsupportedDicomError",
     "CTSeries", "CTSlice", "ScanResult", "Simulation",
     "counts_to_line_integrals", "hu_to_mu", "load", "load_bytes", "load_sample", "load_slice",
-    "load_slice_bytes", "mu_to_hu", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",
+    "load_slice_bytes", "mu_to_hu", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",
     "simulate_counts", "write_series",
 ]

@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from pydicom.data import get_testdata_file
-from skimage.transform import resize
 
 from .dicom_read import load_slice
 from .errors import DicomNotFoundError
 from .phantoms import shepp_logan_hu
-from .series import CTSlice
+from .series import CTSlice, resample
 
 
 class UnknownSampleError(KeyError):
@@ -80,14 +78,7 @@ def load_sample(name: str, size: int | None = None) -> CTSlice:
     ct.meta["sample"] = name
     if size is None or (int(size), int(size)) == ct.hu.shape:
         return ct
-    size = int(size)
-    if size < 8:
-        raise ValueError(f"size must be >= 8, got {size}")
-    h, w = ct.hu.shape
-    hu = resize(ct.hu.astype(np.float64), (size, size), order=1, anti_aliasing=True, preserve_range=True)
-    meta = dict(ct.meta, resampled_from=(h, w))
-    return CTSlice(hu=hu.astype(np.float32), spacing=(ct.spacing[0] * h / size, ct.spacing[1] * w / size),
-                   meta=meta, dataset=ct.dataset, frame=ct.frame, source=ct.source)
+    return resample(ct, int(size))
 
 
 __all__ = ["UnknownSampleError", "load_sample", "samples"]

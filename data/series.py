@@ -37,6 +37,21 @@ class CTSlice:
         return tuple(self.hu.shape)  # type: ignore[return-value]
 
 
+def resample(ct: CTSlice, size: int) -> CTSlice:
+    """``ct`` resampled to (size, size) pixels (anti-aliased, bilinear), pixel spacing scaled so the field of
+    view is kept; the source header is kept for writing derived series."""
+    from skimage.transform import resize
+
+    if size < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    if ct.hu.shape == (size, size):
+        return ct
+    h, w = ct.hu.shape
+    hu = resize(ct.hu.astype(np.float64), (size, size), order=1, anti_aliasing=True, preserve_range=True)
+    return CTSlice(hu=hu.astype(np.float32), spacing=(ct.spacing[0] * h / size, ct.spacing[1] * w / size),
+                   meta=dict(ct.meta, resampled_from=(h, w)), dataset=ct.dataset, frame=ct.frame, source=ct.source)
+
+
 @dataclass
 class CTSeries:
     """A stack of CT slices from one series, ordered along the slice normal.

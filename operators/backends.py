@@ -28,7 +28,7 @@ class TorchBackend:
         self.geometry, self.model = geometry, model
 
     def _matrices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return MATRICES.get(self.geometry, self.model, x.dtype, x.device)
+        return MATRICES.projection_pair(self.geometry, self.model, x.dtype, x.device)
 
     @staticmethod
     def _work(x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -101,11 +102,15 @@ def system_matrix(geometry: Geometry, model: str = "linear", dtype: torch.dtype 
     crow = torch.zeros(n_rays + 1, dtype=torch.int64, device=device)
     crow[1:] = torch.cumsum(torch.cat(counts), 0)
     col = torch.cat(columns)
+    return csr_matrix(crow, col, torch.cat(values).to(dtype), (n_rays, n_pixels))
+
+
+def csr_matrix(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A CSR tensor with int32 indices when they fit (faster kernels, half the memory)."""
     index_dtype = torch.int32 if col.numel() < 2**31 - 1 else torch.int64
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow.to(index_dtype), col.to(index_dtype),
-                                       torch.cat(values).to(dtype), size=(n_rays, n_pixels),
+        return torch.sparse_csr_tensor(crow.to(index_dtype), col.to(index_dtype), values, size=size,
                                        check_invariants=False)
 
 
@@ -115,27 +120,46 @@ def transpose_csr(matrix: torch.Tensor) -> torch.Tensor:
 
 
 class MatrixCache:
-    """Thread-safe LRU cache of (A, A^T) CSR pairs keyed by geometry, pixel model, dtype and device."""
+    """Thread-safe LRU cache of sparse matrices built from a geometry, keyed by what built them."""
 
-    def __init__(self, max_entries: int = 8) -> None:
+    def __init__(self, max_entries: int = 12) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._entries: dict[tuple, object] = {}
         self._max_entries = max_entries
 
-    def get(self, geometry: Geometry, model: str, dtype: torch.dtype, device: torch.device
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (geometry.key(), model, dtype, str(device))
+    def get_or_build(self, key: tuple, build: Callable[[], object]) -> object:
+        """The cached value for ``key``, building (outside the lock) and storing it on a miss."""
         with self._lock:
             if key in self._entries:
                 self._entries[key] = self._entries.pop(key)
                 return self._entries[key]
-        forward = system_matrix(geometry, model, torch.float64, device)
-        pair = (forward.to(dtype), transpose_csr(forward).to(dtype))
+        value = build()
         with self._lock:
             while len(self._entries) >= self._max_entries:
                 self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = pair
-        return pair
+            self._entries[key] = value
+        return value
+
+    def typed(self, key: tuple, dtype: torch.dtype, device: torch.device | str, build: Callable[[], object]
+              ) -> object:
+        """``build()`` (float64 tensors on ``device``) cast to ``dtype`` and cached under ``key``. The
+        float64 original is kept only when float64 was asked for, to bound memory."""
+        def build_typed():
+            value = build()
+            if isinstance(value, tuple):
+                return tuple(v.to(dtype) for v in value)
+            return value.to(dtype)
+
+        return self.get_or_build((*key, dtype, str(device)), build_typed)
+
+    def projection_pair(self, geometry: Geometry, model: str, dtype: torch.dtype, device: torch.device
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, A^T) as CSR matrices of ``dtype`` on ``device``."""
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
+            forward = system_matrix(geometry, model, torch.float64, device)
+            return forward, transpose_csr(forward)
+
+        return self.typed(("projection", geometry.key(), model), dtype, device, build)
 
     def clear(self) -> None:
         with self._lock:

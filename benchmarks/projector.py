@@ -1,6 +1,7 @@
 """Time forward, adjoint and FBP against scikit-image and ASTRA's CPU projector.
 
-Run: python benchmarks/operators.py [--sizes 256 512] [--views 180] [--batches 1 16] [--repeat 3]
+Run: python benchmarks/projector.py   (named so it does not shadow the operators package)
+ [--sizes 256 512] [--views 180] [--batches 1 16] [--repeat 3]
 Prints a markdown table; system-matrix build time is reported separately (paid once per geometry).
 """
 
