@@ -51,26 +51,32 @@ def hu_to_mu(hu: ArrayT, mu_water: float = MU_WATER) -> ArrayT:
     return np.maximum(mu_water * (1.0 + hu_arr / 1000.0), 0.0).astype(hu_arr.dtype, copy=False)
 
 
-def mu_to_hu(mu: ArrayT, mu_water: float = MU_WATER) -> ArrayT:
-    """Convert linear attenuation (1/mm) to Hounsfield units: ``1000 * (max(mu, 0) / mu_water - 1)``.
+def mu_to_hu(mu: ArrayT, mu_water: float = MU_WATER, clip_negative: bool = True) -> ArrayT:
+    """Convert linear attenuation (1/mm) to Hounsfield units: ``1000 * (mu / mu_water - 1)``.
 
     Parameters
     ----------
-    mu : numpy array or torch tensor, any shape, in 1/mm. Negative values are treated as 0 (air).
+    mu : numpy array or torch tensor, any shape, in 1/mm.
     mu_water : attenuation of water in 1/mm.
+    clip_negative : treat negative attenuation as 0 (air), so the result is >= -1000 HU. Reconstructions
+        pass False, so undershoot (e.g. FBP streaks in air) stays visible and counts in the metrics.
 
     Returns
     -------
-    Same type and shape (floating point), in HU (>= -1000).
+    Same type and shape (floating point), in HU.
     """
     mu_water = _check_mu_water(mu_water)
     if isinstance(mu, torch.Tensor):
         mu_f = mu if mu.is_floating_point() else mu.to(torch.float32)
-        return 1000.0 * (torch.clamp(mu_f, min=0.0) / mu_water - 1.0)
+        if clip_negative:
+            mu_f = torch.clamp(mu_f, min=0.0)
+        return 1000.0 * (mu_f / mu_water - 1.0)
     mu_arr = np.asarray(mu)
     if not np.issubdtype(mu_arr.dtype, np.floating):
         mu_arr = mu_arr.astype(np.float64)
-    return (1000.0 * (np.maximum(mu_arr, 0.0) / mu_water - 1.0)).astype(mu_arr.dtype, copy=False)
+    if clip_negative:
+        mu_arr = np.maximum(mu_arr, 0.0)
+    return (1000.0 * (mu_arr / mu_water - 1.0)).astype(mu_arr.dtype, copy=False)
 
 
 def padding_mask(raw: np.ndarray, padding_value: int | None, padding_limit: int | None = None) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .hu import MU_WATER, hu_to_mu
+from .hu import MU_WATER, hu_to_mu, mu_to_hu
 from .series import CTSlice
 
 #: Lower bound (counts) applied before the log transform.
@@ -49,6 +49,12 @@ class Simulation:
     counts: torch.Tensor | None
     photons: float | None
     pixel_size_mm: float
+
+    @property
+    def reference_hu(self) -> np.ndarray:
+        """float32 (H, W) HU of the object the scan sees (``mu`` back in HU; below -1000 HU became air):
+        the ground truth a reconstruction of this sinogram is scored against."""
+        return np.asarray(mu_to_hu(self.mu.detach().cpu().numpy()), dtype=np.float32)
 
 
 def make_generator(seed: int | torch.Generator | None) -> torch.Generator:

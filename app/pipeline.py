@@ -1,0 +1,169 @@
+"""One slice through the whole pipeline: pick the input, simulate the sparse scan, run methods, score.
+
+Shared by ``sparsect reconstruct``, ``sparsect batch`` and the Streamlit page, so all three compute
+exactly the same thing for the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import data
+from reconstruct import classical, metrics
+from reconstruct.result import Reconstruction
+
+CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "tv")
+NEURAL_METHODS = ("lrnn", "wire", "siren")
+METHODS = CLASSICAL_METHODS + NEURAL_METHODS
+PRESETS = ("preview", "paper", "quality")
+
+
+class InputError(ValueError):
+    """Settings or input the pipeline cannot use; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How the sparse-view scan is simulated from a slice (angles in radians, photons per ray)."""
+
+    views: int = 60
+    arc: float = math.pi
+    photons: float | None = None
+    electronic_noise: float = 0.0
+    det_count: int | None = None
+    seed: int = 0
+    geometry: str = "parallel"
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """How each method runs: iteration budget (None: the method's default), network preset, device."""
+
+    iterations: int | None = None
+    preset: str = "preview"
+    seed: int = 0
+    device: str = "auto"
+    variant: str | None = None
+
+
+@dataclass
+class MethodOutcome:
+    """One method's reconstruction and its scores against the slice it was simulated from."""
+
+    method: str
+    reconstruction: Reconstruction
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def record(self, views: int) -> dict[str, Any]:
+        """The JSON-able summary (keys: method, views, psnr, ssim, rmse_hu, seconds, iterations,
+        parameters, device)."""
+        r = self.reconstruction
+        return {
+            "method": self.method, "views": views,
+            "psnr": round(float(self.metrics["psnr"]), 4), "ssim": round(float(self.metrics["ssim"]), 5),
+            "rmse_hu": round(float(self.metrics["rmse_hu"]), 3), "seconds": round(float(r.seconds), 3),
+            "iterations": int(r.iterations), "parameters": int(r.n_parameters), "device": r.device,
+        }
+
+
+def parse_methods(values: Iterable[str]) -> list[str]:
+    """Method names from repeated and/or comma-separated options, validated, order kept, no repeats."""
+    methods: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            if name not in METHODS:
+                raise InputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+            if name not in methods:
+                methods.append(name)
+    if not methods:
+        raise InputError(f"no method given; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def load_input(source: str, size: int | None = None, index: int | None = None) -> data.CTSlice:
+    """A CT slice from a sample name, a DICOM file or a folder; optionally resampled to size x size.
+
+    Raises :class:`data.DicomError` for unusable files and :class:`InputError` for bad settings.
+    """
+    if size is not None and size < 8:
+        raise InputError(f"--size must be at least 8 pixels, got {size}")
+    if not Path(source).exists():
+        if source in data.samples():
+            return data.load_sample(source, size)
+        raise InputError(f"no such file or folder: {source!r}; give a DICOM file, a folder of DICOM files, "
+                         f"a .zip archive or a sample name ({', '.join(data.samples())})")
+    ct = data.load_slice(source, index=index)
+    return data.resample(ct, size) if size else ct
+
+
+def simulate(ct: data.CTSlice, scan: ScanSettings) -> data.Simulation:
+    """The sparse-view sinogram of ``ct`` under ``scan`` (line integrals of mu [1/mm] * mm)."""
+    if scan.views < 2:
+        raise InputError(f"--views must be at least 2, got {scan.views}")
+    if scan.photons is not None and scan.photons <= 0:
+        raise InputError(f"--photons must be positive, got {scan.photons}")
+    return data.simulate(ct, scan.views, arc=scan.arc, det_count=scan.det_count, photons=scan.photons,
+                         electronic_noise=scan.electronic_noise, seed=scan.seed, geometry=scan.geometry)
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is present, else "cpu"; validates explicit CUDA devices."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+def run_method(method: str, simulation: data.Simulation, pixel_size_mm: float, settings: MethodSettings,
+               callback: Callable[[Any], None] | None = None, stop: Any = None) -> Reconstruction:
+    """Reconstruct ``simulation.sinogram`` with ``method``; the ground truth is never passed in."""
+    device = resolve_device(settings.device)
+    sinogram = simulation.sinogram.to(device)
+    if method in CLASSICAL_METHODS:
+        kwargs: dict[str, Any] = {}
+        if settings.iterations is not None and method != "fbp":
+            kwargs["iterations"] = settings.iterations
+        return classical.reconstruct(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm, **kwargs)
+    if method in NEURAL_METHODS:
+        from reconstruct.neural import reconstruct_neural
+
+        if settings.preset not in PRESETS:
+            raise InputError(f"unknown preset {settings.preset!r}; choose from {', '.join(PRESETS)}")
+        return reconstruct_neural(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm,
+                                  preset=settings.preset, iterations=settings.iterations, seed=settings.seed,
+                                  device=device, variant=settings.variant, callback=callback, stop=stop)
+    raise InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def score(image_hu: np.ndarray, reference_hu: np.ndarray, window: metrics.WindowLike = metrics.DEFAULT_WINDOW
+          ) -> dict[str, float]:
+    """PSNR (dB) and SSIM in ``window``, RMSE in HU, inside the reconstruction circle."""
+    return {key: float(value) for key, value in metrics.compare(image_hu, reference_hu, window).items()}
+
+
+def run_methods(ct: data.CTSlice, methods: list[str], scan: ScanSettings, settings: MethodSettings,
+                on_progress: Callable[[str, Any], None] | None = None) -> tuple[data.Simulation, list[MethodOutcome]]:
+    """Simulate once, then run every method on the same sinogram and score each against the object the scan
+    sees (``simulation.reference_hu``: ``ct`` with anything below -1000 HU as air)."""
+    simulation = simulate(ct, scan)
+    pixel_size_mm = float(ct.spacing[1])
+    outcomes = []
+    for method in methods:
+        callback = (lambda progress, m=method: on_progress(m, progress)) if on_progress else None
+        reconstruction = run_method(method, simulation, pixel_size_mm, settings, callback=callback)
+        outcomes.append(MethodOutcome(method, reconstruction,
+                                      score(reconstruction.image_hu, simulation.reference_hu)))
+    return simulation, outcomes

@@ -1,0 +1,57 @@
+"""The result object shared by every reconstruction method (classical solvers and neural fields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.hu import MU_WATER
+from data.hu import mu_to_hu as _mu_to_hu
+
+
+def mu_to_hu(mu: torch.Tensor | np.ndarray, mu_water: float = MU_WATER) -> torch.Tensor | np.ndarray:
+    """Hounsfield units of a reconstruction, ``1000 * (mu / mu_water - 1)`` with mu in 1/mm, unclipped:
+    negative attenuation (undershoot) maps below -1000 HU. Same type and shape as ``mu``."""
+    return _mu_to_hu(mu, mu_water, clip_negative=False)
+
+
+@dataclass
+class Reconstruction:
+    """Output of one reconstruction run.
+
+    Attributes
+    ----------
+    image_hu : numpy float32, (H, W) for one sinogram or (B, H, W) for a batch, in HU.
+    mu : torch tensor on the computing device, attenuation in 1/mm; (H, W) or (B, 1, H, W), the
+        layout of the input sinogram.
+    method : short method name ("fbp", "sirt", "cgls", "tv", "os_sart", ...).
+    iterations : iterations actually run (0 for direct methods).
+    seconds : wall time of the reconstruction itself, in seconds.
+    curve : per-iteration convergence values (the method documents which: data residual or objective).
+    parameters : the settings used (including defaults that were resolved from the data).
+    device : torch device string the computation ran on.
+    n_parameters : number of trainable parameters (0 for classical methods).
+    """
+
+    image_hu: np.ndarray
+    mu: torch.Tensor
+    method: str
+    iterations: int = 0
+    seconds: float = 0.0
+    curve: list[float] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    n_parameters: int = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``image_hu``."""
+        return tuple(self.image_hu.shape)
+
+    def summary(self) -> str:
+        """One line: method, iterations, time and device."""
+        return (f"{self.method}: {self.iterations} iterations, {self.seconds:.2f} s on {self.device}, "
+                f"image {self.shape}")

@@ -1,0 +1,316 @@
+"""Classical reconstructions against theory, float64 references and independent solvers."""
+
+import math
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from pydicom.data import get_testdata_file
+from scipy.optimize import minimize, nnls
+from skimage.data import shepp_logan_phantom
+from skimage.transform import resize
+
+import operators
+from reconstruct import classical, metrics
+from reconstruct.result import MU_WATER, Reconstruction
+
+
+def _hu_to_mu(hu):
+    return np.maximum(MU_WATER * (1.0 + np.asarray(hu, np.float64) / 1000.0), 0.0)
+
+
+def _mu_to_hu(mu):
+    return 1000.0 * (np.asarray(mu, np.float64) / MU_WATER - 1.0)
+
+
+def _simulate(hu, geometry, pixel_size_mm=1.0):
+    """Line integrals (mm) of an HU image through the operators' projector, float64."""
+    mu = torch.tensor(_hu_to_mu(hu) * pixel_size_mm)
+    return operators.Radon(geometry)(mu).float(), _mu_to_hu(_hu_to_mu(hu))
+
+
+def _dense(geometry):
+    """The projector as a dense float64 matrix (rays x pixels)."""
+    h, w = geometry.image_size
+    basis = torch.eye(h * w, dtype=torch.float64).reshape(h * w, h, w)
+    return operators.Radon(geometry)(basis[:, None]).reshape(h * w, -1).T.numpy()
+
+
+def _small_problem(n=16, views=45, noise=0.02, seed=0):
+    geometry = operators.ParallelBeam.sparse(views, (n, n))
+    matrix = _dense(geometry)
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    truth = 0.02 * (xx ** 2 + yy ** 2 < (0.4 * n) ** 2) + 0.01 * ((xx - 2) ** 2 + (yy + 1) ** 2 < 4)
+    y = matrix @ truth.ravel()
+    y = y + np.random.default_rng(seed).normal(0, noise * y.std(), y.shape)
+    return geometry, matrix, truth, y, torch.tensor(y.reshape(geometry.sinogram_shape), dtype=torch.float32)
+
+
+def _shepp_logan_hu(n):
+    return (resize(shepp_logan_phantom(), (n, n), anti_aliasing=True) * 2000.0 - 1000.0).astype(np.float32)
+
+
+def _ct_small_hu():
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    return (ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small images run fastest single-threaded (and do not fight over the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------------------------
+# FBP against the analytic Radon transform of a disk
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["parallel", "fan"])
+@pytest.mark.parametrize("pixel_size_mm", [1.0, 0.5])
+def test_fbp_of_analytic_disk(kind, pixel_size_mm):
+    n, radius, mu = 64, 20.0, 0.0192 * 1.2  # 200 HU disk, radius in pixels
+    if kind == "parallel":
+        geometry = operators.ParallelBeam.sparse(180, (n, n))
+    else:
+        geometry = operators.FanBeam.sparse(360, (n, n))
+    points, directions = geometry.rays()
+    distance = (points[..., 0] * directions[..., 1] - points[..., 1] * directions[..., 0]).abs()
+    chord_mm = 2.0 * torch.sqrt(torch.clamp(radius ** 2 - distance ** 2, min=0)) * pixel_size_mm
+    sinogram = (mu * chord_mm).float()
+    result = classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    r = np.hypot(xx, yy)
+    inside, outside = r < 0.7 * radius, (r > 1.3 * radius) & (r < 0.45 * n)
+    assert result.mu.shape == (n, n) and result.image_hu.shape == (n, n)
+    assert float(result.mu[torch.from_numpy(inside)].mean()) == pytest.approx(mu, rel=0.01)
+    assert result.image_hu[inside].mean() == pytest.approx(200.0, abs=15.0)
+    assert result.image_hu[outside].mean() == pytest.approx(-1000.0, abs=15.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# CGLS / SIRT / OS-SART
+# ----------------------------------------------------------------------------------------------------
+
+def test_cgls_converges_to_least_squares():
+    geometry, matrix, _, y, y4 = _small_problem()
+    reference = np.linalg.lstsq(matrix, y, rcond=None)[0]
+    result = classical.cgls(y4, geometry, iterations=400, nonnegative=False, tol=1e-7)
+    error = np.abs(result.mu.numpy().ravel() - reference).max() / np.abs(reference).max()
+    assert error < 3e-3
+    assert result.method == "cgls" and result.n_parameters == 0 and result.iterations <= 400
+
+
+def test_sirt_matches_float64_formula_and_is_fejer_monotone():
+    geometry, matrix, _, y, y4 = _small_problem()
+    row_sums, column_sums = matrix.sum(1), matrix.sum(0)
+    row = np.where(row_sums > 1e-6, 1.0 / np.maximum(row_sums, 1e-6), 0.0)
+    column = np.where(column_sums > 1e-6, 1.0 / np.maximum(column_sums, 1e-6), 0.0)
+    x = np.zeros(matrix.shape[1])
+    for _ in range(20):
+        x = np.maximum(x + column * (matrix.T @ (row * (y - matrix @ x))), 0.0)
+    result = classical.sirt(y4, geometry, iterations=20)
+    np.testing.assert_allclose(result.mu.numpy().ravel(), x, atol=1e-5 * np.abs(x).max())
+
+    # Projected gradient descent in the C^-1 metric: the C^-1 distance to the weighted NNLS solution
+    # never grows.
+    weight = np.sqrt(row)
+    solution = nnls(weight[:, None] * matrix, weight * y)[0]
+    distances = []
+    for iterations in (5, 50, 500):
+        xk = classical.sirt(y4, geometry, iterations=iterations).mu.numpy().ravel().astype(np.float64)
+        distances.append(np.sqrt(np.sum((xk - solution) ** 2 / np.maximum(column, 1e-12))))
+    assert distances[0] > distances[1] > distances[2]
+
+
+@pytest.mark.parametrize("method", ["sirt", "cgls"])
+def test_data_residual_decreases_monotonically(method):
+    n = 64
+    geometry = operators.ParallelBeam.sparse(16, (n, n))
+    sinogram, _ = _simulate(_shepp_logan_hu(n), geometry)
+    A64 = operators.Radon(geometry)
+    y64 = sinogram.double()
+    residuals = []
+    for iterations in (1, 2, 4, 8, 16):
+        result = getattr(classical, method)(sinogram, geometry, iterations=iterations, nonnegative=False)
+        residuals.append(float((A64(result.mu.double()) - y64).norm()))
+        if iterations == 16:
+            curve = np.array(result.curve)
+            assert len(curve) == 16
+            assert curve[-1] == pytest.approx(residuals[-1], rel=1e-3)
+    assert all(b < a for a, b in zip(residuals, residuals[1:], strict=False))
+    assert np.all(np.diff(curve) <= 1e-6 * curve[0])
+
+
+def test_os_sart_matches_float64_formula_and_beats_sirt_per_epoch():
+    geometry, matrix, truth, y, y4 = _small_problem(noise=0.0)
+    n_angles, det = geometry.sinogram_shape
+    subsets = 5
+    row_sums = matrix.sum(1)
+    row = np.where(row_sums > 1e-6, 1.0 / np.maximum(row_sums, 1e-6), 0.0)
+    view = np.repeat(np.arange(n_angles), det)
+    x = np.zeros(matrix.shape[1])
+    order = [0, 4, 2, 1, 3]  # bit-reversed order of 0..4 with 3 bits, sorted
+    for _ in range(2):
+        for s in order:
+            mask = (view % subsets == s).astype(np.float64)
+            column_sums = matrix.T @ mask
+            column = np.where(column_sums > 1e-6, 1.0 / np.maximum(column_sums, 1e-6), 0.0)
+            x = np.maximum(x + column * (matrix.T @ (mask * row * (y - matrix @ x))), 0.0)
+    result = classical.os_sart(y4, geometry, iterations=2, subsets=subsets)
+    np.testing.assert_allclose(result.mu.numpy().ravel(), x, atol=1e-5 * np.abs(x).max())
+
+    os_error = np.linalg.norm(classical.os_sart(y4, geometry, iterations=20, subsets=9).mu.numpy().ravel()
+                              - truth.ravel())
+    sirt_error = np.linalg.norm(classical.sirt(y4, geometry, iterations=20).mu.numpy().ravel() - truth.ravel())
+    assert os_error < 0.5 * sirt_error
+
+
+# ----------------------------------------------------------------------------------------------------
+# TV
+# ----------------------------------------------------------------------------------------------------
+
+def _forward_differences(image):
+    g = np.zeros((2, *image.shape))
+    g[0, :-1] = image[1:] - image[:-1]
+    g[1, :, :-1] = image[:, 1:] - image[:, :-1]
+    return g
+
+
+def _divergence_adjoint(g):
+    out = np.zeros(g.shape[1:])
+    out[:-1] -= g[0, :-1]
+    out[1:] += g[0, :-1]
+    out[:, :-1] -= g[1, :, :-1]
+    out[:, 1:] += g[1, :, :-1]
+    return out
+
+
+def test_tv_reaches_the_objective_of_an_independent_solver():
+    n = 12
+    geometry, matrix, _, y, y4 = _small_problem(n=n, views=30, noise=0.05)
+    lam = 0.05
+
+    def objective(x, eps=0.0):
+        residual = matrix @ x - y
+        g = _forward_differences(x.reshape(n, n))
+        magnitude = np.sqrt((g ** 2).sum(0) + eps ** 2)
+        return 0.5 * residual @ residual + lam * magnitude.sum(), residual, g, magnitude
+
+    def smooth(x):
+        value, residual, g, magnitude = objective(x, eps=1e-6)
+        return value, matrix.T @ residual + lam * _divergence_adjoint(g / magnitude).ravel()
+
+    reference = minimize(smooth, np.zeros(n * n), jac=True, method="L-BFGS-B", bounds=[(0, None)] * (n * n),
+                         options={"maxiter": 5000, "maxfun": 10000, "ftol": 1e-15, "gtol": 1e-12}).x
+    result = classical.tv(y4, geometry, lam=lam, iterations=600, tol=0)
+    x = result.mu.numpy().ravel().astype(np.float64)
+    ours, best = objective(x)[0], objective(reference)[0]
+    assert ours <= best * (1 + 1e-3)
+    assert np.abs(x - reference).max() < 0.02 * reference.max()
+    assert result.curve[-1] == pytest.approx(ours, rel=1e-3)
+    assert result.parameters["lam"] == pytest.approx(lam)
+    assert (x >= 0).all()
+
+
+def test_tv_without_regularisation_is_nonnegative_least_squares():
+    geometry, matrix, _, y, y4 = _small_problem(n=12, views=30, noise=0.05)
+    reference = nnls(matrix, y)[0]
+    result = classical.tv(y4, geometry, lam=0.0, iterations=1500, tol=0, init="zeros")
+    assert np.abs(result.mu.numpy().ravel() - reference).max() < 0.02 * reference.max()
+
+
+@pytest.mark.parametrize("kind", ["parallel", "fan"])
+def test_tv_beats_fbp_on_shepp_logan_16_views(kind):
+    n = 64
+    geometry = (operators.ParallelBeam.sparse(16, (n, n)) if kind == "parallel"
+                else operators.FanBeam.sparse(16, (n, n)))
+    sinogram, reference = _simulate(_shepp_logan_hu(n), geometry)
+    gain = (metrics.psnr(classical.tv(sinogram, geometry).image_hu, reference, mask="circle")
+            - metrics.psnr(classical.fbp(sinogram, geometry).image_hu, reference, mask="circle"))
+    assert gain >= 3.0
+
+
+def test_tv_beats_fbp_on_ct_small_30_views():
+    hu = _ct_small_hu()
+    pixel_size = 0.661468
+    geometry = operators.ParallelBeam.sparse(30, hu.shape)
+    sinogram, reference = _simulate(hu, geometry, pixel_size)
+    results = {name: getattr(classical, name)(sinogram, geometry, pixel_size_mm=pixel_size)
+               for name in ("fbp", "sirt", "tv")}
+    scores = {name: metrics.compare(r.image_hu, reference) for name, r in results.items()}
+    assert scores["tv"]["psnr"] >= scores["fbp"]["psnr"] + 3.0
+    assert scores["tv"]["ssim"] > scores["fbp"]["ssim"] + 0.05
+    assert scores["sirt"]["psnr"] > scores["fbp"]["psnr"]
+    assert scores["tv"]["rmse_hu"] < scores["fbp"]["rmse_hu"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# layout, batches, errors
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,kwargs", [("fbp", {}), ("sirt", {"iterations": 10}),
+                                           ("cgls", {"iterations": 8, "tol": 0.0}),
+                                           ("os_sart", {"iterations": 2, "subsets": 4}),
+                                           ("tv", {"iterations": 30, "tol": 0.0})])
+def test_batches_match_single_sinograms(method, kwargs):
+    n = 32
+    geometry = operators.ParallelBeam.sparse(12, (n, n))
+    first, _ = _simulate(_shepp_logan_hu(n), geometry)
+    second, _ = _simulate(_shepp_logan_hu(n)[::-1].copy() * 0.5, geometry)
+    batch = torch.stack([first, second])[:, None]
+    together = classical.reconstruct(method, batch, operators.Radon(geometry), pixel_size_mm=0.8, **kwargs)
+    assert isinstance(together, Reconstruction)
+    assert together.image_hu.shape == (2, n, n) and together.image_hu.dtype == np.float32
+    assert together.mu.shape == (2, 1, n, n) and together.mu.dtype == torch.float32
+    assert together.device == "cpu" and together.method == method and together.seconds >= 0
+    for index, single in enumerate((first, second)):
+        alone = classical.reconstruct(method, single.numpy(), geometry, pixel_size_mm=0.8, **kwargs)
+        assert alone.image_hu.shape == (n, n)
+        np.testing.assert_allclose(together.image_hu[index], alone.image_hu, atol=2.0)  # float32 CG rounding
+    np.testing.assert_allclose(together.image_hu, _mu_to_hu(together.mu[:, 0].numpy()), atol=1e-2)
+
+
+def test_default_tv_lambda_scales_with_the_data():
+    geometry = operators.ParallelBeam.sparse(10, (32, 32))
+    sinogram, _ = _simulate(_shepp_logan_hu(32), geometry)
+    base = float(classical.default_tv_lambda(sinogram, geometry))
+    expected = classical.TV_LAMBDA_FACTOR * float(operators.Radon(geometry).adjoint(sinogram).abs().max()) / 32
+    assert base == pytest.approx(expected, rel=1e-5)
+    assert float(classical.default_tv_lambda(3 * sinogram, geometry)) == pytest.approx(3 * base, rel=1e-5)
+
+
+def test_invalid_inputs_raise():
+    geometry = operators.ParallelBeam.sparse(8, (16, 16))
+    good = torch.zeros(geometry.sinogram_shape)
+    with pytest.raises(ValueError):
+        classical.fbp(torch.zeros(8, 5), geometry)
+    with pytest.raises(ValueError):
+        classical.sirt(torch.zeros(1, 2, *geometry.sinogram_shape), geometry)
+    with pytest.raises(ValueError):
+        classical.fbp(good, geometry, pixel_size_mm=-1.0)
+    with pytest.raises(ValueError):
+        classical.cgls(good, geometry, iterations=0)
+    with pytest.raises(ValueError):
+        classical.tv(good, geometry, init="random")
+    with pytest.raises(ValueError):
+        classical.reconstruct("art", good, geometry)
+    with pytest.raises(TypeError):
+        classical.fbp(good, "parallel")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    n = 64
+    geometry = operators.ParallelBeam.sparse(16, (n, n))
+    sinogram, _ = _simulate(_shepp_logan_hu(n), geometry)
+    for method, kwargs in (("fbp", {}), ("sirt", {"iterations": 20}), ("cgls", {"iterations": 10}),
+                           ("tv", {"iterations": 50, "tol": 0.0})):
+        cpu = classical.reconstruct(method, sinogram, geometry, **kwargs)
+        gpu = classical.reconstruct(method, sinogram.cuda(), geometry, **kwargs)
+        assert gpu.device.startswith("cuda") and gpu.mu.is_cuda
+        np.testing.assert_allclose(gpu.image_hu, cpu.image_hu, atol=1.0)
+        assert math.isfinite(gpu.seconds)
