@@ -21,6 +21,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest

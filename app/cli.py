@@ -151,12 +151,9 @@ def app(
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        from app.batch import register
+    from app.batch import register
 
-        register(cli)
-    except ImportError:
-        pass
+    register(cli)
     cli()
 
 

@@ -1,0 +1,319 @@
+"""``sparsect batch IN_DIR OUT_DIR``: reconstruct every CT series under a folder, restartably.
+
+Exit codes: 0 every unit succeeded (and, for shard 1 or unsharded runs, every input file was usable);
+3 some units failed or some input files were skipped (see ``failures.jsonl``); 2 the job could not start
+(bad options, unreadable IN_DIR, OUT_DIR inside IN_DIR, Ray missing); 130/143 stopped by SIGINT/SIGTERM
+after the current unit (run the same command again to finish).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+EXIT_OK = 0
+EXIT_CANNOT_START = 2
+EXIT_FAILURES = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143
+
+
+class CannotStart(Exception):
+    """The batch cannot start; the message says why."""
+
+
+def _value(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (not text or any(c in text for c in ' ="\n\t')) else text
+
+
+class Log:
+    """Structured (logfmt) log lines on stderr: ``ts=... level=info event=unit.done unit=... seconds=...``."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, event: str, level: str = "info", **fields: Any) -> None:
+        ts = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        parts = [f"ts={ts}", f"level={level}", f"event={event}"]
+        parts += [f"{key}={_value(value)}" for key, value in fields.items() if value is not None]
+        self.console.print(" ".join(parts), markup=False, highlight=False, soft_wrap=True)
+
+
+def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None = None,
+              methods: list[str] | None = None, preset: str = "preview", iterations: int | None = None,
+              photons: float | None = None, seed: int = 0, slices: str = "all", device: str = "auto",
+              anonymize: bool = False, workers: int = 0, batch_size: int = 0, shard: str | None = None,
+              executor: str = "local", ray_address: str | None = None, dry_run: bool = False, quiet: bool = False,
+              console: Console | None = None, stdout: Console | None = None) -> int:
+    """Run (or with ``dry_run`` list) the batch; returns the exit code (see the module docstring)."""
+    console = console or Console(stderr=True)
+    if stdout is None:
+        stdout = Console()
+        if not stdout.is_terminal:  # logs and CI: room for the table
+            stdout.width = 120
+    log = Log(console)
+    try:
+        return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, iterations, photons,
+                    seed, slices, device, anonymize, workers, batch_size, shard, executor, ray_address, dry_run,
+                    quiet, console, stdout, log)
+    except CannotStart as error:
+        log("run.error", level="error", reason=str(error))
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        return EXIT_CANNOT_START
+
+
+def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
+              iterations: int | None, photons: float | None, slices: str, device: str, workers: int,
+              batch_size: int, shard: str | None, executor: str) -> tuple[Any, tuple[int, int], str]:
+    from app import batch_exec, batch_work, pipeline
+
+    try:
+        settings = batch_work.BatchSettings(
+            views=tuple(batch_work.parse_views(views)), methods=tuple(pipeline.parse_methods(methods)),
+            slices=batch_work.check_slices(slices), preset=preset, iterations=iterations, photons=photons)
+        k_n = batch_work.parse_shard(shard)
+        if preset not in pipeline.PRESETS:
+            raise pipeline.InputError(f"unknown --preset {preset!r}; choose from {', '.join(pipeline.PRESETS)}")
+        if iterations is not None and iterations < 1:
+            raise pipeline.InputError(f"--iterations must be at least 1, got {iterations}")
+        if photons is not None and not photons > 0:
+            raise pipeline.InputError(f"--photons must be positive, got {photons}")
+        if workers < 0 or batch_size < 0:
+            raise pipeline.InputError("--workers and --batch-size must be >= 0 (0: automatic)")
+        if executor not in ("local", "ray"):
+            raise pipeline.InputError(f"--executor must be local or ray, got {executor!r}")
+        if executor == "ray":
+            if not batch_exec.ray_available():
+                raise CannotStart("--executor ray needs Ray: pip install 'sparsect[distributed]'")
+            if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+                raise pipeline.InputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+            resolved = device
+        else:
+            resolved = pipeline.resolve_device(device)
+    except (batch_work.PlanError, pipeline.InputError) as error:
+        raise CannotStart(str(error)) from None
+    if not in_dir.exists():
+        raise CannotStart(f"IN_DIR {str(in_dir)!r} does not exist")
+    if not in_dir.is_dir():
+        raise CannotStart(f"IN_DIR {str(in_dir)!r} is not a folder")
+    try:
+        next(in_dir.iterdir(), None)
+    except OSError as error:
+        raise CannotStart(f"cannot read IN_DIR {str(in_dir)!r}: {error.strerror or error}") from None
+    src, dst = in_dir.resolve(), out_dir.resolve()
+    if dst == src or src in dst.parents:
+        raise CannotStart("OUT_DIR must not be IN_DIR or inside it (outputs would be read as inputs)")
+    if dst in src.parents:
+        raise CannotStart("IN_DIR must not be inside OUT_DIR")
+    return settings, k_n, resolved
+
+
+def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str, iterations: int | None,
+         photons: float | None, seed: int, slices: str, device: str, anonymize: bool, workers: int,
+         batch_size: int, shard: str | None, executor: str, ray_address: str | None, dry_run: bool, quiet: bool,
+         console: Console, stdout: Console, log: Log) -> int:
+    import dataclasses
+
+    import data
+    from app import batch_exec, batch_work
+
+    settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, iterations, photons, slices,
+                                         device, workers, batch_size, shard, executor)
+    settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
+    run_version = batch_work.version()
+    started = time.perf_counter()
+    log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
+        methods=",".join(settings.methods), slices=settings.slices, shard=f"{k}/{n}", executor=executor,
+        device=device, version=run_version)
+    try:
+        scan = data.scan(in_dir)
+    except (data.DicomError, OSError) as error:
+        raise CannotStart(f"cannot scan IN_DIR: {error}") from None
+    if not scan.series and not scan.skipped:
+        raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
+    units, problems = batch_work.plan(scan.series, in_dir, settings)
+    input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped]
+    input_failures += [{"kind": "input", "file": name, "reason": reason} for name, reason in problems]
+    mine = batch_work.shard(units, k, n)
+    store = batch_work.Store(out_dir, in_dir, settings)
+    fingerprints = {u.id: store.fingerprint(u, scan.series[u.series_index]) for u in mine}
+    todo = [u for u in mine if not store.is_done(u, fingerprints[u.id])]
+    log("run.plan", series=len(scan.series), skipped_inputs=len(input_failures), units=len(units),
+        shard_units=len(mine), already_done=len(mine) - len(todo), todo=len(todo))
+
+    if dry_run:
+        pending = {u.id for u in todo}
+        for unit in mine:
+            status = "todo" if unit.id in pending else "done"
+            stdout.file.write(f"{status}\t{unit.out_rel}\t{unit.series_uid}\t{_describe(unit)}\t"
+                              f"views={unit.views}\tmethod={unit.method}\n")  # tab-separated, for scripts
+        stdout.file.flush()
+        for failure in input_failures:
+            log("input.skipped", level="warning", file=failure["file"], reason=failure["reason"])
+        return EXIT_OK
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store.prepare(mine)
+    except OSError as error:
+        raise CannotStart(f"cannot write OUT_DIR {str(out_dir)!r}: {error.strerror or error}") from None
+    for failure in input_failures:
+        log("input.skipped", level="warning", file=failure["file"], reason=failure["reason"])
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        stop.set()
+        log("run.stopping", level="warning", signal=signal.Signals(signum).name,
+            detail="finishing the current unit; run the same command again to resume")
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+
+    extra = {"version": run_version, "in_dir": str(in_dir), "settings": dataclasses.asdict(settings)}
+    failed: list[str] = []
+    completed = 0
+
+    def jobs():
+        for unit in todo:
+            series = scan.series[unit.series_index]
+            yield unit, (lambda u=unit, s=series: batch_work.make_payload(u, s, settings, device, batch_size))
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("units"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    progress = Progress(*columns, console=console, disable=quiet, transient=False)
+    task = progress.add_task("batch", total=len(todo))
+
+    def on_result(unit: Any, result: dict[str, Any]) -> None:
+        nonlocal completed
+        series = scan.series[unit.series_index]
+        if result.get("ok"):
+            try:
+                rows = store.commit(unit, series, result, fingerprints[unit.id], run_version)
+                completed += 1
+                mean = sum(r["psnr"] for r in rows) / len(rows)
+                log("unit.done", unit=unit.out_rel, series=unit.series_uid, slices=len(rows),
+                    psnr=f"{mean:.2f}", seconds=f"{sum(r['seconds'] for r in rows):.2f}", device=rows[0]["device"],
+                    batch=result.get("batch_size"))
+            except Exception as error:  # e.g. disk full while writing: record it, go on
+                result = {"ok": False, "error": f"writing outputs failed: {type(error).__name__}: {error}"}
+        if not result.get("ok"):
+            failed.append(unit.id)
+            store.fail(unit, series.sources[0], result["error"])
+            log("unit.failed", level="error", unit=unit.out_rel, file=series.sources[0], reason=result["error"])
+        store.rebuild(input_failures, extra)
+        progress.advance(task)
+
+    interrupted = False
+    try:
+        with progress:
+            if executor == "ray":
+                batch_exec.run_ray(jobs(), on_result, stop.is_set, ray_address, device, workers, log)
+            else:
+                devices = None
+                count = workers or 1
+                if device == "cuda" and not workers:  # auto: one process per GPU
+                    import torch
+
+                    count = torch.cuda.device_count()
+                if device == "cuda" and count > 1:
+                    import torch
+
+                    devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(count)]
+                if count > 1 and len(todo) > 1:
+                    batch_exec.run_pool(jobs(), on_result, stop.is_set, count, devices)
+                else:
+                    batch_exec.run_inline(jobs(), on_result, stop.is_set)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    summary = store.rebuild(input_failures, dict(extra, seconds=round(time.perf_counter() - started, 2)))
+    if not quiet:
+        _print_summary(stdout, summary, completed, len(mine) - len(todo), len(failed))
+    counted_inputs = input_failures if k == 1 else []
+    if interrupted or received:
+        code = 128 + (received[0] if received else signal.SIGINT)
+        log("run.interrupted", level="warning", done=completed, remaining=len(todo) - completed - len(failed),
+            exit_code=code)
+        return code
+    code = EXIT_FAILURES if (failed or counted_inputs) else EXIT_OK
+    log("run.end", done=completed, already_done=len(mine) - len(todo), failed=len(failed),
+        skipped_inputs=len(input_failures), seconds=f"{time.perf_counter() - started:.1f}", exit_code=code)
+    return code
+
+
+def _describe(unit: Any) -> str:
+    return f"slices={unit.slices[0]}-{unit.slices[-1]}" if len(unit.slices) > 1 else f"slices={unit.slices[0]}"
+
+
+def _print_summary(stdout: Console, summary: dict[str, Any], done: int, skipped: int, failed: int) -> None:
+    table = Table(title="sparse-view batch: mean +- sd per method and view count")
+    for column in ("method", "views", "slices", "PSNR dB", "SSIM", "RMSE HU", "s/slice"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for g in summary["groups"]:
+        table.add_row(g["method"], str(g["views"]), str(g["slices"]),
+                      f"{g['psnr']['mean']:.2f} +- {g['psnr']['sd']:.2f}",
+                      f"{g['ssim']['mean']:.4f} +- {g['ssim']['sd']:.4f}",
+                      f"{g['rmse_hu']['mean']:.1f} +- {g['rmse_hu']['sd']:.1f}", f"{g['seconds']['mean']:.2f}")
+    stdout.print(table)
+    stdout.print(f"units: {done} done, {skipped} already done, {failed} failed; "
+                 f"{summary['failures']} failure(s) recorded in failures.jsonl", highlight=False)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add the ``batch`` command to the ``sparsect`` app."""
+
+    @cli.command()
+    def batch(
+        in_dir: Annotated[Path, typer.Argument(help="Folder searched recursively for CT series (DICOM, .zip).")],
+        out_dir: Annotated[Path, typer.Argument(help="Output folder (mirrors IN_DIR's layout); reused to resume.")],
+        views: Annotated[list[str], typer.Option(help="View counts; repeat or comma-separate, e.g. 30,60.")
+                         ] = ["60"],  # noqa: B006
+        methods: Annotated[list[str], typer.Option(
+            "--methods", "-m", help="fbp, sirt, cgls, tv, lrnn, wire, siren; repeat or comma-separate.")
+        ] = ["fbp"],  # noqa: B006
+        preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
+        iterations: Annotated[int | None, typer.Option(help="Iteration budget (default: per method).")] = None,
+        photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).")] = None,
+        seed: Annotated[int, typer.Option(help="Seed for the noise (plus the slice index) and the networks.")] = 0,
+        slices: Annotated[str, typer.Option(help="all, middle, N or N-M (0-based, inclusive).")] = "all",
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+        anonymize: Annotated[bool, typer.Option(help="De-identify the derived DICOM (PS3.15 basic profile).")
+                             ] = False,
+        workers: Annotated[int, typer.Option(help="Worker processes (0: one per GPU, else 1).")] = 0,
+        batch_size: Annotated[int, typer.Option(help="Slices fitted at once (0: from free GPU memory).")] = 0,
+        shard: Annotated[str | None, typer.Option(help="K/N: do only share K (1-based) of N, for array jobs.")
+                         ] = None,
+        executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")
+                               ] = None,
+        dry_run: Annotated[bool, typer.Option(help="List the work units (todo/done) and exit.")] = False,
+        quiet: Annotated[bool, typer.Option(help="No progress bar or table: only the structured log lines.")
+                         ] = False,
+    ) -> None:
+        """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
+        failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume)."""
+        code = run_batch(in_dir, out_dir, views=views, methods=methods, preset=preset, iterations=iterations,
+                         photons=photons, seed=seed, slices=slices, device=device, anonymize=anonymize,
+                         workers=workers, batch_size=batch_size, shard=shard, executor=executor,
+                         ray_address=ray_address, dry_run=dry_run, quiet=quiet)
+        raise typer.Exit(code)

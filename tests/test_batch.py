@@ -1,0 +1,243 @@
+"""``sparsect batch``: outputs for CT only, recorded failures, exit codes, kill-and-resume, shards, dry run, Ray."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+from rich.console import Console
+
+from app import batch, batch_work
+
+ROOT = Path(__file__).resolve().parents[1]
+# 2 series (3 + 2 slices of 128x128) x 2 view counts x 2 methods = 8 units; a few seconds on 2 cores.
+OPTIONS = {"views": ["16,20"], "methods": ["fbp", "tv"], "iterations": 5, "device": "cpu"}
+CLI_OPTIONS = ["--views", "16,20", "--methods", "fbp,tv", "--iterations", "5", "--device", "cpu", "--quiet"]
+BAD_FILES = {"mr.dcm", "truncated.dcm", "notes.txt"}
+
+
+def _write_series(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    series_uid = generate_uid()
+    for i in range(n):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = i + 1
+        position = [float(v) for v in ds.ImagePositionPatient]
+        position[2] += 5.0 * i
+        ds.ImagePositionPatient = position
+        ds.SliceLocation = position[2]
+        pixels = ds.pixel_array
+        ds.PixelData = np.roll(pixels, 9 * i, axis=1).astype(pixels.dtype).tobytes()
+        ds.save_as(folder / f"{i:03d}.dcm", enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """Two small CT series, an MR file, a truncated DICOM and a text file."""
+    root = tmp_path_factory.mktemp("batch") / "in"
+    _write_series(root / "patient1" / "ct_a", 3)
+    _write_series(root / "patient2" / "ct_b", 2)
+    misc = root / "misc"
+    misc.mkdir()
+    shutil.copy(get_testdata_file("MR_small.dcm"), misc / "mr.dcm")
+    raw = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (misc / "truncated.dcm").write_bytes(raw[: len(raw) // 2])
+    (misc / "notes.txt").write_text("not a DICOM file\n")
+    return root
+
+
+def _run(in_dir: Path, out_dir: Path, **kwargs) -> tuple[int, str, str]:
+    err, out = io.StringIO(), io.StringIO()
+    code = batch.run_batch(in_dir, out_dir, console=Console(file=err, width=200),
+                           stdout=Console(file=out, width=200), **kwargs)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory) -> Path:
+    """An uninterrupted run with OPTIONS."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    code, _, err = _run(inputs, out, quiet=True, **OPTIONS)
+    assert code == batch.EXIT_FAILURES, err
+    return out
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "metrics.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _comparable(out: Path) -> list[tuple]:
+    return [tuple(r[k] for k in ("series", "slice", "views", "method", "psnr", "ssim", "rmse_hu")) for r in _rows(out)]
+
+
+def _images(out: Path) -> dict[str, list[np.ndarray]]:
+    """Derived series (folder relative to OUT_DIR -> pixel arrays in instance order)."""
+    result = {}
+    for folder in sorted({p.parent for p in out.rglob("*.dcm")}):
+        datasets = sorted((pydicom.dcmread(p) for p in folder.glob("*.dcm")), key=lambda d: int(d.InstanceNumber))
+        result[folder.relative_to(out).as_posix()] = [d.pixel_array for d in datasets]
+    return result
+
+
+def _no_partial_files(out: Path) -> None:
+    visible = [p for p in out.rglob("*") if ".sparsect" not in p.parts]
+    assert not [p for p in visible if p.name.startswith(".") or p.suffix in (".part", ".tmp")]
+    for name in ("metrics.csv", "metrics.jsonl", "failures.jsonl"):
+        if (out / name).exists():
+            assert (out / name).read_bytes().endswith(b"\n") or (out / name).stat().st_size == 0
+    for line in (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []:
+        json.loads(line)
+
+
+def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
+    rows = _rows(reference)
+    assert len(rows) == (3 + 2) * 2 * 2
+    assert set(rows[0]) == set(batch_work.COLUMNS)
+    assert {r["method"] for r in rows} == {"fbp", "tv"} and {r["views"] for r in rows} == {"16", "20"}
+    assert all(float(r["psnr"]) > 20 and 0 < float(r["ssim"]) <= 1 for r in rows)
+    assert len((reference / "metrics.jsonl").read_text().splitlines()) == len(rows)
+    images = _images(reference)
+    assert sorted(images) == [f"patient{p}/ct_{s}/{m}_{v}v" for p, s in ((1, "a"), (2, "b"))
+                              for m in ("fbp", "tv") for v in (16, 20)]
+    assert all(len(v) == (3 if "ct_a" in k else 2) and v[0].shape == (128, 128) for k, v in images.items())
+    assert all((reference / f"{k}.png").is_file() for k in images)
+    assert not (reference / "misc").exists()
+    failures = [json.loads(line) for line in (reference / "failures.jsonl").read_text().splitlines()]
+    assert {Path(f["file"]).name for f in failures} == BAD_FILES
+    reasons = {Path(f["file"]).name: f["reason"] for f in failures}
+    assert "not CT" in reasons["mr.dcm"] and "truncated" in reasons["truncated.dcm"]
+    assert "not a DICOM file" in reasons["notes.txt"]
+    summary = json.loads((reference / "summary.json").read_text())
+    assert {(g["method"], g["views"]) for g in summary["groups"]} == {(m, v) for m in ("fbp", "tv") for v in (16, 20)}
+    assert summary["rows"] == len(rows) and summary["failures"] == 3
+    _no_partial_files(reference)
+
+
+def test_rerun_skips_done_units_without_duplicates(inputs, reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    code, stdout, err = _run(inputs, out, **OPTIONS)
+    assert code == batch.EXIT_FAILURES
+    assert "already_done=8 todo=0" in err and "units: 0 done, 8 already done, 0 failed" in stdout
+    assert _rows(out) == _rows(reference)
+
+
+def test_exit_codes(inputs, tmp_path):
+    clean = tmp_path / "clean"
+    shutil.copytree(inputs / "patient2", clean)
+    assert _run(clean, tmp_path / "o1", views=["16"], methods=["fbp"], device="cpu", quiet=True)[0] == batch.EXIT_OK
+    assert len(_rows(tmp_path / "o1")) == 2
+    for kwargs in ({"views": ["1"]}, {"methods": ["nope"]}, {"slices": "3-1"}, {"shard": "3/2"},
+                   {"executor": "spark"}, {"device": "tpu"}):
+        code, _, err = _run(clean, tmp_path / "o2", **kwargs)
+        assert code == batch.EXIT_CANNOT_START and "error" in err, kwargs
+    assert _run(tmp_path / "missing", tmp_path / "o2")[0] == batch.EXIT_CANNOT_START
+    assert _run(clean, clean / "out")[0] == batch.EXIT_CANNOT_START
+    assert not (tmp_path / "o2").exists() and not (clean / "out").exists()
+
+
+def test_dry_run_lists_units(inputs, reference, tmp_path):
+    code, stdout, _ = _run(inputs, tmp_path / "new", dry_run=True, **OPTIONS)
+    assert code == batch.EXIT_OK and not (tmp_path / "new").exists()
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 8 and all(line.startswith("todo\t") for line in lines)
+    assert {line.split("\t")[1] for line in lines} == set(_images(reference))
+    code, stdout, _ = _run(inputs, reference, dry_run=True, **OPTIONS)
+    assert [line.split("\t")[0] for line in stdout.strip().splitlines()] == ["done"] * 8
+
+
+@pytest.mark.parametrize("n", [1, 3, 5, 11])
+def test_shards_cover_every_unit_once(inputs, n):
+    units, _ = batch_work.plan(__import__("data").scan(inputs).series, inputs,
+                               batch_work.BatchSettings(views=(16, 20, 30), methods=("fbp", "tv", "sirt")))
+    shares = [batch_work.shard(units, k, n) for k in range(1, n + 1)]
+    keys = [u.key for share in shares for u in share]
+    assert sorted(keys) == sorted(u.key for u in units) and len(set(keys)) == len(units) == 18
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_dry_run_shards_partition(inputs, tmp_path):
+    listed = []
+    for k in (1, 2, 3):
+        code, stdout, _ = _run(inputs, tmp_path / "o", dry_run=True, shard=f"{k}/3", **OPTIONS)
+        assert code == batch.EXIT_OK
+        listed += [line.split("\t")[1] for line in stdout.strip().splitlines()]
+    assert len(listed) == len(set(listed)) == 8
+
+
+def _cli(in_dir: Path, out: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "batch", str(in_dir), str(out), *CLI_OPTIONS],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_done(process: subprocess.Popen, out: Path, count: int, timeout: float = 90.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        done = len(list((out / batch_work.STATE_DIR / "done").glob("*.json")))
+        if done >= count:
+            return done
+        time.sleep(0.02)
+    raise AssertionError(f"no {count} finished unit(s) before exit/timeout: {process.stderr.read().decode()[-2000:]}")
+
+
+def test_sigkill_sigterm_and_resume_match_uninterrupted_run(inputs, reference, tmp_path):
+    out = tmp_path / "out"
+    process = _cli(inputs, out)
+    _wait_for_done(process, out, 1)
+    process.kill()  # SIGKILL at an arbitrary point of the second unit
+    process.wait(timeout=30)
+    assert len(list((out / ".sparsect" / "done").glob("*.json"))) < 8
+    _no_partial_files(out)
+
+    process = _cli(inputs, out)  # SIGTERM: stops cleanly after the current unit
+    before = _wait_for_done(process, out, len(list((out / ".sparsect" / "done").glob("*.json"))) + 1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    assert b"run.interrupted" in stderr
+    assert before <= len(list((out / ".sparsect" / "done").glob("*.json"))) < 8
+    _no_partial_files(out)
+
+    process = _cli(inputs, out)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == batch.EXIT_FAILURES, stderr.decode()[-2000:]
+    _no_partial_files(out)
+    assert _comparable(out) == _comparable(reference)  # same rows, same order, no duplicates
+    mine, theirs = _images(out), _images(reference)
+    assert sorted(mine) == sorted(theirs)
+    for key in theirs:
+        assert all(np.array_equal(a, b) for a, b in zip(mine[key], theirs[key], strict=True)), key
+        assert (out / f"{key}.png").read_bytes() == (reference / f"{key}.png").read_bytes()
+    assert (out / "failures.jsonl").read_text() == (reference / "failures.jsonl").read_text()
+    assert not list((out / ".sparsect" / "staging").iterdir())
+
+
+def test_ray_executor(inputs, reference, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        code, _, err = _run(inputs, tmp_path / "out", executor="ray", quiet=True, **OPTIONS)
+    finally:
+        ray.shutdown()
+    assert code == batch.EXIT_FAILURES, err
+    assert "event=ray.start" in err and "task_device=cpu" in err
+    assert _comparable(tmp_path / "out") == _comparable(reference)
+    assert (tmp_path / "out" / "failures.jsonl").read_text() == (reference / "failures.jsonl").read_text()
