@@ -1,0 +1,389 @@
+"""Computation behind the Streamlit page: inputs, simulation, background runs, result caching, downloads.
+
+Everything here is plain Python (no widgets) so it can be tested without a browser. The page keeps the
+objects below in ``st.session_state``; nothing uploaded is ever written to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import data
+from app import pipeline
+from reconstruct.result import MU_WATER, mu_to_hu
+
+log = logging.getLogger("sparsect.page")
+
+METHOD_LABELS = {"fbp": "FBP", "sirt": "SIRT", "cgls": "CGLS", "tv": "TV", "siren": "SIREN", "wire": "WIRE",
+                 "lrnn": "LRNN"}
+#: DICOM attributes that identify a patient, study or institution; shown only when the user asks.
+IDENTIFYING_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
+                      "StudyTime", "AccessionNumber", "StudyID", "InstitutionName", "ReferringPhysicianName",
+                      "OperatorsName", "StationName")
+
+
+def label(method: str) -> str:
+    """Display name of a method ("lrnn" -> "LRNN")."""
+    return METHOD_LABELS.get(method, method.upper())
+
+
+def neural_available() -> bool:
+    """Whether ``reconstruct.neural`` (LRNN, WIRE, SIREN) can be imported in this installation."""
+    try:
+        import reconstruct.neural  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class UploadSummary:
+    """What a set of uploaded files holds: CT series (largest first), skipped files and a fatal error."""
+
+    series: list[data.CTSeries] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+    digest: str = ""
+
+
+def upload_digest(files: Sequence[tuple[str, bytes]]) -> str:
+    """A content hash of named uploads (used as the cache key of everything derived from them)."""
+    h = hashlib.sha256()
+    for name, content in files:
+        h.update(name.encode("utf-8", "replace") + b"\0" + hashlib.sha256(content).digest())
+    return h.hexdigest()[:16]
+
+
+def read_uploads(files: Sequence[tuple[str, bytes]]) -> UploadSummary:
+    """Scan uploaded files (DICOM files and/or .zip archives) in memory; never raises for bad files.
+
+    Returns an :class:`UploadSummary` whose ``error`` is a user-facing message when nothing is usable.
+    """
+    files = [(str(name), bytes(content)) for name, content in files]
+    summary = UploadSummary(digest=upload_digest(files))
+    if not files:
+        summary.error = "No file uploaded."
+        return summary
+    try:
+        result = data.scan_bytes(files)
+    except data.DicomError as exc:
+        summary.error = str(exc)
+        return summary
+    except Exception as exc:  # a reader bug must not show a traceback
+        log.exception("reading uploads failed")
+        summary.error = f"The upload could not be read ({type(exc).__name__}: {exc})."
+        return summary
+    summary.series, summary.skipped = list(result.series), list(result.skipped)
+    if not summary.series:
+        reasons = "; ".join(f"{Path(name).name}: {reason}" for name, reason in summary.skipped[:5])
+        more = f" (and {len(summary.skipped) - 5} more)" if len(summary.skipped) > 5 else ""
+        summary.error = ("No usable CT image in the upload. " + (f"{reasons}{more}. " if reasons else "")
+                         + "Upload CT DICOM files (a series, or a .zip of its folder).")
+    return summary
+
+
+def series_label(series: data.CTSeries) -> str:
+    """Non-identifying description of a series: description, slice count and matrix size."""
+    n, h, w = series.shape
+    return f"{series.description or 'CT series'} - {n} slice(s), {h}x{w}"
+
+
+def prepare_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
+    """``ct`` resampled to size x size (None: unchanged); non-square images are resampled to square."""
+    if size is None:
+        if ct.hu.shape[0] == ct.hu.shape[1]:
+            return ct
+        size = max(ct.hu.shape)
+    return data.resample(ct, int(size))
+
+
+def identifying_fields(ct: data.CTSlice) -> dict[str, str]:
+    """Identifying DICOM attributes of ``ct``'s header that are present (for an explicit opt-in view)."""
+    ds = ct.dataset
+    if ds is None:
+        return {}
+    return {k: str(ds.get(k)) for k in IDENTIFYING_FIELDS if k in ds and str(ds.get(k) or "").strip()}
+
+
+def describe(ct: data.CTSlice) -> dict[str, Any]:
+    """Non-identifying facts about a slice for display."""
+    keep = ("series_description", "manufacturer", "model", "kvp", "tube_current_ma", "convolution_kernel",
+            "slice_thickness_mm", "slice_index", "resampled_from")
+    info: dict[str, Any] = {"matrix": f"{ct.hu.shape[0]} x {ct.hu.shape[1]}",
+                            "pixel spacing (mm)": f"{ct.spacing[0]:.3g} x {ct.spacing[1]:.3g}",
+                            "HU range": f"{float(ct.hu.min()):.0f} to {float(ct.hu.max()):.0f}"}
+    for key in keep:
+        value = ct.meta.get(key)
+        if value not in (None, ""):
+            info[key.replace("_", " ")] = value if not isinstance(value, tuple) else " x ".join(map(str, value))
+    return info
+
+
+class LRU(OrderedDict):
+    """A small least-recently-used dict (``get``/``put``) for per-session caches."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
+
+
+# ----------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------
+
+def method_settings(method: str, iterations_classical: int | None, iterations_neural: int | None, preset: str,
+                    device: str) -> pipeline.MethodSettings:
+    """The MethodSettings a method runs with (classical and network budgets are set separately)."""
+    iterations = iterations_neural if method in pipeline.NEURAL_METHODS else iterations_classical
+    if method == "fbp":
+        iterations = None
+    return pipeline.MethodSettings(iterations=iterations or None, preset=preset, device=device)
+
+
+def run_key(input_key: str, scan: pipeline.ScanSettings, method: str, settings: pipeline.MethodSettings) -> tuple:
+    """Cache key of one reconstruction: only the settings that change ``method``'s result are included."""
+    if method == "fbp":
+        relevant: tuple = (settings.device,)
+    elif method in pipeline.CLASSICAL_METHODS:
+        relevant = (settings.iterations, settings.device)
+    else:
+        relevant = (settings.iterations, settings.preset, settings.seed, settings.device, settings.variant)
+    return (input_key, astuple(scan), method, relevant)
+
+
+@dataclass
+class MethodRun:
+    """A finished (or stopped) reconstruction with its scores against the ground truth."""
+
+    method: str
+    reconstruction: Any
+    metrics: dict[str, float]
+    stopped: bool = False
+
+    @property
+    def image_hu(self) -> np.ndarray:
+        return self.reconstruction.image_hu
+
+    def row(self) -> dict[str, Any]:
+        r = self.reconstruction
+        return {"Method": label(self.method), "PSNR (dB)": self.metrics["psnr"], "SSIM": self.metrics["ssim"],
+                "RMSE (HU)": self.metrics["rmse_hu"], "Time (s)": float(r.seconds),
+                "Iterations": int(r.iterations), "Parameters": int(r.n_parameters), "Device": str(r.device),
+                "Status": "stopped early" if self.stopped else "complete"}
+
+
+@dataclass
+class Progress:
+    """Live state of one method in a background run (read by the page, written by the worker)."""
+
+    method: str
+    status: str = "queued"  # queued, running, done, stopped, cancelled, error
+    iteration: int = 0
+    iterations: int | None = None
+    loss: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    preview_hu: np.ndarray | None = None
+    preview_iteration: int = 0
+    error: str | None = None
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def fraction(self) -> float:
+        if self.status in ("done", "stopped"):
+            return 1.0 if self.status == "done" else min(1.0, self.iteration / max(1, self.iterations or 1))
+        if self.iterations:
+            return min(1.0, self.iteration / self.iterations)
+        return 0.0
+
+    def text(self, name: str | None = None) -> str:
+        name = name or label(self.method)
+        parts = [name]
+        if self.status == "queued":
+            return f"{name}: waiting"
+        if self.status == "cancelled":
+            return f"{name}: not run (stopped)"
+        if self.status == "error":
+            return f"{name}: failed"
+        if self.iterations:
+            parts.append(f"iteration {self.iteration}/{self.iterations}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.3e}")
+        parts.append(f"{self.elapsed:.1f} s")
+        if self.status == "stopped":
+            parts.append("stopped, result kept")
+        elif self.status == "done":
+            parts.append("done")
+        return " | ".join(parts)
+
+
+@dataclass
+class Task:
+    key: tuple
+    method: str
+    settings: pipeline.MethodSettings
+
+
+class Job:
+    """Runs methods one after the other on a background thread, with progress and a stop request.
+
+    The worker never touches Streamlit; the page polls :attr:`progress` and collects :attr:`results`.
+    """
+
+    def __init__(self, tasks: Iterable[Task], simulation: data.Simulation, reference_hu: np.ndarray,
+                 pixel_size_mm: float,
+                 runner: Callable[..., Any] = pipeline.run_method) -> None:
+        self.tasks = list(tasks)
+        self.simulation, self.reference_hu, self.pixel_size_mm = simulation, reference_hu, float(pixel_size_mm)
+        self.progress = {t.method: Progress(t.method) for t in self.tasks}
+        self.results: dict[tuple, MethodRun] = {}
+        self.stop_event = threading.Event()
+        self.collected = False
+        self._runner = runner
+        self._thread = threading.Thread(target=self._run, name="sparsect-run", daemon=True)
+
+    def start(self) -> Job:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self.running
+
+    def _callback(self, progress: Progress) -> Callable[[Any], None]:
+        def update(state: Any) -> None:
+            progress.iteration = int(getattr(state, "iteration", progress.iteration))
+            progress.iterations = int(getattr(state, "iterations", 0) or 0) or progress.iterations
+            loss = getattr(state, "loss", None)
+            progress.loss = float(loss) if loss is not None else None
+            image = getattr(state, "image", None)
+            if image is not None:
+                mu = np.asarray(image, dtype=np.float32) / self.pixel_size_mm
+                progress.preview_hu = np.asarray(mu_to_hu(mu, MU_WATER), dtype=np.float32)
+                progress.preview_iteration = progress.iteration
+
+        return update
+
+    def _run(self) -> None:
+        for task in self.tasks:
+            progress = self.progress[task.method]
+            if self.stop_event.is_set():
+                progress.status = "cancelled"
+                continue
+            progress.status, progress.started = "running", time.perf_counter()
+            if task.method in pipeline.CLASSICAL_METHODS and task.method != "fbp":
+                progress.iterations = task.settings.iterations
+            try:
+                reconstruction = self._runner(task.method, self.simulation, self.pixel_size_mm, task.settings,
+                                              callback=self._callback(progress), stop=self.stop_event)
+                scores = pipeline.score(reconstruction.image_hu, self.reference_hu)
+            except Exception as exc:  # shown as a message on the page, never as a traceback
+                log.exception("%s failed", task.method)
+                progress.status, progress.finished = "error", time.perf_counter()
+                progress.error = f"{label(task.method)} failed: {exc}"
+                continue
+            stopped = getattr(reconstruction, "stop_reason", "completed") == "stopped"
+            progress.iteration = int(reconstruction.iterations) or progress.iteration
+            if not progress.iterations:
+                progress.iterations = int(reconstruction.iterations) or None
+            progress.status, progress.finished = ("stopped" if stopped else "done"), time.perf_counter()
+            self.results[task.key] = MethodRun(task.method, reconstruction, scores, stopped=stopped)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tables and downloads
+# ----------------------------------------------------------------------------------------------------
+
+#: Metrics-table columns and whether higher is better (others are not ranked).
+BEST = {"PSNR (dB)": max, "SSIM": max, "RMSE (HU)": min, "Time (s)": min}
+
+
+def metrics_rows(runs: Sequence[MethodRun]) -> list[dict[str, Any]]:
+    """One row per run for the metrics table."""
+    return [run.row() for run in runs]
+
+
+def best_cells(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Row index of the best value in each ranked column (see :data:`BEST`)."""
+    best: dict[str, int] = {}
+    if len(rows) < 2:
+        return best
+    for column, pick in BEST.items():
+        values = [float(r[column]) for r in rows]
+        finite = [(v, i) for i, v in enumerate(values) if np.isfinite(v)]
+        if finite:
+            best[column] = pick(finite)[1]
+    return best
+
+
+def results_npz(reference: data.CTSlice, simulation: data.Simulation, runs: Sequence[MethodRun],
+                scan: pipeline.ScanSettings) -> bytes:
+    """NPZ of the ground truth, the sparse sinogram and every result (HU images and loss curves)."""
+    from app import outputs
+
+    arrays: dict[str, Any] = {
+        "reference_hu": reference.hu, "sinogram": simulation.sinogram.detach().cpu().numpy(),
+        "angles_rad": simulation.geometry.angles.detach().cpu().numpy(), "pixel_spacing_mm": reference.spacing,
+        "views": scan.views, "arc_rad": scan.arc, "photons": np.nan if scan.photons is None else scan.photons,
+    }
+    for run in runs:
+        arrays[f"{run.method}_hu"] = run.image_hu
+        arrays[f"{run.method}_curve"] = np.asarray(run.reconstruction.curve, dtype=np.float64)
+        arrays[f"{run.method}_metrics"] = np.array([run.metrics["psnr"], run.metrics["ssim"], run.metrics["rmse_hu"]])
+    return outputs.npz_bytes(arrays)
+
+
+def dicom_zip(reference: data.CTSlice, runs: Sequence[MethodRun], views: int, anonymize: bool = True) -> bytes:
+    """A .zip (built in memory) of one derived DICOM series per method, de-identified unless asked not to."""
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="sparsect-dicom-") as tmp, \
+            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number, run in enumerate(runs):
+            folder = Path(tmp) / run.method
+            paths = data.write_series(folder, run.image_hu, reference, f"{label(run.method)} {views} views",
+                                      anonymize=anonymize, series_number=1000 + number)
+            for path in paths:
+                archive.write(path, f"{run.method}/{path.name}")
+    return buffer.getvalue()

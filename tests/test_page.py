@@ -1,0 +1,319 @@
+"""The Streamlit page driven by streamlit's AppTest, plus its pure helpers (uploads, figures, reader CSV,
+downloads, background runs) and the server settings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+import data
+from app import page_compute as pc
+from app import page_figures as pf
+from app import page_reader as pr
+from app import pipeline, serve
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: streamlit's toml dependency reads it too
+    import toml as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "app" / "page.py")
+TIMEOUT = 90
+
+
+def _ct_small_bytes() -> bytes:
+    path = get_testdata_file("CT_small.dcm", download=False)
+    if path is None:
+        pytest.skip("pydicom test data is not installed")
+    return Path(path).read_bytes()
+
+
+def _app():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at):
+    tables = [d.value for d in at.dataframe if "PSNR (dB)" in getattr(d.value, "columns", [])]
+    assert tables, "no metrics table on the page"
+    return tables[-1]
+
+
+def _texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+# ------------------------------------------------------------------------------------------ pure helpers
+
+
+def test_read_uploads_corrupt_and_non_dicom_files_give_clear_messages():
+    summary = pc.read_uploads([("broken.dcm", b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage")])
+    assert summary.error and "broken.dcm" in summary.error and not summary.series
+    summary = pc.read_uploads([("notes.txt", b"hello, not an image")])
+    assert summary.error and "notes.txt" in summary.error
+    assert "Traceback" not in summary.error
+    assert pc.read_uploads([]).error
+
+
+def test_read_uploads_series_and_zip_in_memory():
+    raw = _ct_small_bytes()
+    summary = pc.read_uploads([("ct.dcm", raw), ("readme.txt", b"not dicom")])
+    assert summary.error is None and len(summary.series) == 1
+    assert [Path(n).name for n, _ in summary.skipped] == ["readme.txt"]
+    assert "128x128" in pc.series_label(summary.series[0])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("series/IM0001", raw)
+    zipped = pc.read_uploads([("series.zip", buffer.getvalue())])
+    assert zipped.error is None and zipped.series[0].shape == (1, 128, 128)
+    assert zipped.digest != summary.digest
+    ct = pc.prepare_slice(zipped.series[0].slice(0), 64)
+    assert ct.hu.shape == (64, 64)
+    assert "PatientName" in pc.identifying_fields(ct)
+    assert not any("Patient" in k for k in pc.describe(ct))
+
+
+def test_figures_window_zoom_difference_and_profile():
+    assert pf.window_from("brain") == (0.0, 80.0)
+    assert pf.window_from("custom", 40, 400) == (-160.0, 240.0)
+    zoom = pf.Zoom(cx=2, cy=120, factor=4)
+    left, top, right, bottom = zoom.box((128, 128))
+    assert (left, right - left, bottom) == (0, 32, 128)
+    image = np.linspace(-1000, 1000, 128 * 128, dtype=np.float32).reshape(128, 128)
+    assert pf.tile(image, (-160, 240), 200, zoom=zoom).size == (200, 200)
+    assert pf.tile(image, (-160, 240), 200, outline=zoom, profile=("row", 5)).size == (200, 200)
+    limit = pf.difference_limit([image - image.T])
+    inside = (image - image.T)[pf.metrics.circle_mask(image.shape)]
+    assert np.percentile(np.abs(inside), 99) <= limit <= 2.5 * np.percentile(np.abs(inside), 99)
+    rgb = pf.diverging(np.array([-1.0, 0.0, 1.0]))
+    assert rgb[1].min() > 240 and rgb[0, 2] > rgb[0, 0] and rgb[2, 0] > rgb[2, 2]  # blue, white, red
+    assert pf.colorbar(limit, 400).size == (400, 54)
+    prof = pf.profile({"a": image}, "column", 3)
+    assert prof["a"].shape == (128,) and prof["a"][0] == image[0, 3]
+
+
+def test_reader_labels_and_csv():
+    labels = pr.blind_labels(["lrnn", "fbp", "tv"], seed=1)
+    assert sorted(labels) == ["A", "B", "C"] and sorted(labels.values()) == ["fbp", "lrnn", "tv"]
+    assert pr.blind_labels(["tv", "fbp", "lrnn"], seed=1) == labels
+    ratings = {lab: {"quality": 4, "artifacts": 3, "rank": i + 1, "comment": "ok"} for i, lab in enumerate(labels)}
+    blind = list(csv.DictReader(io.StringIO(pr.ratings_csv("s1", "AB", labels, ratings, False).decode())))
+    assert [r["label"] for r in blind] == ["A", "B", "C"] and all(r["method"] == "" for r in blind)
+    open_ = list(csv.DictReader(io.StringIO(pr.ratings_csv("s1", "AB", labels, ratings, True).decode())))
+    assert [r["method"] for r in open_] == [labels[k] for k in "ABC"]
+    assert pr.ranks_valid({"A": 2, "B": 1}) and not pr.ranks_valid({"A": 1, "B": 1})
+
+
+def test_run_keys_ignore_settings_that_do_not_matter():
+    scan = pipeline.ScanSettings(views=30)
+    a = pc.method_settings("fbp", 10, 20, "preview", "auto")
+    b = pc.method_settings("fbp", 50, 20, "paper", "auto")
+    assert pc.run_key("x", scan, "fbp", a) == pc.run_key("x", scan, "fbp", b)
+    assert pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, 0, "preview", "auto")) != \
+        pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 11, 0, "preview", "auto"))
+    assert pc.method_settings("lrnn", 10, 0, "paper", "auto").iterations is None
+    assert pc.run_key("x", scan, "fbp", a) != pc.run_key("x", pipeline.ScanSettings(views=31), "fbp", a)
+
+
+def _small_problem(size: int = 32):
+    ct = data.load_sample("shepp_logan", size)
+    return ct, pipeline.simulate(ct, pipeline.ScanSettings(views=12))
+
+
+def test_job_runs_in_background_and_stop_keeps_the_partial_result():
+    ct, simulation = _small_problem()
+    started = threading.Event()
+
+    def slow_runner(method, sim, pixel_size, settings, callback=None, stop=None):
+        if method == "fbp":
+            return pipeline.run_method(method, sim, pixel_size, settings)
+        for i in range(1, 10_000):
+            callback(SimpleNamespace(iteration=i, iterations=10_000, loss=1.0 / i,
+                                     image=np.zeros(ct.hu.shape, np.float32) if i % 5 == 0 else None))
+            if i >= 10:
+                started.set()
+            if stop.is_set():
+                break
+            threading.Event().wait(0.002)
+        result = pipeline.run_method("fbp", sim, pixel_size, settings)
+        result.iterations, result.stop_reason = i, "stopped"
+        return result
+
+    tasks = [pc.Task(("k", m), m, pipeline.MethodSettings()) for m in ("fbp", "lrnn", "tv")]
+    job = pc.Job(tasks, simulation, ct.hu, ct.spacing[1], runner=slow_runner).start()
+    assert started.wait(30)
+    job.request_stop()
+    assert job.wait(30)
+    assert job.progress["fbp"].status == "done"
+    assert job.progress["lrnn"].status == "stopped" and job.results[("k", "lrnn")].stopped
+    assert job.progress["lrnn"].preview_hu is not None and job.progress["lrnn"].loss is not None
+    assert job.progress["tv"].status == "cancelled" and ("k", "tv") not in job.results
+    assert "stopped" in job.progress["lrnn"].text()
+
+
+def test_job_reports_errors_as_messages():
+    ct, simulation = _small_problem()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    job = pc.Job([pc.Task(("k",), "sirt", pipeline.MethodSettings())], simulation, ct.hu, 1.0, runner=broken).start()
+    assert job.wait(30)
+    assert job.progress["sirt"].error == "SIRT failed: out of memory"
+
+
+def test_downloads_npz_and_dicom_zip():
+    ct, simulation = _small_problem()
+    rec = pipeline.run_method("fbp", simulation, ct.spacing[1], pipeline.MethodSettings())
+    runs = [pc.MethodRun("fbp", rec, pipeline.score(rec.image_hu, ct.hu))]
+    arrays = np.load(io.BytesIO(pc.results_npz(ct, simulation, runs, pipeline.ScanSettings(views=12))))
+    assert arrays["fbp_hu"].shape == ct.hu.shape and arrays["reference_hu"].shape == ct.hu.shape
+    archive = pc.dicom_zip(ct, runs, 12)
+    names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
+    assert names and all(n.startswith("fbp/") for n in names)
+    scanned = data.scan_bytes([("derived.zip", archive)])
+    assert len(scanned.series) == 1 and "FBP 12 views" in scanned.series[0].description
+    best = pc.best_cells(pc.metrics_rows(runs * 2))
+    assert set(best) == set(pc.BEST)
+
+
+def test_serve_passes_the_safety_settings_and_config_matches():
+    cmd = serve.command(port=8765, host="127.0.0.1")
+    assert Path(cmd[cmd.index("run") + 1]) == ROOT / "app" / "page.py"
+    flags = dict(zip(cmd[cmd.index("run") + 2::2], cmd[cmd.index("run") + 3::2], strict=True))
+    assert flags["--server.port"] == "8765" and flags["--server.address"] == "127.0.0.1"
+    assert flags["--browser.gatherUsageStats"] == "false" and flags["--server.headless"] == "true"
+    assert flags["--global.developmentMode"] == "false" and flags["--client.showErrorDetails"] == "false"
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["showErrorDetails"] is False
+    assert int(flags["--server.maxUploadSize"]) == config["server"]["maxUploadSize"] == serve.MAX_UPLOAD_MB
+    assert str(ROOT) in serve.environment()["PYTHONPATH"].split(":")
+
+
+# ------------------------------------------------------------------------------------------ the page (AppTest)
+
+
+def test_page_run_fbp_compare_windows_and_reader_study():
+    at = _app()
+    assert at.sidebar.selectbox(key="sample").value == "ct_small"
+    at.sidebar.button(key="views_30").click().run()
+    assert at.sidebar.slider(key="views").value == 30
+    at.sidebar.slider(key="views").set_value(45).run()
+    at.sidebar.checkbox(key="use_cgls").check()
+    at.sidebar.button(key="run").click().run()
+    assert not at.exception, at.exception
+    table = _metrics(at)
+    assert list(table.index) == ["FBP", "CGLS"]
+    assert table.loc["CGLS", "PSNR (dB)"] > 20 and table.loc["FBP", "Iterations"] == 0
+    captions = [c for img in at.image for c in img.captions]
+    assert {"Ground truth", "FBP", "CGLS"} <= set(captions)
+    assert "45 views" in _texts(at.caption)
+
+    for preset in ("brain", "bone", "lung", "full", "custom"):
+        at.selectbox(key="window").set_value(preset).run()
+        assert not at.exception, at.exception
+    at.number_input(key="cmp_ww").set_value(1000).run()
+    assert not at.exception and at.number_input(key="cmp_wc").value == 40
+    at.toggle(key="zoom").set_value(True).run()
+    assert "Zoomed region" in _texts(at.caption)
+    at.radio(key="profile_axis").set_value("column").run()
+    assert not at.exception, at.exception
+
+    # widget changes do not recompute: the cached result objects are reused
+    before = dict(at.session_state["results"])
+    at.selectbox(key="window").set_value("soft_tissue").run()
+    at.sidebar.button(key="run").click().run()
+    assert at.session_state["results"] == before
+
+    at.sidebar.toggle(key="reader_mode").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "Metrics" not in [h.value for h in at.subheader]
+    captions = [c for img in at.image for c in img.captions]
+    assert "Image A" in captions and "Image B" in captions and "FBP" not in captions
+    study = f"{at.session_state['reader_seed']:06d}"
+    at.slider(key=f"q_{study}_A").set_value(5)
+    at.selectbox(key=f"r_{study}_A").set_value(2)
+    at.selectbox(key=f"r_{study}_B").set_value(1)
+    at.text_input(key="reader_name").input("JD").run()
+    rows = list(csv.DictReader(io.StringIO(at.session_state["reader_csv"].decode())))
+    assert [r["label"] for r in rows] == ["A", "B"] and rows[0]["quality"] == "5" and rows[0]["rank"] == "2"
+    assert rows[0]["reader"] == "JD" and rows[0]["method"] == ""
+    assert len(at.get("download_button")) >= 1
+    at.button(key="reveal").click().run()
+    rows = list(csv.DictReader(io.StringIO(at.session_state["reader_csv"].decode())))
+    assert sorted(r["method"] for r in rows) == ["cgls", "fbp"]
+    assert "Unblinded" in _texts(at.success)
+
+
+def test_page_corrupt_upload_shows_a_message():
+    at = _app()
+    at.sidebar.radio(key="source").set_value("Upload DICOM").run()
+    at.sidebar.file_uploader(key="upload").set_value(("broken.dcm", b"\0" * 128 + b"DICM\x02\x00", "application/dicom"))
+    at.run()
+    assert not at.exception, at.exception
+    message = _texts(at.sidebar.error)
+    assert "broken.dcm" in message and "No usable CT image" in message
+    at.sidebar.file_uploader(key="upload").set_value(("ct.dcm", _ct_small_bytes(), "application/dicom")).run()
+    assert not at.exception and not at.sidebar.error
+    assert "Uploaded series" in _texts(at.caption)
+
+
+@pytest.mark.skipif(not pc.neural_available(), reason="reconstruct.neural (LRNN) is not available yet")
+def test_page_tiny_lrnn_run():
+    at = _app()
+    at.sidebar.selectbox(key="size").set_value("64 x 64")
+    at.sidebar.checkbox(key="use_cgls").uncheck()
+    at.sidebar.checkbox(key="use_lrnn").check()
+    at.sidebar.number_input(key="iters_neural").set_value(20)
+    at.sidebar.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, _texts(at.error)
+    table = _metrics(at)
+    assert "LRNN" in table.index and table.loc["LRNN", "Iterations"] == 20
+    assert table.loc["LRNN", "Parameters"] > 0
+
+
+def test_page_network_progress_with_a_stand_in_model(monkeypatch):
+    """The network path (callback, preview, iterations, parameters) with a stand-in for reconstruct.neural,
+    so the page's wiring is covered even where the real networks are not installed."""
+    import sys
+    import types
+
+    calls = []
+
+    def reconstruct_neural(method, sinogram, geometry, pixel_size_mm, preset, iterations, seed, device, variant,
+                           callback, stop):
+        result = pipeline.classical.reconstruct("fbp", sinogram, geometry, pixel_size_mm=pixel_size_mm)
+        for i in range(1, iterations + 1):
+            callback(SimpleNamespace(iteration=i, iterations=iterations, loss=1.0 / i, elapsed=0.01 * i, lr=1e-3,
+                                     image=(result.mu.cpu().numpy() * pixel_size_mm) if i % 5 == 0 else None))
+        calls.append((method, preset, iterations))
+        result.iterations, result.n_parameters, result.curve = iterations, 3025, [1.0 / i for i in range(1, 21)]
+        return result
+
+    monkeypatch.setitem(sys.modules, "reconstruct.neural", types.SimpleNamespace(reconstruct_neural=reconstruct_neural))
+    at = _app()
+    at.sidebar.checkbox(key="use_cgls").uncheck()
+    at.sidebar.checkbox(key="use_lrnn").uncheck()
+    at.sidebar.checkbox(key="use_wire").check()
+    at.sidebar.number_input(key="iters_neural").set_value(20)
+    at.sidebar.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert calls == [("wire", "preview", 20)]
+    table = _metrics(at)
+    assert table.loc["WIRE", "Iterations"] == 20 and table.loc["WIRE", "Parameters"] == 3025
+    assert "WIRE" in [c for img in at.image for c in img.captions]
