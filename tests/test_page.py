@@ -214,6 +214,7 @@ def test_page_run_fbp_compare_windows_and_reader_study():
     assert at.sidebar.slider(key="views").value == 30
     at.sidebar.slider(key="views").set_value(45).run()
     at.sidebar.checkbox(key="use_cgls").check()
+    at.sidebar.checkbox(key="use_lrnn").uncheck()  # on by default when the networks are installed
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
     table = _metrics(at)

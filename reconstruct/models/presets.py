@@ -1,0 +1,105 @@
+"""Named presets (``preview`` / ``paper`` / ``quality``) for each coordinate network.
+
+A :class:`Preset` bundles the model hyper-parameters with an optimiser recipe
+(:class:`OptimConfig`) and the problem size it was tuned for. ``preview`` is sized for a
+128x128 fit on a 2-core CPU in under a minute; ``paper`` matches the ~180k-parameter WIRE
+CT configuration (256x256, 100 views, 5000 iterations); ``quality`` spends a larger budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .lrnn import LRNNConfig
+from .siren import SIRENConfig
+from .wire import WIREConfig
+
+ModelConfig = LRNNConfig | WIREConfig | SIRENConfig
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam recipe: linear warm-up for ``warmup`` steps, then exponential decay from ``lr`` to
+    ``lr * final_lr_factor`` at ``iterations`` (WIRE's ``0.1 ** (t / T)`` schedule)."""
+
+    lr: float = 1e-3
+    iterations: int = 1000
+    warmup: int = 0
+    final_lr_factor: float = 0.1
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of ``lr`` at ``step`` (0-based); suitable for ``torch.optim.lr_scheduler.LambdaLR``."""
+        if self.warmup > 0 and step < self.warmup:
+            return (step + 1) / self.warmup
+        span = max(self.iterations - self.warmup, 1)
+        t = min(max(step - self.warmup, 0) / span, 1.0)
+        return math.exp(t * math.log(self.final_lr_factor))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Model hyper-parameters + optimiser recipe + the problem size it targets."""
+
+    model: str
+    name: str
+    config: ModelConfig
+    optim: OptimConfig
+    image_size: int = 128
+    n_views: int | None = None
+    notes: str = field(default="", compare=False)
+
+
+_PRESETS: dict[tuple[str, str], Preset] = {}
+
+
+def _add(p: Preset) -> None:
+    _PRESETS[(p.model, p.name)] = p
+
+
+# --- LRNN -------------------------------------------------------------------------------------
+_add(Preset("lrnn", "preview", LRNNConfig(depth=2, rank=12, proj_dim=4, width=3),
+            OptimConfig(lr=2e-3, iterations=300, warmup=20, final_lr_factor=0.1),
+            image_size=128, notes="1,789 params"))
+_add(Preset("lrnn", "paper", LRNNConfig(depth=3, rank=65, proj_dim=16, width=4),
+            OptimConfig(lr=1e-3, iterations=5000, warmup=100, final_lr_factor=0.1),
+            image_size=256, n_views=100, notes="181,416 params (WIRE paper config: 181,692)"))
+_add(Preset("lrnn", "quality", LRNNConfig(depth=3, rank=96, proj_dim=16, width=8),
+            OptimConfig(lr=1e-3, iterations=10000, warmup=200, final_lr_factor=0.05),
+            image_size=256, n_views=100))
+
+# --- WIRE -------------------------------------------------------------------------------------
+_add(Preset("wire", "preview", WIREConfig(hidden_features=24),
+            OptimConfig(lr=5e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
+_add(Preset("wire", "paper", WIREConfig(),
+            OptimConfig(lr=5e-3, iterations=5000, warmup=0, final_lr_factor=0.1),
+            image_size=256, n_views=100, notes="181,692 real params"))
+_add(Preset("wire", "quality", WIREConfig(),
+            OptimConfig(lr=5e-3, iterations=10000, warmup=0, final_lr_factor=0.1),
+            image_size=256, n_views=100))
+
+# --- SIREN ------------------------------------------------------------------------------------
+_add(Preset("siren", "preview", SIRENConfig(hidden_features=64, hidden_layers=2),
+            OptimConfig(lr=1e-4, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
+_add(Preset("siren", "paper", SIRENConfig(hidden_features=256, hidden_layers=2),
+            OptimConfig(lr=1e-4, iterations=5000, warmup=0, final_lr_factor=0.1),
+            image_size=256, n_views=100, notes="132,609 params"))
+_add(Preset("siren", "quality", SIRENConfig(hidden_features=256, hidden_layers=3),
+            OptimConfig(lr=1e-4, iterations=10000, warmup=0, final_lr_factor=0.1),
+            image_size=256, n_views=100))
+
+MODELS = ("lrnn", "wire", "siren")
+PRESET_NAMES = ("preview", "paper", "quality")
+
+
+def get_preset(model: str, name: str = "preview") -> Preset:
+    """Return the preset ``name`` of ``model`` (case-insensitive names)."""
+    key = (model.lower(), name.lower())
+    if key not in _PRESETS:
+        raise KeyError(f"no preset {name!r} for model {model!r}; available: {sorted(_PRESETS)}")
+    return _PRESETS[key]
+
+
+def list_presets() -> list[tuple[str, str]]:
+    """All ``(model, preset)`` pairs."""
+    return sorted(_PRESETS)

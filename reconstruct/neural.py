@@ -1,0 +1,133 @@
+"""High-level neural-field reconstruction: build a coordinate network from a preset and fit it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+import torch
+
+from operators import Geometry, Radon
+from reconstruct.fit import FitProgress, FitResult, StopLike, fit
+from reconstruct.models import build_model, get_preset
+
+VARIANTS = ("paper", "tv", "fbp_init", "coarse_to_fine")
+
+#: TV weight of the "tv" variant (objective = MSE / mean(sinogram**2) + weight * TV(image / scale)).
+TV_WEIGHT = 1e-2
+#: coord_scale at the start of the "coarse_to_fine" ramp (reaches 1 at half of the budget).
+COARSE_START = 0.25
+
+
+def _variants(variant: str | Iterable[str] | None) -> set[str]:
+    if variant is None:
+        return set()
+    names = {variant} if isinstance(variant, str) else set(variant)
+    unknown = names - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variant(s) {sorted(unknown)}; choose from {VARIANTS}")
+    return names - {"paper"}
+
+
+def output_scale_from_data(radon: Radon, sinogram: torch.Tensor) -> float:
+    """Attenuation per pixel unit that makes the network output O(1): the mean of the positive part
+    of the FBP image over the pixels above 10 % of its maximum (falls back to 1 for empty data)."""
+    with torch.no_grad():
+        image = radon.fbp(sinogram.float().reshape(radon.geometry.sinogram_shape).cpu()).clamp_min(0)
+        peak = float(image.max())
+        if not peak > 0:
+            return 1.0
+        return float(image[image > 0.1 * peak].mean())
+
+
+def reconstruct_neural(
+    method: str,
+    sinogram: torch.Tensor,
+    geometry: Geometry,
+    pixel_size_mm: float = 1.0,
+    preset: str = "preview",
+    iterations: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    variant: str | Iterable[str] | None = None,
+    callback: Callable[[FitProgress], None] | None = None,
+    stop: StopLike = None,
+    **fit_options,
+) -> FitResult:
+    """Reconstruct an image with coordinate network ``method`` ("lrnn", "wire" or "siren").
+
+    Parameters
+    ----------
+    sinogram : (n_angles, det_count) line integrals in pixel units (attenuation [1/mm] times pixel size).
+    geometry : acquisition geometry; its ``image_size`` is the output grid.
+    pixel_size_mm : pixel size in mm, for ``mu`` [1/mm] and ``image_hu``.
+    preset : model preset; gives the network and the optimiser (lr, iterations, warm-up, final factor,
+        exponential decay).
+    iterations : overrides the preset's budget.
+    seed : seeds the network initialisation and the fit (the global RNG state is left untouched).
+    variant : None / "paper" (plain fit), or any of "tv" (TV penalty ``TV_WEIGHT``), "fbp_init" (warm
+        start: pre-fit to the FBP image), "coarse_to_fine" (ramp the model's ``coord_scale`` from
+        ``COARSE_START`` to its configured value over the first half of the budget).
+    callback, stop : see :func:`reconstruct.fit.fit`.
+    fit_options : further keyword arguments for :func:`reconstruct.fit.fit` (chunk_size, amp, ...).
+
+    Returns
+    -------
+    :class:`reconstruct.fit.FitResult` (a :class:`reconstruct.result.Reconstruction`), method = ``method``.
+    """
+    names = _variants(variant)
+    spec = get_preset(method, preset) if isinstance(preset, str) else preset
+    optim = spec.optim
+    budget = optim.iterations if iterations is None else int(iterations)
+    radon = Radon(geometry)
+    sinogram = torch.as_tensor(sinogram)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(method, spec)
+    scale = fit_options.pop("output_scale", None) or output_scale_from_data(radon, sinogram)
+
+    options: dict = dict(
+        iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
+        final_lr_factor=optim.final_lr_factor, schedule="exponential", seed=seed, device=device,
+        output_scale=scale, callback=callback, stop=stop, pixel_size_mm=pixel_size_mm, method=method,
+    )
+    if "tv" in names:
+        options["tv_weight"] = TV_WEIGHT
+    if "fbp_init" in names:
+        options["init_image"] = radon.fbp(sinogram.float().reshape(geometry.sinogram_shape).cpu())
+    if "coarse_to_fine" in names:
+        config = getattr(model, "config", None)
+        if config is None or not hasattr(config, "coord_scale"):
+            raise ValueError(f"variant 'coarse_to_fine' needs a model with config.coord_scale; {method} has none")
+        options["callback"] = _coarse_to_fine(model, budget, callback, fit_options.get("callback_every", 10))
+        options["callback_every"] = 1
+    options.update(fit_options)
+    result = fit(model, radon, sinogram, **options)
+    result.parameters.update(method=method, preset=getattr(spec, "name", str(preset)),
+                             variant=sorted(names) or ["paper"], pixel_size_mm=pixel_size_mm)
+    return result
+
+
+def _coarse_to_fine(model: torch.nn.Module, budget: int, callback: Callable[[FitProgress], None] | None,
+                    every: int) -> Callable[[FitProgress], None]:
+    """Callback that sets ``model.config.coord_scale`` to a linear ramp from ``COARSE_START * final`` at
+    iteration 0 to ``final`` at half the budget, and forwards to ``callback`` at its own cadence."""
+    final = float(model.config.coord_scale)
+    half = max(1, budget // 2)
+
+    def set_scale(iteration: int) -> None:
+        factor = COARSE_START + (1 - COARSE_START) * min(1.0, iteration / half)
+        model.config = dataclasses.replace(model.config, coord_scale=final * factor)
+
+    set_scale(0)
+
+    def hook(progress: FitProgress) -> None:
+        set_scale(progress.iteration)
+        if callback is not None and (progress.image is not None or progress.iteration % every == 0
+                                     or progress.iteration == progress.iterations):
+            callback(progress)
+
+    return hook
+
+
+__all__ = ["COARSE_START", "TV_WEIGHT", "VARIANTS", "output_scale_from_data", "reconstruct_neural"]

@@ -1,0 +1,215 @@
+"""Tests for the coordinate networks in reconstruct.models."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from reconstruct.models import (
+    MODELS,
+    PRESET_NAMES,
+    LRNNConfig,
+    LRNNLayer,
+    SIRENConfig,
+    WIREConfig,
+    build_model,
+    count_parameters,
+    get_preset,
+    lrnn_parameter_count,
+    siren_parameter_count,
+    wire_parameter_count,
+)
+from reconstruct.models.components import component_functions, component_functions_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {
+    "lrnn": dict(depth=2, rank=8, proj_dim=4, width=3),
+    "wire": dict(hidden_features=16),
+    "siren": dict(hidden_features=16),
+}
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("lrnn_layer_bench", ROOT / "benchmarks" / "lrnn_layer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _coords(n: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 2, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shapes_and_gradients(name):
+    torch.manual_seed(0)
+    model = build_model(name, "preview", **SMALL[name])
+    x = _coords(37)
+    y = model(x)
+    assert y.shape == (37, 1) and y.dtype == torch.float32 and torch.isfinite(y).all()
+    y.square().mean().backward()
+    for p in model.parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(torch.view_as_real(p.grad) if p.is_complex() else p.grad).all()
+
+
+@pytest.mark.parametrize("activation", ["siren", "spder", "spder_atan"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_lrnn_variants_run(activation, shared):
+    torch.manual_seed(0)
+    model = build_model("lrnn", SMALL["lrnn"], activation=activation, shared=shared, coord_scale=0.5)
+    y = model(_coords(20))
+    assert y.shape == (20, 1) and torch.isfinite(y).all()
+    assert count_parameters(model) == lrnn_parameter_count(model.config)
+
+
+def test_parameter_counts():
+    assert wire_parameter_count(WIREConfig()) == 181_692
+    assert count_parameters(build_model("wire", "paper")) == 181_692
+    # frozen w0/s0 scalars (3 layers x 2) are counted, but are not trainable
+    assert count_parameters(build_model("wire", "paper"), trainable_only=True) == 181_686
+    # hand-computed: first real layer (2+1)*212, 2 complex hidden 2*(212+1)*212, complex head 2*(212+1), 6 scalars
+    assert 3 * 212 + 2 * 2 * 213 * 212 + 2 * 213 + 6 == 181_692
+    for name, cfg_cls, formula in [
+        ("lrnn", LRNNConfig, lrnn_parameter_count),
+        ("siren", SIRENConfig, siren_parameter_count),
+        ("wire", WIREConfig, wire_parameter_count),
+    ]:
+        for preset in PRESET_NAMES:
+            cfg = get_preset(name, preset).config
+            assert isinstance(cfg, cfg_cls)
+            assert count_parameters(build_model(name, preset)) == formula(cfg)
+    # LRNN by hand: r=8, d=4, width=3, depth=2, in=2
+    r, d, w = 8, 4, 3
+    layer1 = 2 * r * d + r * d + r * d * (3 * w + 1) + 2 * r
+    layer2 = r * r * d + r * d + r * d * (3 * w + 1) + 2 * r
+    assert lrnn_parameter_count(LRNNConfig(**SMALL["lrnn"])) == layer1 + layer2 + r + 1
+    shared = lrnn_parameter_count(LRNNConfig(**SMALL["lrnn"], shared=True))
+    assert shared == layer1 + layer2 + r + 1 - 2 * (r * d - r) * (3 * w + 1)
+    # SIREN by hand: 2 -> 16 -> 16 -> 16 -> 1
+    assert siren_parameter_count(SIRENConfig(hidden_features=16)) == 3 * 16 + 2 * 17 * 16 + 17
+    # paper LRNN is sized like WIRE (~180k)
+    assert abs(lrnn_parameter_count(get_preset("lrnn", "paper").config) - 181_692) < 0.01 * 181_692
+
+
+@pytest.mark.parametrize("activation", ["siren", "spder", "spder_atan"])
+def test_lrnn_product_variance_bounded(activation):
+    """Lemma 1: Var[prod_j (1 + g_j / sqrt d)] <= exp(sigma^2) - 1 with sigma^2 = E[g^2] at init."""
+    x = torch.randn(128, 16)  # unit-variance inputs, as after a LayerNorm
+    variances = []
+    for d in (4, 16, 64):
+        torch.manual_seed(d)
+        layer = LRNNLayer(16, rank=512, proj_dim=d, width=4, activation=activation, w0=1.0)
+        with torch.no_grad():
+            g = layer.components(x)  # (N, r, d)
+            phi = torch.prod(1.0 + layer.gamma * g, dim=-1)
+        sigma2 = g.square().mean().item()
+        assert abs(g.mean().item()) < 0.1 * math.sqrt(sigma2)
+        assert 0.3 < sigma2 < 3.0  # init_std = 1 up to the activation-RMS estimate
+        var = phi.var().item()
+        assert abs(phi.mean().item() - 1.0) < 0.2
+        assert var <= 1.15 * (math.exp(sigma2) - 1.0)
+        variances.append(var)
+    assert max(variances) < 5.0
+
+
+@pytest.mark.parametrize("activation", ["siren", "spder", "spder_atan"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_fast_layer_matches_reference(activation, shared):
+    bench = _load_benchmark()
+    torch.manual_seed(0)
+    layer = LRNNLayer(5, rank=6, proj_dim=8, width=4, activation=activation, w0=3.0, shared=shared)
+    x = torch.randn(300, 5)
+    out = layer(x)
+    ref = bench.reference_layer_forward(layer, x)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=0)
+    gy = torch.randn_like(out)
+    params = list(layer.parameters())
+    g_fast = torch.autograd.grad(out, params, gy)
+    g_ref = torch.autograd.grad(ref, params, gy)
+    for a, b in zip(g_fast, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("save_limit", [0, 1 << 30])
+def test_component_kernel_both_paths(save_limit):
+    torch.manual_seed(1)
+    z = torch.randn(500, 12, requires_grad=True)
+    a, c, v = (torch.randn(12, 3, requires_grad=True) for _ in range(3))
+    e = torch.randn(12, requires_grad=True)
+    y = component_functions(z, a, c, v, e, "siren", save_limit=save_limit)
+    y_ref = component_functions_reference(z, a, c, v, e, "siren")
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    gy = torch.randn_like(y)
+    for g1, g2 in zip(torch.autograd.grad(y, (z, a, c, v, e), gy),
+                      torch.autograd.grad(y_ref, (z, a, c, v, e), gy), strict=True):
+        assert torch.allclose(g1, g2, atol=1e-4, rtol=1e-4)
+
+
+def test_lrnn_model_matches_reference():
+    bench = _load_benchmark()
+    torch.manual_seed(0)
+    model = build_model("lrnn", "preview")
+    x = _coords(200)
+    with torch.no_grad():
+        assert torch.allclose(model(x), bench.reference_model_forward(model, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_determinism(name):
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = build_model(name, "preview", **SMALL[name])
+        outs.append(model(_coords(50)).detach())
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fits_toy_signal(name):
+    torch.manual_seed(0)
+    model = build_model(name, "preview", **SMALL[name])
+    lin = torch.linspace(-1, 1, 16)
+    x = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), -1).reshape(-1, 2)
+    target = (torch.sin(3 * x[:, :1]) * torch.cos(2 * x[:, 1:]) + 0.5 * (x.square().sum(1, keepdim=True) < 0.4)).float()
+    lr = {"lrnn": 5e-3, "wire": 5e-3, "siren": 1e-3}[name]
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(50):
+        opt.zero_grad()
+        loss = (model(x) - target).square().mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_build_model_inputs_and_errors():
+    cfg = get_preset("siren", "preview").config
+    assert build_model("siren", cfg).config == cfg
+    assert build_model("SIREN", get_preset("siren", "paper")).config.hidden_features == 256
+    assert build_model("lrnn", {"rank": 4, "proj_dim": 2}).config.rank == 4
+    assert build_model("lrnn", "preview", activation="spder").config.activation == "spder"
+    with pytest.raises(KeyError):
+        build_model("nerf")
+    with pytest.raises(KeyError):
+        build_model("lrnn", "huge")
+    with pytest.raises(TypeError):
+        build_model("lrnn", WIREConfig())
+    with pytest.raises(ValueError):
+        build_model("lrnn", "preview", activation="relu")
+
+
+def test_optim_schedule():
+    optim = get_preset("wire", "paper").optim
+    assert optim.lr == 5e-3 and optim.final_lr_factor == 0.1
+    assert optim.lr_factor(0) == pytest.approx(1.0)
+    assert optim.lr_factor(optim.iterations) == pytest.approx(0.1)
+    warm = get_preset("lrnn", "paper").optim
+    assert warm.lr_factor(0) == pytest.approx(1 / warm.warmup)
+    assert warm.lr_factor(warm.warmup) == pytest.approx(1.0)
