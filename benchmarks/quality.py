@@ -44,6 +44,26 @@ def register(name: str, method: Method) -> None:
     METHODS[name] = method
 
 
+#: Budget of the coordinate networks, set from the command line (--preset, --iterations, --device).
+NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"}
+
+
+def _neural(method: str, variant: str | None = None) -> Method:
+    def run_network(sinogram, geometry, pixel_size_mm: float = 1.0) -> Reconstruction:
+        from reconstruct.neural import reconstruct_neural
+
+        return reconstruct_neural(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, variant=variant,
+                                  seed=0, **NEURAL_BUDGET)
+
+    return run_network
+
+
+for _network in ("lrnn", "wire", "siren"):
+    register(_network, _neural(_network))
+for _variant in ("tv", "fbp_init", "coarse_to_fine"):
+    register(f"lrnn+{_variant}", _neural("lrnn", _variant))
+
+
 def run(sizes: list[int], views: list[int], methods: list[str], samples: list[str],
         photons: list[float]) -> list[dict]:
     """Run every combination; one dict per reconstruction with the metrics and settings."""
@@ -64,7 +84,9 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                         row = {"sample": sample, "size": size, "views": n_views,
                                "noise": "none" if not count else f"{count:.0e}", "method": name,
                                "psnr": scores["psnr"], "ssim": scores["ssim"], "rmse_hu": scores["rmse_hu"],
-                               "iterations": result.iterations, "seconds": result.seconds}
+                               "iterations": result.iterations, "seconds": result.seconds,
+                               "parameters": result.n_parameters,
+                               "peak_memory_mb": (getattr(result, "peak_memory_bytes", None) or 0) / 2**20}
                         rows.append(row)
                         print(f"{sample:12s} {size:4d} {n_views:4d} {row['noise']:>5s} {name:8s} "
                               f"PSNR {row['psnr']:6.2f} SSIM {row['ssim']:.4f} RMSE {row['rmse_hu']:7.1f} HU "
@@ -74,12 +96,13 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
 
 def to_markdown(rows: list[dict]) -> str:
     """Markdown table of the rows."""
-    lines = ["| sample | size | views | photons | method | PSNR dB | SSIM | RMSE HU | iterations | seconds |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| sample | size | views | photons | method | PSNR dB | SSIM | RMSE HU | iterations | seconds | "
+             "parameters | peak MB |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['sample']} | {r['size']} | {r['views']} | {r['noise']} | {r['method']} | "
                      f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['rmse_hu']:.1f} | {r['iterations']} | "
-                     f"{r['seconds']:.2f} |")
+                     f"{r['seconds']:.2f} | {r['parameters']} | {r['peak_memory_mb']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +116,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="incident photons per bin; 0 = noise-free")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    parser.add_argument("--preset", default="preview", help="network preset (lrnn, wire, siren, lrnn+VARIANT)")
+    parser.add_argument("--iterations", type=int, default=None, help="network iteration budget (default: preset)")
+    parser.add_argument("--device", default="auto", help="device for the networks")
     args = parser.parse_args(argv)
+    NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -85,6 +85,14 @@ class Geometry:
     det_spacing: float
     image_size: tuple[int, int]
 
+    def _init_common(self, angles: AngleLike, det_count: int, det_spacing: float,
+                     image_size: int | Sequence[int] | None) -> None:
+        """Validate and set the fields every geometry has; image_size defaults to (det_count, det_count)."""
+        det_count = _check_det_count(det_count)
+        Geometry.__init__(self, angles=_as_angles(angles), det_count=det_count,
+                          det_spacing=_check_positive("det_spacing", det_spacing),
+                          image_size=_as_image_size(det_count if image_size is None else image_size))
+
     @property
     def n_angles(self) -> int:
         return int(self.angles.numel())
@@ -132,13 +140,7 @@ class ParallelBeam(Geometry):
 
     def __init__(self, angles: AngleLike, det_count: int, det_spacing: float = 1.0,
                  image_size: int | Sequence[int] | None = None) -> None:
-        det_count = _check_det_count(det_count)
-        super().__init__(
-            angles=_as_angles(angles),
-            det_count=det_count,
-            det_spacing=_check_positive("det_spacing", det_spacing),
-            image_size=_as_image_size(det_count if image_size is None else image_size),
-        )
+        self._init_common(angles, det_count, det_spacing, image_size)
 
     @classmethod
     def sparse(cls, n_views: int, image_size: int | Sequence[int], arc: float = math.pi,
@@ -180,13 +182,7 @@ class FanBeam(Geometry):
 
     def __init__(self, angles: AngleLike, det_count: int, source_distance: float, detector_distance: float,
                  det_spacing: float = 1.0, image_size: int | Sequence[int] | None = None) -> None:
-        det_count = _check_det_count(det_count)
-        super().__init__(
-            angles=_as_angles(angles),
-            det_count=det_count,
-            det_spacing=_check_positive("det_spacing", det_spacing),
-            image_size=_as_image_size(det_count if image_size is None else image_size),
-        )
+        self._init_common(angles, det_count, det_spacing, image_size)
         object.__setattr__(self, "source_distance", _check_positive("source_distance", source_distance))
         object.__setattr__(self, "detector_distance", _check_positive("detector_distance", detector_distance))
         if self.source_distance <= _diagonal(self.image_size) / 2:
