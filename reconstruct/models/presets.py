@@ -58,9 +58,11 @@ def _add(p: Preset) -> None:
 
 
 # --- LRNN -------------------------------------------------------------------------------------
-_add(Preset("lrnn", "preview", LRNNConfig(depth=2, rank=12, proj_dim=4, width=3),
-            OptimConfig(lr=2e-3, iterations=300, warmup=20, final_lr_factor=0.1),
-            image_size=128, notes="1,789 params"))
+# preview: tuned on Shepp-Logan 128^2 / 60 views, 300 iterations (docs/BENCHMARKS.md): rank 32 with w0 = 10 and
+# lr 1e-2 reached 33.5 dB where the 1.8k-parameter rank-16 net with w0 = 30, lr 2e-3 stayed at 21 dB.
+_add(Preset("lrnn", "preview", LRNNConfig(depth=2, rank=32, proj_dim=4, width=4, w0=10.0),
+            OptimConfig(lr=1e-2, iterations=300, warmup=20, final_lr_factor=0.1),
+            image_size=128, notes="8,097 params"))
 _add(Preset("lrnn", "paper", LRNNConfig(depth=3, rank=65, proj_dim=16, width=4),
             OptimConfig(lr=1e-3, iterations=5000, warmup=100, final_lr_factor=0.1),
             image_size=256, n_views=100, notes="181,416 params (WIRE paper config: 181,692)"))
