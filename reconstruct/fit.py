@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from operators import Radon
+from reconstruct.models import count_parameters
 from reconstruct.result import MU_WATER, Reconstruction, mu_to_hu
 
 StopLike = threading.Event | Callable[[], bool] | None
@@ -356,7 +357,7 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
             note(f"torch.compile unavailable ({exc!r}); running eager")
     renderer = _Renderer(net, coords, image_size, output_scale, chunk_size, use_amp)
     params = [p for p in model.parameters() if p.requires_grad]
-    n_parameters = sum(p.numel() for p in model.parameters())
+    n_parameters = count_parameters(model)
     timings: dict[str, float] = {}
 
     def objective(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
