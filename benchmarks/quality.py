@@ -48,31 +48,18 @@ def register(name: str, method: Method) -> None:
 NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"}
 
 
-def _neural(method: str, variant: str | None = None, preset=None) -> Method:
+def _neural(method: str, variant: str | None = None) -> Method:
     def run_network(sinogram, geometry, pixel_size_mm: float = 1.0) -> Reconstruction:
         from reconstruct.neural import reconstruct_neural
 
-        budget = dict(NEURAL_BUDGET, preset=preset or NEURAL_BUDGET["preset"])
         return reconstruct_neural(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, variant=variant,
-                                  seed=0, **budget)
+                                  seed=0, **NEURAL_BUDGET)
 
     return run_network
 
 
-def _wire_sized_like_lrnn_preview():
-    """WIRE preview recipe with 44 complex features: 8,148 parameters, LRNN preview has 8,097."""
-    import dataclasses
-
-    from reconstruct.models.presets import get_preset
-    from reconstruct.models.wire import WIREConfig
-
-    preview = get_preset("wire", "preview")
-    return dataclasses.replace(preview, name="preview-8k", config=WIREConfig(hidden_features=44))
-
-
 for _network in ("lrnn", "wire", "siren"):
     register(_network, _neural(_network))
-register("wire-8k", _neural("wire", preset=_wire_sized_like_lrnn_preview()))
 for _variant in ("tv", "fbp_init", "coarse_to_fine"):
     register(f"lrnn+{_variant}", _neural("lrnn", _variant))
 

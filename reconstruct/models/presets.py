@@ -71,8 +71,11 @@ _add(Preset("lrnn", "quality", LRNNConfig(depth=3, rank=96, proj_dim=16, width=8
             image_size=256, n_views=100))
 
 # --- WIRE -------------------------------------------------------------------------------------
-_add(Preset("wire", "preview", WIREConfig(hidden_features=24),
-            OptimConfig(lr=5e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
+# preview: 44 complex features = 8,148 parameters, the size of LRNN's preview (8,097), so the two compare at an
+# equal parameter count and budget.
+_add(Preset("wire", "preview", WIREConfig(hidden_features=44),
+            OptimConfig(lr=5e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128,
+            notes="8,148 params"))
 _add(Preset("wire", "paper", WIREConfig(),
             OptimConfig(lr=5e-3, iterations=5000, warmup=0, final_lr_factor=0.1),
             image_size=256, n_views=100, notes="181,692 real params"))
