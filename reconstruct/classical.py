@@ -109,6 +109,16 @@ def _finish(x: torch.Tensor, squeeze: bool, pixel_size_mm: float, mu_water: floa
                           curve=curve, parameters=parameters, device=str(x.device), n_parameters=0)
 
 
+def _start_with_row_weights(x0: torch.Tensor | None, y: torch.Tensor, A: operators.Radon, pixel_size_mm: float,
+                            nonnegative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial image (clamped at 0 when ``nonnegative``) and the SIRT/SART ray weights 1 / (A 1)."""
+    x = _initial(x0, y, A, pixel_size_mm)
+    if nonnegative:
+        x.clamp_(min=0)
+    ones_image = torch.ones((1, 1, *A.geometry.image_size), dtype=torch.float32, device=y.device)
+    return x, _safe_reciprocal(A(ones_image))
+
+
 def _safe_reciprocal(values: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.where(values > eps, 1.0 / values.clamp_min(eps), torch.zeros_like(values))
 
@@ -208,11 +218,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
     start = time.perf_counter()
     curve: list[float] = []
     with torch.no_grad():
-        x = _initial(x0, y, A, pixel_size_mm)
-        if nonnegative:
-            x.clamp_(min=0)
-        ones_image = torch.ones((1, 1, *A.geometry.image_size), dtype=torch.float32, device=y.device)
-        row = _safe_reciprocal(A(ones_image))
+        x, row = _start_with_row_weights(x0, y, A, pixel_size_mm, nonnegative)
         column = relaxation * _safe_reciprocal(A.adjoint(torch.ones_like(y[:1])))
         residual = y - A(x)
         for _ in range(iterations):
@@ -343,11 +349,7 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
     order = sorted(range(subsets), key=lambda s: int(format(s, f"0{bits}b")[::-1], 2))
     curve: list[float] = []
     with torch.no_grad():
-        x = _initial(x0, y, A, pixel_size_mm)
-        if nonnegative:
-            x.clamp_(min=0)
-        ones_image = torch.ones((1, 1, *A.geometry.image_size), dtype=torch.float32, device=y.device)
-        row = _safe_reciprocal(A(ones_image))
+        x, row = _start_with_row_weights(x0, y, A, pixel_size_mm, nonnegative)
         masks, columns = [], []
         for s in range(subsets):
             mask = torch.zeros((1, 1, n_angles, 1), dtype=torch.float32, device=y.device)
