@@ -19,18 +19,8 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconstruct.models import build_model, count_parameters  # noqa: E402
+from reconstruct.models.components import activation  # noqa: E402
 from reconstruct.models.lrnn import LRNN, LRNNLayer  # noqa: E402
-
-
-def reference_activation(u: Tensor, kind: str) -> Tensor:
-    """Hidden activation of a component MLP (``w0`` already folded into ``u``)."""
-    if kind == "siren":
-        return torch.sin(u)
-    if kind == "spder":
-        return torch.sin(u) * torch.sqrt(torch.abs(u))
-    if kind == "spder_atan":
-        return torch.sin(u) * torch.atan(u)
-    raise ValueError(kind)
 
 
 def reference_layer_forward(layer: LRNNLayer, x: Tensor) -> Tensor:
@@ -41,7 +31,7 @@ def reference_layer_forward(layer: LRNNLayer, x: Tensor) -> Tensor:
     if layer.shared:  # one MLP per neuron: repeat its parameters for the d components
         a, c, v, e = (t.repeat_interleave(d, dim=0) for t in (a, c, v, e))
     u = z[:, :, None] * a[None] + c[None]  # (N, r*d, width)
-    g = (reference_activation(u, layer.activation) * v[None]).sum(-1) + e  # (N, r*d)
+    g = (activation(u, layer.activation) * v[None]).sum(-1) + e  # (N, r*d)
     phi = torch.prod(1.0 + g.reshape(-1, r, d) / d**0.5, dim=-1)  # (N, r)
     return torch.nn.functional.layer_norm(phi, (r,), layer.norm.weight, layer.norm.bias, layer.norm.eps)
 
