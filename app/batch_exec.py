@@ -72,21 +72,17 @@ def run_pool(jobs: Jobs, on_result: OnResult, stop: Stop, workers: int, devices:
         return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                    initargs=(queue, threads))
 
+    def submit(payload: dict) -> Any:
+        if devices:
+            payload["device"] = WORKER_DEVICE
+        return pool.submit(_compute_in_worker, payload)
+
     pool = make_pool()
     pending: dict[Any, Unit] = {}
     exhausted = False
     try:
         while True:
-            while not exhausted and not stop() and len(pending) < workers:
-                try:
-                    unit, make_payload = next(jobs)
-                except StopIteration:
-                    exhausted = True
-                    break
-                payload = make_payload()
-                if devices:
-                    payload["device"] = WORKER_DEVICE
-                pending[pool.submit(_compute_in_worker, payload)] = unit
+            exhausted = exhausted or _submit_until(pending, workers, jobs, stop, submit)
             if not pending:
                 return
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -109,6 +105,18 @@ def run_pool(jobs: Jobs, on_result: OnResult, stop: Stop, workers: int, devices:
                 pool = make_pool()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submit_until(pending: dict[Any, Unit], limit: int, jobs: Jobs, stop: Stop,
+                  submit: Callable[[dict], Any]) -> bool:
+    """Submit work units until ``limit`` are pending or a stop is asked; True once ``jobs`` is exhausted."""
+    while not stop() and len(pending) < limit:
+        try:
+            unit, make_payload = next(jobs)
+        except StopIteration:
+            return True
+        pending[submit(make_payload())] = unit
+    return False
 
 
 def ray_available() -> bool:
@@ -141,18 +149,14 @@ def run_ray(jobs: Jobs, on_result: OnResult, stop: Stop, address: str | None, de
         remote = ray.remote(compute).options(num_gpus=1 if use_gpu else 0, num_cpus=1, max_retries=0)
         log("ray.start", address=address or "local", gpus=gpus, cpus=int(resources.get("CPU", 0)),
             task_device="cuda" if use_gpu else "cpu")
+        def submit(payload: dict) -> Any:
+            payload["device"] = "cuda" if use_gpu else "cpu"  # the task sees only its own GPU
+            return remote.remote(payload)
+
         pending: dict[Any, Unit] = {}
         exhausted = False
         while True:
-            while not exhausted and not stop() and len(pending) < 2 * slots:
-                try:
-                    unit, make_payload = next(jobs)
-                except StopIteration:
-                    exhausted = True
-                    break
-                payload = make_payload()
-                payload["device"] = "cuda" if use_gpu else "cpu"  # the task sees only its own GPU
-                pending[remote.remote(payload)] = unit
+            exhausted = exhausted or _submit_until(pending, 2 * slots, jobs, stop, submit)
             if not pending:
                 return
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
