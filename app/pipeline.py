@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import data
-from reconstruct import classical, metrics
+from reconstruct import classical, fit, metrics
 from reconstruct.result import Reconstruction
 
 CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "tv")
@@ -119,7 +119,7 @@ def simulate(ct: data.CTSlice, scan: ScanSettings) -> data.Simulation:
 def resolve_device(device: str) -> str:
     """"auto" -> "cuda" when a GPU is present, else "cpu"; validates explicit CUDA devices."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(fit.resolve_device("auto"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
     if device != "cpu" and not device.startswith("cuda"):
