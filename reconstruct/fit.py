@@ -9,6 +9,12 @@ x right, y up, as in :mod:`operators.geometry`). Its unit is attenuation per pix
 projector integrates in pixel units. The loss is the mean squared error between ``radon(image)`` and the
 measured sinogram -- :func:`fit` is never given a ground-truth image, so it cannot use one.
 
+Several slices at once: give :func:`fit` a list of ``B`` networks and a ``(B, 1, n_angles, det_count)``
+stack of sinograms. The networks are stacked (:class:`reconstruct.models.stacked.StackedModels`) and
+evaluated side by side; the objective is the sum of the per-slice objectives, so with Adam each network
+follows the path it would follow alone. Learning-rate schedule, divergence roll-back and the stop request
+are shared; the early-stop rule ends the fit when every slice has reached its plateau.
+
 Optimisation: Adam, linear warm-up then cosine (or exponential) decay to ``final_lr_factor * lr``;
 non-finite losses or gradients roll the network and optimiser back to the last good snapshot and halve
 the learning rate (recorded in ``FitResult.events`` and warned).
@@ -19,10 +25,9 @@ from __future__ import annotations
 import copy
 import math
 import resource
-import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +37,9 @@ from torch import nn
 
 from operators import Radon
 from reconstruct.models import count_parameters
-from reconstruct.result import MU_WATER, Reconstruction, mu_to_hu
-
-StopLike = threading.Event | Callable[[], bool] | None
+from reconstruct.models.stacked import StackedModels
+from reconstruct.result import MU_WATER, Reconstruction, StopLike, mu_to_hu
+from reconstruct.result import stop_requested as _stop_requested
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,11 @@ class FitProgress:
     """What a :func:`fit` callback receives.
 
     iteration : 1-based number of finished iterations; iterations : the budget.
-    loss : sinogram MSE of this iteration (line-integral units squared).
+    loss : sinogram MSE of this iteration (line-integral units squared; the mean over slices when
+        several networks are fitted at once).
     elapsed : seconds since the fit started; lr : learning rate used for this iteration.
-    image : numpy float32 (H, W) attenuation per pixel unit on preview iterations, else None.
+    image : numpy float32 attenuation per pixel unit on preview iterations, else None; (H, W) for one
+        network, (B, H, W) for several.
     """
 
     iteration: int
@@ -69,10 +76,13 @@ class FitProgress:
 class FitResult(Reconstruction):
     """Outcome of :func:`fit`: a :class:`reconstruct.result.Reconstruction` plus training records.
 
-    image_hu : numpy float32 (H, W), Hounsfield units (``mu_to_hu(mu, mu_water)``).
-    mu : float32 tensor (H, W) on the fitting device, attenuation in 1/mm (``image / pixel_size_mm``).
-    image : float32 CPU tensor (H, W), attenuation per pixel unit (what the projector sees).
-    curve : sinogram MSE per iteration (line-integral units squared; NaN where an iteration diverged).
+    image_hu : numpy float32 (H, W), Hounsfield units (``mu_to_hu(mu, mu_water)``); (B, H, W) for several.
+    mu : float32 tensor (H, W) on the fitting device, attenuation in 1/mm (``image / pixel_size_mm``);
+        (B, 1, H, W) for several networks.
+    image : float32 CPU tensor (H, W) (or (B, H, W)), attenuation per pixel unit (what the projector sees).
+    curve : sinogram MSE per iteration (line-integral units squared, mean over slices; NaN where an
+        iteration diverged).
+    n_parameters : parameters of one network.
     parameters : the settings used (also as ``settings``).
     seconds_per_iteration : main-loop wall time / iterations run.
     peak_memory_bytes : CUDA ``max_memory_allocated``; on CPU the growth of the process's peak
@@ -80,14 +90,14 @@ class FitResult(Reconstruction):
     events : divergence recoveries, early/requested stops, fallbacks, in order.
     stop_reason : "completed", "early_stop", "stopped" or "diverged".
     timings : extra wall times in seconds ("loop_seconds", "warm_start_seconds").
-    model : the trained network (on the fitting device).
+    model : the trained network (on the fitting device); a :class:`StackedModels` for several, whose
+        original networks also hold their trained parameters.
     """
 
     image: torch.Tensor | None = None
     seconds_per_iteration: float = float("nan")
     peak_memory_bytes: int | None = None
     events: list[str] = field(default_factory=list)
-    stop_reason: str = "completed"
     timings: dict[str, float] = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False)
 
@@ -143,18 +153,16 @@ def lr_at(iteration: int, iterations: int, lr: float, warmup: int, final_lr_fact
 
 
 def total_variation(image: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Mean isotropic total variation of an (H, W) image (smoothed with ``eps`` to stay differentiable)."""
-    dx = image[:-1, 1:] - image[:-1, :-1]
-    dy = image[1:, :-1] - image[:-1, :-1]
-    return torch.sqrt(dx * dx + dy * dy + eps).mean()
+    """Mean isotropic total variation of an (..., H, W) image, one value per image (shape (...)),
+    smoothed with ``eps`` to stay differentiable."""
+    dx = image[..., :-1, 1:] - image[..., :-1, :-1]
+    dy = image[..., 1:, :-1] - image[..., :-1, :-1]
+    return torch.sqrt(dx * dx + dy * dy + eps).mean(dim=(-2, -1))
 
 
-def _stop_requested(stop: StopLike) -> bool:
-    if stop is None:
-        return False
-    if hasattr(stop, "is_set"):
-        return bool(stop.is_set())
-    return bool(stop())
+def _unbatched(images: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B, H, W) -> (H, W) when a single network was fitted."""
+    return images[0] if batch == 1 else images
 
 
 def _rss_bytes() -> int | None:
@@ -177,13 +185,14 @@ def _all_finite(model: nn.Module) -> bool:
 
 
 class _Renderer:
-    """Evaluates the network on the pixel grid: ``image = output_scale * net(coords)`` as float32 (H, W),
-    optionally in pixel chunks and under bf16 autocast (CUDA)."""
+    """Evaluates the network(s) on the pixel grid: ``image = output_scale * net(coords)`` as float32
+    (B, H, W), optionally in pixel chunks and under bf16 autocast (CUDA)."""
 
-    def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor,
-                 image_size: tuple[int, int], output_scale: float, chunk_size: int | None, amp: bool) -> None:
-        self.net, self.coords, self.image_size = net, coords, image_size
-        self.output_scale, self.amp = float(output_scale), amp
+    def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor, batch: int,
+                 image_size: tuple[int, int], output_scale: torch.Tensor, chunk_size: int | None,
+                 amp: bool) -> None:
+        self.net, self.coords, self.batch, self.image_size = net, coords, batch, image_size
+        self.output_scale, self.amp = output_scale.reshape(batch, 1), amp
         n = coords.shape[0]
         step = n if chunk_size is None or chunk_size <= 0 else min(int(chunk_size), n)
         self.slices = [slice(i, min(i + step, n)) for i in range(0, n, step)]
@@ -194,11 +203,11 @@ class _Renderer:
                 out = self.net(coords)
         else:
             out = self.net(coords)
-        return out.reshape(-1).float() * self.output_scale
+        return out.reshape(self.batch, -1).float() * self.output_scale
 
     def image(self) -> torch.Tensor:
-        """Differentiable image (only used without chunking)."""
-        return self._eval(self.coords).view(self.image_size)
+        """Differentiable (B, H, W) image (only used without chunking)."""
+        return self._eval(self.coords).view(self.batch, *self.image_size)
 
     @property
     def chunked(self) -> bool:
@@ -206,21 +215,22 @@ class _Renderer:
 
     @torch.no_grad()
     def image_no_grad(self) -> torch.Tensor:
-        return torch.cat([self._eval(self.coords[s]) for s in self.slices]).view(self.image_size)
+        return torch.cat([self._eval(self.coords[s]) for s in self.slices], dim=1).view(
+            self.batch, *self.image_size)
 
     def backward_chunks(self, grad_image: torch.Tensor) -> None:
         """Second pass of chunked training: re-evaluate each chunk with autograd and push ``grad_image``
-        (dLoss/dImage, (H, W)) into the parameters, so memory is bounded by one chunk."""
-        flat = grad_image.reshape(-1)
+        (dLoss/dImage, (B, H, W)) into the parameters, so memory is bounded by one chunk."""
+        flat = grad_image.reshape(self.batch, -1)
         for s in self.slices:
-            self._eval(self.coords[s]).backward(flat[s])
+            self._eval(self.coords[s]).backward(flat[:, s])
 
 
 # ---------------------------------------------------------------------------------------------- fit
 
 
 def fit(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     radon: Radon,
     sinogram: torch.Tensor,
     *,
@@ -238,7 +248,7 @@ def fit(
     callback: Callable[[FitProgress], None] | None = None,
     callback_every: int = 10,
     preview_every: int | None = 100,
-    output_scale: float = 1.0,
+    output_scale: float | Sequence[float] = 1.0,
     tv_weight: float = 0.0,
     init_image: torch.Tensor | None = None,
     init_steps: int = 300,
@@ -250,13 +260,16 @@ def fit(
     method: str | None = None,
 ) -> FitResult:
     """Fit ``model`` (coordinates (N, 2) -> (N, 1)) so that ``radon(output_scale * model(grid))`` matches
-    ``sinogram``.
+    ``sinogram``; or fit ``B`` networks to ``B`` sinograms at once.
 
     Parameters
     ----------
-    model : coordinate network; moved to ``device`` and trained in place.
+    model : coordinate network, moved to ``device`` and trained in place; or a sequence of ``B``
+        networks of one architecture, or a :class:`StackedModels` of them (one per slice, fitted side
+        by side).
     radon : projector whose geometry's ``image_size`` (H, W) defines the image grid.
-    sinogram : measured line integrals (n_angles, det_count) (or with leading singleton dims), pixel units.
+    sinogram : measured line integrals (n_angles, det_count) (or with leading singleton dims), pixel units;
+        (B, 1, n_angles, det_count) or (B, n_angles, det_count) for ``B`` networks.
     iterations, lr : Adam budget and peak learning rate.
     warmup : linear warm-up iterations (default 5 % of ``iterations``).
     final_lr_factor, schedule : the rate decays to ``final_lr_factor * lr``, "cosine" or "exponential".
@@ -271,11 +284,12 @@ def fit(
         forward without autograd, dLoss/dImage, then per-chunk re-evaluation and backward).
     callback, callback_every, preview_every : ``callback(FitProgress)`` every ``callback_every``
         iterations and at the end; every ``preview_every`` iterations it carries the current image.
-    output_scale : attenuation per pixel unit corresponding to a network output of 1.
+    output_scale : attenuation per pixel unit corresponding to a network output of 1 (one per slice
+        allowed).
     tv_weight : weight of a total-variation penalty on the normalised image ``image / output_scale``;
         the data term in the objective is normalised by ``mean(sinogram**2)``, so the weight is
         independent of the data's scale. The reported loss is always the plain sinogram MSE.
-    init_image : warm start (e.g. an FBP image, attenuation per pixel unit, (H, W)): before the main
+    init_image : warm start (e.g. an FBP image, attenuation per pixel unit, (H, W) or (B, H, W)): before the main
         loop the network is pre-fitted to it for ``init_steps`` Adam steps (image-domain MSE), then the
         main fit starts with a fresh optimiser. A network pre-fit smooths the FBP streaks it cannot
         represent quickly, unlike a fixed base image whose streaks the network would have to cancel.
@@ -290,11 +304,22 @@ def fit(
         raise ValueError(f"lr must be a positive number, got {lr}")
     if not 0 < final_lr_factor <= 1:
         raise ValueError(f"final_lr_factor must be in (0, 1], got {final_lr_factor}")
+    if isinstance(model, nn.Module):
+        network, batch = model, len(model) if isinstance(model, StackedModels) else 1
+    else:
+        models = list(model)
+        if not models:
+            raise ValueError("fit needs at least one model")
+        network, batch = (models[0], 1) if len(models) == 1 else (StackedModels(models), len(models))
     if not isinstance(sinogram, torch.Tensor):
         sinogram = torch.as_tensor(np.asarray(sinogram))
     expected = tuple(radon.geometry.sinogram_shape)
-    if tuple(sinogram.shape[-2:]) != expected or sinogram.numel() != math.prod(expected):
-        raise ValueError(f"sinogram must have shape {expected}, got {tuple(sinogram.shape)}")
+    if tuple(sinogram.shape[-2:]) != expected or sinogram.numel() != batch * math.prod(expected):
+        wanted = expected if batch == 1 else (batch, 1, *expected)
+        raise ValueError(f"sinogram must have shape {wanted} for {batch} model(s), got {tuple(sinogram.shape)}")
+    scales = [float(output_scale)] * batch if np.ndim(output_scale) == 0 else [float(v) for v in output_scale]
+    if len(scales) != batch:
+        raise ValueError(f"output_scale has {len(scales)} values for {batch} models")
     if isinstance(early_stop, int) and not isinstance(early_stop, bool):
         early_stop = EarlyStop(patience=early_stop)
     warmup = round(0.05 * iterations) if warmup is None else int(warmup)
@@ -315,7 +340,8 @@ def fit(
     settings: dict[str, Any] = dict(
         iterations=iterations, lr=lr, warmup=warmup, final_lr_factor=final_lr_factor, schedule=schedule,
         early_stop=None if early_stop is None else vars(early_stop).copy(), seed=seed, amp=use_amp,
-        compile=compile, chunk_size=chunk_size, output_scale=float(output_scale), tv_weight=tv_weight,
+        compile=compile, chunk_size=chunk_size, output_scale=scales[0] if batch == 1 else scales,
+        tv_weight=tv_weight, batch=batch,
         init_image=init_image is not None, init_steps=init_steps if init_image is not None else 0,
         pixel_size_mm=pixel_size_mm, mu_water=mu_water,
     )
@@ -324,18 +350,18 @@ def fit(
     with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        return _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events, note,
+        return _fit_loop(network, batch, radon, sinogram, dev, use_amp, image_size, settings, events, note,
                          iterations=iterations, lr=lr, warmup=warmup, final_lr_factor=final_lr_factor,
                          schedule=schedule, early_stop=early_stop, compile=compile, chunk_size=chunk_size,
                          callback=callback, callback_every=max(1, int(callback_every)),
-                         preview_every=preview_every, output_scale=float(output_scale), tv_weight=tv_weight,
+                         preview_every=preview_every, output_scale=scales, tv_weight=tv_weight,
                          init_image=init_image, init_steps=init_steps, stop=stop,
                          pixel_size_mm=pixel_size_mm, mu_water=mu_water,
                          snapshot_every=max(1, int(snapshot_every)), max_recoveries=max_recoveries,
-                         method=method or type(model).__name__.lower())
+                         method=method or type(getattr(network, "template", network)).__name__.lower())
 
 
-def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events, note, *, iterations, lr,
+def _fit_loop(model, batch, radon, sinogram, dev, use_amp, image_size, settings, events, note, *, iterations, lr,
               warmup, final_lr_factor, schedule, early_stop, compile, chunk_size, callback, callback_every,
               preview_every, output_scale, tv_weight, init_image, init_steps, stop, pixel_size_mm, mu_water,
               snapshot_every, max_recoveries, method) -> FitResult:
@@ -346,8 +372,11 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
 
     model.to(dev)
     model.train()
-    target = sinogram.detach().to(device=dev, dtype=torch.float32).reshape(radon.geometry.sinogram_shape)
-    power = max(float(target.pow(2).mean()), 1e-30)  # normalises the data term of the objective
+    target = sinogram.detach().to(device=dev, dtype=torch.float32).reshape(
+        batch, 1, *radon.geometry.sinogram_shape)
+    # normalises each slice's data term of the objective
+    power = target.pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-30)
+    scale = torch.tensor(output_scale, dtype=torch.float32, device=dev).reshape(batch, 1, 1)
     coords = pixel_grid(image_size, dev)
     net: Callable[[torch.Tensor], torch.Tensor] = model
     if compile:
@@ -355,21 +384,22 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
             net = torch.compile(model)
         except Exception as exc:  # noqa: BLE001 - optional acceleration
             note(f"torch.compile unavailable ({exc!r}); running eager")
-    renderer = _Renderer(net, coords, image_size, output_scale, chunk_size, use_amp)
+    renderer = _Renderer(net, coords, batch, image_size, scale, chunk_size, use_amp)
     params = [p for p in model.parameters() if p.requires_grad]
-    n_parameters = count_parameters(model)
+    n_parameters = model.parameters_per_model() if isinstance(model, StackedModels) else count_parameters(model)
     timings: dict[str, float] = {}
 
     def objective(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(objective to minimise, plain sinogram MSE) of an (H, W) float32 image."""
-        mse = (radon(image) - target).pow(2).mean()
-        total = mse / power
+        """(objective to minimise, plain sinogram MSE per slice (B,)) of a (B, H, W) float32 image."""
+        mse = (radon(image[:, None]) - target).pow(2).mean(dim=(1, 2, 3))
+        total = (mse / power).sum()
         if tv_weight:
-            total = total + tv_weight * total_variation(image / output_scale)
+            total = total + tv_weight * total_variation(image / scale).sum()
         return total, mse
 
     def step_grads(image_loss: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
-        """Forward + backward for one step; returns (image (detached), mse tensor, grad-norm tensor)."""
+        """Forward + backward for one step; returns (image (B, H, W) detached, per-slice loss (B,),
+        grad-norm tensor)."""
         if renderer.chunked:
             image = renderer.image_no_grad().requires_grad_(True)
             total, mse = image_loss(image)
@@ -402,14 +432,16 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
     # ---- optional warm start: pre-fit the network to init_image ------------------------------------
     if init_image is not None and init_steps > 0:
         t0 = time.perf_counter()
-        init = torch.as_tensor(init_image).detach().to(device=dev, dtype=torch.float32).reshape(image_size)
-        init_norm = init / output_scale
+        init = torch.as_tensor(init_image).detach().to(device=dev, dtype=torch.float32)
+        if init.numel() != batch * math.prod(image_size):
+            raise ValueError(f"init_image must hold {batch} image(s) of {image_size}, got {tuple(init.shape)}")
+        init_norm = init.reshape(batch, *image_size) / scale
         pre_opt = torch.optim.Adam(params, lr=lr)
         pre_warm = max(1, init_steps // 10)
 
         def image_mse(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            loss = (image / output_scale - init_norm).pow(2).mean()
-            return loss, loss
+            loss = (image / scale - init_norm).pow(2).mean(dim=(1, 2))
+            return loss.sum(), loss
 
         pre_steps = 0
         for k in range(init_steps):
@@ -422,7 +454,7 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
                 _, loss, gnorm = run_compiled_guard(lambda: step_grads(image_mse))
             else:
                 _, loss, gnorm = step_grads(image_mse)
-            if not (math.isfinite(float(loss)) and math.isfinite(float(gnorm))):
+            if not (math.isfinite(float(loss.sum())) and math.isfinite(float(gnorm))):
                 note(f"warm start diverged at step {k}; keeping the network as it was", warn=True)
                 break
             pre_opt.step()
@@ -439,8 +471,8 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
     lr_scale = 1.0
     recoveries = 0
     curve: list[float] = []
-    best = float("inf")
-    best_iteration = 0
+    best = [float("inf")] * batch
+    best_iteration = [0] * batch
     stop_reason = "completed"
     last_image: torch.Tensor | None = None
     loop_start = time.perf_counter()
@@ -459,7 +491,8 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
             image, mse, gnorm = run_compiled_guard(lambda: step_grads(objective))
         else:
             image, mse, gnorm = step_grads(objective)
-        loss_value, gnorm_value = torch.stack([mse, gnorm.to(mse.dtype)]).tolist()  # one device sync
+        *slice_losses, gnorm_value = torch.cat([mse, gnorm.to(mse.dtype).reshape(1)]).tolist()  # one sync
+        loss_value = math.fsum(slice_losses) / batch
         done = it + 1
 
         if not (math.isfinite(loss_value) and math.isfinite(gnorm_value)):
@@ -492,12 +525,14 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
                 callback(FitProgress(
                     iteration=it + 1, iterations=iterations, loss=loss_value,
                     elapsed=time.perf_counter() - start, lr=current_lr,
-                    image=image.float().cpu().numpy() if preview else None))
+                    image=_unbatched(image, batch).float().cpu().numpy() if preview else None))
 
         if early_stop is not None:
-            if loss_value < best * (1 - early_stop.tolerance):
-                best, best_iteration = loss_value, it + 1
-            elif it + 1 >= early_stop.min_iterations and it + 1 - best_iteration >= early_stop.patience:
+            for b, value in enumerate(slice_losses):
+                if value < best[b] * (1 - early_stop.tolerance):
+                    best[b], best_iteration[b] = value, it + 1
+            plateaued = all(it + 1 - last >= early_stop.patience for last in best_iteration)
+            if it + 1 >= early_stop.min_iterations and plateaued:
                 stop_reason = "early_stop"
                 note(f"early stop at iteration {it + 1}: no {early_stop.tolerance:g} relative improvement "
                      f"in {early_stop.patience} iterations")
@@ -516,7 +551,7 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
         if not torch.isfinite(final).all() and last_image is not None:
             final = last_image
             note("final image non-finite: returning the last finite training image", warn=True)
-    image_cpu = final.detach().float().cpu()
+    image_cpu = _unbatched(final.detach().float(), batch).cpu()
     seconds = time.perf_counter() - start
 
     if dev.type == "cuda":
@@ -525,9 +560,11 @@ def _fit_loop(model, radon, sinogram, dev, use_amp, image_size, settings, events
         rss_after = _rss_bytes()
         peak = None if rss_before is None or rss_after is None else max(0, rss_after - rss_before)
 
-    mu = final.detach().float() / float(pixel_size_mm)
+    mu = (final[0] if batch == 1 else final[:, None]).detach().float() / float(pixel_size_mm)
     image_hu = np.asarray(mu_to_hu(image_cpu.numpy() / float(pixel_size_mm), mu_water), dtype=np.float32)
     settings["recoveries"] = recoveries
+    if isinstance(model, StackedModels):
+        model.unstack()
     return FitResult(
         image=image_cpu, mu=mu, image_hu=image_hu, method=method,
         iterations=done, seconds=seconds, curve=curve, parameters=settings, device=str(dev),

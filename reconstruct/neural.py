@@ -10,6 +10,7 @@ import torch
 from operators import Geometry, Radon
 from reconstruct.fit import FitProgress, FitResult, StopLike, fit
 from reconstruct.models import build_model, get_preset
+from reconstruct.models.stacked import StackedModels
 
 VARIANTS = ("paper", "tv", "fbp_init", "coarse_to_fine")
 
@@ -58,7 +59,9 @@ def reconstruct_neural(
 
     Parameters
     ----------
-    sinogram : (n_angles, det_count) line integrals in pixel units (attenuation [1/mm] times pixel size).
+    sinogram : (n_angles, det_count) line integrals in pixel units (attenuation [1/mm] times pixel size),
+        or a (B, 1, n_angles, det_count) stack: B networks (each initialised from ``seed``, as a lone fit
+        would be) are fitted side by side and the result holds (B, H, W) images.
     geometry : acquisition geometry; its ``image_size`` is the output grid.
     pixel_size_mm : pixel size in mm, for ``mu`` [1/mm] and ``image_hu``.
     preset : model preset; gives the network and the optimiser (lr, iterations, warm-up, final factor,
@@ -81,10 +84,14 @@ def reconstruct_neural(
     budget = optim.iterations if iterations is None else int(iterations)
     radon = Radon(geometry)
     sinogram = torch.as_tensor(sinogram)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(method, spec)
-    scale = fit_options.pop("output_scale", None) or output_scale_from_data(radon, sinogram)
+    rows = sinogram.reshape(-1, *geometry.sinogram_shape)
+    models = []
+    for _ in range(rows.shape[0]):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            models.append(build_model(method, spec))
+    model = models[0] if len(models) == 1 else StackedModels(models)
+    scale = fit_options.pop("output_scale", None) or [output_scale_from_data(radon, row) for row in rows]
 
     options: dict = dict(
         iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
@@ -94,7 +101,7 @@ def reconstruct_neural(
     if "tv" in names:
         options["tv_weight"] = TV_WEIGHT
     if "fbp_init" in names:
-        options["init_image"] = radon.fbp(sinogram.float().reshape(geometry.sinogram_shape).cpu())
+        options["init_image"] = radon.fbp(rows.float().cpu()[:, None])
     if "coarse_to_fine" in names:
         config = getattr(model, "config", None)
         if config is None or not hasattr(config, "coord_scale"):

@@ -241,3 +241,25 @@ def test_ray_executor(inputs, reference, tmp_path):
     assert "event=ray.start" in err and "task_device=cpu" in err
     assert _comparable(tmp_path / "out") == _comparable(reference)
     assert (tmp_path / "out" / "failures.jsonl").read_text() == (reference / "failures.jsonl").read_text()
+
+
+def test_networks_fitted_together_match_one_at_a_time():
+    """--batch-size 2 fits both slices' LRNNs side by side; each slice must come out as it does alone."""
+    import data
+
+    ct = data.load_sample("shepp_logan", 64)
+    hu = np.stack([ct.hu, ct.hu[:, ::-1]]).astype(np.float32)
+    payload = {"unit_id": "u", "method": "lrnn", "views": 16, "slices": [0, 1], "hu": hu, "spacing": (1.0, 1.0),
+               "preset": "preview", "iterations": 30, "photons": None, "seed": 0, "device": "cpu"}
+    alone = batch_work.compute({**payload, "batch_size": 1})
+    together = batch_work.compute({**payload, "batch_size": 2})
+    assert alone["ok"] and together["ok"], (alone.get("error"), together.get("error"))
+    assert together["batch_size"] == 2
+    np.testing.assert_allclose(together["images"], alone["images"], atol=2.0)  # HU
+    for a, b in zip(alone["rows"], together["rows"], strict=True):
+        assert b["psnr"] == pytest.approx(a["psnr"], abs=0.01) and b["ssim"] == pytest.approx(a["ssim"], abs=1e-3)
+
+
+def test_auto_batch_size_on_cpu():
+    assert batch_work.auto_batch_size("lrnn", (128, 128), "cpu") == 1
+    assert batch_work.auto_batch_size("tv", (128, 128), "cpu") == 4

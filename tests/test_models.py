@@ -24,6 +24,7 @@ from reconstruct.models import (
     wire_parameter_count,
 )
 from reconstruct.models.components import component_functions, component_functions_reference
+from reconstruct.models.stacked import StackedModels
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -136,19 +137,23 @@ def test_fast_layer_matches_reference(activation, shared):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("save_limit", [0, 1 << 30])
-def test_component_kernel_both_paths(save_limit):
+@pytest.mark.parametrize("activation", ["siren", "spder"])
+def test_component_kernel_matches_reference_alone_and_under_vmap(activation):
     torch.manual_seed(1)
-    z = torch.randn(500, 12, requires_grad=True)
-    a, c, v = (torch.randn(12, 3, requires_grad=True) for _ in range(3))
-    e = torch.randn(12, requires_grad=True)
-    y = component_functions(z, a, c, v, e, "siren", save_limit=save_limit)
-    y_ref = component_functions_reference(z, a, c, v, e, "siren")
-    assert torch.allclose(y, y_ref, atol=1e-5)
-    gy = torch.randn_like(y)
-    for g1, g2 in zip(torch.autograd.grad(y, (z, a, c, v, e), gy),
-                      torch.autograd.grad(y_ref, (z, a, c, v, e), gy), strict=True):
-        assert torch.allclose(g1, g2, atol=1e-4, rtol=1e-4)
+    z = torch.randn(3, 500, 12, requires_grad=True)  # 3 networks side by side
+    a, c, v = (torch.randn(3, 12, 3, requires_grad=True) for _ in range(3))
+    e = torch.randn(3, 12, requires_grad=True)
+    inputs = (z, a, c, v, e)
+    batched = torch.vmap(lambda *t: component_functions(*t, activation))(*inputs)
+    gy = torch.randn_like(batched)
+    grads = torch.autograd.grad(batched, inputs, gy)
+    for i in range(3):
+        alone = component_functions(*(t[i] for t in inputs), activation)
+        ref = component_functions_reference(*(t[i] for t in inputs), activation)
+        assert torch.allclose(alone, ref, atol=1e-5) and torch.allclose(batched[i], ref, atol=1e-5)
+        ref_grads = torch.autograd.grad(ref, inputs, gy[i])
+        for g, g_ref in zip(grads, ref_grads, strict=True):
+            assert torch.allclose(g[i], g_ref[i], atol=1e-4, rtol=1e-4)
 
 
 def test_lrnn_model_matches_reference():
@@ -213,3 +218,39 @@ def test_optim_schedule():
     warm = get_preset("lrnn", "paper").optim
     assert warm.lr_factor(0) == pytest.approx(1 / warm.warmup)
     assert warm.lr_factor(warm.warmup) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_stacked_models_equal_each_network_alone(name):
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model(name, "preview", **SMALL[name]))
+    stacked = StackedModels(models)
+    assert len(stacked) == 3 and stacked.parameters_per_model() == count_parameters(models[0])
+    x = _coords(40)
+    out = stacked(x)
+    assert out.shape == (3, 40, 1)
+    gy = torch.randn_like(out)
+    trainable = [p for p in stacked.stacked if p.requires_grad]
+    grads = torch.autograd.grad(out, trainable, gy)
+    for i, model in enumerate(models):
+        alone = model(x)
+        assert torch.allclose(out[i], alone, atol=1e-5)
+        own = torch.autograd.grad(alone, [p for p in model.parameters() if p.requires_grad], gy[i])
+        for g, g_own in zip(grads, own, strict=True):
+            assert torch.allclose(g[i], g_own, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        for p in stacked.stacked:
+            p.add_(1.0)
+    stacked.unstack()
+    for i, model in enumerate(models):
+        assert torch.allclose(model(x), stacked(x)[i], atol=1e-5)
+
+
+def test_stacked_models_reject_mixed_architectures():
+    with pytest.raises(ValueError, match="one class and one configuration"):
+        StackedModels([build_model("lrnn", "preview", **SMALL["lrnn"]), build_model("lrnn", "preview")])
+    with pytest.raises(ValueError, match="one class"):
+        StackedModels([build_model("wire", "preview", **SMALL["wire"]),
+                       build_model("siren", "preview", **SMALL["siren"])])

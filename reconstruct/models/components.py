@@ -6,7 +6,7 @@ Each of ``M`` components is a tiny MLP ``1 -> width -> 1``::
 
 evaluated at every row of ``z`` (shape ``(N, M)``), giving ``(N, M)``.
 
-:func:`component_functions` is the fast CPU path: a custom autograd function that walks
+:func:`component_functions` is the fast path: a custom autograd function that walks
 over pixel chunks and the hidden ``width`` dimension with in-place accumulations, so it never
 materialises an ``(N, M, width)`` tensor and recomputes activations in the backward pass
 instead of storing them (memory ``O(N * M)``).
@@ -24,9 +24,9 @@ ACTIVATIONS = ("siren", "spder", "spder_atan")
 # Target number of elements of one (chunk, M) work tensor: ~1 MiB of float32 keeps the
 # per-k temporaries cache-resident (L2/L3) on small CPUs.
 _CHUNK_ELEMENTS = 1 << 18
-# Keep act(u), act'(u) from the forward pass when N * width * M is at most this many elements
-# (2 float32 buffers of N*width*M); otherwise they are recomputed in the backward pass.
-SAVE_LIMIT = 0  # measured slower than recomputing on a 2-core CPU, so off by default
+# On a GPU every chunk costs a few kernel launches, so chunks are as large as memory comfortably allows
+# (2^26 float32 = 256 MiB per work tensor): a 256^2 image with M = 1040 components runs in one chunk.
+_CHUNK_ELEMENTS_ACCELERATOR = 1 << 26
 
 
 def activation(u: Tensor, kind: str) -> Tensor:
@@ -78,97 +78,79 @@ def activation_rms(kind: str, w0: float, z_std: float = 1.0, samples: int = 1 <<
     return float(math.sqrt(float((h * h).mean())))
 
 
-def _chunk_rows(n: int, per_row: int) -> int:
-    return max(1, min(n, _CHUNK_ELEMENTS // max(per_row, 1)))
+def _chunk_rows(n: int, per_row: int, device: torch.device) -> int:
+    budget = _CHUNK_ELEMENTS if device.type == "cpu" else _CHUNK_ELEMENTS_ACCELERATOR
+    return max(1, min(n, budget // max(per_row, 1)))
 
 
 class _ComponentSum(torch.autograd.Function):
     """Fused ``g = sum_k v[:, k] * act(a[:, k] * z + c[:, k]) + e`` over pixel chunks.
 
-    Work tensors have layout ``(chunk, width, M)`` (``M`` contiguous, so the reductions over
-    ``width`` and over pixels vectorise). When ``N * width * M <= save_limit`` the forward keeps
-    ``act(u)`` and ``act'(u)`` (two transcendental passes in total, like plain autograd);
-    otherwise only ``z`` is saved and the backward recomputes them chunk by chunk.
+    Work tensors are ``(chunk, M)``; the loop runs over the hidden ``width``. Only ``z`` and the weights
+    are saved; the backward recomputes ``act`` and ``act'`` chunk by chunk (keeping them measured slower
+    on a 2-core CPU). Under :func:`torch.vmap` (several networks fitted at once) the batch of networks is
+    folded into the component axis: ``B`` networks with ``M`` components each are ``B*M`` components.
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, aT: Tensor, cT: Tensor, vT: Tensor, e: Tensor, kind: str,  # type: ignore[override]
-                save_limit: int) -> Tensor:
+    def forward(z: Tensor, aT: Tensor, cT: Tensor, vT: Tensor, e: Tensor, kind: str) -> Tensor:  # type: ignore[override]
         n, m = z.shape
-        width = aT.shape[0]
-        save = ctx.needs_input_grad[0] or any(ctx.needs_input_grad[1:5])
-        keep = save and n * width * m <= save_limit
-        h_all = z.new_empty(n, width, m) if keep else None
-        dh_all = z.new_empty(n, width, m) if keep else None
         out = torch.empty_like(z)
-        if keep:
-            step = _chunk_rows(n, width * m)
-            for i in range(0, n, step):
-                u = torch.addcmul(cT, z[i : i + step, None, :], aT)  # (B, width, M)
-                h, dh = _activation_and_derivative(u, kind)
-                h_all[i : i + step] = h
-                dh_all[i : i + step] = dh
-                torch.sum(h.mul_(vT), dim=1, out=out[i : i + step])
-        else:  # loop over the hidden width with (B, M) work tensors
-            step = _chunk_rows(n, m)
-            for i in range(0, n, step):
-                zc, gc = z[i : i + step], out[i : i + step]
-                gc.zero_()
-                for k in range(width):
-                    gc.addcmul_(activation(torch.addcmul(cT[k], zc, aT[k]), kind), vT[k])
-        out.add_(e)
-        if keep:
-            ctx.save_for_backward(z, aT, cT, vT, h_all, dh_all)
-        else:
-            ctx.save_for_backward(z, aT, cT, vT)
-        ctx.kind, ctx.keep = kind, keep
-        return out
+        step = _chunk_rows(n, m, z.device)
+        for i in range(0, n, step):
+            zc, gc = z[i : i + step], out[i : i + step]
+            gc.zero_()
+            for k in range(aT.shape[0]):
+                gc.addcmul_(activation(torch.addcmul(cT[k], zc, aT[k]), kind), vT[k])
+        return out.add_(e)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        z, aT, cT, vT, _e, kind = inputs
+        ctx.save_for_backward(z, aT, cT, vT)
+        ctx.kind = kind
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        if ctx.keep:
-            z, aT, cT, vT, h_all, dh_all = ctx.saved_tensors
-        else:
-            z, aT, cT, vT = ctx.saved_tensors
+        z, aT, cT, vT = ctx.saved_tensors
         n, m = z.shape
-        width = aT.shape[0]
         grad_out = grad_out.contiguous()
-        gz = torch.empty_like(z) if ctx.needs_input_grad[0] else None
+        gz = torch.zeros_like(z) if ctx.needs_input_grad[0] else None
         ga, gc, gv = torch.zeros_like(aT), torch.zeros_like(cT), torch.zeros_like(vT)
-        if ctx.keep:
-            step = _chunk_rows(n, width * m)
-            for i in range(0, n, step):
-                zc = z[i : i + step, None, :]
-                go = grad_out[i : i + step, None, :]
-                h, dh = h_all[i : i + step], dh_all[i : i + step]
-                t = dh * (go * vT)  # dL/du, (B, width, M)
-                gv += (h * go).sum(0)
-                gc += t.sum(0)
-                ga += (t * zc).sum(0)
+        step = _chunk_rows(n, m, z.device)
+        for i in range(0, n, step):
+            zc, go = z[i : i + step], grad_out[i : i + step]
+            for k in range(aT.shape[0]):
+                h, dh = _activation_and_derivative(torch.addcmul(cT[k], zc, aT[k]), ctx.kind)
+                gv[k] += (go * h).sum(0)
+                t = dh.mul_(go).mul_(vT[k])  # dL/du
+                gc[k] += t.sum(0)
+                ga[k] += (t * zc).sum(0)
                 if gz is not None:
-                    torch.sum(t.mul_(aT), dim=1, out=gz[i : i + step])
-        else:  # recompute act(u), act'(u) per (pixel chunk, k) with (B, M) work tensors
-            if gz is not None:
-                gz.zero_()
-            step = _chunk_rows(n, m)
-            for i in range(0, n, step):
-                zc, go = z[i : i + step], grad_out[i : i + step]
-                for k in range(width):
-                    h, dh = _activation_and_derivative(torch.addcmul(cT[k], zc, aT[k]), ctx.kind)
-                    gv[k] += (go * h).sum(0)
-                    t = dh.mul_(go).mul_(vT[k])
-                    gc[k] += t.sum(0)
-                    ga[k] += (t * zc).sum(0)
-                    if gz is not None:
-                        gz[i : i + step].addcmul_(t, aT[k])
+                    gz[i : i + step].addcmul_(t, aT[k])
         ge = grad_out.sum(0) if ctx.needs_input_grad[4] else None
-        return gz, ga, gc, gv, ge, None, None
+        return gz, ga, gc, gv, ge, None
+
+    @staticmethod
+    def vmap(info, in_dims, z, aT, cT, vT, e, kind):  # type: ignore[override]
+        size = info.batch_size
+
+        def batched(t: Tensor, dim: int | None) -> Tensor:
+            return t.expand(size, *t.shape) if dim is None else t.movedim(dim, 0)
+
+        def folded(t: Tensor, dim: int | None) -> Tensor:  # (B, rows, M) -> (rows, B*M)
+            b = batched(t, dim)
+            return b.permute(1, 0, 2).reshape(b.shape[1], size * b.shape[2])
+
+        n, m = z.shape[-2], z.shape[-1]
+        out = _ComponentSum.apply(folded(z, in_dims[0]).contiguous(), folded(aT, in_dims[1]),
+                                  folded(cT, in_dims[2]), folded(vT, in_dims[3]),
+                                  batched(e, in_dims[4]).reshape(size * m), kind)
+        return out.view(n, size, m), 1
 
 
-def component_functions(
-    z: Tensor, a: Tensor, c: Tensor, v: Tensor, e: Tensor, kind: str, save_limit: int | None = None
-) -> Tensor:
+def component_functions(z: Tensor, a: Tensor, c: Tensor, v: Tensor, e: Tensor, kind: str) -> Tensor:
     """Evaluate ``M`` component MLPs at every row of ``z``.
 
     Args:
@@ -176,16 +158,14 @@ def component_functions(
         a, c: ``(M, width)`` hidden weights and biases (frequency ``w0`` already folded in).
         v: ``(M, width)`` output weights; e: ``(M,)`` output biases.
         kind: hidden activation, one of :data:`ACTIVATIONS`.
-        save_limit: keep activations for the backward when ``N * width * M`` is at most this
-            (default :data:`SAVE_LIMIT`, 0: always recompute).
 
     Returns:
         ``(N, M)`` tensor ``g[n, m] = sum_k v[m,k] act(a[m,k] z[n,m] + c[m,k]) + e[m]``.
+        Works under :func:`torch.vmap` over all arguments (networks fitted side by side).
     """
     if kind not in ACTIVATIONS:
         raise ValueError(f"unknown activation {kind!r}; expected one of {ACTIVATIONS}")
-    save_limit = SAVE_LIMIT if save_limit is None else save_limit
-    return _ComponentSum.apply(z.contiguous(), a.t(), c.t(), v.t(), e, kind, save_limit)
+    return _ComponentSum.apply(z.contiguous(), a.t(), c.t(), v.t(), e, kind)
 
 
 def component_functions_reference(z: Tensor, a: Tensor, c: Tensor, v: Tensor, e: Tensor, kind: str) -> Tensor:

@@ -84,8 +84,10 @@ _add(Preset("wire", "quality", WIREConfig(),
             image_size=256, n_views=100))
 
 # --- SIREN ------------------------------------------------------------------------------------
-_add(Preset("siren", "preview", SIRENConfig(hidden_features=64, hidden_layers=2),
-            OptimConfig(lr=1e-4, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
+# preview: w0 = 15 and lr 1e-3 measured 23.5 / 32.8 dB (Shepp-Logan / CT_small, 128^2, 30 views) where the
+# standard w0 = 30, lr 1e-4 reached 20.4 / 21.2 dB in 300 iterations (docs/BENCHMARKS.md).
+_add(Preset("siren", "preview", SIRENConfig(hidden_features=64, hidden_layers=2, w0=15.0),
+            OptimConfig(lr=1e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
 _add(Preset("siren", "paper", SIRENConfig(hidden_features=256, hidden_layers=2),
             OptimConfig(lr=1e-4, iterations=5000, warmup=0, final_lr_factor=0.1),
             image_size=256, n_views=100, notes="132,609 params"))
