@@ -289,7 +289,7 @@ def register(cli: typer.Typer) -> None:
         views: Annotated[list[str], typer.Option(help="View counts; repeat or comma-separate, e.g. 30,60.")
                          ] = ["60"],  # noqa: B006
         methods: Annotated[list[str], typer.Option(
-            "--methods", "-m", help="fbp, sirt, cgls, tv, lrnn, wire, siren; repeat or comma-separate.")
+            "--methods", "-m", help="fbp, sirt, cgls, os_sart, tv, lrnn, wire, siren; repeat or comma-separate.")
         ] = ["fbp"],  # noqa: B006
         preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
         iterations: Annotated[int | None, typer.Option(help="Iteration budget (default: per method).")] = None,

@@ -46,7 +46,7 @@ def reconstruct(
     input: Annotated[str, typer.Argument(help="DICOM file, folder, or a sample name (see `sparsect samples`).")],
     views: Annotated[int, typer.Option(help="Number of evenly spaced views over the arc.")] = 60,
     method: Annotated[list[str], typer.Option(
-        "--method", "-m", help="fbp, sirt, cgls, tv, lrnn, wire, siren; repeat or comma-separate.")] = ["fbp"],  # noqa: B006
+        "--method", "-m", help="fbp, sirt, cgls, os_sart, tv, lrnn, wire, siren; repeat or comma-separate.")] = ["fbp"],  # noqa: B006
     iterations: Annotated[int | None, typer.Option(help="Iteration budget (default: per method).")] = None,
     preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
     photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise); off by default.")

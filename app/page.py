@@ -145,8 +145,7 @@ neural_ok = pc.neural_available()
 defaults = {"fbp": True, "cgls": True, "lrnn": neural_ok}
 method_cols = sb.columns(2)
 chosen: list[str] = []
-for i, (method, title) in enumerate((("fbp", "FBP"), ("sirt", "SIRT"), ("cgls", "CGLS"), ("tv", "TV"),
-                                     ("siren", "SIREN"), ("wire", "WIRE"), ("lrnn", "LRNN"))):
+for i, (method, title) in enumerate(pc.METHOD_LABELS.items()):
     neural = method in pipeline.NEURAL_METHODS
     help_text = None if (neural_ok or not neural) else "Coordinate networks are not installed in this build."
     if method_cols[i % 2].checkbox(title, value=defaults.get(method, False), key=f"use_{method}",
@@ -156,7 +155,7 @@ preset = sb.selectbox("Network preset", pipeline.PRESETS, key="preset",
                       help="preview: 128x128 in under a minute on a laptop CPU; paper and quality take longer.")
 it_cols = sb.columns(2)
 iters_classical = it_cols[0].number_input("Iterations (classical)", 0, 5000, 0, step=10, key="iters_classical",
-                                          help="SIRT, CGLS, TV; 0 = each method's default (100, 20, 300).")
+                                          help="SIRT, CGLS, OS-SART, TV; 0 = each method's default (100, 20, 10, 300).")
 iters_neural = it_cols[1].number_input("Iterations (networks)", 0, 50000, 0, step=50, key="iters_neural",
                                        help="LRNN, WIRE, SIREN; 0 = the preset's budget.")
 try:

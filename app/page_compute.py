@@ -27,8 +27,9 @@ from reconstruct.result import MU_WATER, mu_to_hu
 
 log = logging.getLogger("sparsect.page")
 
-METHOD_LABELS = {"fbp": "FBP", "sirt": "SIRT", "cgls": "CGLS", "tv": "TV", "siren": "SIREN", "wire": "WIRE",
-                 "lrnn": "LRNN"}
+#: Every method the page offers, in sidebar order.
+METHOD_LABELS = {"fbp": "FBP", "sirt": "SIRT", "cgls": "CGLS", "os_sart": "OS-SART", "tv": "TV", "siren": "SIREN",
+                 "wire": "WIRE", "lrnn": "LRNN"}
 #: DICOM attributes that identify a patient, study or institution; shown only when the user asks.
 IDENTIFYING_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
                       "StudyTime", "AccessionNumber", "StudyID", "InstitutionName", "ReferringPhysicianName",

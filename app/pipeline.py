@@ -17,9 +17,9 @@ import torch
 
 import data
 from reconstruct import classical, fit, metrics
-from reconstruct.result import Reconstruction
+from reconstruct.result import Reconstruction, StopLike
 
-CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "tv")
+CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "os_sart", "tv")
 NEURAL_METHODS = ("lrnn", "wire", "siren")
 METHODS = CLASSICAL_METHODS + NEURAL_METHODS
 PRESETS = ("preview", "paper", "quality")
@@ -128,15 +128,21 @@ def resolve_device(device: str) -> str:
 
 
 def run_method(method: str, simulation: data.Simulation, pixel_size_mm: float, settings: MethodSettings,
-               callback: Callable[[Any], None] | None = None, stop: Any = None) -> Reconstruction:
-    """Reconstruct ``simulation.sinogram`` with ``method``; the ground truth is never passed in."""
+               callback: Callable[[Any], None] | None = None, stop: StopLike = None) -> Reconstruction:
+    """Reconstruct ``simulation.sinogram`` with ``method``; the ground truth is never passed in.
+
+    ``callback`` receives the network fits' progress (classical methods report none). ``stop`` (None, a
+    ``threading.Event`` or a callable returning True to stop) interrupts the iterative methods between
+    iterations: the result so far comes back with ``stop_reason == "stopped"``; FBP ignores it.
+    """
     device = resolve_device(settings.device)
     sinogram = simulation.sinogram.to(device)
     if method in CLASSICAL_METHODS:
         kwargs: dict[str, Any] = {}
         if settings.iterations is not None and method != "fbp":
             kwargs["iterations"] = settings.iterations
-        return classical.reconstruct(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm, **kwargs)
+        return classical.reconstruct(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm, stop=stop,
+                                     **kwargs)
     if method in NEURAL_METHODS:
         from reconstruct.neural import reconstruct_neural
 

@@ -14,6 +14,11 @@ operators' projector only, and returns a :class:`reconstruct.result.Reconstructi
 Convergence curves (``Reconstruction.curve``): SIRT, CGLS and OS-SART record the data residual
 ``||A x - y||_2`` (over the whole batch, sinogram units) after each iteration/epoch; TV records the
 objective ``||A x - y||^2 / 2 + lam * TV(x)`` (summed over the batch).
+
+Stopping: the iterative methods (SIRT, CGLS, OS-SART, TV) take ``stop`` (None, a ``threading.Event`` or a
+zero-argument callable returning True to stop), checked once before each iteration (epoch for OS-SART).
+When it fires the current iterate is returned as a normal result with ``iterations`` = iterations run
+and ``stop_reason = "stopped"``; it equals the same method run with that many iterations and no stop.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 import torch
 
 import operators
-from reconstruct.result import MU_WATER, Reconstruction, mu_to_hu
+from reconstruct.result import MU_WATER, Reconstruction, StopLike, mu_to_hu, stop_requested
 
 SinogramLike = torch.Tensor | np.ndarray
 GeometryLike = operators.Geometry | operators.Radon
@@ -99,14 +104,16 @@ def _initial(x0: torch.Tensor | None, y: torch.Tensor, A: operators.Radon, pixel
 
 
 def _finish(x: torch.Tensor, squeeze: bool, pixel_size_mm: float, mu_water: float, method: str,
-            iterations: int, seconds: float, curve: list[float], parameters: dict) -> Reconstruction:
+            iterations: int, seconds: float, curve: list[float], parameters: dict,
+            stop_reason: str = "completed") -> Reconstruction:
     mu = x / pixel_size_mm
     hu = mu_to_hu(mu[:, 0], mu_water).cpu().numpy().astype(np.float32)
     if squeeze:
         mu, hu = mu[0, 0], hu[0]
     parameters = {"pixel_size_mm": pixel_size_mm, "mu_water": mu_water, **parameters}
     return Reconstruction(image_hu=hu, mu=mu, method=method, iterations=iterations, seconds=seconds,
-                          curve=curve, parameters=parameters, device=str(x.device), n_parameters=0)
+                          curve=curve, parameters=parameters, device=str(x.device), n_parameters=0,
+                          stop_reason=stop_reason)
 
 
 def _start_with_row_weights(x0: torch.Tensor | None, y: torch.Tensor, A: operators.Radon, pixel_size_mm: float,
@@ -184,7 +191,7 @@ def fbp(sinogram: SinogramLike, geometry: GeometryLike, filter: str = "ram-lak",
 
 def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, nonnegative: bool = True,
          relaxation: float = 1.0, pixel_size_mm: float = 1.0, x0: torch.Tensor | None = None,
-         mu_water: float = MU_WATER) -> Reconstruction:
+         mu_water: float = MU_WATER, stop: StopLike = None) -> Reconstruction:
     """Simultaneous iterative reconstruction: ``x += relaxation * C A^T R (y - A x)``.
 
     ``R`` = 1 / row sums of ``A`` (per ray), ``C`` = 1 / column sums (per pixel); zero sums get weight 0.
@@ -203,6 +210,9 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
     pixel_size_mm : pixel size in mm.
     x0 : optional starting image, mu in 1/mm, broadcastable to (B, 1, H, W).
     mu_water : attenuation of water (1/mm) for the HU conversion.
+    stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each update.
+        When it fires the current iterate is returned with ``iterations`` = updates run and
+        ``stop_reason = "stopped"``.
 
     Returns
     -------
@@ -217,19 +227,24 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
     _synchronize(y.device)
     start = time.perf_counter()
     curve: list[float] = []
+    done, stop_reason = 0, "completed"
     with torch.no_grad():
         x, row = _start_with_row_weights(x0, y, A, pixel_size_mm, nonnegative)
         column = relaxation * _safe_reciprocal(A.adjoint(torch.ones_like(y[:1])))
         residual = y - A(x)
         for _ in range(iterations):
+            if stop_requested(stop):
+                stop_reason = "stopped"
+                break
             x += column * A.adjoint(row * residual)
             if nonnegative:
                 x.clamp_(min=0)
             residual = y - A(x)
             curve.append(_residual_norm(residual))
+            done += 1
     _synchronize(y.device)
-    return _finish(x, squeeze, pixel_size_mm, mu_water, "sirt", iterations, time.perf_counter() - start, curve,
-                   {"iterations": iterations, "nonnegative": nonnegative, "relaxation": relaxation})
+    return _finish(x, squeeze, pixel_size_mm, mu_water, "sirt", done, time.perf_counter() - start, curve,
+                   {"iterations": iterations, "nonnegative": nonnegative, "relaxation": relaxation}, stop_reason)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -238,7 +253,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
 
 def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, nonnegative: bool = True,
          tol: float = 1e-6, pixel_size_mm: float = 1.0, x0: torch.Tensor | None = None,
-         mu_water: float = MU_WATER) -> Reconstruction:
+         mu_water: float = MU_WATER, stop: StopLike = None) -> Reconstruction:
     """Conjugate gradients on the normal equations ``A^T A x = A^T y`` (CGLS).
 
     Each iterate minimises ``||A x - y||`` over a growing Krylov subspace, so the residual decreases
@@ -257,10 +272,14 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
     pixel_size_mm : pixel size in mm.
     x0 : optional starting image, mu in 1/mm, broadcastable to (B, 1, H, W).
     mu_water : attenuation of water (1/mm) for the HU conversion.
+    stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each iteration,
+        after the ``tol`` test (so a converged run reports "completed"). When it fires the current
+        iterate is returned with ``iterations`` = iterations run and ``stop_reason = "stopped"``.
 
     Returns
     -------
-    Reconstruction; ``curve[k]`` is ``||A x_k+1 - y||_2`` of the unclipped iterate.
+    Reconstruction; ``curve[k]`` is ``||A x_k+1 - y||_2`` of the unclipped iterate (the result is clipped
+    when ``nonnegative``, also when stopped).
     """
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
@@ -273,7 +292,7 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
     def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dim=(1, 2, 3), keepdim=True)
 
-    done = 0
+    done, stop_reason = 0, "completed"
     with torch.no_grad():
         x = _initial(x0, y, A, pixel_size_mm)
         r = y - A(x)
@@ -283,6 +302,9 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
         gamma0 = float(gamma.sum())
         for _ in range(iterations):
             if float(gamma.sum()) <= (tol ** 2) * gamma0 or gamma0 == 0.0:
+                break
+            if stop_requested(stop):
+                stop_reason = "stopped"
                 break
             q = A(p)
             qq = batch_dot(q, q)
@@ -300,7 +322,7 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
             x.clamp_(min=0)
     _synchronize(y.device)
     return _finish(x, squeeze, pixel_size_mm, mu_water, "cgls", done, time.perf_counter() - start, curve,
-                   {"iterations": iterations, "nonnegative": nonnegative, "tol": tol})
+                   {"iterations": iterations, "nonnegative": nonnegative, "tol": tol}, stop_reason)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -309,7 +331,8 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
 
 def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10, subsets: int = 10,
             relaxation: float = 1.0, nonnegative: bool = True, pixel_size_mm: float = 1.0,
-            x0: torch.Tensor | None = None, mu_water: float = MU_WATER) -> Reconstruction:
+            x0: torch.Tensor | None = None, mu_water: float = MU_WATER, stop: StopLike = None
+            ) -> Reconstruction:
     """Ordered-subsets SART: SIRT updates restricted to interleaved subsets of the views.
 
     Views ``s, s + subsets, s + 2 subsets, ...`` form subset ``s``; an epoch visits every subset once
@@ -330,6 +353,9 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
     pixel_size_mm : pixel size in mm.
     x0 : optional starting image, mu in 1/mm.
     mu_water : attenuation of water (1/mm) for the HU conversion.
+    stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each epoch
+        (never inside one). When it fires the current iterate is returned with ``iterations`` = epochs
+        run and ``stop_reason = "stopped"``.
 
     Returns
     -------
@@ -348,6 +374,7 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
     bits = max(1, (subsets - 1).bit_length())
     order = sorted(range(subsets), key=lambda s: int(format(s, f"0{bits}b")[::-1], 2))
     curve: list[float] = []
+    done, stop_reason = 0, "completed"
     with torch.no_grad():
         x, row = _start_with_row_weights(x0, y, A, pixel_size_mm, nonnegative)
         masks, columns = [], []
@@ -357,15 +384,19 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
             masks.append(mask * row)
             columns.append(relaxation * _safe_reciprocal(A.adjoint(mask.expand_as(y[:1]).contiguous())))
         for _ in range(iterations):
+            if stop_requested(stop):
+                stop_reason = "stopped"
+                break
             for s in order:
                 x += columns[s] * A.adjoint(masks[s] * (y - A(x)))
                 if nonnegative:
                     x.clamp_(min=0)
             curve.append(_residual_norm(y - A(x)))
+            done += 1
     _synchronize(y.device)
-    return _finish(x, squeeze, pixel_size_mm, mu_water, "os_sart", iterations, time.perf_counter() - start,
+    return _finish(x, squeeze, pixel_size_mm, mu_water, "os_sart", done, time.perf_counter() - start,
                    curve, {"iterations": iterations, "subsets": subsets, "relaxation": relaxation,
-                           "nonnegative": nonnegative})
+                           "nonnegative": nonnegative}, stop_reason)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -415,7 +446,7 @@ def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike,
 
 def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None, iterations: int = 300,
        tol: float = 1e-4, nonnegative: bool = True, init: str = "fbp", lam_factor: float = TV_LAMBDA_FACTOR,
-       pixel_size_mm: float = 1.0, mu_water: float = MU_WATER) -> Reconstruction:
+       pixel_size_mm: float = 1.0, mu_water: float = MU_WATER, stop: StopLike = None) -> Reconstruction:
     """Total-variation regularised least squares by Chambolle-Pock (PDHG).
 
     Solves ``min_x ||A x - y||^2 / 2 + lam * TV(x)`` subject to ``x >= 0`` (if ``nonnegative``), with
@@ -440,6 +471,9 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     lam_factor : factor of the data-scaled default weight (used only when ``lam`` is None).
     pixel_size_mm : pixel size in mm.
     mu_water : attenuation of water (1/mm) for the HU conversion.
+    stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each iteration.
+        When it fires the current iterate is returned with ``iterations`` = iterations run and
+        ``stop_reason = "stopped"``.
 
     Returns
     -------
@@ -468,7 +502,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     project = (lambda v: v.clamp_(min=0)) if nonnegative else (lambda v: v)
     radius = (lam_b / c).unsqueeze(-1)  # dual ball radius for c * grad, shape (B, 1, 1, 1, 1)
     curve: list[float] = []
-    done = 0
+    done, stop_reason = 0, "completed"
     with torch.no_grad():
         x = A.fbp(y) if init == "fbp" else torch.zeros((y.shape[0], 1, *A.geometry.image_size),
                                                          dtype=torch.float32, device=y.device)
@@ -478,6 +512,9 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
         p = torch.zeros_like(y)
         q = torch.zeros((y.shape[0], 1, 2, *A.geometry.image_size), dtype=torch.float32, device=y.device)
         for _ in range(iterations):
+            if stop_requested(stop):
+                stop_reason = "stopped"
+                break
             p = (p + sigma * (ax_bar - y)) / (1.0 + sigma)
             q = q + (sigma * c) * gradient(x_bar)
             q = q * torch.clamp(radius / torch.sqrt((q * q).sum(dim=2, keepdim=True)).clamp_min(1e-30), max=1.0)
@@ -498,7 +535,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
                    {"lam": lam_out[0] if len(lam_out) == 1 else lam_out,
                     "lam_factor": lam_factor if lam is None else None,
                     "iterations": iterations, "tol": tol, "nonnegative": nonnegative, "init": init,
-                    "tau": tau, "sigma": sigma})
+                    "tau": tau, "sigma": sigma}, stop_reason)
 
 
 #: Registry of the classical methods: name -> callable(sinogram, geometry, pixel_size_mm=..., **kw).
@@ -512,8 +549,25 @@ METHODS: dict[str, Callable[..., Reconstruction]] = {
 
 
 def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pixel_size_mm: float = 1.0,
-                **kwargs) -> Reconstruction:
-    """Run a classical method by name (see :data:`METHODS`) with its keyword settings."""
+                stop: StopLike = None, **kwargs) -> Reconstruction:
+    """Run a classical method by name (see :data:`METHODS`) with its keyword settings.
+
+    Parameters
+    ----------
+    method : a key of :data:`METHODS`.
+    sinogram : (n_angles, det_count) or (B, 1, n_angles, det_count), line integrals of mu[1/mm] * mm.
+    geometry : acquisition geometry (or a :class:`operators.Radon`).
+    pixel_size_mm : pixel size in mm.
+    stop : stop request for the iterative methods (see :func:`sirt`); passed on only when not None,
+        since ``fbp`` is a single step and takes none.
+    **kwargs : the method's own keyword settings.
+
+    Returns
+    -------
+    The method's :class:`reconstruct.result.Reconstruction` (image_hu (H, W) or (B, H, W) in HU).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if stop is not None and method != "fbp":
+        kwargs["stop"] = stop
     return METHODS[method](sinogram, geometry, pixel_size_mm=pixel_size_mm, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,20 @@ import torch
 
 from data.hu import MU_WATER
 from data.hu import mu_to_hu as _mu_to_hu
+
+#: A stop request: None (never stop), a ``threading.Event`` (stop once set) or a zero-argument callable
+#: returning True to stop.
+StopLike = threading.Event | Callable[[], bool] | None
+
+
+def stop_requested(stop: StopLike) -> bool:
+    """Whether ``stop`` asks to stop now: False for None, ``stop.is_set()`` for an event (anything with
+    ``is_set``), else ``bool(stop())``. Iterative methods call it once per iteration."""
+    if stop is None:
+        return False
+    if hasattr(stop, "is_set"):
+        return bool(stop.is_set())
+    return bool(stop())
 
 
 def mu_to_hu(mu: torch.Tensor | np.ndarray, mu_water: float = MU_WATER) -> torch.Tensor | np.ndarray:
@@ -34,6 +50,10 @@ class Reconstruction:
     parameters : the settings used (including defaults that were resolved from the data).
     device : torch device string the computation ran on.
     n_parameters : number of trainable parameters (0 for classical methods).
+    stop_reason : why the run ended: "completed" (ran its budget or met its own convergence test) or
+        "stopped" (a stop request interrupted it; the result is the iterate reached so far and
+        ``iterations`` counts the iterations actually run). Neural fits add "early_stop" and "diverged"
+        (see :class:`reconstruct.fit.FitResult`).
     """
 
     image_hu: np.ndarray
@@ -45,6 +65,7 @@ class Reconstruction:
     parameters: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     n_parameters: int = 0
+    stop_reason: str = "completed"
 
     @property
     def shape(self) -> tuple[int, ...]:

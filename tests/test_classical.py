@@ -1,6 +1,7 @@
 """Classical reconstructions against theory, float64 references and independent solvers."""
 
 import math
+import threading
 
 import numpy as np
 import pydicom
@@ -246,6 +247,75 @@ def test_tv_beats_fbp_on_ct_small_30_views():
     assert scores["tv"]["ssim"] > scores["fbp"]["ssim"] + 0.05
     assert scores["sirt"]["psnr"] > scores["fbp"]["psnr"]
     assert scores["tv"]["rmse_hu"] < scores["fbp"]["rmse_hu"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# stop requests
+# ----------------------------------------------------------------------------------------------------
+
+_ITERATIVE = [("sirt", {"iterations": 10}), ("cgls", {"iterations": 8, "tol": 0.0}),
+              ("os_sart", {"iterations": 6, "subsets": 4}), ("tv", {"iterations": 10, "tol": 0.0})]
+
+
+def _stop_after(k):
+    """A stop callable that returns False for its first ``k`` calls and True from then on."""
+    calls = []
+
+    def stop():
+        calls.append(None)
+        return len(calls) > k
+
+    return stop, calls
+
+
+@pytest.mark.parametrize("method,kwargs", _ITERATIVE)
+def test_stop_returns_the_iterate_reached_so_far(method, kwargs):
+    n, k = 32, 3
+    geometry = operators.ParallelBeam.sparse(12, (n, n))
+    sinogram, _ = _simulate(_shepp_logan_hu(n), geometry, pixel_size_mm=0.8)
+    stop, calls = _stop_after(k)
+    stopped = classical.reconstruct(method, sinogram, geometry, pixel_size_mm=0.8, stop=stop, **kwargs)
+    assert stopped.iterations == k and stopped.stop_reason == "stopped"
+    assert len(calls) == k + 1  # checked once before each iteration, the last check fired
+    assert len(stopped.curve) == k and stopped.parameters["iterations"] == kwargs["iterations"]
+    short = getattr(classical, method)(sinogram, geometry, pixel_size_mm=0.8, **{**kwargs, "iterations": k})
+    assert short.iterations == k and short.stop_reason == "completed"
+    np.testing.assert_allclose(stopped.image_hu, short.image_hu, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(stopped.mu.numpy(), short.mu.numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(stopped.curve, short.curve, rtol=1e-6)
+    # a stop that never fires leaves the full run untouched
+    full = getattr(classical, method)(sinogram, geometry, pixel_size_mm=0.8, **kwargs)
+    unfired = getattr(classical, method)(sinogram, geometry, pixel_size_mm=0.8, stop=threading.Event(), **kwargs)
+    assert full.iterations == unfired.iterations == kwargs["iterations"] and unfired.stop_reason == "completed"
+    np.testing.assert_array_equal(unfired.image_hu, full.image_hu)
+    assert np.abs(full.image_hu - stopped.image_hu).max() > 1.0
+
+
+@pytest.mark.parametrize("method,kwargs", _ITERATIVE)
+def test_a_set_event_stops_before_the_first_iteration(method, kwargs):
+    n = 32
+    geometry = operators.ParallelBeam.sparse(12, (n, n))
+    sinogram, _ = _simulate(_shepp_logan_hu(n), geometry)
+    event = threading.Event()
+    event.set()
+    result = getattr(classical, method)(sinogram, geometry, stop=event, **kwargs)
+    assert result.iterations == 0 and result.stop_reason == "stopped" and result.curve == []
+    assert result.image_hu.shape == (n, n) and np.isfinite(result.image_hu).all()
+    if method == "tv":  # the starting image: the clipped ram-lak FBP
+        start = classical.fbp(sinogram, geometry).mu.clamp(min=0).numpy()
+    else:
+        start = np.zeros((n, n), np.float32)
+    np.testing.assert_allclose(result.mu.numpy(), start, atol=1e-7)
+
+
+def test_fbp_ignores_stop_in_the_dispatcher():
+    geometry = operators.ParallelBeam.sparse(12, (16, 16))
+    sinogram, _ = _simulate(_shepp_logan_hu(16), geometry)
+    event = threading.Event()
+    event.set()
+    result = classical.reconstruct("fbp", sinogram, geometry, stop=event)
+    assert result.stop_reason == "completed"
+    np.testing.assert_array_equal(result.image_hu, classical.fbp(sinogram, geometry).image_hu)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -254,3 +254,18 @@ def test_stacked_models_reject_mixed_architectures():
     with pytest.raises(ValueError, match="one class"):
         StackedModels([build_model("wire", "preview", **SMALL["wire"]),
                        build_model("siren", "preview", **SMALL["siren"])])
+
+
+def test_component_kernel_runs_in_float32_under_autocast():
+    """bf16 autocast (what fits use on CUDA; CPU autocast here) must not lower the kernel's precision."""
+    torch.manual_seed(2)
+    z = torch.randn(400, 6) * 3
+    a, c, v = (torch.randn(6, 4) for _ in range(3))
+    e = torch.randn(6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = component_functions(z.bfloat16(), a * 30, c * 30, v, e, "siren")
+    assert out.dtype == torch.float32
+    # the bf16 input z is exact in float32; only the kernel's arithmetic could lose precision
+    reference = component_functions_reference(z.bfloat16().double(), a.double() * 30, c.double() * 30, v.double(),
+                                              e.double(), "siren")
+    assert torch.allclose(out.double(), reference, atol=1e-4)

@@ -164,6 +164,36 @@ def test_job_runs_in_background_and_stop_keeps_the_partial_result():
     assert "stopped" in job.progress["lrnn"].text()
 
 
+def test_job_stop_interrupts_a_classical_method_mid_run():
+    ct, simulation = _small_problem()
+    checks = []
+
+    def runner(method, sim, pixel_size, settings, callback=None, stop=None):
+        def stop_pressed_during_iteration_3():  # the real pipeline, with Stop pressed on the 4th check
+            checks.append(method)
+            if len(checks) == 4:
+                job.request_stop()
+            return stop.is_set()
+
+        return pipeline.run_method(method, sim, pixel_size, settings, callback=callback,
+                                   stop=stop_pressed_during_iteration_3)
+
+    settings = pipeline.MethodSettings(iterations=50, device="cpu")
+    tasks = [pc.Task(("k", m), m, settings) for m in ("sirt", "cgls")]
+    job = pc.Job(tasks, simulation, ct.hu, ct.spacing[1], runner=runner)
+    job.start()
+    assert job.wait(60)
+    assert checks == ["sirt"] * 4  # stopped inside SIRT; CGLS never started
+    run = job.results[("k", "sirt")]
+    assert run.stopped and run.reconstruction.stop_reason == "stopped" and run.reconstruction.iterations == 3
+    assert job.progress["sirt"].status == "stopped" and job.progress["sirt"].iteration == 3
+    assert job.progress["sirt"].fraction == pytest.approx(3 / 50)
+    assert run.row()["Status"] == "stopped early" and "stopped" in job.progress["sirt"].text()
+    assert job.progress["cgls"].status == "cancelled" and ("k", "cgls") not in job.results
+    three = pipeline.run_method("sirt", simulation, ct.spacing[1], pipeline.MethodSettings(iterations=3, device="cpu"))
+    np.testing.assert_allclose(run.image_hu, three.image_hu, rtol=0, atol=1e-3)
+
+
 def test_job_reports_errors_as_messages():
     ct, simulation = _small_problem()
 
