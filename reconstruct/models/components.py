@@ -63,6 +63,13 @@ def _activation_and_derivative(u: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     raise ValueError(f"unknown activation {kind!r}; expected one of {ACTIVATIONS}")
 
 
+def _activation_into(u: Tensor, kind: str) -> Tensor:
+    """``act(u)`` computed in place in ``u`` (returns ``u``)."""
+    if kind == "siren":
+        return u.sin_()
+    return u.copy_(activation(u, kind))
+
+
 def activation_rms(kind: str, w0: float, z_std: float = 1.0, samples: int = 1 << 16) -> float:
     """Root-mean-square of ``act(w0 * (a z + c))`` at initialisation (Monte Carlo, fixed seed).
 
@@ -97,11 +104,16 @@ class _ComponentSum(torch.autograd.Function):
         n, m = z.shape
         out = torch.empty_like(z)
         step = _chunk_rows(n, m, z.device)
+        u = z.new_empty(min(step, n), m)  # work buffer reused for every (chunk, k)
         for i in range(0, n, step):
             zc, gc = z[i : i + step], out[i : i + step]
-            gc.zero_()
+            uc = u[: zc.shape[0]]
             for k in range(aT.shape[0]):
-                gc.addcmul_(activation(torch.addcmul(cT[k], zc, aT[k]), kind), vT[k])
+                torch.addcmul(cT[k], zc, aT[k], out=uc)
+                if k == 0:
+                    torch.mul(_activation_into(uc, kind), vT[0], out=gc)
+                else:
+                    gc.addcmul_(_activation_into(uc, kind), vT[k])
         return out.add_(e)
 
     @staticmethod
@@ -116,19 +128,24 @@ class _ComponentSum(torch.autograd.Function):
         z, aT, cT, vT = ctx.saved_tensors
         n, m = z.shape
         grad_out = grad_out.contiguous()
-        gz = torch.zeros_like(z) if ctx.needs_input_grad[0] else None
+        gz = torch.empty_like(z) if ctx.needs_input_grad[0] else None
         ga, gc, gv = torch.zeros_like(aT), torch.zeros_like(cT), torch.zeros_like(vT)
         step = _chunk_rows(n, m, z.device)
+        av = aT * vT  # dL/dz = sum_k a_k v_k act'(u_k) dL/dg; v_k is also factored out of ga and gc below
         for i in range(0, n, step):
             zc, go = z[i : i + step], grad_out[i : i + step]
             for k in range(aT.shape[0]):
                 h, dh = _activation_and_derivative(torch.addcmul(cT[k], zc, aT[k]), ctx.kind)
-                gv[k] += (go * h).sum(0)
-                t = dh.mul_(go).mul_(vT[k])  # dL/du
-                gc[k] += t.sum(0)
-                ga[k] += (t * zc).sum(0)
-                if gz is not None:
-                    gz[i : i + step].addcmul_(t, aT[k])
+                gv[k] += h.mul_(go).sum(0)
+                dh.mul_(go)  # act'(u) dL/dg = dL/du / v_k
+                gc[k] += dh.sum(0)
+                if gz is not None and k == 0:
+                    torch.mul(dh, av[0], out=gz[i : i + step])
+                elif gz is not None:
+                    gz[i : i + step].addcmul_(dh, av[k])
+                ga[k] += dh.mul_(zc).sum(0)
+        ga.mul_(vT)
+        gc.mul_(vT)
         ge = grad_out.sum(0) if ctx.needs_input_grad[4] else None
         return gz, ga, gc, gv, ge, None
 
@@ -170,7 +187,8 @@ def component_functions(z: Tensor, a: Tensor, c: Tensor, v: Tensor, e: Tensor, k
     if torch.is_autocast_enabled(z.device.type):
         with torch.autocast(z.device.type, enabled=False):
             return component_functions(z.float(), a.float(), c.float(), v.float(), e.float(), kind)
-    return _ComponentSum.apply(z.contiguous(), a.t(), c.t(), v.t(), e, kind)
+    # (width, M) rows must be contiguous: a strided broadcast operand takes a slow non-vectorised loop
+    return _ComponentSum.apply(z.contiguous(), a.t().contiguous(), c.t().contiguous(), v.t().contiguous(), e, kind)
 
 
 def component_functions_reference(z: Tensor, a: Tensor, c: Tensor, v: Tensor, e: Tensor, kind: str) -> Tensor:
