@@ -1,8 +1,8 @@
-"""Eager reference for the LRNN layer and a CPU fwd+bwd timing table (reference vs fast model).
+"""Eager reference for the LRNN layer and a fwd+bwd timing table (reference vs fast model).
 
 Run as ``python benchmarks/lrnn_layer.py`` (``--compile`` adds a torch.compile column,
-``--repeats`` sets the number of timed iterations). The reference evaluates all ``r*d``
-component MLPs by materialising an ``(N, r*d, width)`` tensor and lets autograd do the rest.
+``--repeats`` sets the number of timed iterations, ``--device cuda`` times on a GPU). The reference
+evaluates all ``r*d`` component MLPs by materialising an ``(N, r*d, width)`` tensor and lets autograd do the rest.
 """
 
 from __future__ import annotations
@@ -44,14 +44,21 @@ def reference_model_forward(model: LRNN, coords: Tensor) -> Tensor:
     return model.head(h)
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_fwd_bwd(fn, coords: Tensor, params, repeats: int, warmup: int = 2) -> float:
     """Median wall time (ms) of one forward + backward of ``fn(coords).square().mean()``."""
     times = []
     for i in range(warmup + repeats):
         for p in params:
             p.grad = None
+        _synchronize(coords.device)
         t0 = time.perf_counter()
         fn(coords).square().mean().backward()
+        _synchronize(coords.device)
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
@@ -64,16 +71,18 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time compile=True")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: keep default)")
     parser.add_argument("--presets", default="preview,paper", help="comma-separated LRNN presets")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     lin = torch.linspace(-1, 1, args.size)
-    coords = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), -1).reshape(-1, 2)
+    coords = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), -1).reshape(-1, 2).to(device)
     rows = []
     for preset in args.presets.split(","):
-        model = build_model("lrnn", preset)
+        model = build_model("lrnn", preset).to(device)
         params = list(model.parameters())
         with torch.no_grad():
             err = (model(coords) - reference_model_forward(model, coords)).abs().max().item()
@@ -81,7 +90,7 @@ def main() -> None:
         t_fast = time_fwd_bwd(model, coords, params, args.repeats)
         row = [preset, count_parameters(model), coords.shape[0], t_ref, t_fast, t_ref / t_fast, err]
         if args.compile:
-            cmodel = build_model("lrnn", preset, compile=True)
+            cmodel = build_model("lrnn", preset, compile=True).to(device)
             cmodel.load_state_dict(model.state_dict())
             t_c = time_fwd_bwd(cmodel, coords, list(cmodel.parameters()), args.repeats, warmup=3)
             row.append(t_c)
@@ -90,7 +99,9 @@ def main() -> None:
     header = ["preset", "params", "points", "reference ms", "fast ms", "speedup", "max |diff|"]
     if args.compile:
         header.append("compiled ms")
-    print(f"LRNN fwd+bwd on CPU ({torch.get_num_threads()} threads), median of {args.repeats}")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU ({torch.get_num_threads()} threads)")
+    print(f"LRNN fwd+bwd on {where}, float32, {coords.shape[0]} points, median of {args.repeats}")
     print(" | ".join(f"{h:>12}" for h in header))
     for row in rows:
         cells = [

@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = run(args.sizes, args.views, args.methods, args.samples, args.photons)
     table = to_markdown(rows)
     elapsed = time.perf_counter() - start
-    footer = (f"\nDevice: cpu, {torch.get_num_threads()} torch threads; wall time {elapsed:.0f} s; "
+    from reconstruct.fit import resolve_device
+
+    network_device = resolve_device(args.device)
+    where = (f"networks on {torch.cuda.get_device_name(network_device)}, classical methods on CPU"
+             if network_device.type == "cuda" else "cpu")
+    footer = (f"\nDevice: {where}, {torch.get_num_threads()} torch threads; wall time {elapsed:.0f} s; "
               f"defaults of each method; metrics in the full window [-1024, 3071] HU over the inscribed "
               f"circle.\n")
     print(table + footer)

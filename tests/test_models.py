@@ -269,3 +269,29 @@ def test_component_kernel_runs_in_float32_under_autocast():
     reference = component_functions_reference(z.bfloat16().double(), a.double() * 30, c.double() * 30, v.double(),
                                               e.double(), "siren")
     assert torch.allclose(out.double(), reference, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("activation", ["siren", "spder"])
+def test_component_kernel_on_cuda_matches_float64_reference(activation, monkeypatch):
+    """The CUDA path (large chunks, bf16 autocast as in fits, vmap over networks) against float64 on CPU;
+    a small chunk budget makes the kernel cross several chunk boundaries."""
+    from reconstruct.models import components
+
+    monkeypatch.setattr(components, "_CHUNK_ELEMENTS_ACCELERATOR", 1 << 12)
+    torch.manual_seed(3)
+    z = torch.randn(2, 3000, 24, dtype=torch.float64) * 2
+    a, c, v = (torch.randn(2, 24, 4, dtype=torch.float64) for _ in range(3))
+    e = torch.randn(2, 24, dtype=torch.float64)
+    cpu_inputs = [t.clone().requires_grad_() for t in (z, a, c, v, e)]
+    cuda_inputs = [t.float().cuda().requires_grad_() for t in (z, a, c, v, e)]
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = torch.vmap(lambda *t: component_functions(*t, activation))(*cuda_inputs)
+    assert out.dtype == torch.float32 and out.is_cuda
+    reference = torch.stack([component_functions_reference(*(t[i] for t in cpu_inputs), activation) for i in range(2)])
+    torch.testing.assert_close(out.double().cpu(), reference.detach(), rtol=1e-4, atol=1e-4)
+    gy = torch.randn_like(reference)
+    grads = torch.autograd.grad(out, cuda_inputs, gy.float().cuda())
+    ref_grads = torch.autograd.grad(reference, cpu_inputs, gy)
+    for g, g_ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g.double().cpu(), g_ref, rtol=1e-3, atol=1e-3 * float(g_ref.abs().max()))
