@@ -312,7 +312,7 @@ def test_reconstruct_neural_beats_fbp(problem, method, iterations, variant):
 @pytest.mark.gpu
 @pytest.mark.parametrize(("method", "iterations", "variant"), BUDGETS)
 def test_reconstruct_neural_on_cuda_beats_fbp(problem, method, iterations, variant):
-    """The CUDA path (bf16 autocast, GPU chunk sizes, sparse projector on the GPU) reaches what CPU does."""
+    """The CUDA path (GPU chunk sizes, sparse projector on the GPU) reaches what CPU does."""
     from reconstruct.neural import reconstruct_neural
 
     truth, radon, sinogram = problem
@@ -328,7 +328,7 @@ def test_several_networks_on_cuda_match_each_alone(problem):
     truth, radon, _ = problem
     truths = [truth, torch.flip(truth, dims=[1]).contiguous()]
     sinograms = torch.stack([radon(t) for t in truths])[:, None]
-    options = {**FIT, "device": "cuda", "amp": False, "iterations": 150}
+    options = {**FIT, "device": "cuda", "iterations": 150}
     together = fit([_tiny(seed=0), _tiny(seed=1)], radon, sinograms, **{**options, "output_scale": [0.5, 0.5]})
     for b in range(2):
         alone = fit(_tiny(seed=b), radon, sinograms[b, 0], **options)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -257,7 +260,7 @@ def test_stacked_models_reject_mixed_architectures():
 
 
 def test_component_kernel_runs_in_float32_under_autocast():
-    """bf16 autocast (what fits use on CUDA; CPU autocast here) must not lower the kernel's precision."""
+    """bf16 autocast (fits with amp=True on CUDA; CPU autocast here) must not lower the kernel's precision."""
     torch.manual_seed(2)
     z = torch.randn(400, 6) * 3
     a, c, v = (torch.randn(6, 4) for _ in range(3))
@@ -295,3 +298,76 @@ def test_component_kernel_on_cuda_matches_float64_reference(activation, monkeypa
     ref_grads = torch.autograd.grad(reference, cpu_inputs, gy)
     for g, g_ref in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g.double().cpu(), g_ref, rtol=1e-3, atol=1e-3 * float(g_ref.abs().max()))
+
+
+def test_lrnn_state_dict_is_the_same_with_or_without_compile():
+    """A checkpoint of a plain model loads into a compiled one (one key per parameter, no aliases)."""
+    plain = build_model("lrnn", "preview", **SMALL["lrnn"])
+    keys = list(plain.state_dict())
+    assert len(keys) == len(set(keys)) == len(list(plain.parameters()))
+    compiled = build_model("lrnn", "preview", **SMALL["lrnn"], compile=True)
+    assert list(compiled.state_dict()) == keys
+    compiled.load_state_dict(plain.state_dict())
+
+
+def test_lrnn_ignores_autocast():
+    """Under bf16 autocast the whole LRNN (projections included) still computes in float32: a bf16
+    projection rounds z before sin(w0 z); measured, it moved a paper-size model's image by 1.7 %."""
+    torch.manual_seed(0)
+    model = build_model("lrnn", "preview")
+    x = _coords(300)
+    with torch.no_grad():
+        plain = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = model(x)
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, plain, rtol=0, atol=1e-5 * float(plain.abs().max()))
+
+
+def _check_triton_kernels(activation: str, device: str) -> None:
+    """Forward and backward of the Triton kernels (blocks that straddle both edges, every gradient) against
+    autograd of the plain formulation in float64."""
+    import reconstruct.models.components_triton as kernels
+
+    torch.manual_seed(4)
+    n, m, width = 150, 70, 3  # not multiples of the 64 x 64 blocks
+    z = torch.randn(n, m, dtype=torch.float64) * 2
+    a, c, v = (torch.randn(m, width, dtype=torch.float64) * 3 for _ in range(3))
+    e = torch.randn(m, dtype=torch.float64)
+    z[0, :4] = 0.0
+    c[:4] = 0.0  # u = 0 exactly: spder's derivative must stay finite there
+    inputs = [t.clone().requires_grad_() for t in (z, a, c, v, e)]
+    reference = component_functions_reference(*inputs, activation)
+    gy = torch.randn_like(reference)
+    ref_grads = torch.autograd.grad(reference, inputs, gy)
+
+    def f32(t):
+        return t.detach().float().to(device)
+
+    out = kernels.forward(f32(z), f32(a.t()), f32(c.t()), f32(v.t()), f32(e), activation)
+    assert out is not None, "the Triton forward kernel did not run"
+    torch.testing.assert_close(out.double().cpu(), reference.detach(), rtol=1e-5, atol=1e-4)
+    grads = kernels.backward(f32(z), f32(a.t()), f32(c.t()), f32(v.t()), f32(gy), activation, True)
+    assert grads is not None, "the Triton backward kernel did not run"
+    for got, want in zip((grads[0], grads[1].t(), grads[2].t(), grads[3].t()), ref_grads[:4], strict=True):
+        assert torch.isfinite(got).all()
+        known = torch.isfinite(want)  # autograd of sqrt|u| is NaN at u = 0; the kernels take the limit there
+        assert known.float().mean() > 0.9
+        torch.testing.assert_close(got.double().cpu()[known], want[known], rtol=1e-4,
+                                   atol=1e-4 * float(want[known].abs().max()))
+    assert kernels.backward(f32(z), f32(a.t()), f32(c.t()), f32(v.t()), f32(gy), activation, False)[0] is None
+
+
+@pytest.mark.parametrize("activation", ["siren", "spder"])
+def test_triton_kernels_match_float64_reference(activation):
+    """On CUDA in this process; without a GPU under Triton's CPU interpreter, which must be switched on
+    before triton is first imported, hence a fresh interpreter."""
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        _check_triton_kernels(activation, "cuda")
+        return
+    code = (f"import runpy, sys; sys.path.insert(0, {str(ROOT)!r}); "
+            f"runpy.run_path({__file__!r})['_check_triton_kernels']({activation!r}, 'cpu')")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -9,7 +9,8 @@ evaluated at every row of ``z`` (shape ``(N, M)``), giving ``(N, M)``.
 :func:`component_functions` is the fast path: a custom autograd function that walks
 over pixel chunks and the hidden ``width`` dimension with in-place accumulations, so it never
 materialises an ``(N, M, width)`` tensor and recomputes activations in the backward pass
-instead of storing them (memory ``O(N * M)``).
+instead of storing them (memory ``O(N * M)``). On CUDA the same function runs the Triton kernels of
+:mod:`reconstruct.models.components_triton` (one pass over memory) when Triton is installed.
 """
 
 from __future__ import annotations
@@ -90,6 +91,17 @@ def _chunk_rows(n: int, per_row: int, device: torch.device) -> int:
     return max(1, min(n, budget // max(per_row, 1)))
 
 
+def _triton_for(z: Tensor, kind: str):
+    """The Triton kernels' module when they handle this input (CUDA, float32), else None."""
+    if not z.is_cuda:
+        return None
+    try:
+        from . import components_triton
+    except ImportError:  # triton ships with torch's CUDA wheels on Linux; elsewhere the portable kernel runs
+        return None
+    return components_triton if components_triton.usable(z, kind) else None
+
+
 class _ComponentSum(torch.autograd.Function):
     """Fused ``g = sum_k v[:, k] * act(a[:, k] * z + c[:, k]) + e`` over pixel chunks.
 
@@ -101,6 +113,10 @@ class _ComponentSum(torch.autograd.Function):
 
     @staticmethod
     def forward(z: Tensor, aT: Tensor, cT: Tensor, vT: Tensor, e: Tensor, kind: str) -> Tensor:  # type: ignore[override]
+        fused = _triton_for(z, kind)
+        out = fused.forward(z, aT, cT, vT, e, kind) if fused else None
+        if out is not None:
+            return out
         n, m = z.shape
         out = torch.empty_like(z)
         step = _chunk_rows(n, m, z.device)
@@ -128,6 +144,11 @@ class _ComponentSum(torch.autograd.Function):
         z, aT, cT, vT = ctx.saved_tensors
         n, m = z.shape
         grad_out = grad_out.contiguous()
+        ge = grad_out.sum(0) if ctx.needs_input_grad[4] else None
+        fused = _triton_for(z, ctx.kind)
+        grads = fused.backward(z, aT, cT, vT, grad_out, ctx.kind, ctx.needs_input_grad[0]) if fused else None
+        if grads is not None:
+            return (*grads, ge, None)
         gz = torch.empty_like(z) if ctx.needs_input_grad[0] else None
         ga, gc, gv = torch.zeros_like(aT), torch.zeros_like(cT), torch.zeros_like(vT)
         step = _chunk_rows(n, m, z.device)
@@ -146,7 +167,6 @@ class _ComponentSum(torch.autograd.Function):
                 ga[k] += dh.mul_(zc).sum(0)
         ga.mul_(vT)
         gc.mul_(vT)
-        ge = grad_out.sum(0) if ctx.needs_input_grad[4] else None
         return gz, ga, gc, gv, ge, None
 
     @staticmethod

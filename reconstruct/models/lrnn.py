@@ -114,9 +114,11 @@ class LRNNLayer(nn.Module):
         return fn(z, a, c, v, e, self.activation).view(-1, self.rank, self.proj_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(N, in_features) -> (N, rank)``: LayerNorm of ``prod_j (1 + gamma g_j)``."""
-        phi = torch.prod(1.0 + self.gamma * self.components(x), dim=-1)
-        return self.norm(phi)
+        """``(N, in_features) -> (N, rank)``: LayerNorm of ``prod_j (1 + gamma g_j)``, in float32 even under
+        autocast (a bf16 projection would round ``z`` before ``sin(w0 z)``; the matmuls are small)."""
+        with torch.autocast(x.device.type, enabled=False):
+            phi = torch.prod(1.0 + self.gamma * self.components(x.float()), dim=-1)
+            return self.norm(phi)
 
 
 class LRNN(nn.Module):
@@ -146,11 +148,20 @@ class LRNN(nn.Module):
             in_f = cfg.rank
         self.layers = nn.Sequential(*layers)
         self.head = nn.Linear(cfg.rank, cfg.out_features)
-        self._body = torch.compile(self.layers, dynamic=False) if cfg.compile else self.layers
+
+    def _body(self):
+        if not self.config.compile:
+            return self.layers
+        # kept out of the registered submodules, so the state_dict has one set of keys with or without compile
+        compiled = self.__dict__.get("_compiled_layers")
+        if compiled is None:
+            compiled = self.__dict__["_compiled_layers"] = torch.compile(self.layers, dynamic=False)
+        return compiled
 
     def forward(self, coords: Tensor) -> Tensor:
-        """``coords`` ``(N, in_features)`` in ``[-1, 1]`` -> ``(N, out_features)``."""
-        return self.head(self._body(coords * self.config.coord_scale))
+        """``coords`` ``(N, in_features)`` in ``[-1, 1]`` -> ``(N, out_features)``, float32 even under autocast."""
+        with torch.autocast(coords.device.type, enabled=False):
+            return self.head(self._body()(coords.float() * self.config.coord_scale))
 
 
 def lrnn_parameter_count(cfg: LRNNConfig) -> int:
