@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, most important first, within a wall-clock budget:
 #   bash benchmarks/gpu_session.sh OUT_DIR [BUDGET_SECONDS=520]
-# Writes summary.log and one log per step into OUT_DIR (tests, lrnn_layer, paper, batched, projector, compile,
-# quality).
+# Writes summary.log and one log per step into OUT_DIR (tests, lrnn_layer, paper, batched, quality, projector,
+# compile): at most 8 files.
 # Each step gets at most its own limit and what is left of the budget, so a slow step cannot starve the
 # machine's lease; a step cut short leaves its partial log. Run from the repository root on a CUDA machine
 # whose python3 has torch; a .whl/ folder of extra wheels (pydicom, pydicom-data) is installed first if present.
@@ -35,14 +35,15 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, pydicom, skimage; print('torch', torch.__version__, 'cuda', torch.version.cuda,
 torch.cuda.get_device_name(0), 'pydicom', pydicom.__version__, 'skimage', skimage.__version__)"; } 2>&1 | tee -a "$out/summary.log"
-step tests 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_operators.py tests/test_classical.py \
-    tests/test_models.py tests/test_fit.py
+step tests 150 bash -c "python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_operators.py \
+    tests/test_classical.py tests/test_models.py tests/test_fit.py; \
+    python3 -m pytest -q -p no:cacheprovider tests/test_models.py -k triton"
 step lrnn_layer 60 python3 benchmarks/lrnn_layer.py --device cuda --size 256 --repeats 10
 step paper 240 python3 benchmarks/quality.py --sizes 256 --views 100 --photons 0 --samples head_693 \
     --methods fbp tv wire lrnn --preset paper --device cuda
 step batched 70 python3 benchmarks/batched_fit.py --device cuda --size 128 --batches 1 4 16 --iterations 200
-step projector 40 python3 benchmarks/projector.py --sizes 256 512 --batches 1 16 --skip-skimage --repeat 5
-step compile 90 python3 benchmarks/lrnn_layer.py --device cuda --size 256 --repeats 10 --presets paper --compile
 step quality 400 python3 benchmarks/quality.py --sizes 256 --views 30 60 --photons 0 --samples head_693 \
     --methods wire lrnn --preset paper --device cuda
+step projector 40 python3 benchmarks/projector.py --sizes 256 512 --batches 1 16 --skip-skimage --repeat 5
+step compile 90 python3 benchmarks/lrnn_layer.py --device cuda --size 256 --repeats 10 --presets paper --compile
 echo "total $(( $(date +%s) - start )) s" | tee -a "$out/summary.log"

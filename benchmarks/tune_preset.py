@@ -6,7 +6,8 @@ Run as::
         --grid w0=10,30 lr=1e-3,1e-2 [--sample head_693] [--threads 2]
 
 Every combination of the ``--grid`` values (model config fields such as ``w0``, ``rank``; optimiser fields
-``lr``, ``warmup``, ``final_lr_factor``) replaces the preset's value; the first row is the preset unchanged.
+``lr``, ``warmup``, ``final_lr_factor``) replaces the preset's value; the first row is the preset unchanged
+unless ``--no-base``.
 The problem is ``data.load_sample(sample, size)`` simulated noise-free with ``views`` views; metrics as in
 ``benchmarks/quality.py``. Use it to pick settings for a budget too large to sweep (a GPU preset) on a
 problem of the same shape ratio; the chosen values still have to be confirmed at full size.
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=25)
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--grid", nargs="*", default=[])
+    parser.add_argument("--no-base", action="store_true", help="skip the row of the preset as is")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
@@ -84,7 +86,8 @@ def main() -> None:
           f"iterations, {torch.get_num_threads()} threads")
     print("| settings | PSNR dB | SSIM | final loss | seconds |\n|---|---:|---:|---:|---:|")
     grid = parse_grid(args.grid)
-    for settings in ([{}] + grid if grid != [{}] else [{}]):
+    rows = grid if args.no_base else [{}] + [g for g in grid if g]
+    for settings in rows:
         start = time.perf_counter()
         result = reconstruct_neural(args.model, simulation.sinogram, simulation.geometry,
                                     pixel_size_mm=simulation.pixel_size_mm, preset=with_settings(base, settings),

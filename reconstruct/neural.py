@@ -30,15 +30,14 @@ def _variants(variant: str | Iterable[str] | None) -> set[str]:
     return names - {"paper"}
 
 
-def output_scale_from_data(radon: Radon, sinogram: torch.Tensor) -> float:
+def output_scale_from_fbp(fbp_image: torch.Tensor) -> float:
     """Attenuation per pixel unit that makes the network output O(1): the mean of the positive part
-    of the FBP image over the pixels above 10 % of its maximum (falls back to 1 for empty data)."""
-    with torch.no_grad():
-        image = radon.fbp(sinogram.float().reshape(radon.geometry.sinogram_shape).cpu()).clamp_min(0)
-        peak = float(image.max())
-        if not peak > 0:
-            return 1.0
-        return float(image[image > 0.1 * peak].mean())
+    of an (H, W) FBP image over the pixels above 10 % of its maximum (falls back to 1 for empty data)."""
+    image = fbp_image.clamp_min(0)
+    peak = float(image.max())
+    if not peak > 0:
+        return 1.0
+    return float(image[image > 0.1 * peak].mean())
 
 
 def reconstruct_neural(
@@ -91,7 +90,9 @@ def reconstruct_neural(
             torch.manual_seed(seed)
             models.append(build_model(method, spec))
     model = models[0] if len(models) == 1 else StackedModels(models)
-    scale = fit_options.pop("output_scale", None) or [output_scale_from_data(radon, row) for row in rows]
+    with torch.no_grad():
+        fbp_images = radon.fbp(rows.float().cpu()[:, None])  # (B, 1, H, W): output scale and the warm start
+    scale = fit_options.pop("output_scale", None) or [output_scale_from_fbp(image[0]) for image in fbp_images]
 
     options: dict = dict(
         iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
@@ -101,7 +102,7 @@ def reconstruct_neural(
     if "tv" in names:
         options["tv_weight"] = TV_WEIGHT
     if "fbp_init" in names:
-        options["init_image"] = radon.fbp(rows.float().cpu()[:, None])
+        options["init_image"] = fbp_images
     if "coarse_to_fine" in names:
         config = getattr(model, "config", None)
         if config is None or not hasattr(config, "coord_scale"):
@@ -137,4 +138,4 @@ def _coarse_to_fine(model: torch.nn.Module, budget: int, callback: Callable[[Fit
     return hook
 
 
-__all__ = ["COARSE_START", "TV_WEIGHT", "VARIANTS", "output_scale_from_data", "reconstruct_neural"]
+__all__ = ["COARSE_START", "TV_WEIGHT", "VARIANTS", "output_scale_from_fbp", "reconstruct_neural"]
