@@ -131,9 +131,11 @@ def run_method(method: str, simulation: data.Simulation, pixel_size_mm: float, s
                callback: Callable[[Any], None] | None = None, stop: StopLike = None) -> Reconstruction:
     """Reconstruct ``simulation.sinogram`` with ``method``; the ground truth is never passed in.
 
-    ``callback`` receives the network fits' progress (classical methods report none). ``stop`` (None, a
-    ``threading.Event`` or a callable returning True to stop) interrupts the iterative methods between
-    iterations: the result so far comes back with ``stop_reason == "stopped"``; FBP ignores it.
+    ``callback`` receives progress: :class:`reconstruct.fit.FitProgress` from network fits,
+    :class:`reconstruct.result.IterationProgress` from the iterative classical methods (FBP reports
+    none). ``stop`` (None, a ``threading.Event`` or a callable returning True to stop) interrupts the
+    iterative methods between iterations: the result so far comes back with
+    ``stop_reason == "stopped"``; FBP ignores it.
     """
     device = resolve_device(settings.device)
     sinogram = simulation.sinogram.to(device)
@@ -142,7 +144,7 @@ def run_method(method: str, simulation: data.Simulation, pixel_size_mm: float, s
         if settings.iterations is not None and method != "fbp":
             kwargs["iterations"] = settings.iterations
         return classical.reconstruct(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm, stop=stop,
-                                     **kwargs)
+                                     callback=callback, **kwargs)
     if method in NEURAL_METHODS:
         from reconstruct.neural import reconstruct_neural
 

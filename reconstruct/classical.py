@@ -19,6 +19,10 @@ Stopping: the iterative methods (SIRT, CGLS, OS-SART, TV) take ``stop`` (None, a
 zero-argument callable returning True to stop), checked once before each iteration (epoch for OS-SART).
 When it fires the current iterate is returned as a normal result with ``iterations`` = iterations run
 and ``stop_reason = "stopped"``; it equals the same method run with that many iterations and no stop.
+
+Progress: they also take ``callback``, called after each iteration (epoch) with a
+:class:`reconstruct.result.IterationProgress` (iteration, budget, the value just added to ``curve`` and,
+every 10 iterations and at the last, the first slice's current iterate for a live preview).
 """
 
 from __future__ import annotations
@@ -31,7 +35,15 @@ import numpy as np
 import torch
 
 import operators
-from reconstruct.result import MU_WATER, Reconstruction, StopLike, mu_to_hu, stop_requested
+from reconstruct.result import (
+    MU_WATER,
+    ProgressCallback,
+    Reconstruction,
+    StopLike,
+    mu_to_hu,
+    report_progress,
+    stop_requested,
+)
 
 SinogramLike = torch.Tensor | np.ndarray
 GeometryLike = operators.Geometry | operators.Radon
@@ -191,7 +203,7 @@ def fbp(sinogram: SinogramLike, geometry: GeometryLike, filter: str = "ram-lak",
 
 def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, nonnegative: bool = True,
          relaxation: float = 1.0, pixel_size_mm: float = 1.0, x0: torch.Tensor | None = None,
-         mu_water: float = MU_WATER, stop: StopLike = None) -> Reconstruction:
+         mu_water: float = MU_WATER, stop: StopLike = None, callback: ProgressCallback = None) -> Reconstruction:
     """Simultaneous iterative reconstruction: ``x += relaxation * C A^T R (y - A x)``.
 
     ``R`` = 1 / row sums of ``A`` (per ray), ``C`` = 1 / column sums (per pixel); zero sums get weight 0.
@@ -213,6 +225,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
     stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each update.
         When it fires the current iterate is returned with ``iterations`` = updates run and
         ``stop_reason = "stopped"``.
+    callback : called after each update with a :class:`reconstruct.result.IterationProgress`.
 
     Returns
     -------
@@ -242,6 +255,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
             residual = y - A(x)
             curve.append(_residual_norm(residual))
             done += 1
+            report_progress(callback, done, iterations, curve[-1], x)
     _synchronize(y.device)
     return _finish(x, squeeze, pixel_size_mm, mu_water, "sirt", done, time.perf_counter() - start, curve,
                    {"iterations": iterations, "nonnegative": nonnegative, "relaxation": relaxation}, stop_reason)
@@ -253,7 +267,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
 
 def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, nonnegative: bool = True,
          tol: float = 1e-6, pixel_size_mm: float = 1.0, x0: torch.Tensor | None = None,
-         mu_water: float = MU_WATER, stop: StopLike = None) -> Reconstruction:
+         mu_water: float = MU_WATER, stop: StopLike = None, callback: ProgressCallback = None) -> Reconstruction:
     """Conjugate gradients on the normal equations ``A^T A x = A^T y`` (CGLS).
 
     Each iterate minimises ``||A x - y||`` over a growing Krylov subspace, so the residual decreases
@@ -275,6 +289,7 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
     stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each iteration,
         after the ``tol`` test (so a converged run reports "completed"). When it fires the current
         iterate is returned with ``iterations`` = iterations run and ``stop_reason = "stopped"``.
+    callback : called after each iteration with a :class:`reconstruct.result.IterationProgress`.
 
     Returns
     -------
@@ -318,6 +333,7 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
             gamma = gamma_new
             done += 1
             curve.append(_residual_norm(r))
+            report_progress(callback, done, iterations, curve[-1], x.clamp(min=0) if nonnegative else x)
         if nonnegative:
             x.clamp_(min=0)
     _synchronize(y.device)
@@ -331,8 +347,8 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
 
 def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10, subsets: int = 10,
             relaxation: float = 1.0, nonnegative: bool = True, pixel_size_mm: float = 1.0,
-            x0: torch.Tensor | None = None, mu_water: float = MU_WATER, stop: StopLike = None
-            ) -> Reconstruction:
+            x0: torch.Tensor | None = None, mu_water: float = MU_WATER, stop: StopLike = None,
+            callback: ProgressCallback = None) -> Reconstruction:
     """Ordered-subsets SART: SIRT updates restricted to interleaved subsets of the views.
 
     Views ``s, s + subsets, s + 2 subsets, ...`` form subset ``s``; an epoch visits every subset once
@@ -356,6 +372,7 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
     stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each epoch
         (never inside one). When it fires the current iterate is returned with ``iterations`` = epochs
         run and ``stop_reason = "stopped"``.
+    callback : called after each epoch with a :class:`reconstruct.result.IterationProgress`.
 
     Returns
     -------
@@ -393,6 +410,7 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
                     x.clamp_(min=0)
             curve.append(_residual_norm(y - A(x)))
             done += 1
+            report_progress(callback, done, iterations, curve[-1], x)
     _synchronize(y.device)
     return _finish(x, squeeze, pixel_size_mm, mu_water, "os_sart", done, time.perf_counter() - start,
                    curve, {"iterations": iterations, "subsets": subsets, "relaxation": relaxation,
@@ -446,7 +464,8 @@ def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike,
 
 def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None, iterations: int = 300,
        tol: float = 1e-4, nonnegative: bool = True, init: str = "fbp", lam_factor: float = TV_LAMBDA_FACTOR,
-       pixel_size_mm: float = 1.0, mu_water: float = MU_WATER, stop: StopLike = None) -> Reconstruction:
+       pixel_size_mm: float = 1.0, mu_water: float = MU_WATER, stop: StopLike = None,
+       callback: ProgressCallback = None) -> Reconstruction:
     """Total-variation regularised least squares by Chambolle-Pock (PDHG).
 
     Solves ``min_x ||A x - y||^2 / 2 + lam * TV(x)`` subject to ``x >= 0`` (if ``nonnegative``), with
@@ -474,6 +493,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each iteration.
         When it fires the current iterate is returned with ``iterations`` = iterations run and
         ``stop_reason = "stopped"``.
+    callback : called after each iteration with a :class:`reconstruct.result.IterationProgress`.
 
     Returns
     -------
@@ -527,6 +547,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
             done += 1
             objective = 0.5 * ((ax - y) ** 2).sum(dim=(1, 2, 3)) + lam_b.view(-1) * total_variation(x[:, 0])
             curve.append(float(objective.double().sum()))
+            report_progress(callback, done, iterations, curve[-1], x)
             if change <= tol * size:
                 break
     _synchronize(y.device)
@@ -549,7 +570,7 @@ METHODS: dict[str, Callable[..., Reconstruction]] = {
 
 
 def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pixel_size_mm: float = 1.0,
-                stop: StopLike = None, **kwargs) -> Reconstruction:
+                stop: StopLike = None, callback: ProgressCallback = None, **kwargs) -> Reconstruction:
     """Run a classical method by name (see :data:`METHODS`) with its keyword settings.
 
     Parameters
@@ -558,8 +579,8 @@ def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pix
     sinogram : (n_angles, det_count) or (B, 1, n_angles, det_count), line integrals of mu[1/mm] * mm.
     geometry : acquisition geometry (or a :class:`operators.Radon`).
     pixel_size_mm : pixel size in mm.
-    stop : stop request for the iterative methods (see :func:`sirt`); passed on only when not None,
-        since ``fbp`` is a single step and takes none.
+    stop, callback : stop request and progress callback of the iterative methods (see the module
+        docstring); passed on only when not None, since ``fbp`` is a single step and takes neither.
     **kwargs : the method's own keyword settings.
 
     Returns
@@ -568,6 +589,6 @@ def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pix
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if stop is not None and method != "fbp":
-        kwargs["stop"] = stop
+    if method != "fbp":
+        kwargs.update({k: v for k, v in (("stop", stop), ("callback", callback)) if v is not None})
     return METHODS[method](sinogram, geometry, pixel_size_mm=pixel_size_mm, **kwargs)

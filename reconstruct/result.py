@@ -28,6 +28,36 @@ def stop_requested(stop: StopLike) -> bool:
     return bool(stop())
 
 
+@dataclass
+class IterationProgress:
+    """What an iterative classical method reports after an iteration (epoch for OS-SART).
+
+    iteration : iterations done so far (1-based); iterations : the budget.
+    loss : the method's convergence value just recorded in ``Reconstruction.curve``.
+    image : every ``preview_every`` iterations and at the last one, the current iterate of the first
+        slice as a float32 (H, W) numpy array of attenuation per pixel (``mu * pixel_size_mm``), else None.
+    """
+
+    iteration: int
+    iterations: int
+    loss: float
+    image: np.ndarray | None = None
+
+
+ProgressCallback = Callable[[IterationProgress], None] | None
+
+
+def report_progress(callback: ProgressCallback, iteration: int, iterations: int, loss: float, x: torch.Tensor,
+                    preview_every: int = 10) -> None:
+    """Call ``callback`` (if any) for iteration ``iteration`` of ``iterations``; ``x`` is the (B, 1, H, W)
+    iterate, copied to the CPU only on preview iterations."""
+    if callback is None:
+        return
+    preview = iteration % preview_every == 0 or iteration == iterations
+    image = x[0, 0].detach().float().cpu().numpy() if preview else None
+    callback(IterationProgress(iteration, iterations, float(loss), image))
+
+
 def mu_to_hu(mu: torch.Tensor | np.ndarray, mu_water: float = MU_WATER) -> torch.Tensor | np.ndarray:
     """Hounsfield units of a reconstruction, ``1000 * (mu / mu_water - 1)`` with mu in 1/mm, unclipped:
     negative attenuation (undershoot) maps below -1000 HU. Same type and shape as ``mu``."""

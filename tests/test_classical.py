@@ -308,6 +308,24 @@ def test_a_set_event_stops_before_the_first_iteration(method, kwargs):
     np.testing.assert_allclose(result.mu.numpy(), start, atol=1e-7)
 
 
+@pytest.mark.parametrize("method,kwargs", _ITERATIVE)
+def test_progress_reports_every_iteration_with_previews(method, kwargs):
+    """The callback sees iterations 1..n in order with the curve's values, and previews (first slice,
+    attenuation per pixel) every 10 iterations and at the last, the last one equal to the result."""
+    n = 32
+    geometry = operators.ParallelBeam.sparse(12, (n, n))
+    sinogram, _ = _simulate(_shepp_logan_hu(n), geometry, pixel_size_mm=0.8)
+    kwargs = {**kwargs, "iterations": 12}
+    seen = []
+    result = classical.reconstruct(method, torch.stack([sinogram, sinogram])[:, None], geometry,
+                                   pixel_size_mm=0.8, callback=seen.append, **kwargs)
+    assert [p.iteration for p in seen] == list(range(1, 13)) and {p.iterations for p in seen} == {12}
+    assert [p.loss for p in seen] == result.curve
+    assert [p.iteration for p in seen if p.image is not None] == [10, 12]
+    assert seen[-1].image.shape == (n, n) and seen[-1].image.dtype == np.float32
+    np.testing.assert_allclose(seen[-1].image / 0.8, result.mu[0, 0].numpy(), rtol=1e-6, atol=1e-9)
+
+
 def test_fbp_ignores_stop_in_the_dispatcher():
     geometry = operators.ParallelBeam.sparse(12, (16, 16))
     sinogram, _ = _simulate(_shepp_logan_hu(16), geometry)

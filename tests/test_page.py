@@ -194,6 +194,18 @@ def test_job_stop_interrupts_a_classical_method_mid_run():
     np.testing.assert_allclose(run.image_hu, three.image_hu, rtol=0, atol=1e-3)
 
 
+def test_job_shows_live_progress_of_a_classical_method():
+    ct, simulation = _small_problem()
+    settings = pipeline.MethodSettings(iterations=12, device="cpu")
+    job = pc.Job([pc.Task(("k", "sirt"), "sirt", settings)], simulation, ct.hu, ct.spacing[1])
+    job.start()
+    assert job.wait(60)
+    progress, run = job.progress["sirt"], job.results[("k", "sirt")]
+    assert progress.status == "done" and progress.iteration == 12 and progress.loss == run.reconstruction.curve[-1]
+    assert progress.preview_iteration == 12
+    np.testing.assert_allclose(progress.preview_hu, run.image_hu, rtol=0, atol=1e-2)
+
+
 def test_job_reports_errors_as_messages():
     ct, simulation = _small_problem()
 
