@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, most important first, within a wall-clock budget:
 #   bash benchmarks/gpu_session.sh OUT_DIR [BUDGET_SECONDS=520]
-# Writes summary.log and one log per step into OUT_DIR (tests, lrnn_layer, paper, batched, quality, projector,
-# compile): at most 8 files.
+# Writes summary.log and one log per step into OUT_DIR (tests, lrnn_layer, paper, batched, tune, quality,
+# projector, compile).
 # Each step gets at most its own limit and what is left of the budget, so a slow step cannot starve the
 # machine's lease; a step cut short leaves its partial log. Run from the repository root on a CUDA machine
 # whose python3 has torch; a .whl/ folder of extra wheels (pydicom, pydicom-data) is installed first if present.
@@ -42,6 +42,8 @@ step lrnn_layer 60 python3 benchmarks/lrnn_layer.py --device cuda --size 256 --r
 step paper 240 python3 benchmarks/quality.py --sizes 256 --views 100 --photons 0 --samples head_693 \
     --methods fbp tv wire lrnn --preset paper --device cuda
 step batched 70 python3 benchmarks/batched_fit.py --device cuda --size 128 --batches 1 4 16 --iterations 200
+step tune 150 python3 benchmarks/tune_preset.py --model lrnn --preset paper --size 256 --views 100 \
+    --iterations 5000 --device cuda --no-base --grid w0=30 lr=1e-3
 step quality 400 python3 benchmarks/quality.py --sizes 256 --views 30 60 --photons 0 --samples head_693 \
     --methods wire lrnn --preset paper --device cuda
 step projector 40 python3 benchmarks/projector.py --sizes 256 512 --batches 1 16 --skip-skimage --repeat 5
