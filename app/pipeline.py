@@ -143,6 +143,8 @@ def run_method(method: str, simulation: data.Simulation, pixel_size_mm: float, s
         kwargs: dict[str, Any] = {}
         if settings.iterations is not None and method != "fbp":
             kwargs["iterations"] = settings.iterations
+        if method == "tv":  # the scan's noise level sets TV's default weight
+            kwargs["photons"] = simulation.photons or math.inf
         return classical.reconstruct(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm, stop=stop,
                                      callback=callback, **kwargs)
     if method in NEURAL_METHODS:

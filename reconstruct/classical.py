@@ -48,8 +48,13 @@ from reconstruct.result import (
 SinogramLike = torch.Tensor | np.ndarray
 GeometryLike = operators.Geometry | operators.Radon
 
-#: Default TV weight factor: lam = TV_LAMBDA_FACTOR * ||A^T y||_inf / max(H, W) (see :func:`tv`).
+#: Default TV weight factor when the noise level is unknown: lam = TV_LAMBDA_FACTOR * ||A^T y||_inf / max(H, W)
+#: (see :func:`default_tv_lambda`).
 TV_LAMBDA_FACTOR: float = 0.01
+#: With a known noise level: factor = TV_NOISE_FREE_FACTOR + TV_NOISE_FACTOR * (sigma / x_object)^2, fitted to
+#: the best weights of ``benchmarks/tv_lambda.py`` (see :func:`default_tv_lambda`).
+TV_NOISE_FREE_FACTOR: float = 0.005
+TV_NOISE_FACTOR: float = 0.16
 
 _NORM_CACHE: dict[tuple, float] = {}
 
@@ -447,24 +452,65 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((g * g).sum(dim=-3)).sum(dim=(-2, -1))
 
 
-def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike,
-                      factor: float = TV_LAMBDA_FACTOR) -> torch.Tensor:
-    """Data-scaled TV weight ``factor * ||A^T y||_inf / max(H, W)`` per sinogram, shape (B,).
+def object_attenuation(image: torch.Tensor) -> torch.Tensor:
+    """Typical attenuation of the object in (B, 1, H, W) images (e.g. FBP), shape (B,): the mean of the
+    clipped image over the pixels above 10 % of its maximum; 1 for an empty image."""
+    clipped = image.detach().clamp_min(0).reshape(image.shape[0], -1)
+    peak = clipped.amax(dim=1, keepdim=True)
+    inside = clipped > 0.1 * peak
+    mean = (clipped * inside).sum(dim=1) / inside.sum(dim=1).clamp_min(1)
+    return torch.where(peak[:, 0] > 0, mean, torch.ones_like(mean))
+
+
+def poisson_noise_std(sinogram: SinogramLike, photons: float) -> torch.Tensor:
+    """Root-mean-square noise of line integrals measured with ``photons`` incident photons per bin, shape
+    (B,): ``sqrt(mean(exp(y) / photons))`` over the bins that see the object (``y`` above 1 % of its peak),
+    the first-order variance of ``-log(counts / photons)`` for Poisson counts."""
+    y = torch.as_tensor(sinogram).detach().float()
+    y = y.reshape(-1, y.shape[-2] * y.shape[-1])
+    seen = y > 0.01 * y.amax(dim=1, keepdim=True)
+    variance = (torch.exp(y) * seen).sum(dim=1) / seen.sum(dim=1).clamp_min(1) / photons
+    return variance.sqrt()
+
+
+def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike, factor: float | None = None,
+                      photons: float | None = None) -> torch.Tensor:
+    """Data-scaled TV weight per sinogram, shape (B,): ``factor * ||A^T y||_inf / max(H, W)``.
 
     ``A^T y`` grows like n_views x (attenuation per pixel) x (image size in pixels), the same way the
     data term's curvature ``A^T A`` scales, so the ratio is invariant to the data's units, the number
-    of views and (for the same object) the resolution.
+    of views and (for the same object) the resolution. ``factor`` (None: the default) depends on what is
+    known about the noise:
+
+    - ``photons=None`` (unknown): :data:`TV_LAMBDA_FACTOR`, a compromise that lost least to the per-case
+      best over noise-free and 1e5-photon cases (mean 1.0 dB, worst 2.7 dB);
+    - ``photons=math.inf`` (noise-free) or a photon count per bin (Poisson): ``TV_NOISE_FREE_FACTOR +
+      TV_NOISE_FACTOR * (sigma / x)^2`` with ``sigma`` from :func:`poisson_noise_std` (0 when noise-free)
+      and ``x`` the object's attenuation per pixel (:func:`object_attenuation` of the FBP): the noise
+      relative to the signal in one pixel. Fitted on 128^2 head_693, CT_small and Shepp-Logan at 30/100
+      views, noise-free to 1e4 photons (``benchmarks/tv_lambda.py``): the best factor rose from 0.125-0.5x
+      the compromise (noise-free) to 8-32x (1e4 photons). Noise-free it is 0.5x the compromise, not the
+      0.125-0.25x that suits the real slices, because piecewise-constant Shepp-Logan loses 2.7 dB there.
     """
     A = _operator(geometry)
     y, _ = _prepare(sinogram, A)
+    if photons is not None and not photons > 0:
+        raise ValueError(f"photons must be > 0 (math.inf for noise-free data) or None, got {photons!r}")
     with torch.no_grad():
         peak = A.adjoint(y).abs().amax(dim=(1, 2, 3))
+        if factor is None and photons is None:
+            factor = TV_LAMBDA_FACTOR
+        if factor is None:
+            relative = torch.zeros_like(peak)
+            if math.isfinite(photons):
+                relative = poisson_noise_std(y, photons).to(peak) / object_attenuation(A.fbp(y)).to(peak)
+            factor = TV_NOISE_FREE_FACTOR + TV_NOISE_FACTOR * relative**2
     return factor * peak / max(A.geometry.image_size)
 
 
 def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None, iterations: int = 300,
-       tol: float = 1e-4, nonnegative: bool = True, init: str = "fbp", lam_factor: float = TV_LAMBDA_FACTOR,
-       pixel_size_mm: float = 1.0, mu_water: float = MU_WATER, stop: StopLike = None,
+       tol: float = 1e-4, nonnegative: bool = True, init: str = "fbp", lam_factor: float | None = None,
+       photons: float | None = None, pixel_size_mm: float = 1.0, mu_water: float = MU_WATER, stop: StopLike = None,
        callback: ProgressCallback = None) -> Reconstruction:
     """Total-variation regularised least squares by Chambolle-Pock (PDHG).
 
@@ -478,16 +524,16 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     ----------
     sinogram : (n_angles, det_count) or (B, 1, n_angles, det_count), line integrals of mu[1/mm] * mm.
     geometry : acquisition geometry (or a :class:`operators.Radon`).
-    lam : TV weight in the units of the objective above; None uses :func:`default_tv_lambda`,
-        ``0.01 * ||A^T y||_inf / max(H, W)`` per sinogram: in a sweep of 0.005-0.05 with
-        ``benchmarks/quality.py`` (128^2, 30 and 100 views, noise-free and 1e5 photons, head_693 and
-        ct_small) it lost least to the per-case best (mean 1.0 dB, worst 2.7 dB); smaller weights win
-        on noise-free data, larger ones on noisy data.
+    lam : TV weight in the units of the objective above; None uses :func:`default_tv_lambda` per
+        sinogram, which scales with the data and, when ``photons`` says how noisy they are, with the noise.
     iterations : maximum iterations (default 300: a few seconds at 128^2 on 2 CPU cores).
     tol : stop once ``||x_k+1 - x_k|| <= tol * ||x_k+1||`` (whole batch); 0 runs all iterations.
     nonnegative : constrain attenuation to be >= 0.
     init : "fbp" (warm start from the clipped ram-lak FBP) or "zeros".
-    lam_factor : factor of the data-scaled default weight (used only when ``lam`` is None).
+    lam_factor : factor of the data-scaled default weight (used only when ``lam`` is None; None: chosen
+        from ``photons``, see :func:`default_tv_lambda`).
+    photons : incident photons per detector bin of the scan (Poisson noise), ``math.inf`` for noise-free
+        data, None when unknown; only sets the default weight.
     pixel_size_mm : pixel size in mm.
     mu_water : attenuation of water (1/mm) for the HU conversion.
     stop : None, a ``threading.Event`` or a callable returning True to stop; checked before each iteration.
@@ -510,7 +556,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     _synchronize(y.device)
     start = time.perf_counter()
     if lam is None:
-        lam_b = default_tv_lambda(y, A, lam_factor).to(y.device).view(-1, 1, 1, 1)
+        lam_b = default_tv_lambda(y, A, lam_factor, photons).to(y.device).view(-1, 1, 1, 1)
     else:
         if not (math.isfinite(float(lam)) and float(lam) >= 0):
             raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
@@ -554,7 +600,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     lam_out = lam_b.view(-1).tolist()
     return _finish(x, squeeze, pixel_size_mm, mu_water, "tv", done, time.perf_counter() - start, curve,
                    {"lam": lam_out[0] if len(lam_out) == 1 else lam_out,
-                    "lam_factor": lam_factor if lam is None else None,
+                    "lam_factor": lam_factor if lam is None else None, "photons": photons,
                     "iterations": iterations, "tol": tol, "nonnegative": nonnegative, "init": init,
                     "tau": tau, "sigma": sigma}, stop_reason)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from operators import Geometry, Radon
+from reconstruct.classical import object_attenuation
 from reconstruct.fit import FitProgress, FitResult, StopLike, fit
 from reconstruct.models import build_model, get_preset
 from reconstruct.models.stacked import StackedModels
@@ -31,13 +32,9 @@ def _variants(variant: str | Iterable[str] | None) -> set[str]:
 
 
 def output_scale_from_fbp(fbp_image: torch.Tensor) -> float:
-    """Attenuation per pixel unit that makes the network output O(1): the mean of the positive part
-    of an (H, W) FBP image over the pixels above 10 % of its maximum (falls back to 1 for empty data)."""
-    image = fbp_image.clamp_min(0)
-    peak = float(image.max())
-    if not peak > 0:
-        return 1.0
-    return float(image[image > 0.1 * peak].mean())
+    """Attenuation per pixel unit that makes the network output O(1): the object's typical attenuation
+    in an (H, W) FBP image (:func:`reconstruct.classical.object_attenuation`)."""
+    return float(object_attenuation(fbp_image.reshape(1, 1, *fbp_image.shape[-2:]))[0])
 
 
 def reconstruct_neural(

@@ -10,6 +10,7 @@ import torch
 from pydicom.data import get_testdata_file
 from scipy.optimize import minimize, nnls
 from skimage.data import shepp_logan_phantom
+from skimage.metrics import peak_signal_noise_ratio
 from skimage.transform import resize
 
 import operators
@@ -402,3 +403,59 @@ def test_cuda_matches_cpu():
         assert gpu.device.startswith("cuda") and gpu.mu.is_cuda
         np.testing.assert_allclose(gpu.image_hu, cpu.image_hu, atol=1.0)
         assert math.isfinite(gpu.seconds)
+
+
+def test_poisson_noise_std_matches_simulated_noise():
+    """The first-order Poisson formula against the spread of actually simulated noisy line integrals."""
+    import data
+
+    ct = data.load_sample("ct_small", 64)
+    for photons in (1e4, 1e5):
+        sim = data.simulate(ct, 60, photons=photons, seed=0)
+        seen = sim.clean > 0.01 * sim.clean.max()
+        measured = float((sim.sinogram - sim.clean)[seen].double().pow(2).mean().sqrt())
+        predicted = float(classical.poisson_noise_std(sim.clean, photons)[0])
+        assert predicted == pytest.approx(measured, rel=0.05)
+    assert float(classical.poisson_noise_std(torch.full((4, 5), 2.0), 100.0)[0]) == pytest.approx(
+        math.sqrt(math.exp(2.0) / 100.0), rel=1e-6)
+
+
+def test_object_attenuation_of_a_disk():
+    yy, xx = np.mgrid[:32, :32]
+    disk = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2 < 100).astype(np.float32) * 0.02
+    image = torch.from_numpy(disk)[None, None] + 0.001 * torch.rand(1, 1, 32, 32)  # below 10 % of the peak
+    assert float(classical.object_attenuation(image)[0]) == pytest.approx(0.02, rel=0.03)
+    assert float(classical.object_attenuation(torch.zeros(1, 1, 8, 8))[0]) == 1.0
+
+
+def test_tv_weight_follows_the_noise_level():
+    import data
+
+    ct = data.load_sample("ct_small", 64)
+    clean = data.simulate(ct, 30, seed=0)
+    geometry = clean.geometry
+    peak = float(operators.Radon(geometry).adjoint(clean.sinogram).abs().max())
+    unknown = float(classical.default_tv_lambda(clean.sinogram, geometry)[0])
+    assert unknown == pytest.approx(classical.TV_LAMBDA_FACTOR * peak / 64, rel=1e-5)
+    noise_free = float(classical.default_tv_lambda(clean.sinogram, geometry, photons=math.inf)[0])
+    assert noise_free == pytest.approx(classical.TV_NOISE_FREE_FACTOR * peak / 64, rel=1e-5)
+    weights = [float(classical.default_tv_lambda(data.simulate(ct, 30, photons=p, seed=0).sinogram, geometry,
+                                                 photons=p)[0]) for p in (1e6, 1e5, 1e4)]
+    assert noise_free < weights[0] < weights[1] < weights[2]
+    with pytest.raises(ValueError, match="photons"):
+        classical.default_tv_lambda(clean.sinogram, geometry, photons=0)
+
+
+def test_noise_aware_tv_weight_beats_the_compromise_on_noisy_and_noise_free_data():
+    """Told the noise level, TV's default weight is closer to the truth than the noise-blind compromise
+    (measured at 128^2: +0.9..+9.6 dB at 1e4 photons, up to +4.7 dB noise-free)."""
+    import data
+
+    ct = data.load_sample("ct_small", 64)
+    for photons in (1e4, None):
+        sim = data.simulate(ct, 40, photons=photons, seed=0)
+        scores = []
+        for told in (None, photons or math.inf):
+            result = classical.tv(sim.sinogram, sim.geometry, photons=told, pixel_size_mm=sim.pixel_size_mm)
+            scores.append(peak_signal_noise_ratio(sim.reference_hu, result.image_hu, data_range=4095.0))
+        assert scores[1] > scores[0] + 0.3, (photons, scores)
