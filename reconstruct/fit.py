@@ -130,6 +130,14 @@ def pixel_grid(image_size: tuple[int, int], device: torch.device | str = "cpu",
     return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1).to(device=device, dtype=dtype)
 
 
+#: A loss above this multiple of the lowest loss so far counts as divergence, like a NaN: a step can throw a
+#: fit far off without producing a non-finite value. (A learning rate that never makes progress, e.g. LRNN
+#: at 0.3 whose loss stays near its start, is not caught: there is no good state to return to.)
+BLOWUP_FACTOR = 100.0
+#: Good-state snapshots are only taken while the loss is within this multiple of the lowest so far.
+SNAPSHOT_FACTOR = 4.0
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """"auto" -> CUDA when available, else CPU."""
     if isinstance(device, str) and device == "auto":
@@ -297,7 +305,9 @@ def fit(
         represent quickly, unlike a fixed base image whose streaks the network would have to cancel.
     stop : ``threading.Event`` or callable returning True to stop early; the image so far is returned.
     pixel_size_mm, mu_water : for the result's ``mu`` [1/mm] and ``image_hu``.
-    snapshot_every, max_recoveries : divergence handling (good-state snapshot period, max rollbacks).
+    snapshot_every, max_recoveries : divergence handling (good-state snapshot period, max rollbacks). A
+        non-finite loss or gradient, or a loss above ``BLOWUP_FACTOR`` times the lowest so far, restores the
+        last good state and halves the learning rate.
     method : name recorded in the result (default the model's class name).
     """
     if iterations < 0:
@@ -473,6 +483,7 @@ def _fit_loop(model, batch, radon, sinogram, dev, use_amp, image_size, settings,
     lr_scale = 1.0
     recoveries = 0
     curve: list[float] = []
+    lowest_loss = float("inf")
     best = [float("inf")] * batch
     best_iteration = [0] * batch
     stop_reason = "completed"
@@ -497,8 +508,10 @@ def _fit_loop(model, batch, radon, sinogram, dev, use_amp, image_size, settings,
         loss_value = math.fsum(slice_losses) / batch
         done = it + 1
 
-        if not (math.isfinite(loss_value) and math.isfinite(gnorm_value)):
-            curve.append(float("nan"))
+        finite = math.isfinite(loss_value) and math.isfinite(gnorm_value)
+        blown_up = finite and loss_value > BLOWUP_FACTOR * lowest_loss
+        if not finite or blown_up:
+            curve.append(loss_value if blown_up else float("nan"))
             if recoveries >= max_recoveries:
                 stop_reason = "diverged"
                 note(f"diverged at iteration {it + 1} after {recoveries} recoveries; giving up", warn=True)
@@ -508,15 +521,18 @@ def _fit_loop(model, batch, radon, sinogram, dev, use_amp, image_size, settings,
             lr_scale *= 0.5
             model.load_state_dict(good[0])
             optimizer.load_state_dict(copy.deepcopy(good[1]))
-            note(f"non-finite loss/gradient at iteration {it + 1}: restored the state of iteration "
+            cause = (f"loss {loss_value:.3g} above {BLOWUP_FACTOR:g}x the lowest so far" if blown_up
+                     else "non-finite loss/gradient")
+            note(f"{cause} at iteration {it + 1}: restored the state of iteration "
                  f"{good_iteration}, learning rate x{lr_scale:g}", warn=True)
             continue
 
         optimizer.step()
         curve.append(loss_value)
         last_image = image
+        lowest_loss = min(lowest_loss, loss_value)
 
-        if (it + 1) % snapshot_every == 0:
+        if (it + 1) % snapshot_every == 0 and loss_value <= SNAPSHOT_FACTOR * lowest_loss:
             if _all_finite(model):
                 good = _snapshot(model, optimizer)
                 good_iteration = it + 1

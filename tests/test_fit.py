@@ -334,3 +334,23 @@ def test_several_networks_on_cuda_match_each_alone(problem):
         alone = fit(_tiny(seed=b), radon, sinograms[b, 0], **options)
         torch.testing.assert_close(together.image[b].cpu(), alone.image.cpu(), rtol=0,
                                    atol=2e-3 * float(truths[b].max()))
+
+
+def test_divergence_from_a_loss_blow_up_without_nan(problem):
+    """Parameters knocked far off (finite, but the loss jumps by orders of magnitude) are rolled back."""
+    truth, radon, sinogram = problem
+    model = _tiny()
+    before = []
+
+    def knock(progress: FitProgress) -> None:
+        if progress.iteration == 60:
+            before.append(progress.loss)
+            with torch.no_grad():
+                model.head.weight.mul_(1e3)
+
+    with pytest.warns(RuntimeWarning, match="lowest so far"):
+        result = fit(model, radon, sinogram, **{**FIT, "iterations": 80}, snapshot_every=10, callback=knock,
+                     callback_every=1)
+    assert result.stop_reason == "completed" and any("restored the state of iteration 60" in e
+                                                     for e in result.events)
+    assert result.curve[-1] < 2 * before[0]
