@@ -8,9 +8,8 @@ the weight gradients (backward), so ``z`` and ``dL/dg`` are read once.
 
 Shapes follow :class:`reconstruct.models.components._ComponentSum`: ``z`` ``(N, M)``, ``aT``/``cT``/``vT``
 ``(width, M)``, ``e`` ``(M,)``, all float32. Activations ``siren`` and ``spder``; ``spder_atan`` stays on the
-portable kernel. ``TRITON_INTERPRET=1`` (set before triton is first imported) runs the same kernels on CPU
-tensors, which is how the CPU test suite checks them. The activation code is written inside each kernel:
-the interpreter rejects calls to other ``@triton.jit`` helpers once triton was imported without it.
+portable kernel. ``TRITON_INTERPRET=1`` (set before triton is first imported: triton's own ``tl`` helpers are
+built at import) runs the same kernels on CPU tensors, which is how the CPU test suite checks them.
 """
 
 from __future__ import annotations
@@ -37,24 +36,53 @@ def usable(z: Tensor, kind: str) -> bool:
 
 
 @triton.jit
-def _forward_kernel(z_ptr, a_ptr, c_ptr, v_ptr, e_ptr, out_ptr, N, M,
-                    WIDTH: tl.constexpr, KIND: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr):
+def _tile(N, M, BN: tl.constexpr, BM: tl.constexpr):
+    """This program's (BN, BM) block of the (N, M) arrays: columns, their mask, the block mask, offsets."""
     rows = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
     cols = tl.program_id(1) * BM + tl.arange(0, BM)
-    row_ok, col_ok = rows < N, cols < M
-    mask = row_ok[:, None] & col_ok[None, :]
-    offsets = rows[:, None] * M + cols[None, :]
+    col_ok = cols < M
+    mask = (rows < N)[:, None] & col_ok[None, :]
+    return cols, col_ok, mask, rows[:, None] * M + cols[None, :]
+
+
+@triton.jit
+def _hidden_unit(z, a_ptr, c_ptr, v_ptr, k, M, cols, col_ok):
+    """Pre-activation ``u = a_k z + c_k`` of hidden unit ``k`` for the block, with the weights ``a_k``, ``v_k``."""
+    a = tl.load(a_ptr + k * M + cols, mask=col_ok, other=0.0)
+    c = tl.load(c_ptr + k * M + cols, mask=col_ok, other=0.0)
+    v = tl.load(v_ptr + k * M + cols, mask=col_ok, other=0.0)
+    return z * a[None, :] + c[None, :], a, v
+
+
+@triton.jit
+def _activation(u, KIND: tl.constexpr):
+    h = tl.sin(u)
+    if KIND == 1:  # spder: sin(u) sqrt|u|
+        h = h * tl.sqrt(tl.abs(u))
+    return h
+
+
+@triton.jit
+def _activation_and_derivative(u, KIND: tl.constexpr):
+    h = tl.sin(u)
+    dh = tl.cos(u)
+    if KIND == 1:  # spder: (sin(u) sqrt|u|)' = cos(u) sqrt|u| + sin(u) sign(u) / (2 sqrt|u|), 0 at u = 0
+        r = tl.sqrt(tl.abs(u))
+        sign = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
+        dh = dh * r + h * sign * tl.where(r > 0, 0.5 / tl.maximum(r, 1e-30), 0.0)
+        h = h * r
+    return h, dh
+
+
+@triton.jit
+def _forward_kernel(z_ptr, a_ptr, c_ptr, v_ptr, e_ptr, out_ptr, N, M,
+                    WIDTH: tl.constexpr, KIND: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr):
+    cols, col_ok, mask, offsets = _tile(N, M, BN, BM)
     z = tl.load(z_ptr + offsets, mask=mask, other=0.0)
     g = tl.zeros((BN, BM), dtype=tl.float32) + tl.load(e_ptr + cols, mask=col_ok, other=0.0)[None, :]
     for k in tl.static_range(WIDTH):
-        a = tl.load(a_ptr + k * M + cols, mask=col_ok, other=0.0)
-        c = tl.load(c_ptr + k * M + cols, mask=col_ok, other=0.0)
-        v = tl.load(v_ptr + k * M + cols, mask=col_ok, other=0.0)
-        u = z * a[None, :] + c[None, :]
-        h = tl.sin(u)
-        if KIND == 1:  # spder: sin(u) sqrt|u|
-            h = h * tl.sqrt(tl.abs(u))
-        g += v[None, :] * h
+        u, a, v = _hidden_unit(z, a_ptr, c_ptr, v_ptr, k, M, cols, col_ok)
+        g += v[None, :] * _activation(u, KIND)
     tl.store(out_ptr + offsets, g, mask=mask)
 
 
@@ -62,30 +90,16 @@ def _forward_kernel(z_ptr, a_ptr, c_ptr, v_ptr, e_ptr, out_ptr, N, M,
 def _backward_kernel(z_ptr, a_ptr, c_ptr, v_ptr, go_ptr, gz_ptr, pa_ptr, pc_ptr, pv_ptr, N, M,
                      WIDTH: tl.constexpr, KIND: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr,
                      NEED_GZ: tl.constexpr):
-    block = tl.program_id(0)
-    rows = block.to(tl.int64) * BN + tl.arange(0, BN)
-    cols = tl.program_id(1) * BM + tl.arange(0, BM)
-    row_ok, col_ok = rows < N, cols < M
-    mask = row_ok[:, None] & col_ok[None, :]
-    offsets = rows[:, None] * M + cols[None, :]
+    cols, col_ok, mask, offsets = _tile(N, M, BN, BM)
     z = tl.load(z_ptr + offsets, mask=mask, other=0.0)
     go = tl.load(go_ptr + offsets, mask=mask, other=0.0)  # 0 outside: masked rows add nothing below
     gz = tl.zeros((BN, BM), dtype=tl.float32)
     for k in tl.static_range(WIDTH):
-        a = tl.load(a_ptr + k * M + cols, mask=col_ok, other=0.0)
-        c = tl.load(c_ptr + k * M + cols, mask=col_ok, other=0.0)
-        v = tl.load(v_ptr + k * M + cols, mask=col_ok, other=0.0)
-        u = z * a[None, :] + c[None, :]
-        h = tl.sin(u)
-        dh = tl.cos(u)
-        if KIND == 1:  # spder: (sin(u) sqrt|u|)' = cos(u) sqrt|u| + sin(u) sign(u) / (2 sqrt|u|), 0 at u = 0
-            r = tl.sqrt(tl.abs(u))
-            sign = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
-            dh = dh * r + h * sign * tl.where(r > 0, 0.5 / tl.maximum(r, 1e-30), 0.0)
-            h = h * r
+        u, a, v = _hidden_unit(z, a_ptr, c_ptr, v_ptr, k, M, cols, col_ok)
+        h, dh = _activation_and_derivative(u, KIND)
         du = dh * go  # dL/du / v_k
         gz += du * (a * v)[None, :]
-        partial = (block * WIDTH + k) * M + cols  # per-row-block partial sums, reduced by torch afterwards
+        partial = (tl.program_id(0) * WIDTH + k) * M + cols  # per-row-block partial sums, reduced by torch
         tl.store(pv_ptr + partial, tl.sum(h * go, axis=0), mask=col_ok)
         tl.store(pc_ptr + partial, tl.sum(du, axis=0) * v, mask=col_ok)
         tl.store(pa_ptr + partial, tl.sum(du * z, axis=0) * v, mask=col_ok)
