@@ -31,12 +31,6 @@ def _variants(variant: str | Iterable[str] | None) -> set[str]:
     return names - {"paper"}
 
 
-def output_scale_from_fbp(fbp_image: torch.Tensor) -> float:
-    """Attenuation per pixel unit that makes the network output O(1): the object's typical attenuation
-    in an (H, W) FBP image (:func:`reconstruct.classical.object_attenuation`)."""
-    return float(object_attenuation(fbp_image.reshape(1, 1, *fbp_image.shape[-2:]))[0])
-
-
 def reconstruct_neural(
     method: str,
     sinogram: torch.Tensor,
@@ -89,7 +83,8 @@ def reconstruct_neural(
     model = models[0] if len(models) == 1 else StackedModels(models)
     with torch.no_grad():
         fbp_images = radon.fbp(rows.float().cpu()[:, None])  # (B, 1, H, W): output scale and the warm start
-    scale = fit_options.pop("output_scale", None) or [output_scale_from_fbp(image[0]) for image in fbp_images]
+    # the network outputs O(1) values: scaled by the object's typical attenuation per pixel
+    scale = fit_options.pop("output_scale", None) or object_attenuation(fbp_images).tolist()
 
     options: dict = dict(
         iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
@@ -135,4 +130,4 @@ def _coarse_to_fine(model: torch.nn.Module, budget: int, callback: Callable[[Fit
     return hook
 
 
-__all__ = ["COARSE_START", "TV_WEIGHT", "VARIANTS", "output_scale_from_fbp", "reconstruct_neural"]
+__all__ = ["COARSE_START", "TV_WEIGHT", "VARIANTS", "reconstruct_neural"]
