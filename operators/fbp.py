@@ -4,11 +4,14 @@ The backprojection is pixel-driven: every pixel takes the linearly interpolated 
 its detector position in each view, times the FBP weight (the angular step, and for fan beams the
 1 / U^2 distance weight). Those weights are stored once per geometry as a CSR matrix
 (pixels x rays), so an FBP costs one sparse product after the ramp filter, on CPU and CUDA.
+
+Fan-beam scans of less than a full turn get short-scan (Parker) weights, see :func:`parker_weights`.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -19,13 +22,92 @@ from operators.system_matrix import MATRICES, csr_matrix
 # Views are processed in groups so the (views x pixels) intermediates stay near this many entries.
 _SAMPLES_PER_CHUNK = 1 << 22
 
+# Relative slack on arc comparisons, so that n views of step 2 pi / n count as a full turn.
+_ARC_TOLERANCE = 1e-9
+
+
+def _fan_arc(geometry: Geometry) -> float:
+    """Angular span of the views including one step: ``max - min + step`` in radians.
+
+    ``step`` is the median spacing (:meth:`Geometry.angular_weight`); for ``n`` evenly spaced views
+    this is ``n * step``, the ``arc`` given to :func:`operators.evenly_spaced_angles`.
+    """
+    return float(geometry.angles.max() - geometry.angles.min()) + geometry.angular_weight()
+
+
+def _is_full_turn(geometry: FanBeam) -> bool:
+    return _fan_arc(geometry) >= 2 * math.pi * (1 - _ARC_TOLERANCE)
+
+
+def _half_fan_angle(geometry: FanBeam) -> float:
+    """Half the fan angle (radians) covering the whole detector, bin edges included."""
+    return math.atan(geometry.det_count * geometry.det_spacing / 2
+                     / (geometry.source_distance + geometry.detector_distance))
+
 
 def _angular_scale(geometry: Geometry) -> float:
-    """Weight of one view: the angular step, at most pi (parallel) or 2 pi (fan, halved) in total."""
+    """Weight of one view: the angular step, at most pi (parallel) or 2 pi (fan full turn, halved) in
+    total. Fan-beam short scans take the whole step; their Parker weights remove the redundancy."""
     total = geometry.angular_weight() * geometry.n_angles
     if isinstance(geometry, FanBeam):
+        if not _is_full_turn(geometry):
+            return geometry.angular_weight()
         return min(total, 2 * math.pi) / geometry.n_angles / 2
     return min(total, math.pi) / geometry.n_angles
+
+
+def _parker(beta: torch.Tensor, gamma: torch.Tensor, arc: float) -> torch.Tensor:
+    """Parker weight of the ray at source angle ``beta`` in ``[0, arc]`` and fan angle ``gamma``.
+
+    ``gamma`` is signed so that the same line is measured again at ``(beta + pi + 2 gamma, -gamma)``.
+    Parker's (1982) formula with the half fan angle replaced by ``(arc - pi) / 2``, the generalisation
+    to over-scans of Wesarg et al. (2002): sin^2 tapers at both ends of the scan, 1 in between, and
+    the two measurements of every line sum to 1. For ``arc < pi + 2 |gamma|`` the lines seen once
+    keep the weight 1. Needs ``arc <= 2 pi``; the arguments broadcast, radians throughout.
+    """
+    half = (arc - math.pi) / 2
+    beta = beta.clamp(0.0, arc)
+    start, end = half - gamma, half + gamma  # half widths of the tapers at the scan's start and end
+    tiny = torch.finfo(beta.dtype).tiny
+    rising = torch.sin(math.pi / 4 * beta / start.clamp_min(tiny)) ** 2
+    falling = torch.sin(math.pi / 4 * (arc - beta) / end.clamp_min(tiny)) ** 2
+    weight = torch.where(beta < 2 * start, rising, torch.ones_like(rising))
+    return torch.where(arc - beta < 2 * end, falling, weight)
+
+
+def parker_weights(geometry: FanBeam) -> torch.Tensor:
+    """Short-scan (Parker) weights of a fan-beam sinogram.
+
+    Parameters
+    ----------
+    geometry : the fan-beam geometry. Its arc is the span of the angles plus one (median) step, in
+        radians; for ``n`` evenly spaced views that is the ``arc`` of :meth:`FanBeam.sparse`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 (n_angles, det_count) weights in [0, 1]. All ones for a full turn (arc >= 2 pi): FBP
+        halves the angular step instead. For a shorter arc, view ``i`` sits at ``beta_i = angles[i] -
+        min(angles) + step / 2`` in ``[0, arc]`` and bin ``k`` at the fan angle ``gamma_k =
+        -atan(u_k / (source_distance + detector_distance))`` (radians). The minus sign makes the ray
+        ``(beta + pi + 2 gamma, -gamma)`` the conjugate of ``(beta, gamma)`` in ASTRA's fanflat
+        orientation, where the source moves towards +u. The weights are Parker's, generalised to
+        arcs between ``pi + fan angle`` and ``2 pi`` (Wesarg et al. 2002): the two measurements of
+        every line sum to 1, and lines measured once (arcs shorter than a short scan) keep 1.
+
+    Notes
+    -----
+    Unevenly spaced angles are placed at their true positions, so a gap is missing data, but every
+    view is still integrated with the median step: FBP does not compensate uneven spacing.
+    """
+    if not isinstance(geometry, FanBeam):
+        raise TypeError(f"Parker weights are for FanBeam geometries, got {type(geometry).__name__}")
+    if _is_full_turn(geometry):
+        return torch.ones(geometry.sinogram_shape, dtype=torch.float64)
+    step = geometry.angular_weight()
+    beta = geometry.angles - geometry.angles.min() + step / 2
+    gamma = -torch.atan(geometry.detector_positions() / (geometry.source_distance + geometry.detector_distance))
+    return _parker(beta[:, None], gamma[None, :], _fan_arc(geometry))
 
 
 def backprojection_matrix(geometry: Geometry, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -80,14 +162,25 @@ def fbp(sinogram: torch.Tensor, geometry: Geometry, filter: str = "ram-lak") -> 
     """Filtered backprojection of (N, n_angles, det_count) -> (N, H, W) with the object's true values.
 
     Fan-beam data are cosine-weighted and filtered on the virtual detector through the rotation centre.
-    Views spanning less than a half turn (parallel) or a full turn (fan) are weighted by their actual
-    angular step, without short-scan (Parker) weights.
+    A fan-beam scan of less than a full turn (the span of the angles plus one step is below 2 pi
+    radians) is a short scan: the data are multiplied by :func:`parker_weights` before filtering and
+    each view is weighted by the full angular step (a full turn halves it instead). Arcs below
+    ``pi + fan angle`` cannot be reconstructed exactly: they still give an image, with a warning about
+    limited-angle artefacts.
+    Parallel-beam views spanning less than a half turn are weighted by their actual angular step.
     """
     if isinstance(geometry, FanBeam):
         scale = geometry.source_distance / (geometry.source_distance + geometry.detector_distance)
         virtual_u = geometry.detector_positions().to(sinogram.device, sinogram.dtype) * scale
-        cosine = geometry.source_distance / torch.sqrt(geometry.source_distance ** 2 + virtual_u ** 2)
-        filtered = filter_sinogram(sinogram * cosine, geometry.det_spacing * scale, filter)
+        weights = geometry.source_distance / torch.sqrt(geometry.source_distance ** 2 + virtual_u ** 2)
+        if not _is_full_turn(geometry):
+            short_scan = math.pi + 2 * _half_fan_angle(geometry)
+            if _fan_arc(geometry) < short_scan * (1 - _ARC_TOLERANCE):
+                warnings.warn(f"fan-beam views span {_fan_arc(geometry):.4f} rad, less than a short scan "
+                              f"(pi + fan angle = {short_scan:.4f} rad): the FBP image has limited-angle "
+                              "artefacts", stacklevel=2)
+            weights = weights * parker_weights(geometry).to(sinogram.device, sinogram.dtype)
+        filtered = filter_sinogram(sinogram * weights, geometry.det_spacing * scale, filter)
     elif isinstance(geometry, ParallelBeam):
         filtered = filter_sinogram(sinogram, geometry.det_spacing, filter)
     else:
