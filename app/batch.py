@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,10 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from app import stopping
+
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
 EXIT_FAILURES = 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143
+EXIT_INTERRUPTED = stopping.EXIT_INTERRUPTED  # 128 + SIGINT; SIGTERM gives 143
 
 
 class CannotStart(Exception):
@@ -170,21 +171,11 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     for failure in input_failures:
         log("input.skipped", level="warning", file=failure["file"], reason=failure["reason"])
 
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        received.append(signum)
-        stop.set()
-        log("run.stopping", level="warning", signal=signal.Signals(signum).name,
-            detail="finishing the current unit; run the same command again to resume")
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
+    graceful = stopping.GracefulStop(
+        lambda signum: log("run.stopping", level="warning", signal=signal.Signals(signum).name,
+                           detail="finishing the current unit; run the same command again to resume"),
+        signals=(signal.SIGINT, signal.SIGTERM))
+    stop = graceful.event
 
     extra = {"version": run_version, "in_dir": str(in_dir), "settings": dataclasses.asdict(settings)}
     failed: list[str] = []
@@ -222,7 +213,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
 
     interrupted = False
     try:
-        with progress:
+        with graceful, progress:
             if executor == "ray":
                 batch_exec.run_ray(jobs(), on_result, stop.is_set, ray_address, device, workers, log)
             else:
@@ -242,16 +233,13 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
                     batch_exec.run_inline(jobs(), on_result, stop.is_set)
     except KeyboardInterrupt:
         interrupted = True
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
     summary = store.rebuild(input_failures, dict(extra, seconds=round(time.perf_counter() - started, 2)))
     if not quiet:
         _print_summary(stdout, summary, completed, len(mine) - len(todo), len(failed))
     counted_inputs = input_failures if k == 1 else []
-    if interrupted or received:
-        code = 128 + (received[0] if received else signal.SIGINT)
+    if interrupted or graceful.received:
+        code = graceful.exit_code or EXIT_INTERRUPTED
         log("run.interrupted", level="warning", done=completed, remaining=len(todo) - completed - len(failed),
             exit_code=code)
         return code

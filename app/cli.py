@@ -12,11 +12,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app import stopping
+
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sparse-view CT reconstruction: simulate a sparse scan of a slice and reconstruct it.")
 console = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = stopping.EXIT_INTERRUPTED  # 128 + SIGINT, as ``sparsect batch``
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -61,37 +64,62 @@ def reconstruct(
                       ] = "full",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per method, one per line.")] = False,
 ) -> None:
-    """Simulate a sparse-view scan of a CT slice, reconstruct it and score each method against the slice."""
+    """Simulate a sparse-view scan of a CT slice, reconstruct it and score each method against the slice.
+
+    Ctrl-C stops the running method after its current iteration, skips the others and reports and writes
+    what was obtained (exit status 130); a second Ctrl-C aborts at once without writing anything."""
     from app import pipeline
 
     try:
-        methods = pipeline.parse_methods(method)
-        if views < 2:
-            raise pipeline.InputError(f"--views must be at least 2, got {views}")
-        ct = pipeline.load_input(input, size=size, index=slice_index)
-        if out is not None and Path(input).exists() and out.resolve() == Path(input).resolve():
-            raise pipeline.InputError("--out must not be the input path; inputs are never overwritten")
-        scan = pipeline.ScanSettings(views=views, photons=photons, seed=seed)
-        settings = pipeline.MethodSettings(iterations=iterations, preset=preset, seed=seed, device=device)
-        outcomes = _run_with_progress(pipeline, ct, methods, scan, settings, quiet=as_json)
-    except _known_errors() as error:
-        fail(str(error))
+        try:
+            methods = pipeline.parse_methods(method)
+            if views < 2:
+                raise pipeline.InputError(f"--views must be at least 2, got {views}")
+            ct = pipeline.load_input(input, size=size, index=slice_index)
+            if out is not None and Path(input).exists() and out.resolve() == Path(input).resolve():
+                raise pipeline.InputError("--out must not be the input path; inputs are never overwritten")
+            scan = pipeline.ScanSettings(views=views, photons=photons, seed=seed)
+            settings = pipeline.MethodSettings(iterations=iterations, preset=preset, seed=seed, device=device)
+            with stopping.GracefulStop(_say_stopping) as graceful:
+                simulation, outcomes = _run_with_progress(pipeline, ct, methods, scan, settings, quiet=as_json,
+                                                          stop=graceful.event)
+        except _known_errors() as error:
+            fail(str(error))
+            return
+        records = [outcome.record(views) for outcome in outcomes]
+        if as_json:
+            for record in records:
+                typer.echo(json.dumps(record))
+        elif records:
+            _print_table(records)
+        if out is not None and outcomes:
+            written = _write_outputs(out, ct, views, simulation, outcomes, records, window)
+            if not as_json:
+                console.print(f"wrote {len(written)} files to {out}")
+    except KeyboardInterrupt:  # a second Ctrl-C (or one outside the run): no traceback, files written stay whole
+        fail("aborted by Ctrl-C", EXIT_INTERRUPTED)
         return
-    records = [outcome.record(views) for outcome in outcomes[1]]
-    if as_json:
-        for record in records:
-            typer.echo(json.dumps(record))
-    else:
-        _print_table(records)
-    if out is not None:
-        written = _write_outputs(out, ct, views, *outcomes, records, window)
-        if not as_json:
-            console.print(f"wrote {len(written)} files to {out}")
+    if graceful.received:
+        _report_stop(methods, outcomes)
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _run_with_progress(pipeline, ct, methods, scan, settings, quiet: bool):
+def _say_stopping(_signum: int) -> None:
+    console.print("[yellow]stopping after the current iteration; press Ctrl-C again to abort[/]", highlight=False)
+
+
+def _report_stop(methods: list[str], outcomes: list[Any]) -> None:
+    """One line on stderr after a graceful stop: which method was cut short and which were not run."""
+    parts = [f"{o.method} stopped after {o.reconstruction.iterations} iterations" for o in outcomes
+             if o.reconstruction.stop_reason == "stopped"]
+    if len(outcomes) < len(methods):
+        parts.append(f"not run: {', '.join(methods[len(outcomes):])}")
+    console.print(f"[yellow]interrupted:[/] {'; '.join(parts) or 'every method had finished'}", highlight=False)
+
+
+def _run_with_progress(pipeline, ct, methods, scan, settings, quiet: bool, stop=None):
     if quiet:
-        return pipeline.run_methods(ct, methods, scan, settings)
+        return pipeline.run_methods(ct, methods, scan, settings, stop=stop)
     columns = (TextColumn("{task.description:8s}"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -103,7 +131,7 @@ def _run_with_progress(pipeline, ct, methods, scan, settings, quiet: bool):
             progress.update(tasks[name], completed=state.iteration,
                             status=f"it {state.iteration}/{state.iterations} loss {state.loss:.3e}")
 
-        return pipeline.run_methods(ct, methods, scan, settings, on_progress=on_progress)
+        return pipeline.run_methods(ct, methods, scan, settings, on_progress=on_progress, stop=stop)
 
 
 def _print_table(records: list[dict[str, Any]]) -> None:
@@ -112,8 +140,11 @@ def _print_table(records: list[dict[str, Any]]) -> None:
                    "device"):
         table.add_column(column, justify="left" if column in ("method", "device") else "right")
     for r in records:
+        iterations = f"{r['iterations']}*" if r["stop_reason"] == "stopped" else str(r["iterations"])
         table.add_row(r["method"], str(r["views"]), f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['rmse_hu']:.1f}",
-                      f"{r['seconds']:.2f}", str(r["iterations"]), str(r["parameters"]), r["device"])
+                      f"{r['seconds']:.2f}", iterations, str(r["parameters"]), r["device"])
+    if any(r["stop_reason"] == "stopped" for r in records):
+        table.caption = "* stopped by Ctrl-C before its iteration budget"
     Console().print(table)
 
 

@@ -17,7 +17,7 @@ import torch
 
 import data
 from reconstruct import classical, fit, metrics
-from reconstruct.result import Reconstruction, StopLike
+from reconstruct.result import Reconstruction, StopLike, stop_requested
 
 CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "os_sart", "tv")
 NEURAL_METHODS = ("lrnn", "wire", "siren")
@@ -63,13 +63,15 @@ class MethodOutcome:
 
     def record(self, views: int) -> dict[str, Any]:
         """The JSON-able summary (keys: method, views, psnr, ssim, rmse_hu, seconds, iterations,
-        parameters, device)."""
+        parameters, device, stop_reason; stop_reason is "stopped" for a run cut short by a stop request,
+        see :class:`reconstruct.result.Reconstruction`)."""
         r = self.reconstruction
         return {
             "method": self.method, "views": views,
             "psnr": round(float(self.metrics["psnr"]), 4), "ssim": round(float(self.metrics["ssim"]), 5),
             "rmse_hu": round(float(self.metrics["rmse_hu"]), 3), "seconds": round(float(r.seconds), 3),
             "iterations": int(r.iterations), "parameters": int(r.n_parameters), "device": r.device,
+            "stop_reason": r.stop_reason,
         }
 
 
@@ -143,10 +145,9 @@ def run_method(method: str, simulation: data.Simulation, pixel_size_mm: float, s
         kwargs: dict[str, Any] = {}
         if settings.iterations is not None and method != "fbp":
             kwargs["iterations"] = settings.iterations
-        if method == "tv":  # the scan's noise level sets TV's default weight
-            kwargs["photons"] = simulation.photons or math.inf
+        # The scan's noise level (noise-free without photons) sets the defaults of the methods that use it (TV).
         return classical.reconstruct(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm, stop=stop,
-                                     callback=callback, **kwargs)
+                                     callback=callback, photons=simulation.photons or math.inf, **kwargs)
     if method in NEURAL_METHODS:
         from reconstruct.neural import reconstruct_neural
 
@@ -165,15 +166,23 @@ def score(image_hu: np.ndarray, reference_hu: np.ndarray, window: metrics.Window
 
 
 def run_methods(ct: data.CTSlice, methods: list[str], scan: ScanSettings, settings: MethodSettings,
-                on_progress: Callable[[str, Any], None] | None = None) -> tuple[data.Simulation, list[MethodOutcome]]:
+                on_progress: Callable[[str, Any], None] | None = None, stop: StopLike = None
+                ) -> tuple[data.Simulation, list[MethodOutcome]]:
     """Simulate once, then run every method on the same sinogram and score each against the object the scan
-    sees (``simulation.reference_hu``: ``ct`` with anything below -1000 HU as air)."""
+    sees (``simulation.reference_hu``: ``ct`` with anything below -1000 HU as air).
+
+    ``stop`` (see :func:`run_method`), once it fires, ends the running method at its next check with the
+    result so far (``stop_reason == "stopped"``, still scored and returned) and skips the methods after it:
+    the outcomes are those of the methods started, in order, so fewer than ``methods`` when stopped.
+    """
     simulation = simulate(ct, scan)
     pixel_size_mm = float(ct.spacing[1])
     outcomes = []
     for method in methods:
+        if stop_requested(stop):
+            break
         callback = (lambda progress, m=method: on_progress(m, progress)) if on_progress else None
-        reconstruction = run_method(method, simulation, pixel_size_mm, settings, callback=callback)
+        reconstruction = run_method(method, simulation, pixel_size_mm, settings, callback=callback, stop=stop)
         outcomes.append(MethodOutcome(method, reconstruction,
                                       score(reconstruction.image_hu, simulation.reference_hu)))
     return simulation, outcomes

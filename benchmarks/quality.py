@@ -13,13 +13,15 @@ incident photons per bin, seed 0) and reconstructed by every method. Metrics use
 image the simulation actually sees, ``mu_to_hu(hu_to_mu(hu))`` (attenuation is clipped at 0, so
 values below -1000 HU become -1000 HU).
 
-Methods are looked up in :data:`METHODS` (name -> ``callable(sinogram, geometry, pixel_size_mm, **kw)
--> Reconstruction``); other methods (e.g. neural fields) join the table with :func:`register`.
+Methods are looked up in :data:`METHODS` (name -> ``callable(sinogram, geometry, pixel_size_mm, photons)
+-> Reconstruction``, ``photons`` the scan's photons per bin, ``math.inf`` noise-free, as the app passes it);
+other methods (e.g. neural fields) join the table with :func:`register`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -36,8 +38,9 @@ from reconstruct.result import Reconstruction  # noqa: E402
 
 Method = Callable[..., Reconstruction]
 
-#: name -> callable(sinogram, geometry, pixel_size_mm, **kw) -> Reconstruction
-METHODS: dict[str, Method] = dict(classical.METHODS)
+#: name -> callable(sinogram, geometry, pixel_size_mm, photons) -> Reconstruction; the classical methods go
+#: through :func:`reconstruct.classical.reconstruct`, which passes ``photons`` to those that use it (TV).
+METHODS: dict[str, Method] = {name: functools.partial(classical.reconstruct, name) for name in classical.METHODS}
 
 
 def register(name: str, method: Method) -> None:
@@ -50,8 +53,8 @@ NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"
 
 
 def _neural(method: str, variant: str | None = None) -> Method:
-    def run_network(sinogram, geometry, pixel_size_mm: float = 1.0) -> Reconstruction:
-        from reconstruct.neural import reconstruct_neural
+    def run_network(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
+        from reconstruct.neural import reconstruct_neural  # the networks take no noise level: photons unused
 
         return reconstruct_neural(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, variant=variant,
                                   seed=0, **NEURAL_BUDGET)
@@ -79,9 +82,8 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                 for count in photons:
                     simulation = data.simulate(ct, n_views, photons=count or None, seed=0)
                     for name in methods:
-                        told = {"photons": count or math.inf} if name == "tv" else {}  # as the app tells TV
                         result = METHODS[name](simulation.sinogram, simulation.geometry,
-                                               pixel_size_mm=simulation.pixel_size_mm, **told)
+                                               pixel_size_mm=simulation.pixel_size_mm, photons=count or math.inf)
                         scores = metrics.compare(result.image_hu, simulation.reference_hu)
                         row = {"sample": sample, "size": size, "views": n_views,
                                "noise": "none" if not count else f"{count:.0e}", "method": name,

@@ -27,6 +27,7 @@ every 10 iterations and at the last, the first slice's current iterate for a liv
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -615,8 +616,14 @@ METHODS: dict[str, Callable[..., Reconstruction]] = {
 }
 
 
+def _takes(function: Callable[..., Reconstruction], name: str) -> bool:
+    """Whether ``function`` has a parameter called ``name``."""
+    return name in inspect.signature(function).parameters
+
+
 def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pixel_size_mm: float = 1.0,
-                stop: StopLike = None, callback: ProgressCallback = None, **kwargs) -> Reconstruction:
+                stop: StopLike = None, callback: ProgressCallback = None, photons: float | None = None,
+                **kwargs) -> Reconstruction:
     """Run a classical method by name (see :data:`METHODS`) with its keyword settings.
 
     Parameters
@@ -627,6 +634,10 @@ def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pix
     pixel_size_mm : pixel size in mm.
     stop, callback : stop request and progress callback of the iterative methods (see the module
         docstring); passed on only when not None, since ``fbp`` is a single step and takes neither.
+    photons : what is known of the scan's noise: incident photons per detector bin (Poisson noise),
+        ``math.inf`` for noise-free data, None when unknown (the methods' noise-blind defaults). Passed on
+        to the methods that take it (today only ``tv``, whose default weight it sets), ignored by the
+        others, so callers need not know which; must be > 0 when given.
     **kwargs : the method's own keyword settings.
 
     Returns
@@ -635,6 +646,11 @@ def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pix
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if photons is not None and not photons > 0:
+        raise ValueError(f"photons must be > 0 (math.inf for noise-free data) or None, got {photons!r}")
+    function = METHODS[method]
     if method != "fbp":
         kwargs.update({k: v for k, v in (("stop", stop), ("callback", callback)) if v is not None})
-    return METHODS[method](sinogram, geometry, pixel_size_mm=pixel_size_mm, **kwargs)
+    if photons is not None and _takes(function, "photons"):
+        kwargs["photons"] = photons
+    return function(sinogram, geometry, pixel_size_mm=pixel_size_mm, **kwargs)

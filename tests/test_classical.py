@@ -446,6 +446,30 @@ def test_tv_weight_follows_the_noise_level():
         classical.default_tv_lambda(clean.sinogram, geometry, photons=0)
 
 
+def test_dispatcher_passes_photons_only_to_the_methods_that_take_it():
+    """``reconstruct(..., photons=N)`` is ``tv(..., photons=N)`` for TV and a no-op for the other methods, so
+    callers pass the scan's noise level without special-casing TV."""
+    import data
+
+    sim = data.simulate(data.load_sample("ct_small", 32), 16, photons=1e4, seed=0)
+    args = (sim.sinogram, sim.geometry)
+    for photons in (1e4, math.inf):
+        told = classical.reconstruct("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20, photons=photons)
+        direct = classical.tv(*args, pixel_size_mm=sim.pixel_size_mm, iterations=20, photons=photons)
+        assert told.parameters["photons"] == photons and told.parameters["lam"] == direct.parameters["lam"]
+        np.testing.assert_array_equal(told.image_hu, direct.image_hu)
+    blind = classical.reconstruct("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20)
+    assert blind.parameters["photons"] is None and blind.parameters["lam"] != told.parameters["lam"]
+    for method, kwargs in [("fbp", {}), *_ITERATIVE[:3]]:
+        plain = classical.reconstruct(method, *args, pixel_size_mm=sim.pixel_size_mm, **kwargs)
+        ignored = classical.reconstruct(method, *args, pixel_size_mm=sim.pixel_size_mm, photons=1e4, **kwargs)
+        np.testing.assert_array_equal(ignored.image_hu, plain.image_hu)
+        assert "photons" not in ignored.parameters
+    for bad in (0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="photons"):
+            classical.reconstruct("sirt", *args, photons=bad)
+
+
 def test_noise_aware_tv_weight_beats_the_compromise_on_noisy_and_noise_free_data():
     """Told the noise level, TV's default weight is closer to the truth than the noise-blind compromise
     (measured at 128^2: +0.9..+9.6 dB at 1e4 photons, up to +4.7 dB noise-free)."""

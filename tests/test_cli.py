@@ -1,8 +1,10 @@
 """`sparsect reconstruct` end to end: outputs readable by independent tools, clear errors."""
 
 import json
+import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pydicom
@@ -11,11 +13,13 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
+from app import pipeline, stopping
 from app.cli import cli
 from reconstruct import metrics
 
 runner = CliRunner()
-JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "parameters", "device"}
+JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "parameters", "device",
+             "stop_reason"}
 
 
 def _invoke(*args):
@@ -31,6 +35,7 @@ def test_reconstruct_sample_writes_readable_outputs(tmp_path):
     assert [r["method"] for r in records] == ["fbp", "cgls"]
     assert all(set(r) == JSON_KEYS for r in records)
     assert records[1]["iterations"] == 10 and records[0]["views"] == 16
+    assert {r["stop_reason"] for r in records} == {"completed"}
 
     arrays = np.load(out / "results.npz")
     reference = arrays["reference_hu"]
@@ -78,3 +83,126 @@ def test_console_script_exit_code_and_message():
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert "error:" in completed.stderr and "Traceback" not in completed.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ctrl-C: the first stops gracefully, the second aborts
+# ----------------------------------------------------------------------------------------------------
+
+def _press_ctrl_c(monkeypatch, method: str, at: int, presses: int = 1) -> list[str]:
+    """Make ``method`` "press Ctrl-C" ``presses`` times right after its progress report ``at``, by calling
+    the SIGINT handler installed at that moment (the command's own), as the signal would; returns the list
+    of methods started."""
+    started: list[str] = []
+    run_method = pipeline.run_method
+
+    def patched(name, *args, callback=None, **kwargs):
+        started.append(name)
+
+        def progress(state):
+            if callback is not None:
+                callback(state)
+            if name == method and state.iteration == at:
+                for _ in range(presses):
+                    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+        return run_method(name, *args, callback=progress, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_method", patched)
+    return started
+
+
+def test_ctrl_c_stops_the_running_method_reports_and_writes_what_was_obtained(tmp_path, monkeypatch):
+    before = signal.getsignal(signal.SIGINT)
+    started = _press_ctrl_c(monkeypatch, "sirt", at=3)
+    out = tmp_path / "out"
+    result = _invoke("shepp_logan", "--size", "32", "--views", "12", "-m", "fbp,sirt,cgls", "--iterations", "50",
+                     "--out", str(out), "--json")
+    assert result.exit_code == 130, result.output
+    assert started == ["fbp", "sirt"]  # cgls never started
+    assert signal.getsignal(signal.SIGINT) is before  # the command's handler is gone again
+    assert "stopping after the current iteration; press Ctrl-C again to abort" in result.stderr
+    assert "interrupted: sirt stopped after 3 iterations; not run: cgls" in result.stderr
+    assert "Traceback" not in result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["method"] for r in records] == ["fbp", "sirt"] and all(set(r) == JSON_KEYS for r in records)
+    assert records[0]["stop_reason"] == "completed"
+    assert records[1]["stop_reason"] == "stopped" and records[1]["iterations"] == 3  # of 50
+
+    # --out holds complete outputs of the methods that ran, and nothing of the others
+    assert json.loads((out / "metrics.json").read_text()) == records
+    arrays = np.load(out / "results.npz")
+    assert {"reference_hu", "fbp_hu", "sirt_hu"} <= set(arrays.files) and "cgls_hu" not in arrays.files
+    for name in ("fbp", "sirt"):
+        with Image.open(out / f"{name}.png") as png:
+            assert png.size == (32, 32)
+        assert len(list((out / "dicom" / name).glob("*.dcm"))) == 1
+    assert not (out / "cgls.png").exists() and not (out / "dicom" / "cgls").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    # the stopped result is SIRT's iterate after 3 iterations
+    monkeypatch.undo()
+    simulation = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), pipeline.ScanSettings(views=12))
+    three = pipeline.run_method("sirt", simulation, simulation.pixel_size_mm,
+                                pipeline.MethodSettings(iterations=3, device="cpu"))
+    np.testing.assert_allclose(arrays["sirt_hu"], three.image_hu, atol=1e-3)
+
+
+def test_ctrl_c_marks_the_stopped_method_in_the_table(monkeypatch):
+    started = _press_ctrl_c(monkeypatch, "cgls", at=2)
+    result = _invoke("shepp_logan", "--size", "32", "--views", "12", "-m", "cgls,sirt", "--iterations", "50")
+    assert result.exit_code == 130, result.output
+    assert started == ["cgls"]
+    row = next(line for line in result.stdout.splitlines() if "cgls" in line)
+    assert "2*" in [cell.strip() for cell in row.split("│")]  # iterations done, marked
+    assert "* stopped by Ctrl-C" in result.stdout and "not run: sirt" in result.stderr
+
+
+def test_second_ctrl_c_aborts_at_once_without_traceback(tmp_path, monkeypatch):
+    before = signal.getsignal(signal.SIGINT)
+    started = _press_ctrl_c(monkeypatch, "sirt", at=2, presses=2)
+    out = tmp_path / "out"
+    result = _invoke("shepp_logan", "--size", "32", "--views", "12", "-m", "sirt,cgls", "--iterations", "50",
+                     "--out", str(out))
+    assert result.exit_code == 130, result.output
+    assert started == ["sirt"]
+    assert [line for line in result.stderr.splitlines() if "error:" in line] == ["error: aborted by Ctrl-C"]
+    assert "Traceback" not in result.output and not out.exists()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_run_methods_stop_keeps_the_partial_result_and_skips_the_rest():
+    ct = pipeline.load_input("shepp_logan", size=32)
+    scan, settings = pipeline.ScanSettings(views=12), pipeline.MethodSettings(iterations=30, device="cpu")
+    stop = threading.Event()
+    seen = []
+
+    def on_progress(name, state):
+        seen.append(name)
+        if name == "sirt" and state.iteration == 4:
+            stop.set()
+
+    _, outcomes = pipeline.run_methods(ct, ["fbp", "sirt", "cgls"], scan, settings, on_progress=on_progress,
+                                       stop=stop)
+    assert [o.method for o in outcomes] == ["fbp", "sirt"] and "cgls" not in seen
+    record = outcomes[1].record(12)
+    assert record["iterations"] == 4 and record["stop_reason"] == "stopped"
+    assert 0 < record["psnr"] < 100 and 0 < record["ssim"] <= 1
+    assert outcomes[0].record(12)["stop_reason"] == "completed"
+    # a stop that fired before the run: no method starts; one that never fires changes nothing
+    assert pipeline.run_methods(ct, ["fbp", "sirt"], scan, settings, stop=lambda: True)[1] == []
+    _, unstopped = pipeline.run_methods(ct, ["sirt"], scan, settings, stop=threading.Event())
+    assert unstopped[0].reconstruction.iterations == 30 and unstopped[0].reconstruction.stop_reason == "completed"
+
+
+def test_graceful_stop_handler():
+    calls = []
+    before = signal.getsignal(signal.SIGTERM)
+    with stopping.GracefulStop(calls.append, signals=(signal.SIGINT, signal.SIGTERM)) as graceful:
+        assert signal.getsignal(signal.SIGTERM) == graceful.handle
+        assert graceful.exit_code is None and not graceful.event.is_set()
+        graceful.handle(signal.SIGTERM)
+        graceful.handle(signal.SIGTERM)  # a repeated SIGTERM only repeats the request
+        assert graceful.event.is_set() and calls == [signal.SIGTERM] * 2 and graceful.exit_code == 143
+        with pytest.raises(KeyboardInterrupt):
+            graceful.handle(signal.SIGINT)  # Ctrl-C once stopping: abort
+    assert signal.getsignal(signal.SIGTERM) is before
