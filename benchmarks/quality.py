@@ -52,7 +52,7 @@ def register(name: str, method: Method) -> None:
 NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"}
 
 
-def _neural(method: str, variant: str | None = None) -> Method:
+def _neural(method: str, variant: list[str] | None = None) -> Method:
     def run_network(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
         from reconstruct.neural import reconstruct_neural  # the networks take no noise level: photons unused
 
@@ -64,14 +64,26 @@ def _neural(method: str, variant: str | None = None) -> Method:
 
 for _network in ("lrnn", "wire", "siren"):
     register(_network, _neural(_network))
-for _variant in ("tv", "fbp_init", "coarse_to_fine"):
-    register(f"lrnn+{_variant}", _neural("lrnn", _variant))
+
+
+def _lookup(name: str) -> Method | None:
+    """A registered method, or a network with variants, "NETWORK+VARIANT[+VARIANT...]" (e.g.
+    "lrnn+ramp_loss+fbp_init"; see :data:`reconstruct.neural.VARIANTS`)."""
+    if name in METHODS:
+        return METHODS[name]
+    from reconstruct.neural import VARIANTS
+
+    network, *variants = name.split("+")
+    if network in ("lrnn", "wire", "siren") and variants and set(variants) <= set(VARIANTS):
+        register(name, _neural(network, variants))
+        return METHODS[name]
+    return None
 
 
 def run(sizes: list[int], views: list[int], methods: list[str], samples: list[str],
         photons: list[float]) -> list[dict]:
     """Run every combination; one dict per reconstruction with the metrics and settings."""
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if _lookup(m) is None]
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; available: {', '.join(METHODS)}")
     rows = []
@@ -114,13 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--views", type=int, nargs="+", default=[30, 60, 100])
-    parser.add_argument("--methods", nargs="+", default=["fbp", "sirt", "cgls", "tv"])
+    parser.add_argument("--methods", nargs="+", default=["fbp", "sirt", "cgls", "tv"],
+                        help="classical methods, lrnn / wire / siren, or NETWORK+VARIANT[+VARIANT] (lrnn+ramp_loss)")
     parser.add_argument("--samples", nargs="+", default=["head_693", "ct_small", "shepp_logan"])
     parser.add_argument("--photons", type=float, nargs="+", default=[0.0, 1e5],
                         help="incident photons per bin; 0 = noise-free")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")
-    parser.add_argument("--preset", default="preview", help="network preset (lrnn, wire, siren, lrnn+VARIANT)")
+    parser.add_argument("--preset", default="preview", help="network preset (preview, paper, quality)")
     parser.add_argument("--iterations", type=int, default=None, help="network iteration budget (default: preset)")
     parser.add_argument("--device", default="auto", help="device for the networks")
     args = parser.parse_args(argv)

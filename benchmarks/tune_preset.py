@@ -3,7 +3,7 @@
 Run as::
 
     python benchmarks/tune_preset.py --model lrnn --preset paper --size 64 --views 25 --iterations 600 \\
-        --grid w0=10,30 lr=1e-3,1e-2 [--sample head_693] [--threads 2]
+        --grid w0=10,30 lr=1e-3,1e-2 [--sample head_693] [--variant fbp_init] [--threads 2]
 
 Every combination of the ``--grid`` values (model config fields such as ``w0``, ``rank``; optimiser fields
 ``lr``, ``warmup``, ``final_lr_factor``) replaces the preset's value; the first row is the preset unchanged
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--views", type=int, default=25)
     parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--variant", nargs="*", default=None,
+                        help="reconstruct_neural variants applied to every row (e.g. fbp_init tv)")
     parser.add_argument("--grid", nargs="*", default=[])
     parser.add_argument("--no-base", action="store_true", help="skip the row of the preset as is")
     parser.add_argument("--device", default="auto")
@@ -82,7 +84,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     base = get_preset(args.model, args.preset)
     simulation = data.simulate(data.load_sample(args.sample, args.size), args.views, seed=0)
-    print(f"{args.model} {args.preset}, {args.sample} {args.size}² {args.views} views, {args.iterations} "
+    variants = f" + {', '.join(args.variant)}" if args.variant else ""
+    print(f"{args.model} {args.preset}{variants}, {args.sample} {args.size}² {args.views} views, {args.iterations} "
           f"iterations, {torch.get_num_threads()} threads")
     print("| settings | PSNR dB | SSIM | final loss | seconds |\n|---|---:|---:|---:|---:|")
     grid = parse_grid(args.grid)
@@ -91,7 +94,8 @@ def main() -> None:
         start = time.perf_counter()
         result = reconstruct_neural(args.model, simulation.sinogram, simulation.geometry,
                                     pixel_size_mm=simulation.pixel_size_mm, preset=with_settings(base, settings),
-                                    iterations=args.iterations, device=args.device, seed=0)
+                                    iterations=args.iterations, device=args.device, seed=0,
+                                    variant=args.variant)
         scores = metrics.compare(result.image_hu, simulation.reference_hu)
         label = ", ".join(f"{k}={v}" for k, v in settings.items()) or "preset as is"
         print(f"| {label} | {scores['psnr']:.2f} | {scores['ssim']:.4f} | {result.curve[-1]:.3g} | "

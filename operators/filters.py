@@ -9,7 +9,7 @@ import torch
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
 
 
-def _padded_length(det_count: int) -> int:
+def padded_length(det_count: int) -> int:
     """Zero-padded length: the next power of two at least twice the detector count (no wrap-around)."""
     return max(64, 1 << math.ceil(math.log2(2 * det_count)))
 
@@ -24,7 +24,7 @@ def ramp_response(det_count: int, det_spacing: float = 1.0, filter: str = "ram-l
     """
     if filter not in FILTERS:
         raise ValueError(f"unknown filter {filter!r}; choose one of {', '.join(FILTERS)}")
-    n = _padded_length(det_count)
+    n = padded_length(det_count)
     offsets = torch.cat([torch.arange(0, n // 2 + 1), torch.arange(-(n // 2) + 1, 0)]).to(torch.float64)
     kernel = torch.zeros(n, dtype=torch.float64)
     kernel[0] = 0.25
@@ -54,7 +54,7 @@ def filter_sinogram(sinogram: torch.Tensor, det_spacing: float = 1.0, filter: st
     """
     det_count = sinogram.shape[-1]
     work = sinogram if sinogram.dtype in (torch.float32, torch.float64) else sinogram.float()
-    n = _padded_length(det_count)
+    n = padded_length(det_count)
     response = ramp_response(det_count, det_spacing, filter, work.dtype, work.device)
     spectrum = torch.fft.rfft(work, n=n, dim=-1) * response
     return torch.fft.irfft(spectrum, n=n, dim=-1)[..., :det_count].to(sinogram.dtype)

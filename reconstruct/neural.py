@@ -13,10 +13,18 @@ from reconstruct.fit import FitProgress, FitResult, StopLike, fit
 from reconstruct.models import build_model, get_preset
 from reconstruct.models.stacked import StackedModels
 
-VARIANTS = ("paper", "tv", "fbp_init", "coarse_to_fine")
+VARIANTS = ("paper", "tv", "fbp_init", "coarse_to_fine", "ramp_loss")
+#: What the app, the command line and batch jobs fit with unless told otherwise ("paper" gives the
+#: published formulation): the ramp-weighted data term helps every network (docs/BENCHMARKS.md).
+RECOMMENDED_VARIANTS: tuple[str, ...] = ("ramp_loss",)
 
 #: TV weight of the "tv" variant (objective = MSE / mean(sinogram**2) + weight * TV(image / scale)).
 TV_WEIGHT = 1e-2
+#: The "fbp_init" variant fits at this fraction of the preset's learning rate: large steps undo the warm start.
+#: LRNN preview at 128², 30 views (benchmarks/tune_preset.py --variant fbp_init): lr 0.1 / 0.03 / 0.01 gave
+#: 37.65 / 39.33 / 39.08 dB on CT_small and 39.79 / 41.42 / 40.18 dB on Shepp-Logan (lr 0.1 also tripped the
+#: divergence guard four times there).
+FBP_INIT_LR_FACTOR = 0.3
 #: coord_scale at the start of the "coarse_to_fine" ramp (reaches 1 at half of the budget).
 COARSE_START = 0.25
 
@@ -59,8 +67,11 @@ def reconstruct_neural(
     iterations : overrides the preset's budget.
     seed : seeds the network initialisation and the fit (the global RNG state is left untouched).
     variant : None / "paper" (plain fit), or any of "tv" (TV penalty ``TV_WEIGHT``), "fbp_init" (warm
-        start: pre-fit to the FBP image), "coarse_to_fine" (ramp the model's ``coord_scale`` from
-        ``COARSE_START`` to its configured value over the first half of the budget).
+        start: pre-fit to the FBP image, then fit at ``FBP_INIT_LR_FACTOR`` times the preset's rate),
+        "coarse_to_fine" (ramp the model's ``coord_scale`` from ``COARSE_START`` to its configured value
+        over the first half of the budget), "ramp_loss" (the sinogram
+        residual's squared norm weighted by the ramp filter along the detector, which preconditions the
+        fit: see :func:`reconstruct.fit.fit`'s ``data_weighting``).
     callback, stop : see :func:`reconstruct.fit.fit`.
     fit_options : further keyword arguments for :func:`reconstruct.fit.fit` (chunk_size, amp, ...).
 
@@ -86,8 +97,9 @@ def reconstruct_neural(
     # the network outputs O(1) values: scaled by the object's typical attenuation per pixel
     scale = fit_options.pop("output_scale", None) or object_attenuation(fbp_images).tolist()
 
+    lr = optim.lr * (FBP_INIT_LR_FACTOR if "fbp_init" in names else 1.0)
     options: dict = dict(
-        iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
+        iterations=budget, lr=lr, warmup=min(optim.warmup, budget // 2),
         final_lr_factor=optim.final_lr_factor, schedule="exponential", seed=seed, device=device,
         output_scale=scale, callback=callback, stop=stop, pixel_size_mm=pixel_size_mm, method=method,
     )
@@ -95,6 +107,8 @@ def reconstruct_neural(
         options["tv_weight"] = TV_WEIGHT
     if "fbp_init" in names:
         options["init_image"] = fbp_images
+    if "ramp_loss" in names:
+        options["data_weighting"] = "ramp"
     if "coarse_to_fine" in names:
         config = getattr(model, "config", None)
         if config is None or not hasattr(config, "coord_scale"):
@@ -130,4 +144,4 @@ def _coarse_to_fine(model: torch.nn.Module, budget: int, callback: Callable[[Fit
     return hook
 
 
-__all__ = ["COARSE_START", "TV_WEIGHT", "VARIANTS", "reconstruct_neural"]
+__all__ = ["COARSE_START", "FBP_INIT_LR_FACTOR", "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "reconstruct_neural"]

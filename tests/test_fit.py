@@ -291,7 +291,11 @@ def test_reconstruct_neural_siren_runs(problem):
 
 def test_reconstruct_neural_variants(problem):
     _, _, result = _neural("siren", problem, 4, variant=["tv", "fbp_init", "coarse_to_fine"])
+    from reconstruct.models import get_preset
+    from reconstruct.neural import FBP_INIT_LR_FACTOR
+
     assert result.parameters["tv_weight"] > 0 and result.parameters["init_image"]
+    assert result.parameters["lr"] == pytest.approx(get_preset("siren", "preview").optim.lr * FBP_INIT_LR_FACTOR)
     assert result.model.config.coord_scale == pytest.approx(1.0)  # ramp finished at half the budget
     with pytest.raises(ValueError, match="variant"):
         _neural("siren", problem, 2, variant="bogus")
@@ -354,3 +358,37 @@ def test_divergence_from_a_loss_blow_up_without_nan(problem):
     assert result.stop_reason == "completed" and any("restored the state of iteration 60" in e
                                                      for e in result.events)
     assert result.curve[-1] < 2 * before[0]
+
+
+def test_ramp_data_norm_matches_float64_weighted_spectrum():
+    """The "ramp" data norm against numpy float64: full (two-sided) FFT of each zero-padded projection,
+    squared magnitude weighted by |ramp|, floored at the first non-zero frequency, averaged."""
+    from operators.filters import padded_length, ramp_response
+    from reconstruct.fit import _data_norm
+
+    det_count = 37
+    residual = torch.randn(3, 1, 5, det_count, generator=torch.Generator().manual_seed(1))
+    n = padded_length(det_count)
+    one_sided = ramp_response(det_count).numpy()
+    ramp = np.concatenate([one_sided, one_sided[1:-1][::-1]])  # the response of frequencies 0..n-1
+    weights = np.maximum(ramp, one_sided[1])
+    spectrum = np.fft.fft(residual.numpy().astype(np.float64), n=n, axis=-1)
+    expected = (np.abs(spectrum) ** 2 * weights).sum(-1).mean(axis=(1, 2)) / (n * det_count)
+    got = _data_norm("ramp", det_count, torch.device("cpu"))(residual)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+    plain = _data_norm("uniform", det_count, torch.device("cpu"))(residual)
+    np.testing.assert_allclose(plain.numpy(), (residual.numpy().astype(np.float64) ** 2).mean(axis=(1, 2, 3)),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="data_weighting"):
+        fit(nn.Linear(2, 1), operators.Radon(operators.ParallelBeam.sparse(4, (8, 8))), torch.zeros(4, 8),
+            iterations=1, lr=1e-3, data_weighting="bogus")
+
+
+def test_ramp_loss_variant_beats_the_plain_fit(problem):
+    """Preconditioning the data term with the ramp filter: the same LRNN preview budget gets closer to the
+    phantom and beats FBP where the plain fit does not yet (measured here: 33.5 vs 18.7 dB, FBP 21.4 dB)."""
+    truth, radon, plain = _neural("lrnn", problem, 60)
+    _, _, ramp = _neural("lrnn", problem, 60, variant="ramp_loss")
+    assert ramp.parameters["data_weighting"] == "ramp" and plain.parameters["data_weighting"] == "uniform"
+    assert psnr(ramp.image, truth) > psnr(plain.image, truth) + 5.0
+    assert psnr(ramp.image, truth) > psnr(radon.fbp(radon(truth)), truth) + 5.0
