@@ -27,6 +27,13 @@ EXIT_CANNOT_START = 2
 EXIT_FAILURES = 3
 EXIT_INTERRUPTED = stopping.EXIT_INTERRUPTED  # 128 + SIGINT; SIGTERM gives 143
 
+#: --variant's help, shared with ``sparsect reconstruct`` (the names are reconstruct.neural.VARIANTS).
+VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comma-separate. ramp_loss: "
+                "ramp-filter-weighted sinogram loss, a preconditioner worth several dB at the same budget; "
+                "fbp_init: warm start from the FBP image; tv: small total-variation penalty; coarse_to_fine: "
+                "coordinate scale ramped up over the first half of the fit. `--variant paper` alone gives the "
+                "published formulation. Default: the recommended set (ramp_loss).")
+
 
 class CannotStart(Exception):
     """The batch cannot start; the message says why."""
@@ -51,12 +58,16 @@ class Log:
 
 
 def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None = None,
-              methods: list[str] | None = None, preset: str = "preview", iterations: int | None = None,
-              photons: float | None = None, seed: int = 0, slices: str = "all", device: str = "auto",
-              anonymize: bool = False, workers: int = 0, batch_size: int = 0, shard: str | None = None,
-              executor: str = "local", ray_address: str | None = None, dry_run: bool = False, quiet: bool = False,
-              console: Console | None = None, stdout: Console | None = None) -> int:
-    """Run (or with ``dry_run`` list) the batch; returns the exit code (see the module docstring)."""
+              methods: list[str] | None = None, preset: str = "preview", variant: list[str] | None = None,
+              iterations: int | None = None, photons: float | None = None, seed: int = 0, slices: str = "all",
+              device: str = "auto", anonymize: bool = False, workers: int = 0, batch_size: int = 0,
+              shard: str | None = None, executor: str = "local", ray_address: str | None = None,
+              dry_run: bool = False, quiet: bool = False, console: Console | None = None,
+              stdout: Console | None = None) -> int:
+    """Run (or with ``dry_run`` list) the batch; returns the exit code (see the module docstring).
+
+    ``variant``: the networks' fit variants as for :func:`app.pipeline.parse_variants` (None: the
+    recommended ones)."""
     console = console or Console(stderr=True)
     if stdout is None:
         stdout = Console()
@@ -64,9 +75,9 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
             stdout.width = 120
     log = Log(console)
     try:
-        return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, iterations, photons,
-                    seed, slices, device, anonymize, workers, batch_size, shard, executor, ray_address, dry_run,
-                    quiet, console, stdout, log)
+        return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, variant, iterations,
+                    photons, seed, slices, device, anonymize, workers, batch_size, shard, executor, ray_address,
+                    dry_run, quiet, console, stdout, log)
     except CannotStart as error:
         log("run.error", level="error", reason=str(error))
         console.print(f"[bold red]error:[/] {error}", highlight=False)
@@ -74,14 +85,16 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
 
 
 def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
-              iterations: int | None, photons: float | None, slices: str, device: str, workers: int,
-              batch_size: int, shard: str | None, executor: str) -> tuple[Any, tuple[int, int], str]:
+              variant: list[str] | None, iterations: int | None, photons: float | None, slices: str, device: str,
+              workers: int, batch_size: int, shard: str | None, executor: str
+              ) -> tuple[Any, tuple[int, int], str]:
     from app import batch_exec, batch_work, pipeline
 
     try:
         settings = batch_work.BatchSettings(
             views=tuple(batch_work.parse_views(views)), methods=tuple(pipeline.parse_methods(methods)),
-            slices=batch_work.check_slices(slices), preset=preset, iterations=iterations, photons=photons)
+            slices=batch_work.check_slices(slices), preset=preset, variant=pipeline.parse_variants(variant),
+            iterations=iterations, photons=photons)
         k_n = batch_work.parse_shard(shard)
         if preset not in pipeline.PRESETS:
             raise pipeline.InputError(f"unknown --preset {preset!r}; choose from {', '.join(pipeline.PRESETS)}")
@@ -119,23 +132,23 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
     return settings, k_n, resolved
 
 
-def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str, iterations: int | None,
-         photons: float | None, seed: int, slices: str, device: str, anonymize: bool, workers: int,
-         batch_size: int, shard: str | None, executor: str, ray_address: str | None, dry_run: bool, quiet: bool,
-         console: Console, stdout: Console, log: Log) -> int:
+def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
+         variant: list[str] | None, iterations: int | None, photons: float | None, seed: int, slices: str,
+         device: str, anonymize: bool, workers: int, batch_size: int, shard: str | None, executor: str,
+         ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log) -> int:
     import dataclasses
 
     import data
     from app import batch_exec, batch_work
 
-    settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, iterations, photons, slices,
-                                         device, workers, batch_size, shard, executor)
+    settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
+                                         slices, device, workers, batch_size, shard, executor)
     settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
     run_version = batch_work.version()
     started = time.perf_counter()
     log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
-        methods=",".join(settings.methods), slices=settings.slices, shard=f"{k}/{n}", executor=executor,
-        device=device, version=run_version)
+        methods=",".join(settings.methods), variant=",".join(settings.variant), slices=settings.slices,
+        shard=f"{k}/{n}", executor=executor, device=device, version=run_version)
     try:
         scan = data.scan(in_dir)
     except (data.DicomError, OSError) as error:
@@ -280,6 +293,7 @@ def register(cli: typer.Typer) -> None:
             "--methods", "-m", help="fbp, sirt, cgls, os_sart, tv, lrnn, wire, siren; repeat or comma-separate.")
         ] = ["fbp"],  # noqa: B006
         preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
+        variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
         iterations: Annotated[int | None, typer.Option(help="Iteration budget (default: per method).")] = None,
         photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).")] = None,
         seed: Annotated[int, typer.Option(help="Seed for the noise (plus the slice index) and the networks.")] = 0,
@@ -300,8 +314,8 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
         failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume)."""
-        code = run_batch(in_dir, out_dir, views=views, methods=methods, preset=preset, iterations=iterations,
-                         photons=photons, seed=seed, slices=slices, device=device, anonymize=anonymize,
-                         workers=workers, batch_size=batch_size, shard=shard, executor=executor,
-                         ray_address=ray_address, dry_run=dry_run, quiet=quiet)
+        code = run_batch(in_dir, out_dir, views=views, methods=methods, preset=preset, variant=variant or None,
+                         iterations=iterations, photons=photons, seed=seed, slices=slices, device=device,
+                         anonymize=anonymize, workers=workers, batch_size=batch_size, shard=shard,
+                         executor=executor, ray_address=ray_address, dry_run=dry_run, quiet=quiet)
         raise typer.Exit(code)

@@ -38,7 +38,8 @@ import numpy as np
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
-COLUMNS = ("series", "slice", "views", "method", "psnr", "ssim", "rmse_hu", "seconds", "device", "version")
+COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "seconds", "device",
+           "version")
 
 
 def version() -> str:
@@ -117,14 +118,22 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _recommended_variants() -> tuple[str, ...]:
+    from app import pipeline
+
+    return pipeline.recommended_variants()
+
+
 @dataclass(frozen=True)
 class BatchSettings:
-    """Everything that decides a unit's outputs (device and batch size do not)."""
+    """Everything that decides a unit's outputs (device and batch size do not). ``variant``: the networks'
+    fit variants in the canonical form of :func:`app.pipeline.parse_variants`."""
 
     views: tuple[int, ...] = (60,)
     methods: tuple[str, ...] = ("fbp",)
     slices: str = "all"
     preset: str = "preview"
+    variant: tuple[str, ...] = field(default_factory=_recommended_variants)
     iterations: int | None = None
     photons: float | None = None
     seed: int = 0
@@ -235,8 +244,8 @@ def make_payload(unit: Unit, series: Any, settings: BatchSettings, device: str, 
         "unit_id": unit.id, "method": unit.method, "views": unit.views, "slices": list(unit.slices),
         "hu": np.ascontiguousarray(series.hu[list(unit.slices)], dtype=np.float32),
         "spacing": (float(series.spacing[0]), float(series.spacing[1])),
-        "preset": settings.preset, "iterations": settings.iterations, "photons": settings.photons,
-        "seed": settings.seed, "device": device, "batch_size": batch_size,
+        "preset": settings.preset, "variant": list(settings.variant), "iterations": settings.iterations,
+        "photons": settings.photons, "seed": settings.seed, "device": device, "batch_size": batch_size,
     }
 
 
@@ -285,7 +294,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
 
         device = pipeline.resolve_device(payload["device"])
         settings = pipeline.MethodSettings(iterations=payload["iterations"], preset=payload["preset"],
-                                           seed=payload["seed"], device=device)
+                                           seed=payload["seed"], device=device,
+                                           variant=pipeline.parse_variants(payload.get("variant")))
         hu = np.array(payload["hu"], dtype=np.float32)  # writable copy (Ray hands out read-only arrays)
         spacing = tuple(payload["spacing"])
         sims = []
@@ -429,14 +439,24 @@ class Store:
         return result
 
     def fingerprint(self, unit: Unit, series: Any) -> str:
-        from app.pipeline import CLASSICAL_METHODS
+        from app.pipeline import CLASSICAL_METHODS, PAPER_VARIANT
 
         s = self.settings
         payload = {"manifest": MANIFEST_VERSION, "unit": unit.key, "slices": list(unit.slices),
                    "preset": None if unit.method in CLASSICAL_METHODS else s.preset,
                    "iterations": s.iterations, "photons": s.photons, "seed": s.seed, "anonymize": s.anonymize,
                    "inputs": self.input_hashes(series)}
+        variant = self.variant(unit)
+        if variant not in (None, PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
+            payload["variant"] = variant
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def variant(self, unit: Unit) -> str | None:
+        """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"),
+        None for the classical methods."""
+        from app.pipeline import CLASSICAL_METHODS
+
+        return None if unit.method in CLASSICAL_METHODS else "+".join(self.settings.variant)
 
     def is_done(self, unit: Unit, fingerprint: str) -> bool:
         try:
@@ -481,8 +501,8 @@ class Store:
         if self.settings.anonymize:  # the source UID would link the table back to the patient's study
             series_id = "anon-" + hashlib.sha256(unit.series_uid.encode()).hexdigest()[:16]
         rows = [{"series": series_id, "slice": r["slice"], "views": unit.views, "method": unit.method,
-                 "psnr": r["psnr"], "ssim": r["ssim"], "rmse_hu": r["rmse_hu"], "seconds": r["seconds"],
-                 "device": r["device"], "version": run_version} for r in result["rows"]]
+                 "variant": self.variant(unit), "psnr": r["psnr"], "ssim": r["ssim"], "rmse_hu": r["rmse_hu"],
+                 "seconds": r["seconds"], "device": r["device"], "version": run_version} for r in result["rows"]]
         record = {"unit": dataclasses.asdict(unit), "key": unit.key, "fingerprint": fingerprint,
                   "inputs": self.input_hashes(series), "settings": dataclasses.asdict(self.settings),
                   "outputs": [unit.out_rel, f"{unit.out_rel}.png"], "rows": rows,

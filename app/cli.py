@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from app import stopping
+from app.batch import VARIANT_HELP
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sparse-view CT reconstruction: simulate a sparse scan of a slice and reconstruct it.")
@@ -52,6 +53,7 @@ def reconstruct(
         "--method", "-m", help="fbp, sirt, cgls, os_sart, tv, lrnn, wire, siren; repeat or comma-separate.")] = ["fbp"],  # noqa: B006
     iterations: Annotated[int | None, typer.Option(help="Iteration budget (default: per method).")] = None,
     preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
+    variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
     photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise); off by default.")
                        ] = None,
     size: Annotated[int | None, typer.Option(help="Resample the slice to SIZE x SIZE first.")] = None,
@@ -73,13 +75,15 @@ def reconstruct(
     try:
         try:
             methods = pipeline.parse_methods(method)
+            variants = pipeline.parse_variants(variant or None)
             if views < 2:
                 raise pipeline.InputError(f"--views must be at least 2, got {views}")
             ct = pipeline.load_input(input, size=size, index=slice_index)
             if out is not None and Path(input).exists() and out.resolve() == Path(input).resolve():
                 raise pipeline.InputError("--out must not be the input path; inputs are never overwritten")
             scan = pipeline.ScanSettings(views=views, photons=photons, seed=seed)
-            settings = pipeline.MethodSettings(iterations=iterations, preset=preset, seed=seed, device=device)
+            settings = pipeline.MethodSettings(iterations=iterations, preset=preset, seed=seed, device=device,
+                                               variant=variants)
             with stopping.GracefulStop(_say_stopping) as graceful:
                 simulation, outcomes = _run_with_progress(pipeline, ct, methods, scan, settings, quiet=as_json,
                                                           stop=graceful.event)

@@ -153,6 +153,10 @@ for i, (method, title) in enumerate(pc.METHOD_LABELS.items()):
         chosen.append(method)
 preset = sb.selectbox("Network preset", pipeline.PRESETS, key="preset",
                       help="preview: 128x128 in under a minute on a laptop CPU; paper and quality take longer.")
+variant_options, variant_default = pc.variant_options()
+variants = sb.multiselect("Network fit options", variant_options, default=variant_default, key="variants",
+                          format_func=pc.variant_label, disabled=not neural_ok, help=pc.VARIANT_HELP,
+                          placeholder="None: the published formulation")
 it_cols = sb.columns(2)
 iters_classical = it_cols[0].number_input("Iterations (classical)", 0, 5000, 0, step=10, key="iters_classical",
                                           help="SIRT, CGLS, OS-SART, TV; 0 = each method's default (100, 20, 10, 300).")
@@ -193,7 +197,8 @@ if simulation is None:
         st.error(f"The scan cannot be simulated with these settings: {exc}")
         st.stop()
 pixel_size = float(ct.spacing[1])
-settings = {m: pc.method_settings(m, int(iters_classical), int(iters_neural), preset, "auto") for m in chosen}
+settings = {m: pc.method_settings(m, int(iters_classical), int(iters_neural), preset, "auto", variants)
+            for m in chosen}
 keys = {m: pc.run_key(input_key, scan, m, settings[m]) for m in chosen}
 
 job: pc.Job | None = state.get("job")

@@ -162,13 +162,42 @@ class LRU(OrderedDict):
 # Runs
 # ----------------------------------------------------------------------------------------------------
 
+#: Sidebar names of the network fit variants ("paper", the published formulation, is no ticked option:
+#: it is what an empty selection gives).
+VARIANT_LABELS = {"ramp_loss": "Ramp-weighted loss", "fbp_init": "FBP warm start", "tv": "TV penalty",
+                  "coarse_to_fine": "Coarse to fine"}
+VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) formulation.\n\n"
+                "- **Ramp-weighted loss**: the sinogram error is weighted by the ramp filter, a preconditioner "
+                "worth several dB at the same iteration budget (recommended).\n"
+                "- **FBP warm start**: the network first learns the FBP image, then fits the sinogram.\n"
+                "- **TV penalty**: a small total-variation term against streaks and noise.\n"
+                "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.")
+
+
+def variant_options() -> tuple[list[str], list[str]]:
+    """(the options of the "Network fit options" selection, those ticked by default): every variant but
+    "paper", and the recommended ones."""
+    options = [v for v in pipeline.variant_names() if v != pipeline.PAPER_VARIANT]
+    return options, [v for v in pipeline.recommended_variants() if v in options]
+
+
+def variant_label(name: str) -> str:
+    """Display name of a fit variant, marked when it is one of the recommended ones."""
+    text = VARIANT_LABELS.get(name, name)
+    return f"{text} (recommended)" if name in pipeline.recommended_variants() else text
+
+
 def method_settings(method: str, iterations_classical: int | None, iterations_neural: int | None, preset: str,
-                    device: str) -> pipeline.MethodSettings:
-    """The MethodSettings a method runs with (classical and network budgets are set separately)."""
+                    device: str, variant: Iterable[str] | None = None) -> pipeline.MethodSettings:
+    """The MethodSettings a method runs with (classical and network budgets are set separately).
+
+    ``variant``: the ticked network fit options (empty: the paper formulation; None: the recommended ones).
+    """
     iterations = iterations_neural if method in pipeline.NEURAL_METHODS else iterations_classical
     if method == "fbp":
         iterations = None
-    return pipeline.MethodSettings(iterations=iterations or None, preset=preset, device=device)
+    return pipeline.MethodSettings(iterations=iterations or None, preset=preset, device=device,
+                                   variant=pipeline.parse_variants(None if variant is None else list(variant)))
 
 
 def run_key(input_key: str, scan: pipeline.ScanSettings, method: str, settings: pipeline.MethodSettings) -> tuple:

@@ -23,6 +23,8 @@ CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "os_sart", "tv")
 NEURAL_METHODS = ("lrnn", "wire", "siren")
 METHODS = CLASSICAL_METHODS + NEURAL_METHODS
 PRESETS = ("preview", "paper", "quality")
+#: The variant name of the published network formulation (no modification of the fit).
+PAPER_VARIANT = "paper"
 
 
 class InputError(ValueError):
@@ -42,15 +44,71 @@ class ScanSettings:
     geometry: str = "parallel"
 
 
+def _variant_choices() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every variant name, the recommended ones) from :mod:`reconstruct.neural`, imported only when asked
+    for (it is optional: a build without the coordinate networks offers only the plain "paper" fit)."""
+    try:
+        from reconstruct.neural import RECOMMENDED_VARIANTS, VARIANTS
+    except ImportError:
+        return (PAPER_VARIANT,), (PAPER_VARIANT,)
+    return tuple(VARIANTS), tuple(RECOMMENDED_VARIANTS)
+
+
+def variant_names() -> tuple[str, ...]:
+    """Every network fit variant, "paper" (the published formulation) first."""
+    return _variant_choices()[0]
+
+
+def recommended_variants() -> tuple[str, ...]:
+    """The variants networks fit with unless told otherwise (``reconstruct.neural.RECOMMENDED_VARIANTS``),
+    in the canonical form of :func:`parse_variants`."""
+    return _canonical(_variant_choices()[1])
+
+
+def _canonical(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(names) - {PAPER_VARIANT})) or (PAPER_VARIANT,)
+
+
+def parse_variants(values: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Network fit variants from repeated and/or comma-separated names, in canonical form.
+
+    The canonical form is the sorted tuple of the names, ``("paper",)`` for the published formulation:
+    exactly what :func:`reconstruct.neural.reconstruct_neural` records as ``parameters["variant"]``.
+    ``None`` gives :func:`recommended_variants`; an empty list (no option ticked) gives ``("paper",)``.
+    Raises :class:`InputError` for unknown names, for "paper" combined with other variants and for
+    option text that holds no name at all.
+    """
+    if values is None:
+        return recommended_variants()
+    items = [values] if isinstance(values, str) else [str(v) for v in values]
+    names = [name.strip().lower() for item in items for name in item.split(",") if name.strip()]
+    choices = variant_names()
+    if items and not names:
+        raise InputError(f"no variant given; choose from {', '.join(choices)}")
+    unknown = [name for name in dict.fromkeys(names) if name not in choices]
+    if unknown and choices == (PAPER_VARIANT,):
+        raise InputError(f"variant {', '.join(map(repr, unknown))} needs the coordinate networks, which are not "
+                         "installed in this build; only 'paper' is available")
+    if unknown:
+        raise InputError(f"unknown variant {', '.join(map(repr, unknown))}; choose from {', '.join(choices)} "
+                         "(any combination of the others, or paper alone)")
+    if PAPER_VARIANT in names and len(set(names)) > 1:
+        raise InputError(f"variant 'paper' is the published formulation and cannot be combined with "
+                         f"{', '.join(sorted(set(names) - {PAPER_VARIANT}))}")
+    return _canonical(names)
+
+
 @dataclass(frozen=True)
 class MethodSettings:
-    """How each method runs: iteration budget (None: the method's default), network preset, device."""
+    """How each method runs: iteration budget (None: the method's default), network preset, seed, device
+    and network fit variants (canonical form of :func:`parse_variants`; default the recommended ones;
+    ignored by the classical methods)."""
 
     iterations: int | None = None
     preset: str = "preview"
     seed: int = 0
     device: str = "auto"
-    variant: str | None = None
+    variant: tuple[str, ...] = field(default_factory=recommended_variants)
 
 
 @dataclass
@@ -63,15 +121,17 @@ class MethodOutcome:
 
     def record(self, views: int) -> dict[str, Any]:
         """The JSON-able summary (keys: method, views, psnr, ssim, rmse_hu, seconds, iterations,
-        parameters, device, stop_reason; stop_reason is "stopped" for a run cut short by a stop request,
-        see :class:`reconstruct.result.Reconstruction`)."""
+        parameters, device, stop_reason, variant; stop_reason is "stopped" for a run cut short by a stop
+        request, see :class:`reconstruct.result.Reconstruction`; variant is the list of fit variants a
+        network was fitted with, e.g. ["ramp_loss"] or ["paper"], and None for the classical methods)."""
         r = self.reconstruction
+        variant = r.parameters.get("variant") if self.method in NEURAL_METHODS else None
         return {
             "method": self.method, "views": views,
             "psnr": round(float(self.metrics["psnr"]), 4), "ssim": round(float(self.metrics["ssim"]), 5),
             "rmse_hu": round(float(self.metrics["rmse_hu"]), 3), "seconds": round(float(r.seconds), 3),
             "iterations": int(r.iterations), "parameters": int(r.n_parameters), "device": r.device,
-            "stop_reason": r.stop_reason,
+            "stop_reason": r.stop_reason, "variant": list(variant) if variant is not None else None,
         }
 
 

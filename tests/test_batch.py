@@ -144,7 +144,7 @@ def test_exit_codes(inputs, tmp_path):
     assert _run(clean, tmp_path / "o1", views=["16"], methods=["fbp"], device="cpu", quiet=True)[0] == batch.EXIT_OK
     assert len(_rows(tmp_path / "o1")) == 2
     for kwargs in ({"views": ["1"]}, {"methods": ["nope"]}, {"slices": "3-1"}, {"shard": "3/2"},
-                   {"executor": "spark"}, {"device": "tpu"}):
+                   {"executor": "spark"}, {"device": "tpu"}, {"variant": ["magic"]}, {"variant": ["paper,tv"]}):
         code, _, err = _run(clean, tmp_path / "o2", **kwargs)
         assert code == batch.EXIT_CANNOT_START and "error" in err, kwargs
     assert _run(tmp_path / "missing", tmp_path / "o2")[0] == batch.EXIT_CANNOT_START
@@ -258,6 +258,52 @@ def test_networks_fitted_together_match_one_at_a_time():
     np.testing.assert_allclose(together["images"], alone["images"], atol=2.0)  # HU
     for a, b in zip(alone["rows"], together["rows"], strict=True):
         assert b["psnr"] == pytest.approx(a["psnr"], abs=0.01) and b["ssim"] == pytest.approx(a["ssim"], abs=1e-3)
+
+
+def _markers(out: Path) -> dict[str, dict]:
+    return {(r := json.loads(p.read_text()))["unit"]["method"]: r for p in (out / ".sparsect" / "done").glob("*.json")}
+
+
+def test_variant_is_recorded_and_a_changed_variant_redoes_the_network_units(inputs, tmp_path):
+    """--variant reaches the networks, lands in the manifest, the summary and every row; rerunning with
+    another variant redoes the network units only (as another --preset would)."""
+    import typer
+    from typer.testing import CliRunner
+
+    clean, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(inputs / "patient2", clean)
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    batch.register(app)
+    options = ["--views", "12", "--methods", "fbp,lrnn", "--iterations", "2", "--slices", "middle", "--device", "cpu",
+               "--quiet"]
+    result = CliRunner().invoke(app, ["batch", str(clean), str(out), *options, "--variant", "paper"])
+    assert result.exit_code == batch.EXIT_OK, result.output
+    assert "variant=paper" in result.stderr and "todo=2" in result.stderr
+    assert [(r["method"], r["variant"]) for r in _rows(out)] == [("fbp", ""), ("lrnn", "paper")]
+    markers = _markers(out)
+    assert markers["lrnn"]["settings"]["variant"] == ["paper"] and markers["lrnn"]["rows"][0]["variant"] == "paper"
+    assert markers["fbp"]["rows"][0]["variant"] is None
+    assert json.loads((out / "summary.json").read_text())["settings"]["variant"] == ["paper"]
+
+    code, _, err = _run(clean, out, views=["12"], methods=["fbp", "lrnn"], iterations=2, slices="middle",
+                        device="cpu", quiet=True)  # default: the recommended variants
+    assert code == batch.EXIT_OK, err
+    assert "already_done=1 todo=1" in err  # FBP kept, LRNN refitted
+    recommended = "+".join(batch_work._recommended_variants())
+    assert [(r["method"], r["variant"]) for r in _rows(out)] == [("fbp", ""), ("lrnn", recommended)]
+    assert _markers(out)["lrnn"]["settings"]["variant"] == list(batch_work._recommended_variants())
+    code, _, err = _run(clean, out, views=["12"], methods=["fbp", "lrnn"], iterations=2, slices="middle",
+                        device="cpu", quiet=True, variant=[recommended.replace("+", ",")])
+    assert code == batch.EXIT_OK and "already_done=2 todo=0" in err
+
+
+def test_payload_carries_the_variant():
+    settings = batch_work.BatchSettings(methods=("lrnn",), variant=("fbp_init", "ramp_loss"))
+    unit = batch_work.Unit(0, "uid", ".", (0,), 16, "lrnn")
+    series = type("S", (), {"hu": np.zeros((1, 8, 8), np.float32), "spacing": (1.0, 1.0)})()
+    assert batch_work.make_payload(unit, series, settings, "cpu", 0)["variant"] == ["fbp_init", "ramp_loss"]
+    assert batch_work.BatchSettings().variant == batch_work._recommended_variants()
 
 
 def test_auto_batch_size_on_cpu():

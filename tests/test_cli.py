@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 from app import pipeline, stopping
 from app.cli import cli
 from reconstruct import metrics
+from reconstruct.neural import RECOMMENDED_VARIANTS
 
 runner = CliRunner()
 JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "parameters", "device",
-             "stop_reason"}
+             "stop_reason", "variant"}
 
 
 def _invoke(*args):
@@ -36,6 +37,7 @@ def test_reconstruct_sample_writes_readable_outputs(tmp_path):
     assert all(set(r) == JSON_KEYS for r in records)
     assert records[1]["iterations"] == 10 and records[0]["views"] == 16
     assert {r["stop_reason"] for r in records} == {"completed"}
+    assert {r["variant"] for r in records} == {None}  # classical methods have no fit variant
 
     arrays = np.load(out / "results.npz")
     reference = arrays["reference_hu"]
@@ -69,6 +71,10 @@ def test_methods_share_one_sinogram_and_comma_lists_work(tmp_path):
         (["shepp_logan", "--views", "1"], "--views must be at least 2"),
         (["shepp_logan", "--method", "magic"], "unknown method 'magic'"),
         (["no_such_sample"], "sample name (ct_small"),
+        (["shepp_logan", "-m", "lrnn", "--variant", "magic"],
+         "unknown variant 'magic'; choose from paper, tv, fbp_init, coarse_to_fine, ramp_loss"),
+        (["shepp_logan", "-m", "lrnn", "--variant", "paper,tv"], "variant 'paper' is the published formulation"),
+        (["shepp_logan", "--variant", ""], "no variant given"),
     ],
 )
 def test_bad_input_gives_clear_error(args, message):
@@ -76,6 +82,43 @@ def test_bad_input_gives_clear_error(args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, variant", [
+    ([], list(RECOMMENDED_VARIANTS)),
+    (["--variant", "paper"], ["paper"]),
+    (["--variant", "tv,ramp_loss", "--variant", "ramp_loss"], ["ramp_loss", "tv"]),
+])
+def test_network_fit_variant_defaults_to_the_recommended_one(monkeypatch, args, variant):
+    fitted = []
+    run_method = pipeline.run_method
+
+    def recording(name, *a, **kw):
+        result = run_method(name, *a, **kw)
+        fitted.append((name, a[2].variant, result.parameters.get("variant")))
+        return result
+
+    monkeypatch.setattr(pipeline, "run_method", recording)
+    result = _invoke("shepp_logan", "--size", "32", "--views", "12", "-m", "fbp,lrnn", "--iterations", "2",
+                     "--device", "cpu", "--json", *args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert all(set(r) == JSON_KEYS for r in records)
+    assert [(r["method"], r["variant"]) for r in records] == [("fbp", None), ("lrnn", variant)]
+    # what reconstruct_neural was asked for and what it records having fitted
+    assert fitted[1] == ("lrnn", tuple(variant), variant)
+
+
+def test_parse_variants_canonical_form():
+    assert pipeline.parse_variants(None) == pipeline.recommended_variants() == tuple(sorted(RECOMMENDED_VARIANTS))
+    assert pipeline.MethodSettings().variant == pipeline.recommended_variants()
+    assert pipeline.parse_variants("paper") == pipeline.parse_variants([]) == ("paper",)
+    assert pipeline.parse_variants(["TV, ramp_loss", "fbp_init", "tv"]) == ("fbp_init", "ramp_loss", "tv")
+    assert pipeline.parse_variants(("coarse_to_fine",)) == ("coarse_to_fine",)
+    with pytest.raises(pipeline.InputError, match="unknown variant 'ramp'; choose from paper, tv"):
+        pipeline.parse_variants("ramp")
+    with pytest.raises(pipeline.InputError, match="cannot be combined with tv"):
+        pipeline.parse_variants(["paper", "tv"])
 
 
 def test_console_script_exit_code_and_message():

@@ -126,6 +126,19 @@ def test_run_keys_ignore_settings_that_do_not_matter():
         pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 11, 0, "preview", "auto"))
     assert pc.method_settings("lrnn", 10, 0, "paper", "auto").iterations is None
     assert pc.run_key("x", scan, "fbp", a) != pc.run_key("x", pipeline.ScanSettings(views=31), "fbp", a)
+    # network fit options: None = the recommended ones, [] = the paper formulation; they key networks only
+    assert a.variant == pipeline.recommended_variants()
+    plain = pc.method_settings("lrnn", 0, 20, "preview", "auto", [])
+    assert plain.variant == ("paper",) and plain.iterations == 20
+    assert pc.method_settings("lrnn", 0, 20, "preview", "auto", ["tv", "ramp_loss"]).variant == ("ramp_loss", "tv")
+    assert pc.run_key("x", scan, "lrnn", plain) != pc.run_key("x", scan, "lrnn", pc.method_settings(
+        "lrnn", 0, 20, "preview", "auto", ["ramp_loss"]))
+    assert pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, 0, "preview", "auto", [])) == \
+        pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, 0, "preview", "auto", ["tv"]))
+    options, default = pc.variant_options()
+    assert "paper" not in options and set(options) == set(pipeline.variant_names()) - {"paper"}
+    assert tuple(default) == pipeline.recommended_variants()
+    assert "(recommended)" in pc.variant_label(default[0])
 
 
 def _small_problem(size: int = 32):
@@ -344,11 +357,13 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
         for i in range(1, iterations + 1):
             callback(SimpleNamespace(iteration=i, iterations=iterations, loss=1.0 / i, elapsed=0.01 * i, lr=1e-3,
                                      image=(result.mu.cpu().numpy() * pixel_size_mm) if i % 5 == 0 else None))
-        calls.append((method, preset, iterations))
+        calls.append((method, preset, iterations, variant))
         result.iterations, result.n_parameters, result.curve = iterations, 3025, [1.0 / i for i in range(1, 21)]
         return result
 
-    monkeypatch.setitem(sys.modules, "reconstruct.neural", types.SimpleNamespace(reconstruct_neural=reconstruct_neural))
+    stand_in = types.SimpleNamespace(reconstruct_neural=reconstruct_neural, RECOMMENDED_VARIANTS=("ramp_loss",),
+                                     VARIANTS=("paper", "tv", "fbp_init", "coarse_to_fine", "ramp_loss"))
+    monkeypatch.setitem(sys.modules, "reconstruct.neural", stand_in)
     at = _app()
     at.sidebar.checkbox(key="use_cgls").uncheck()
     at.sidebar.checkbox(key="use_lrnn").uncheck()
@@ -356,7 +371,16 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     at.sidebar.number_input(key="iters_neural").set_value(20)
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
-    assert calls == [("wire", "preview", 20)]
+    assert calls == [("wire", "preview", 20, ("ramp_loss",))]  # the recommended fit options by default
     table = _metrics(at)
     assert table.loc["WIRE", "Iterations"] == 20 and table.loc["WIRE", "Parameters"] == 3025
     assert "WIRE" in [c for img in at.image for c in img.captions]
+
+    # the "Network fit options" selection reaches the fit (and is part of the result's cache key)
+    assert at.sidebar.multiselect(key="variants").value == ["ramp_loss"]
+    at.sidebar.multiselect(key="variants").set_value(["tv", "fbp_init"]).run()
+    at.sidebar.button(key="run").click().run()
+    at.sidebar.multiselect(key="variants").set_value([]).run()
+    at.sidebar.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert [c[3] for c in calls] == [("ramp_loss",), ("fbp_init", "tv"), ("paper",)]
