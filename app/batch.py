@@ -32,7 +32,7 @@ VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comm
                 "ramp-filter-weighted sinogram loss, a preconditioner worth several dB at the same budget; "
                 "fbp_init: warm start from the FBP image; tv: small total-variation penalty; coarse_to_fine: "
                 "coordinate scale ramped up over the first half of the fit. `--variant paper` alone gives the "
-                "published formulation. Default: the recommended set (ramp_loss).")
+                "published formulation. Default: the recommended set (fbp_init,ramp_loss).")
 
 
 class CannotStart(Exception):

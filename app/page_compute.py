@@ -168,7 +168,7 @@ VARIANT_LABELS = {"ramp_loss": "Ramp-weighted loss", "fbp_init": "FBP warm start
                   "coarse_to_fine": "Coarse to fine"}
 VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) formulation.\n\n"
                 "- **Ramp-weighted loss**: the sinogram error is weighted by the ramp filter, a preconditioner "
-                "worth several dB at the same iteration budget (recommended).\n"
+                "worth several dB at the same iteration budget.\n"
                 "- **FBP warm start**: the network first learns the FBP image, then fits the sinogram.\n"
                 "- **TV penalty**: a small total-variation term against streaks and noise.\n"
                 "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.")

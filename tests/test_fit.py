@@ -292,9 +292,10 @@ def test_reconstruct_neural_siren_runs(problem):
 def test_reconstruct_neural_variants(problem):
     _, _, result = _neural("siren", problem, 4, variant=["tv", "fbp_init", "coarse_to_fine"])
     from reconstruct.models import get_preset
-    from reconstruct.neural import FBP_INIT_LR_FACTOR
+    from reconstruct.neural import FBP_INIT_LR_FACTOR, FBP_INIT_STEPS
 
     assert result.parameters["tv_weight"] > 0 and result.parameters["init_image"]
+    assert result.parameters["init_steps"] == FBP_INIT_STEPS
     assert result.parameters["lr"] == pytest.approx(get_preset("siren", "preview").optim.lr * FBP_INIT_LR_FACTOR)
     assert result.model.config.coord_scale == pytest.approx(1.0)  # ramp finished at half the budget
     with pytest.raises(ValueError, match="variant"):
