@@ -16,7 +16,7 @@ from reconstruct.models.stacked import StackedModels
 VARIANTS = ("paper", "tv", "fbp_init", "coarse_to_fine", "ramp_loss")
 #: What the app, the command line and batch jobs fit with unless told otherwise ("paper" gives the
 #: published formulation): the ramp-weighted data term (+3.7 to +10.6 dB for LRNN preview at 128²) and the FBP
-#: warm start (another +0.8 to +4.7 dB, about 25 % more time); docs/BENCHMARKS.md. Sorted, as parse_variants
+#: warm start (another +0.8 to +4.7 dB, 15-25 % more time); docs/BENCHMARKS.md. Sorted, as parse_variants
 #: returns them.
 RECOMMENDED_VARIANTS: tuple[str, ...] = ("fbp_init", "ramp_loss")
 
