@@ -27,8 +27,8 @@ TV_WEIGHT = 1e-2
 #: 37.65 / 39.33 / 39.08 dB on CT_small and 39.79 / 41.42 / 40.18 dB on Shepp-Logan (lr 0.1 also tripped the
 #: divergence guard four times there).
 FBP_INIT_LR_FACTOR = 0.3
-#: Pre-fit steps of the "fbp_init" variant. 100 instead of fit()'s 300 measured better or equal with the ramp
-#: term (Shepp-Logan / head_693 128², 30 views: 44.49 / 44.08 dB against 44.97 / 42.02) at a third of the cost.
+#: Pre-fit steps of the "fbp_init" variant. 100 instead of fit()'s 300 measured better or within 0.5 dB with the
+#: ramp term (Shepp-Logan / head_693 128², 30 views: 44.49 / 44.08 dB against 44.97 / 42.02) at a third of the cost.
 FBP_INIT_STEPS = 100
 #: coord_scale at the start of the "coarse_to_fine" ramp (reaches 1 at half of the budget).
 COARSE_START = 0.25
