@@ -463,6 +463,12 @@ def object_attenuation(image: torch.Tensor) -> torch.Tensor:
     return torch.where(peak[:, 0] > 0, mean, torch.ones_like(mean))
 
 
+def _check_photons(photons: float | None) -> None:
+    """Reject a photon count that is not > 0 (None: unknown, ``math.inf``: noise-free; NaN is rejected)."""
+    if photons is not None and not photons > 0:
+        raise ValueError(f"photons must be > 0 (math.inf for noise-free data) or None, got {photons!r}")
+
+
 def poisson_noise_std(sinogram: SinogramLike, photons: float) -> torch.Tensor:
     """Root-mean-square noise of line integrals measured with ``photons`` incident photons per bin, shape
     (B,): ``sqrt(mean(exp(y) / photons))`` over the bins that see the object (``y`` above 1 % of its peak),
@@ -495,8 +501,7 @@ def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike, factor: fl
     """
     A = _operator(geometry)
     y, _ = _prepare(sinogram, A)
-    if photons is not None and not photons > 0:
-        raise ValueError(f"photons must be > 0 (math.inf for noise-free data) or None, got {photons!r}")
+    _check_photons(photons)
     with torch.no_grad():
         peak = A.adjoint(y).abs().amax(dim=(1, 2, 3))
         if factor is None and photons is None:
@@ -646,8 +651,7 @@ def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pix
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if photons is not None and not photons > 0:
-        raise ValueError(f"photons must be > 0 (math.inf for noise-free data) or None, got {photons!r}")
+    _check_photons(photons)
     function = METHODS[method]
     if method != "fbp":
         kwargs.update({k: v for k, v in (("stop", stop), ("callback", callback)) if v is not None})
