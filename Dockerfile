@@ -13,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SPARSECT_PORT=8501
 
 WORKDIR /opt/sparsect
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md __init__.py ./
 COPY operators ./operators
 COPY reconstruct ./reconstruct
 COPY data ./data
@@ -24,7 +24,7 @@ COPY app ./app
 # DL3013 (pin versions) does not apply: this installs the project itself; pyproject states its ranges.
 # hadolint ignore=DL3013
 RUN python -m pip install --no-cache-dir ".[distributed]" \
-    && python -c "import app.cli, app.batch, pylibjpeg, openjpeg, libjpeg, ray, torch; print(torch.__version__)"
+    && python -c "import sparsect.app.cli, sparsect.app.batch.command, pylibjpeg, openjpeg, libjpeg, ray, torch; print(torch.__version__)"
 
 RUN groupadd --system --gid 10001 sparsect \
     && useradd --system --uid 10001 --gid sparsect --create-home --home-dir /home/sparsect sparsect \
@@ -37,7 +37,7 @@ VOLUME ["/data/in", "/data/out"]
 EXPOSE 8501
 
 # App mode: Streamlit's health endpoint; batch mode is always healthy (watch its exit code instead).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "app.batch_health"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "sparsect.app.healthcheck"]
 
 ENTRYPOINT ["sparsect"]
 CMD ["--help"]

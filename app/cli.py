@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app import stopping
-from app.batch import VARIANT_HELP
+from sparsect.app import stopping
+from sparsect.app.batch.command import VARIANT_HELP
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sparse-view CT reconstruction: simulate a sparse scan of a slice and reconstruct it.")
@@ -30,8 +30,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    import data
-    from app.pipeline import InputError
+    from sparsect import data
+    from sparsect.app.pipeline import InputError
 
     return (data.DicomError, InputError, ValueError, FileNotFoundError, NotADirectoryError)
 
@@ -39,7 +39,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 @cli.command()
 def samples() -> None:
     """List the bundled samples (usable wherever an INPUT is expected)."""
-    import data
+    from sparsect import data
 
     for name, description in data.samples().items():
         typer.echo(f"{name:14s} {description}")
@@ -70,7 +70,7 @@ def reconstruct(
 
     Ctrl-C stops the running method after its current iteration, skips the others and reports and writes
     what was obtained (exit status 130); a second Ctrl-C aborts at once without writing anything."""
-    from app import pipeline
+    from sparsect.app import pipeline
 
     try:
         try:
@@ -153,8 +153,8 @@ def _print_table(records: list[dict[str, Any]]) -> None:
 
 
 def _write_outputs(out: Path, ct, views: int, simulation, outcomes, records, window: str) -> list[Path]:
-    import data
-    from app import outputs
+    from sparsect import data
+    from sparsect.app import outputs
 
     images = {"reference": simulation.reference_hu} | {o.method: o.reconstruction.image_hu for o in outcomes}
     written = [
@@ -179,14 +179,14 @@ def app(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to serve other machines.")] = "127.0.0.1",
 ) -> None:
     """Start the comparison page in the browser (Streamlit)."""
-    from app.serve import serve
+    from sparsect.app.serve import serve
 
     sys.exit(serve(port=port, host=host))
 
 
 def main() -> None:
     """Console-script entry point."""
-    from app.batch import register
+    from sparsect.app.batch.command import register
 
     register(cli)
     cli()

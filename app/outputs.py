@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from reconstruct import metrics
+from sparsect.reconstruct import metrics
 
 
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:

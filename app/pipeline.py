@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-import data
-from reconstruct import classical, fit, metrics
-from reconstruct.result import Reconstruction, StopLike, stop_requested
+from sparsect import data
+from sparsect.reconstruct import classical, fit, metrics
+from sparsect.reconstruct.result import Reconstruction, StopLike, stop_requested
 
 CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "os_sart", "tv")
 NEURAL_METHODS = ("lrnn", "wire", "siren")
@@ -48,7 +48,7 @@ def _variant_choices() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(every variant name, the recommended ones) from :mod:`reconstruct.neural`, imported only when asked
     for (it is optional: a build without the coordinate networks offers only the plain "paper" fit)."""
     try:
-        from reconstruct.neural import RECOMMENDED_VARIANTS, VARIANTS
+        from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS, VARIANTS
     except ImportError:
         return (PAPER_VARIANT,), (PAPER_VARIANT,)
     return tuple(VARIANTS), tuple(RECOMMENDED_VARIANTS)
@@ -209,7 +209,7 @@ def run_method(method: str, simulation: data.Simulation, pixel_size_mm: float, s
         return classical.reconstruct(method, sinogram, simulation.geometry, pixel_size_mm=pixel_size_mm, stop=stop,
                                      callback=callback, photons=simulation.photons or math.inf, **kwargs)
     if method in NEURAL_METHODS:
-        from reconstruct.neural import reconstruct_neural
+        from sparsect.reconstruct.neural import reconstruct_neural
 
         if settings.preset not in PRESETS:
             raise InputError(f"unknown preset {settings.preset!r}; choose from {', '.join(PRESETS)}")

@@ -16,8 +16,8 @@ MAX_UPLOAD_MB = 1024
 
 
 def page_path() -> Path:
-    """Path of app/page.py inside the installed (or checked-out) package."""
-    return Path(__file__).resolve().with_name("page.py")
+    """Path of the page script, app/page/main.py, inside the installed package."""
+    return Path(__file__).resolve().parent / "page" / "main.py"
 
 
 def command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
@@ -38,11 +38,8 @@ def command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    """The child's environment: the package root on PYTHONPATH (so ``import app`` works without an
-    install) and Streamlit telemetry off."""
+    """The child's environment: Streamlit telemetry off."""
     env = dict(os.environ)
-    root = str(page_path().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
     env["STREAMLIT_CLIENT_SHOW_ERROR_DETAILS"] = "false"
     return env

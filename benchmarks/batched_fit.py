@@ -10,17 +10,13 @@ markdown table goes to stdout.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import data  # noqa: E402
-from app import pipeline  # noqa: E402
-from reconstruct.neural import reconstruct_neural  # noqa: E402
+from sparsect import data
+from sparsect.app import pipeline
+from sparsect.reconstruct.neural import reconstruct_neural
 
 
 def measure(method: str, sinogram: torch.Tensor, geometry, batch: int, iterations: int, device: str

@@ -12,11 +12,13 @@ budget=${2:-520}
 mkdir -p "$out"
 start=$(date +%s)
 export PYTHONUNBUFFERED=1
+# The repository root is the package `sparsect`; a bare device machine gets it through a link named so.
+mkdir -p /tmp/src && ln -sfn "$PWD" /tmp/src/sparsect
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD
+    export PYTHONPATH=/tmp/site:/tmp/src
 else
-    export PYTHONPATH=$PWD
+    export PYTHONPATH=/tmp/src
 fi
 
 step() {  # step NAME LIMIT_SECONDS COMMAND...

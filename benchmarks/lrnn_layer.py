@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from reconstruct.models import build_model, count_parameters  # noqa: E402
-from reconstruct.models.components import activation  # noqa: E402
-from reconstruct.models.lrnn import LRNN, LRNNLayer  # noqa: E402
+from sparsect.reconstruct.models import build_model, count_parameters
+from sparsect.reconstruct.models.components import activation
+from sparsect.reconstruct.models.lrnn import LRNN, LRNNLayer
 
 
 def reference_layer_forward(layer: LRNNLayer, x: Tensor) -> Tensor:
@@ -84,7 +80,7 @@ def main() -> None:
     triton_kernels = None
     if device.type == "cuda":
         try:
-            import reconstruct.models.components_triton as triton_kernels
+            import sparsect.reconstruct.models.components_triton as triton_kernels
         except ImportError:
             print("triton is not installed: 'fast' is the portable kernel")
     rows = []

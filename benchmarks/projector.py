@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from skimage.transform import iradon, radon
 
-from operators import ParallelBeam, Radon, astra_available
-from operators.system_matrix import MATRICES
+from sparsect.operators import ParallelBeam, Radon, astra_available
+from sparsect.operators.system_matrix import MATRICES
 
 
 def _best_of(function, repeat: int) -> float:

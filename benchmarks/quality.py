@@ -30,11 +30,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import data  # noqa: E402
-from reconstruct import classical, metrics  # noqa: E402
-from reconstruct.result import Reconstruction  # noqa: E402
+from sparsect import data
+from sparsect.reconstruct import classical, metrics
+from sparsect.reconstruct.result import Reconstruction
 
 Method = Callable[..., Reconstruction]
 
@@ -54,7 +52,7 @@ NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"
 
 def _neural(method: str, variant: list[str] | None = None) -> Method:
     def run_network(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
-        from reconstruct.neural import reconstruct_neural  # the networks take no noise level: photons unused
+        from sparsect.reconstruct.neural import reconstruct_neural  # the networks take no noise level: photons unused
 
         return reconstruct_neural(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, variant=variant,
                                   seed=0, **NEURAL_BUDGET)
@@ -71,7 +69,7 @@ def _lookup(name: str) -> Method | None:
     "lrnn+ramp_loss+fbp_init"; see :data:`reconstruct.neural.VARIANTS`)."""
     if name in METHODS:
         return METHODS[name]
-    from reconstruct.neural import VARIANTS
+    from sparsect.reconstruct.neural import VARIANTS
 
     network, *variants = name.split("+")
     if network in ("lrnn", "wire", "siren") and variants and set(variants) <= set(VARIANTS):
@@ -144,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = run(args.sizes, args.views, args.methods, args.samples, args.photons)
     table = to_markdown(rows)
     elapsed = time.perf_counter() - start
-    from reconstruct.fit import resolve_device
+    from sparsect.reconstruct.fit import resolve_device
 
     network_device = resolve_device(args.device)
     where = (f"networks on {torch.cuda.get_device_name(network_device)}, classical methods on CPU"

@@ -18,18 +18,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import data  # noqa: E402
-from reconstruct import metrics  # noqa: E402
-from reconstruct.models.presets import OptimConfig, get_preset  # noqa: E402
-from reconstruct.neural import reconstruct_neural  # noqa: E402
+from sparsect import data
+from sparsect.reconstruct import metrics
+from sparsect.reconstruct.models.presets import OptimConfig, get_preset
+from sparsect.reconstruct.neural import reconstruct_neural
 
 OPTIM_FIELDS = {f.name for f in dataclasses.fields(OptimConfig)}
 

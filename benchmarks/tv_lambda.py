@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import data  # noqa: E402
-from reconstruct import classical, metrics  # noqa: E402
+from sparsect import data
+from sparsect.reconstruct import classical, metrics
 
 
 def main() -> None:

@@ -25,11 +25,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from sparsect import __version__
+
 from .anonymize import Anonymizer
 from .dicom_read import _floats, _lookup
 from .series import CTSeries, CTSlice
 
-SOFTWARE = "sparsect 0.1.0"
+SOFTWARE = f"sparsect {__version__}"
 DEFAULT_WINDOW = (40.0, 400.0)
 
 # Source attributes copied verbatim when present (patient, study, frame of reference, acquisition).

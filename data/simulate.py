@@ -107,7 +107,7 @@ def counts_to_line_integrals(counts: torch.Tensor, photons: float | torch.Tensor
 
 def _make_geometry(kind: str, n_views: int, image_size: tuple[int, int], arc: float,
                    det_count: int | None) -> Any:
-    import operators  # physics package; imported lazily so reading DICOM does not need it
+    from sparsect import operators  # physics package; imported lazily so reading DICOM does not need it
 
     if kind == "parallel":
         return operators.ParallelBeam.sparse(n_views, image_size=image_size, arc=arc, det_count=det_count)
@@ -139,7 +139,7 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     -------
     Simulation with ``sinogram`` float32 (n_views, det_count), ``geometry``, ``mu`` (1/mm), ...
     """
-    import operators
+    from sparsect import operators
 
     if isinstance(image_hu, CTSlice):
         if pixel_size_mm is None:

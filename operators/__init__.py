@@ -1,10 +1,10 @@
 """Physics of 2D CT: geometries, the differentiable Radon transform and FBP filters (torch only)."""
 
-from operators.backends import BACKENDS, astra_available
-from operators.filters import FILTERS, filter_sinogram, ramp_response
-from operators.geometry import FanBeam, Geometry, ParallelBeam, evenly_spaced_angles
-from operators.radon import Radon
-from operators.system_matrix import PIXEL_MODELS, system_matrix
+from sparsect.operators.backends import BACKENDS, astra_available
+from sparsect.operators.filters import FILTERS, filter_sinogram, ramp_response
+from sparsect.operators.geometry import FanBeam, Geometry, ParallelBeam, evenly_spaced_angles
+from sparsect.operators.radon import Radon
+from sparsect.operators.system_matrix import PIXEL_MODELS, system_matrix
 
 __all__ = [
     "BACKENDS", "FILTERS", "PIXEL_MODELS", "FanBeam", "Geometry", "ParallelBeam", "Radon",

@@ -10,8 +10,8 @@ import importlib.util
 import numpy as np
 import torch
 
-from operators.geometry import FanBeam, Geometry
-from operators.system_matrix import MATRICES
+from sparsect.operators.geometry import FanBeam, Geometry
+from sparsect.operators.system_matrix import MATRICES
 
 BACKENDS = ("torch", "astra")
 

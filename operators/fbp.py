@@ -15,9 +15,9 @@ import warnings
 
 import torch
 
-from operators.filters import filter_sinogram
-from operators.geometry import FanBeam, Geometry, ParallelBeam
-from operators.system_matrix import MATRICES, csr_matrix
+from sparsect.operators.filters import filter_sinogram
+from sparsect.operators.geometry import FanBeam, Geometry, ParallelBeam
+from sparsect.operators.system_matrix import MATRICES, csr_matrix
 
 # Views are processed in groups so the (views x pixels) intermediates stay near this many entries.
 _SAMPLES_PER_CHUNK = 1 << 22

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from operators import fbp as _fbp
-from operators.backends import make_backend
-from operators.filters import filter_sinogram
-from operators.geometry import FanBeam, Geometry
+from sparsect.operators import fbp as _fbp
+from sparsect.operators.backends import make_backend
+from sparsect.operators.filters import filter_sinogram
+from sparsect.operators.geometry import FanBeam, Geometry
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

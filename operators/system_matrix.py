@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from operators.geometry import Geometry
+from sparsect.operators.geometry import Geometry
 
 PIXEL_MODELS = ("linear", "line")
 # Rays are processed in groups so the (rays x strips x 2) intermediates stay near this many entries.

@@ -1,6 +1,6 @@
 """Reconstruction methods for sparse-view CT (classical solvers and coordinate networks)."""
 
-from reconstruct.classical import (
+from sparsect.reconstruct.classical import (
     METHODS,
     TV_LAMBDA_FACTOR,
     cgls,
@@ -13,8 +13,8 @@ from reconstruct.classical import (
     total_variation,
     tv,
 )
-from reconstruct.metrics import WINDOWS, circle_mask, compare, psnr, rmse_hu, ssim, ssim_map, window_bounds
-from reconstruct.result import MU_WATER, Reconstruction, mu_to_hu
+from sparsect.reconstruct.metrics import WINDOWS, circle_mask, compare, psnr, rmse_hu, ssim, ssim_map, window_bounds
+from sparsect.reconstruct.result import MU_WATER, Reconstruction, mu_to_hu
 
 __all__ = [
     "METHODS", "MU_WATER", "TV_LAMBDA_FACTOR", "WINDOWS", "Reconstruction", "cgls", "circle_mask", "compare",

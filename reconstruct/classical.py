@@ -35,8 +35,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-import operators
-from reconstruct.result import (
+from sparsect import operators
+from sparsect.reconstruct.result import (
     MU_WATER,
     ProgressCallback,
     Reconstruction,

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from operators import Radon
-from operators.filters import padded_length, ramp_response
-from reconstruct.models import count_parameters
-from reconstruct.models.stacked import StackedModels
-from reconstruct.result import MU_WATER, Reconstruction, StopLike, mu_to_hu
-from reconstruct.result import stop_requested as _stop_requested
+from sparsect.operators import Radon
+from sparsect.operators.filters import padded_length, ramp_response
+from sparsect.reconstruct.models import count_parameters
+from sparsect.reconstruct.models.stacked import StackedModels
+from sparsect.reconstruct.result import MU_WATER, Reconstruction, StopLike, mu_to_hu
+from sparsect.reconstruct.result import stop_requested as _stop_requested
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from operators import Geometry, Radon
-from reconstruct.classical import object_attenuation
-from reconstruct.fit import FitProgress, FitResult, StopLike, fit
-from reconstruct.models import build_model, get_preset
-from reconstruct.models.stacked import StackedModels
+from sparsect.operators import Geometry, Radon
+from sparsect.reconstruct.classical import object_attenuation
+from sparsect.reconstruct.fit import FitProgress, FitResult, StopLike, fit
+from sparsect.reconstruct.models import build_model, get_preset
+from sparsect.reconstruct.models.stacked import StackedModels
 
 VARIANTS = ("paper", "tv", "fbp_init", "coarse_to_fine", "ramp_loss")
 #: What the app, the command line and batch jobs fit with unless told otherwise ("paper" gives the

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.hu import MU_WATER
-from data.hu import mu_to_hu as _mu_to_hu
+from sparsect.data.hu import MU_WATER
+from sparsect.data.hu import mu_to_hu as _mu_to_hu
 
 #: A stop request: None (never stop), a ``threading.Event`` (stop once set) or a zero-argument callable
 #: returning True to stop.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,8 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from rich.console import Console
 
-from app import batch, batch_work
+from sparsect.app.batch import command as batch
+from sparsect.app.batch import work as batch_work
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2 series (3 + 2 slices of 128x128) x 2 view counts x 2 methods = 8 units; a few seconds on 2 cores.
@@ -164,7 +164,7 @@ def test_dry_run_lists_units(inputs, reference, tmp_path):
 
 @pytest.mark.parametrize("n", [1, 3, 5, 11])
 def test_shards_cover_every_unit_once(inputs, n):
-    units, _ = batch_work.plan(__import__("data").scan(inputs).series, inputs,
+    units, _ = batch_work.plan(__import__("sparsect.data").data.scan(inputs).series, inputs,
                                batch_work.BatchSettings(views=(16, 20, 30), methods=("fbp", "tv", "sirt")))
     shares = [batch_work.shard(units, k, n) for k in range(1, n + 1)]
     keys = [u.key for share in shares for u in share]
@@ -182,9 +182,8 @@ def test_dry_run_shards_partition(inputs, tmp_path):
 
 
 def _cli(in_dir: Path, out: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "batch", str(in_dir), str(out), *CLI_OPTIONS],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "sparsect.app.cli", "batch", str(in_dir), str(out), *CLI_OPTIONS],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _wait_for_done(process: subprocess.Popen, out: Path, count: int, timeout: float = 90.0) -> int:
@@ -231,8 +230,7 @@ def test_sigkill_sigterm_and_resume_match_uninterrupted_run(inputs, reference, t
 
 def test_ray_executor(inputs, reference, tmp_path):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
     try:
         code, _, err = _run(inputs, tmp_path / "out", executor="ray", quiet=True, **OPTIONS)
     finally:
@@ -245,7 +243,7 @@ def test_ray_executor(inputs, reference, tmp_path):
 
 def test_networks_fitted_together_match_one_at_a_time():
     """--batch-size 2 fits both slices' LRNNs side by side; each slice must come out as it does alone."""
-    import data
+    from sparsect import data
 
     ct = data.load_sample("shepp_logan", 64)
     hu = np.stack([ct.hu, ct.hu[:, ::-1]]).astype(np.float32)

@@ -68,9 +68,10 @@ def test_page_in_chromium(tmp_path):
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ)
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--port", str(port), "--host", "127.0.0.1"],
+    process = subprocess.Popen([sys.executable, "-m", "sparsect.app.cli", "app", "--port", str(port),
+                                "--host", "127.0.0.1"],
                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     shot = tmp_path / "screenshot.png"
     try:

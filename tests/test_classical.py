@@ -13,9 +13,9 @@ from skimage.data import shepp_logan_phantom
 from skimage.metrics import peak_signal_noise_ratio
 from skimage.transform import resize
 
-import operators
-from reconstruct import classical, metrics
-from reconstruct.result import MU_WATER, Reconstruction
+from sparsect import operators
+from sparsect.reconstruct import classical, metrics
+from sparsect.reconstruct.result import MU_WATER, Reconstruction
 
 
 def _hu_to_mu(hu):
@@ -407,7 +407,7 @@ def test_cuda_matches_cpu():
 
 def test_poisson_noise_std_matches_simulated_noise():
     """The first-order Poisson formula against the spread of actually simulated noisy line integrals."""
-    import data
+    from sparsect import data
 
     ct = data.load_sample("ct_small", 64)
     for photons in (1e4, 1e5):
@@ -429,7 +429,7 @@ def test_object_attenuation_of_a_disk():
 
 
 def test_tv_weight_follows_the_noise_level():
-    import data
+    from sparsect import data
 
     ct = data.load_sample("ct_small", 64)
     clean = data.simulate(ct, 30, seed=0)
@@ -449,7 +449,7 @@ def test_tv_weight_follows_the_noise_level():
 def test_dispatcher_passes_photons_only_to_the_methods_that_take_it():
     """``reconstruct(..., photons=N)`` is ``tv(..., photons=N)`` for TV and a no-op for the other methods, so
     callers pass the scan's noise level without special-casing TV."""
-    import data
+    from sparsect import data
 
     sim = data.simulate(data.load_sample("ct_small", 32), 16, photons=1e4, seed=0)
     args = (sim.sinogram, sim.geometry)
@@ -473,7 +473,7 @@ def test_dispatcher_passes_photons_only_to_the_methods_that_take_it():
 def test_noise_aware_tv_weight_beats_the_compromise_on_noisy_and_noise_free_data():
     """Told the noise level, TV's default weight is closer to the truth than the noise-blind compromise
     (measured at 128^2: +0.9..+9.6 dB at 1e4 photons, up to +4.7 dB noise-free)."""
-    import data
+    from sparsect import data
 
     ct = data.load_sample("ct_small", 64)
     for photons in (1e4, None):

@@ -13,10 +13,10 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-from app import pipeline, stopping
-from app.cli import cli
-from reconstruct import metrics
-from reconstruct.neural import RECOMMENDED_VARIANTS
+from sparsect.app import pipeline, stopping
+from sparsect.app.cli import cli
+from sparsect.reconstruct import metrics
+from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS
 
 runner = CliRunner()
 JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "parameters", "device",
@@ -122,7 +122,7 @@ def test_parse_variants_canonical_form():
 
 
 def test_console_script_exit_code_and_message():
-    completed = subprocess.run([sys.executable, "-m", "app.cli", "reconstruct", "shepp_logan", "--views", "0"],
+    completed = subprocess.run([sys.executable, "-m", "sparsect.app.cli", "reconstruct", "shepp_logan", "--views", "0"],
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert "error:" in completed.stderr and "Traceback" not in completed.stderr

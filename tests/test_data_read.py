@@ -17,7 +17,7 @@ import pytest
 from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.uid import CTImageStorage, generate_uid
 
-import data
+from sparsect import data
 
 CT_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.2"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.data import shepp_logan_phantom
 
-import data
+from sparsect import data
 
 
 def test_hu_to_mu_values_and_types():

@@ -14,7 +14,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-import data
+from sparsect import data
 
 
 def _digest(ct) -> str:

@@ -13,9 +13,9 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 from torch import nn
 
-import operators
-from reconstruct.fit import EarlyStop, FitProgress, fit, lr_at, pixel_grid
-from reconstruct.result import Reconstruction
+from sparsect import operators
+from sparsect.reconstruct.fit import EarlyStop, FitProgress, fit, lr_at, pixel_grid
+from sparsect.reconstruct.result import Reconstruction
 
 SIZE, VIEWS = 64, 16
 
@@ -275,7 +275,7 @@ def test_several_networks_need_matching_sinograms(problem):
 
 
 def _neural(method: str, problem, iterations: int, **kwargs):
-    from reconstruct.neural import reconstruct_neural
+    from sparsect.reconstruct.neural import reconstruct_neural
 
     truth, radon, sinogram = problem
     return truth, radon, reconstruct_neural(method, sinogram, radon.geometry, iterations=iterations,
@@ -291,8 +291,8 @@ def test_reconstruct_neural_siren_runs(problem):
 
 def test_reconstruct_neural_variants(problem):
     _, _, result = _neural("siren", problem, 4, variant=["tv", "fbp_init", "coarse_to_fine"])
-    from reconstruct.models import get_preset
-    from reconstruct.neural import FBP_INIT_LR_FACTOR, FBP_INIT_STEPS
+    from sparsect.reconstruct.models import get_preset
+    from sparsect.reconstruct.neural import FBP_INIT_LR_FACTOR, FBP_INIT_STEPS
 
     assert result.parameters["tv_weight"] > 0 and result.parameters["init_image"]
     assert result.parameters["init_steps"] == FBP_INIT_STEPS
@@ -318,7 +318,7 @@ def test_reconstruct_neural_beats_fbp(problem, method, iterations, variant):
 @pytest.mark.parametrize(("method", "iterations", "variant"), BUDGETS)
 def test_reconstruct_neural_on_cuda_beats_fbp(problem, method, iterations, variant):
     """The CUDA path (GPU chunk sizes, sparse projector on the GPU) reaches what CPU does."""
-    from reconstruct.neural import reconstruct_neural
+    from sparsect.reconstruct.neural import reconstruct_neural
 
     truth, radon, sinogram = problem
     result = reconstruct_neural(method, sinogram, radon.geometry, iterations=iterations, variant=variant,
@@ -364,8 +364,8 @@ def test_divergence_from_a_loss_blow_up_without_nan(problem):
 def test_ramp_data_norm_matches_float64_weighted_spectrum():
     """The "ramp" data norm against numpy float64: full (two-sided) FFT of each zero-padded projection,
     squared magnitude weighted by |ramp|, floored at the first non-zero frequency, averaged."""
-    from operators.filters import padded_length, ramp_response
-    from reconstruct.fit import _data_norm
+    from sparsect.operators.filters import padded_length, ramp_response
+    from sparsect.reconstruct.fit import _data_norm
 
     det_count = 37
     residual = torch.randn(3, 1, 5, det_count, generator=torch.Generator().manual_seed(1))

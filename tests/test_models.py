@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reconstruct.models import (
+from sparsect.reconstruct.models import (
     MODELS,
     PRESET_NAMES,
     LRNNConfig,
@@ -26,8 +26,8 @@ from reconstruct.models import (
     siren_parameter_count,
     wire_parameter_count,
 )
-from reconstruct.models.components import component_functions, component_functions_reference
-from reconstruct.models.stacked import StackedModels
+from sparsect.reconstruct.models.components import component_functions, component_functions_reference
+from sparsect.reconstruct.models.stacked import StackedModels
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -279,7 +279,7 @@ def test_component_kernel_runs_in_float32_under_autocast():
 def test_component_kernel_on_cuda_matches_float64_reference(activation, monkeypatch):
     """The CUDA path (large chunks, bf16 autocast as in fits, vmap over networks) against float64 on CPU;
     a small chunk budget makes the kernel cross several chunk boundaries."""
-    from reconstruct.models import components
+    from sparsect.reconstruct.models import components
 
     monkeypatch.setattr(components, "_CHUNK_ELEMENTS_ACCELERATOR", 1 << 12)
     torch.manual_seed(3)
@@ -327,7 +327,7 @@ def test_lrnn_ignores_autocast():
 def _check_triton_kernels(activation: str, device: str) -> None:
     """Forward and backward of the Triton kernels (blocks that straddle both edges, every gradient) against
     autograd of the plain formulation in float64."""
-    import reconstruct.models.components_triton as kernels
+    import sparsect.reconstruct.models.components_triton as kernels
 
     torch.manual_seed(4)
     n, m, width = 150, 70, 3  # not multiples of the 64 x 64 blocks
@@ -366,7 +366,7 @@ def test_triton_kernels_match_float64_reference(activation):
     if torch.cuda.is_available():
         _check_triton_kernels(activation, "cuda")
         return
-    code = (f"import runpy, sys; sys.path.insert(0, {str(ROOT)!r}); "
+    code = ("import runpy; "
             f"runpy.run_path({__file__!r})['_check_triton_kernels']({activation!r}, 'cpu')")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

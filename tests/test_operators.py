@@ -10,10 +10,10 @@ from skimage.data import shepp_logan_phantom
 from skimage.metrics import peak_signal_noise_ratio
 from skimage.transform import iradon, radon, resize
 
-import operators
-from operators import FanBeam, ParallelBeam, Radon
-from operators.fbp import _parker, backproject_filtered, parker_weights
-from operators.filters import filter_sinogram
+from sparsect import operators
+from sparsect.operators import FanBeam, ParallelBeam, Radon
+from sparsect.operators.fbp import _parker, backproject_filtered, parker_weights
+from sparsect.operators.filters import filter_sinogram
 
 try:  # optional extra: the ASTRA comparisons skip without it, everything else still runs (e.g. on GPU machines)
     import astra

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-import data
-from app import page_compute as pc
-from app import page_figures as pf
-from app import page_reader as pr
-from app import pipeline, serve
+from sparsect import data
+from sparsect.app import pipeline, serve
+from sparsect.app.page import compute as pc
+from sparsect.app.page import figures as pf
+from sparsect.app.page import reader as pr
 
 try:
     import tomllib
@@ -26,7 +26,7 @@ except ModuleNotFoundError:  # Python 3.10: streamlit's toml dependency reads it
     import toml as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "app" / "page.py")
+PAGE = str(ROOT / "app" / "page" / "main.py")
 TIMEOUT = 90
 
 
@@ -247,7 +247,7 @@ def test_downloads_npz_and_dicom_zip():
 
 def test_serve_passes_the_safety_settings_and_config_matches():
     cmd = serve.command(port=8765, host="127.0.0.1")
-    assert Path(cmd[cmd.index("run") + 1]) == ROOT / "app" / "page.py"
+    assert Path(cmd[cmd.index("run") + 1]) == ROOT / "app" / "page" / "main.py"
     flags = dict(zip(cmd[cmd.index("run") + 2::2], cmd[cmd.index("run") + 3::2], strict=True))
     assert flags["--server.port"] == "8765" and flags["--server.address"] == "127.0.0.1"
     assert flags["--browser.gatherUsageStats"] == "false" and flags["--server.headless"] == "true"
@@ -256,7 +256,7 @@ def test_serve_passes_the_safety_settings_and_config_matches():
     assert config["browser"]["gatherUsageStats"] is False
     assert config["client"]["showErrorDetails"] is False
     assert int(flags["--server.maxUploadSize"]) == config["server"]["maxUploadSize"] == serve.MAX_UPLOAD_MB
-    assert str(ROOT) in serve.environment()["PYTHONPATH"].split(":")
+    assert serve.environment()["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] == "false"
 
 
 # ------------------------------------------------------------------------------------------ the page (AppTest)
@@ -363,7 +363,7 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
 
     stand_in = types.SimpleNamespace(reconstruct_neural=reconstruct_neural, RECOMMENDED_VARIANTS=("ramp_loss",),
                                      VARIANTS=("paper", "tv", "fbp_init", "coarse_to_fine", "ramp_loss"))
-    monkeypatch.setitem(sys.modules, "reconstruct.neural", stand_in)
+    monkeypatch.setitem(sys.modules, "sparsect.reconstruct.neural", stand_in)
     at = _app()
     at.sidebar.checkbox(key="use_cgls").uncheck()
     at.sidebar.checkbox(key="use_lrnn").uncheck()

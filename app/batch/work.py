@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from sparsect import __version__
+
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
 COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "seconds", "device",
@@ -43,13 +45,8 @@ COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rms
 
 
 def version() -> str:
-    """The installed sparsect version."""
-    try:
-        from importlib.metadata import version as _v
-
-        return _v("sparsect")
-    except Exception:  # pragma: no cover - running from a source tree without metadata
-        return "0.1.0"
+    """The sparsect version (``sparsect.__version__``)."""
+    return __version__
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -119,7 +116,7 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
 
 
 def _recommended_variants() -> tuple[str, ...]:
-    from app import pipeline
+    from sparsect.app import pipeline
 
     return pipeline.recommended_variants()
 
@@ -259,7 +256,7 @@ def auto_batch_size(method: str, shape: tuple[int, int], device: str) -> int:
     4 (one matrix product for all), networks 1 (measured: fitting 4 networks side by side is no faster
     on 2 cores).
     """
-    from app import pipeline
+    from sparsect.app import pipeline
 
     pixels = shape[0] * shape[1]
     neural = method in pipeline.NEURAL_METHODS
@@ -274,7 +271,7 @@ def auto_batch_size(method: str, shape: tuple[int, int], device: str) -> int:
 
 
 def _run(method: str, sims: list[Any], pixel_size_mm: float, settings: Any) -> Any:
-    from app import pipeline
+    from sparsect.app import pipeline
 
     if len(sims) == 1:
         return pipeline.run_method(method, sims[0], pixel_size_mm, settings)
@@ -289,8 +286,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         import torch
 
-        import data
-        from app import pipeline
+        from sparsect import data
+        from sparsect.app import pipeline
 
         device = pipeline.resolve_device(payload["device"])
         settings = pipeline.MethodSettings(iterations=payload["iterations"], preset=payload["preset"],
@@ -363,7 +360,7 @@ def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int,
     """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide."""
     from PIL import Image
 
-    from app import outputs
+    from sparsect.app import outputs
 
     cells = [outputs.comparison_image({f"#{s}": ref, label: img}) for s, ref, img in
              zip(slices, references, images, strict=True)]
@@ -439,7 +436,7 @@ class Store:
         return result
 
     def fingerprint(self, unit: Unit, series: Any) -> str:
-        from app.pipeline import CLASSICAL_METHODS, PAPER_VARIANT
+        from sparsect.app.pipeline import CLASSICAL_METHODS, PAPER_VARIANT
 
         s = self.settings
         payload = {"manifest": MANIFEST_VERSION, "unit": unit.key, "slices": list(unit.slices),
@@ -454,7 +451,7 @@ class Store:
     def variant(self, unit: Unit) -> str | None:
         """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"),
         None for the classical methods."""
-        from app.pipeline import CLASSICAL_METHODS
+        from sparsect.app.pipeline import CLASSICAL_METHODS
 
         return None if unit.method in CLASSICAL_METHODS else "+".join(self.settings.variant)
 
@@ -471,8 +468,8 @@ class Store:
     def commit(self, unit: Unit, series: Any, result: dict[str, Any], fingerprint: str,
                run_version: str) -> list[dict[str, Any]]:
         """Write the unit's files via staging + rename, then its done-marker; returns its metrics rows."""
-        import data
-        from app import outputs
+        from sparsect import data
+        from sparsect.app import outputs
 
         staging = self.state / "staging" / unit.id
         shutil.rmtree(staging, ignore_errors=True)

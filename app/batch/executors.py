@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from app.batch_work import Unit, compute
+from sparsect.app.batch.work import Unit, compute
 
 Jobs = Iterator[tuple[Unit, Callable[[], dict[str, Any]]]]
 OnResult = Callable[[Unit, dict[str, Any]], None]

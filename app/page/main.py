@@ -1,31 +1,25 @@
-"""sparsect comparison page (Streamlit): ``sparsect app`` or ``streamlit run app/page.py``.
+"""sparsect comparison page (Streamlit): ``sparsect app`` or ``streamlit run app/page/main.py``.
 
-Only widgets live here; the computation is in app/page_compute.py, pictures in app/page_figures.py and
-the reader-study helpers in app/page_reader.py.
+Only widgets live here; the computation is in app/page/compute.py, pictures in app/page/figures.py and
+the reader-study helpers in app/page/reader.py.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script by `streamlit run`: make the repository importable
-    _root = str(Path(__file__).resolve().parent.parent)
-    if _root not in sys.path:
-        sys.path.insert(0, _root)
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-import data
-from app import page_compute as pc
-from app import page_figures as pf
-from app import page_reader as pr
-from app import pipeline
-from app.outputs import png_bytes
+from sparsect import data
+from sparsect.app import pipeline
+from sparsect.app.outputs import png_bytes
+from sparsect.app.page import compute as pc
+from sparsect.app.page import figures as pf
+from sparsect.app.page import reader as pr
 
 SIZES = {"64 x 64": 64, "128 x 128": 128, "256 x 256": 256, "512 x 512": 512, "Original": None}
 VIEW_PRESETS = (30, 60, 90, 120, 180)

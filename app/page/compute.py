@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-import data
-from app import pipeline
-from reconstruct.result import MU_WATER, mu_to_hu
+from sparsect import data
+from sparsect.app import pipeline
+from sparsect.reconstruct.result import MU_WATER, mu_to_hu
 
 log = logging.getLogger("sparsect.page")
 
@@ -44,7 +44,7 @@ def label(method: str) -> str:
 def neural_available() -> bool:
     """Whether ``reconstruct.neural`` (LRNN, WIRE, SIREN) can be imported in this installation."""
     try:
-        import reconstruct.neural  # noqa: F401
+        import sparsect.reconstruct.neural  # noqa: F401
     except ImportError:
         return False
     return True
@@ -391,7 +391,7 @@ def best_cells(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
 def results_npz(reference: data.CTSlice, simulation: data.Simulation, runs: Sequence[MethodRun],
                 scan: pipeline.ScanSettings) -> bytes:
     """NPZ of the ground truth, the sparse sinogram and every result (HU images and loss curves)."""
-    from app import outputs
+    from sparsect.app import outputs
 
     arrays: dict[str, Any] = {
         "reference_hu": reference.hu, "sinogram": simulation.sinogram.detach().cpu().numpy(),

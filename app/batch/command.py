@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from app import stopping
+from sparsect.app import stopping
 
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
@@ -88,14 +88,15 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
               variant: list[str] | None, iterations: int | None, photons: float | None, slices: str, device: str,
               workers: int, batch_size: int, shard: str | None, executor: str
               ) -> tuple[Any, tuple[int, int], str]:
-    from app import batch_exec, batch_work, pipeline
+    from sparsect.app import pipeline
+    from sparsect.app.batch import executors, work
 
     try:
-        settings = batch_work.BatchSettings(
-            views=tuple(batch_work.parse_views(views)), methods=tuple(pipeline.parse_methods(methods)),
-            slices=batch_work.check_slices(slices), preset=preset, variant=pipeline.parse_variants(variant),
+        settings = work.BatchSettings(
+            views=tuple(work.parse_views(views)), methods=tuple(pipeline.parse_methods(methods)),
+            slices=work.check_slices(slices), preset=preset, variant=pipeline.parse_variants(variant),
             iterations=iterations, photons=photons)
-        k_n = batch_work.parse_shard(shard)
+        k_n = work.parse_shard(shard)
         if preset not in pipeline.PRESETS:
             raise pipeline.InputError(f"unknown --preset {preset!r}; choose from {', '.join(pipeline.PRESETS)}")
         if iterations is not None and iterations < 1:
@@ -107,14 +108,14 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
         if executor not in ("local", "ray"):
             raise pipeline.InputError(f"--executor must be local or ray, got {executor!r}")
         if executor == "ray":
-            if not batch_exec.ray_available():
+            if not executors.ray_available():
                 raise CannotStart("--executor ray needs Ray: pip install 'sparsect[distributed]'")
             if device != "auto" and device != "cpu" and not device.startswith("cuda"):
                 raise pipeline.InputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
             resolved = device
         else:
             resolved = pipeline.resolve_device(device)
-    except (batch_work.PlanError, pipeline.InputError) as error:
+    except (work.PlanError, pipeline.InputError) as error:
         raise CannotStart(str(error)) from None
     if not in_dir.exists():
         raise CannotStart(f"IN_DIR {str(in_dir)!r} does not exist")
@@ -138,13 +139,13 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
          ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log) -> int:
     import dataclasses
 
-    import data
-    from app import batch_exec, batch_work
+    from sparsect import data
+    from sparsect.app.batch import executors, work
 
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
                                          slices, device, workers, batch_size, shard, executor)
     settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
-    run_version = batch_work.version()
+    run_version = work.version()
     started = time.perf_counter()
     log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
         methods=",".join(settings.methods), variant=",".join(settings.variant), slices=settings.slices,
@@ -155,11 +156,11 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
         raise CannotStart(f"cannot scan IN_DIR: {error}") from None
     if not scan.series and not scan.skipped:
         raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
-    units, problems = batch_work.plan(scan.series, in_dir, settings)
+    units, problems = work.plan(scan.series, in_dir, settings)
     input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped]
     input_failures += [{"kind": "input", "file": name, "reason": reason} for name, reason in problems]
-    mine = batch_work.shard(units, k, n)
-    store = batch_work.Store(out_dir, in_dir, settings)
+    mine = work.shard(units, k, n)
+    store = work.Store(out_dir, in_dir, settings)
     fingerprints = {u.id: store.fingerprint(u, scan.series[u.series_index]) for u in mine}
     todo = [u for u in mine if not store.is_done(u, fingerprints[u.id])]
     log("run.plan", series=len(scan.series), skipped_inputs=len(input_failures), units=len(units),
@@ -197,7 +198,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     def jobs():
         for unit in todo:
             series = scan.series[unit.series_index]
-            yield unit, (lambda u=unit, s=series: batch_work.make_payload(u, s, settings, device, batch_size))
+            yield unit, (lambda u=unit, s=series: work.make_payload(u, s, settings, device, batch_size))
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("units"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -228,7 +229,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     try:
         with graceful, progress:
             if executor == "ray":
-                batch_exec.run_ray(jobs(), on_result, stop.is_set, ray_address, device, workers, log)
+                executors.run_ray(jobs(), on_result, stop.is_set, ray_address, device, workers, log)
             else:
                 devices = None
                 count = workers or 1
@@ -241,9 +242,9 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
 
                     devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(count)]
                 if count > 1 and len(todo) > 1:
-                    batch_exec.run_pool(jobs(), on_result, stop.is_set, count, devices)
+                    executors.run_pool(jobs(), on_result, stop.is_set, count, devices)
                 else:
-                    batch_exec.run_inline(jobs(), on_result, stop.is_set)
+                    executors.run_inline(jobs(), on_result, stop.is_set)
     except KeyboardInterrupt:
         interrupted = True
 

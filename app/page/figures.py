@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from app import outputs
-from reconstruct import metrics
+from sparsect.app import outputs
+from sparsect.reconstruct import metrics
 
 #: Window presets shown on the page: key -> (label, center, width); "full" is the 12-bit CT range.
 WINDOW_PRESETS: dict[str, tuple[str, float, float]] = {

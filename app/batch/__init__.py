@@ -1,0 +1,1 @@
+"""``sparsect batch``: the command, its plan of work units, the computation, the output store and executors."""
