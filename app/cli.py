@@ -14,7 +14,7 @@ from rich.table import Table
 from sparsect import data
 from sparsect.app import outputs, pipeline, settings, stopping
 from sparsect.app.batch.command import register
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, VARIANT_HELP
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
 from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
 from sparsect.reconstruct import metrics
@@ -54,7 +54,16 @@ def reconstruct(
     variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
     photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise); off by default.")
                        ] = None,
-    size: Annotated[int | None, typer.Option(help="Resample the slice to SIZE x SIZE first.")] = None,
+    size: Annotated[int | None, typer.Option(help=SIZE_HELP, show_default=False)] = None,
+    beam: Annotated[str, typer.Option(help="Beam geometry: parallel (half turn) or fan (flat detector, full turn).")
+                    ] = "parallel",
+    source_distance_mm: Annotated[float | None, typer.Option(
+        help="Fan beam: source to rotation centre in mm (default: twice the image diagonal).", show_default=False)
+                                  ] = None,
+    detector_distance_mm: Annotated[float | None, typer.Option(
+        help="Fan beam: rotation centre to detector in mm (default: one image diagonal).", show_default=False)
+                                    ] = None,
+    simulation: Annotated[str, typer.Option(help=SIMULATION_HELP)] = "honest",
     slice_index: Annotated[int | None, typer.Option("--slice", help="Slice index in a series (default: middle).")
                            ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the noise and the networks.")] = 0,
@@ -74,7 +83,9 @@ def reconstruct(
         try:
             methods = settings.parse_methods(method)
             method_settings = settings.method_settings(iterations, preset, variant or None, seed, device)
-            scan = settings.scan_settings(views=views, photons=photons, seed=seed)
+            scan = settings.scan_settings(views=views, photons=photons, seed=seed, geometry=beam, simulation=simulation,
+                                          size=size, source_distance_mm=source_distance_mm,
+                                          detector_distance_mm=detector_distance_mm)
             _check_window(window)
             ct = pipeline.load_input(input, size=size, index=slice_index)
             if out is not None:
@@ -84,12 +95,12 @@ def reconstruct(
             with stopping.GracefulStop(_say_stopping) as graceful:
                 simulation, outcomes = _run_with_progress(ct, methods, scan, method_settings, quiet=as_json,
                                                           stop=graceful.event)
-            records = [outcome.record(views) for outcome in outcomes]
+            records = [outcome.record(views, simulation) for outcome in outcomes]
             if as_json:
                 for record in records:
                     typer.echo(json.dumps(record, allow_nan=False))
             elif records:
-                _print_table(records)
+                _print_table(records, simulation)
             if staging is not None and outcomes:
                 written = _write_outputs(staging, ct, views, simulation, outcomes, records, window)
                 if not as_json:
@@ -155,10 +166,10 @@ def _run_with_progress(ct, methods, scan, method_settings, quiet: bool, stop=Non
         return pipeline.run_methods(ct, methods, scan, method_settings, on_progress=on_progress, stop=stop)
 
 
-def _print_table(records: list[dict[str, Any]]) -> None:
+def _print_table(records: list[dict[str, Any]], simulation: data.Simulation) -> None:
     table = Table(title="sparse-view reconstruction vs. the full slice")
-    for column in ("method", "views", "PSNR dB", "SSIM", "RMSE HU", "seconds", "iterations", "parameters",
-                   "device"):
+    for column in ("method", "views", "PSNR dB", "SSIM", "RMSE HU", "PSNR rng", "SSIM rng", "RMSE soft",
+                   "seconds", "iterations", "parameters", "device"):
         table.add_column(column, justify="left" if column in ("method", "device") else "right")
 
     def number(value: float | None, spec: str) -> str:
@@ -171,7 +182,8 @@ def _print_table(records: list[dict[str, Any]]) -> None:
         if r["stop_reason"] == "stopped":
             iterations += "*"
         table.add_row(r["method"], str(r["views"]), number(r["psnr"], ".2f"), number(r["ssim"], ".4f"),
-                      number(r["rmse_hu"], ".1f"), f"{r['seconds']:.2f}", iterations, str(r["parameters"]),
+                      number(r["rmse_hu"], ".1f"), number(r["psnr_range"], ".2f"), number(r["ssim_range"], ".4f"),
+                      number(r["rmse_soft_hu"], ".1f"), f"{r['seconds']:.2f}", iterations, str(r["parameters"]),
                       r["device"])
     captions = []
     if any(r["warm_start_iterations"] for r in records):
@@ -179,7 +191,12 @@ def _print_table(records: list[dict[str, Any]]) -> None:
     if any(r["stop_reason"] == "stopped" for r in records):
         captions.append("* stopped by Ctrl-C before its iteration budget")
     table.caption = "; ".join(captions) or None
-    Console().print(table)
+    stdout = Console()
+    stdout.print(table)
+    height, width = simulation.simulation_grid
+    stdout.print(f"{simulation.label} simulation ({height}x{width} grid, {simulation.sub_rays} ray(s) per bin); "
+                 "PSNR/SSIM over -1024..3071 HU; rng: the reference's own range; RMSE soft: pixels at -200..200 HU",
+                 soft_wrap=True, highlight=False)
 
 
 def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcomes, records, window: str) -> list[Path]:
@@ -188,8 +205,10 @@ def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcome
     images = {"reference": simulation.reference_hu} | {o.method: o.reconstruction.image_hu for o in outcomes}
     outputs.write_png(folder / "comparison.png", outputs.comparison_image(images, window))
     outputs.write_npz(folder / "results.npz", {
-        "reference_hu": simulation.reference_hu, "slice_hu": ct.hu, "sinogram": simulation.sinogram.cpu().numpy(),
-        "angles_rad": simulation.geometry.angles.numpy(), "pixel_spacing_mm": ct.spacing,
+        "reference_hu": simulation.reference_hu, "slice_hu": ct.hu, "slice_spacing_mm": ct.spacing,
+        "sinogram": simulation.sinogram.cpu().numpy(), "angles_rad": simulation.geometry.angles.numpy(),
+        "pixel_spacing_mm": (simulation.pixel_size_mm,) * 2, "simulation": simulation.label,
+        "simulation_grid": simulation.simulation_grid, "sub_rays": simulation.sub_rays,
         **{f"{o.method}_hu": o.reconstruction.image_hu for o in outcomes}})
     outputs.write_json(folder / "metrics.json", records)
     for o in outcomes:

@@ -15,14 +15,7 @@ from sparsect.data.phantoms import ellipse_image, ellipse_line_integrals
 from sparsect.data.regrid import area_average
 from sparsect.reconstruct import classical, metrics
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems run fastest single-threaded (and do not fight over the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -199,6 +192,8 @@ def test_fan_beam_distances_in_mm():
     ({"size": (32, 16)}, "aspect ratio"),
     ({"size": 4}, "at least 8"),
     ({"source_distance_mm": 100.0}, "fan beams only"),
+    ({"geometry": "fan", "source_distance_mm": 20.0}, "half-diagonal of the field of view, 22.6 mm"),
+    ({"geometry": "fan", "detector_distance_mm": -1.0}, "positive distance"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -46,8 +46,10 @@ from sparsect.reconstruct import registry
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
-COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "seconds", "device",
-           "version")
+COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range",
+           "rmse_soft_hu", "simulation", "simulation_grid", "sub_rays", "seconds", "device", "version")
+#: The per-slice fields a unit's rows carry from its compute result.
+_ROW_FIELDS = (*pipeline.SCORE_DIGITS, "simulation", "simulation_grid", "sub_rays", "seconds", "device")
 
 
 def version() -> str:
@@ -135,6 +137,7 @@ class BatchSettings:
     photons: float | None = None
     seed: int = 0
     anonymize: bool = False
+    simulation: str = "honest"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -243,6 +246,7 @@ def make_payload(unit: Unit, series: Any, settings: BatchSettings, device: str, 
         "spacing": (float(series.spacing[0]), float(series.spacing[1])),
         "preset": settings.preset, "variant": list(settings.variant), "iterations": settings.iterations,
         "photons": settings.photons, "seed": settings.seed, "device": device, "batch_size": batch_size,
+        "simulation": settings.simulation,
     }
 
 
@@ -284,7 +288,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
         spacing = tuple(payload["spacing"])
         sims = []
         for index, image in zip(payload["slices"], hu, strict=True):
-            scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index))
+            scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index),
+                                simulation=payload["simulation"])
             sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
         batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
         images = np.empty_like(hu)
@@ -307,9 +312,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
             i += b
         rows = []
         for index, image, simulation, secs in zip(payload["slices"], images, sims, seconds, strict=True):
-            m = pipeline.score(image, simulation)
-            rows.append({"slice": int(index), "psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 5),
-                         "rmse_hu": round(m["rmse_hu"], 3), "seconds": round(secs, 3), "device": str(used_device)})
+            rows.append({"slice": int(index), **pipeline.rounded_scores(pipeline.score(image, simulation)),
+                         **simulation.record(), "seconds": round(secs, 3), "device": str(used_device)})
         return {"ok": True, "images": images, "rows": rows, "batch_size": batch}
     except Exception as error:  # one bad unit must not stop the batch
         return {"ok": False, "error": f"{type(error).__name__}: {error}"}
@@ -426,6 +430,8 @@ class Store:
         variant = self.variant(unit)
         if variant not in (None, registry.PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
             payload["variant"] = variant
+        if s.simulation != "same-grid":  # keyless for same-grid, what runs from before --simulation simulated
+            payload["simulation"] = s.simulation
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def variant(self, unit: Unit) -> str | None:
@@ -473,8 +479,8 @@ class Store:
         if self.settings.anonymize:  # the source UID would link the table back to the patient's study
             series_id = "anon-" + hashlib.sha256(unit.series_uid.encode()).hexdigest()[:16]
         rows = [{"series": series_id, "slice": r["slice"], "views": unit.views, "method": unit.method,
-                 "variant": self.variant(unit), "psnr": r["psnr"], "ssim": r["ssim"], "rmse_hu": r["rmse_hu"],
-                 "seconds": r["seconds"], "device": r["device"], "version": run_version} for r in result["rows"]]
+                 "variant": self.variant(unit), **{key: r[key] for key in _ROW_FIELDS}, "version": run_version}
+                for r in result["rows"]]
         record = {"unit": dataclasses.asdict(unit), "key": unit.key, "fingerprint": fingerprint,
                   "inputs": self.input_hashes(series), "settings": dataclasses.asdict(self.settings),
                   "outputs": [unit.out_rel, f"{unit.out_rel}.png"], "rows": rows,
@@ -531,9 +537,13 @@ class Store:
         return summary
 
 
-def _mean_sd(values: list[float]) -> dict[str, float]:
-    return {"mean": round(statistics.fmean(values), 5),
-            "sd": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0}
+def _mean_sd(values: list[float | None]) -> dict[str, float] | None:
+    """Mean and sd of the values that are numbers (a score is None where it has none); None if there are none."""
+    numbers = [float(v) for v in values if v is not None]
+    if not numbers:
+        return None
+    return {"mean": round(statistics.fmean(numbers), 5),
+            "sd": round(statistics.stdev(numbers), 5) if len(numbers) > 1 else 0.0}
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -542,5 +552,5 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         groups.setdefault((row["method"], int(row["views"])), []).append(row)
     return [{"method": method, "views": views, "slices": len(members),
-             **{k: _mean_sd([float(r[k]) for r in members]) for k in ("psnr", "ssim", "rmse_hu", "seconds")}}
+             **{k: _mean_sd([r.get(k) for r in members]) for k in (*pipeline.SCORE_DIGITS, "seconds")}}
             for (method, views), members in sorted(groups.items())]
