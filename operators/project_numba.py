@@ -35,19 +35,25 @@ def kernel_call() -> Iterator[int]:
 
 
 @numba.njit(cache=True, inline="always")
-def _strip_range(offset: float, slope: float, n_strips: int, n_across: int) -> tuple[int, int]:
-    """First and one-past-last strip where the ray can have a nonzero weight (centre in (-1.5, n + 1))."""
+def _strips_between(offset: float, slope: float, n_strips: int, low: float, high: float) -> tuple[int, int]:
+    """First and one-past-last strip whose centre may lie in (low, high), with a strip of margin."""
     if slope == 0.0:
-        if -1.5 < offset < n_across + 1.0:
+        if low < offset < high:
             return 0, n_strips
         return 0, 0
-    a = (-1.5 - offset) / slope
-    b = (n_across + 1.0 - offset) / slope
-    low = max(min(a, b), 0.0)
-    high = min(max(a, b), float(n_strips))
-    if high < low:
+    a = (low - offset) / slope
+    b = (high - offset) / slope
+    first = max(min(a, b), 0.0)
+    last = min(max(a, b), float(n_strips))
+    if last < first:
         return 0, 0
-    return int(math.floor(low)), min(n_strips, int(math.ceil(high)) + 1)
+    return int(math.floor(first)), min(n_strips, int(math.ceil(last)) + 1)
+
+
+@numba.njit(cache=True, inline="always")
+def _strip_range(offset: float, slope: float, n_strips: int, n_across: int) -> tuple[int, int]:
+    """Strips where the ray can have a nonzero weight: centre in (-1.5, n_across + 1) for either model."""
+    return _strips_between(offset, slope, n_strips, -1.5, n_across + 1.0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -139,12 +145,20 @@ def row_counts(steep, offset, slope, height, width, linear, counts):  # pragma: 
 
 @numba.njit(parallel=True, cache=True)
 def fill_rows(steep, offset, slope, path, height, width, linear, crow, col, val):  # pragma: no cover
-    """Column indices and weights of every ray into ``col``/``val`` at ``crow[r]`` (unsorted within a row)."""
+    """Column indices and weights of every ray into ``col``/``val`` at ``crow[r]``, sorted within a row.
+
+    Steep rays come out sorted when walked row by row. Shallow rays are walked in the direction that
+    makes their row index non-decreasing, then insertion-sorted: only entries of one image row are out
+    of order, so the sort costs about one pass over the row.
+    """
     for r in numba.prange(offset.shape[0]):
         n_strips, n_across, strip_stride, across_stride = _layout(steep[r], height, width)
         first, last = _strip_range(offset[r], slope[r], n_strips, n_across)
-        k = crow[r]
-        for s in range(first, last):
+        start = crow[r]
+        k = start
+        backwards = not steep[r] and slope[r] < 0.0
+        for i in range(last - first):
+            s = last - 1 - i if backwards else first + i
             lower, share = _pixel_pair(offset[r] + slope[r] * s, slope[r], linear)
             base = s * strip_stride + lower * across_stride
             if 0 <= lower < n_across and share > 0.0:
@@ -155,24 +169,55 @@ def fill_rows(steep, offset, slope, path, height, width, linear, crow, col, val)
                 col[k] = base + across_stride
                 val[k] = (1.0 - share) * path[r]
                 k += 1
+        if not steep[r]:
+            for i in range(start + 1, k):
+                key, weight = col[i], val[i]
+                j = i - 1
+                while j >= start and col[j] > key:
+                    col[j + 1] = col[j]
+                    val[j + 1] = val[j]
+                    j -= 1
+                col[j + 1] = key
+                val[j + 1] = weight
 
 
-@numba.njit(cache=True)
-def transpose(crow, col, val, n_cols, t_crow, t_col, t_val):  # pragma: no cover - compiled
-    """CSR transpose by counting sort; the result's columns come out sorted within every row."""
-    t_crow[:] = 0
-    for k in range(col.shape[0]):
-        t_crow[col[k] + 1] += 1
-    for j in range(n_cols):
-        t_crow[j + 1] += t_crow[j]
-    fill = t_crow[:-1].copy()
-    for i in range(crow.shape[0] - 1):
-        for k in range(crow[i], crow[i + 1]):
-            j = col[k]
-            t_col[fill[j]] = i
-            t_val[fill[j]] = val[k]
-            fill[j] += 1
+@numba.njit(parallel=True, cache=True)
+def fill_columns(steep, offset, slope, path, height, width, linear, rows_per_block, counts, t_crow, t_col,
+                 t_val):  # pragma: no cover - compiled
+    """The transpose A^T directly: for every pixel the rays through it (in ray order) and their weights.
 
+    Image rows are split into blocks, one block per task; a task walks every ray only over the strips
+    that reach its rows, recomputing the weights with :func:`_pixel_pair`, and writes only its own
+    pixels' entries, so the writes stay local. With ``counts`` of length H * W (zeroed) it only counts
+    every pixel's entries; otherwise it fills ``t_col``/``t_val`` from the offsets ``t_crow``.
+    """
+    count_only = counts.shape[0] > 0
+    n_blocks = (height + rows_per_block - 1) // rows_per_block
+    for block in numba.prange(n_blocks):
+        top = block * rows_per_block
+        bottom = min(height, top + rows_per_block)
+        fill = t_crow[top * width:bottom * width].copy()
+        for r in range(offset.shape[0]):
+            n_strips, n_across, strip_stride, across_stride = _layout(steep[r], height, width)
+            if steep[r]:
+                first, last = _strip_range(offset[r], slope[r], n_strips, n_across)
+                first, last = max(first, top), min(last, bottom)
+                low, high = 0, n_across
+            else:
+                first, last = _strips_between(offset[r], slope[r], n_strips, top - 1.5, bottom + 1.0)
+                low, high = top, bottom
+            for s in range(first, last):
+                lower, share = _pixel_pair(offset[r] + slope[r] * s, slope[r], linear)
+                for across, weight in ((lower, share), (lower + 1, 1.0 - share)):
+                    if low <= across < high and weight > 0.0:
+                        pixel = s * strip_stride + across * across_stride
+                        if count_only:
+                            counts[pixel] += 1
+                        else:
+                            k = fill[pixel - top * width]
+                            t_col[k] = r
+                            t_val[k] = weight * path[r]
+                            fill[pixel - top * width] = k + 1
 
 
 @numba.njit(parallel=True, cache=True)

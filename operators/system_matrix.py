@@ -3,7 +3,7 @@
 The matrix holds the same weights as the matrix-free kernels (:mod:`operators.rays`): rows are rays
 (view-major, row = view * det_count + bin), columns pixels (row-major), values path lengths in pixel
 units. It is built on the CPU by the compiled kernels (one counting pass for the exact size, one
-filling pass, two counting-sort transposes that leave both A and A^T with sorted columns) and then
+filling pass for A, and A^T filled directly by a pixel-block walk, both with sorted columns) and then
 moved to the tensor's device (the kernels are imported on first use: numba takes a while to load).
 Building costs a few matrix-free projections, so it pays off only for many products with one
 geometry; :class:`operators.Radon` decides when (see its docstring).
@@ -56,18 +56,6 @@ def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, size: tuple[int, in
                                        torch.from_numpy(val).to(device, dtype), size=size, check_invariants=False)
 
 
-def _transpose(crow: np.ndarray, col: np.ndarray, val: np.ndarray, n_cols: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from sparsect.operators import project_numba
-
-    t_crow = np.empty(n_cols + 1, dtype=np.int64)
-    t_col = np.empty(col.shape, dtype=np.int32 if crow.size - 1 <= _INT32_LIMIT else np.int64)
-    t_val = np.empty_like(val)
-    with project_numba.kernel_call():
-        project_numba.transpose(crow, col, val, n_cols, t_crow, t_col, t_val)
-    return t_crow, t_col, t_val
-
-
 def projection_pair(rays: StripRays, model: str, dtype: torch.dtype, device: torch.device | str,
                     counts: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, A^T) as CSR tensors of ``dtype`` on ``device``; ``counts`` are :func:`row_lengths` if known."""
@@ -75,17 +63,23 @@ def projection_pair(rays: StripRays, model: str, dtype: torch.dtype, device: tor
 
     counts = row_lengths(rays, model) if counts is None else counts
     n_rays, n_pixels = rays.n_rays, rays.height * rays.width
+    value_dtype = np.float64 if dtype == torch.float64 else np.float32
+    arrays = (*_ray_arrays(rays), rays.path.numpy(), rays.height, rays.width, model == "linear")
     crow = np.zeros(n_rays + 1, dtype=np.int64)
     np.cumsum(counts, out=crow[1:])
-    value_dtype = np.float64 if dtype == torch.float64 else np.float32
-    col = np.empty(int(crow[-1]), dtype=np.int32 if n_pixels <= _INT32_LIMIT else np.int64)
-    val = np.empty(int(crow[-1]), dtype=value_dtype)
-    with project_numba.kernel_call():
-        project_numba.fill_rows(*_ray_arrays(rays), rays.path.numpy(), rays.height, rays.width, model == "linear",
-                                crow, col, val)
-    t_crow, t_col, t_val = _transpose(crow, col, val, n_pixels)  # rows of A^T come out sorted
-    del col, val
-    crow, col, val = _transpose(t_crow, t_col, t_val, n_rays)  # and so do the rows of A
+    nnz = int(crow[-1])
+    col = np.empty(nnz, dtype=np.int32 if n_pixels <= _INT32_LIMIT else np.int64)
+    val = np.empty(nnz, dtype=value_dtype)
+    column_counts = np.zeros(n_pixels, dtype=np.int64)
+    t_crow = np.zeros(n_pixels + 1, dtype=np.int64)
+    t_col = np.empty(nnz, dtype=np.int32 if n_rays <= _INT32_LIMIT else np.int64)
+    t_val = np.empty(nnz, dtype=value_dtype)
+    with project_numba.kernel_call() as threads:
+        rows_per_block = max(1, min(8, rays.height // (4 * threads)))
+        project_numba.fill_rows(*arrays, crow, col, val)
+        project_numba.fill_columns(*arrays, rows_per_block, column_counts, t_crow, t_col, t_val)
+        np.cumsum(column_counts, out=t_crow[1:])
+        project_numba.fill_columns(*arrays, rows_per_block, column_counts[:0], t_crow, t_col, t_val)
     return (_csr(crow, col, val, (n_rays, n_pixels), dtype, device),
             _csr(t_crow, t_col, t_val, (n_pixels, n_rays), dtype, device))
 
