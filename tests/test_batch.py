@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 from rich.console import Console
 
 from sparsect.app.batch import command as batch
+from sparsect.app.batch import store as batch_store
 from sparsect.app.batch import work as batch_work
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ def _no_partial_files(out: Path) -> None:
 def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
     rows = _rows(reference)
     assert len(rows) == (3 + 2) * 2 * 2
-    assert set(rows[0]) == set(batch_work.COLUMNS)
+    assert set(rows[0]) == set(batch_store.COLUMNS)
     assert {r["method"] for r in rows} == {"fbp", "tv"} and {r["views"] for r in rows} == {"16", "20"}
     assert all(float(r["psnr"]) > 20 and 0 < float(r["ssim"]) <= 1 for r in rows)
     assert len((reference / "metrics.jsonl").read_text().splitlines()) == len(rows)
@@ -189,7 +190,7 @@ def _cli(in_dir: Path, out: Path) -> subprocess.Popen:
 def _wait_for_done(process: subprocess.Popen, out: Path, count: int, timeout: float = 90.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        done = len(list((out / batch_work.STATE_DIR / "done").glob("*.json")))
+        done = len(list((out / batch_store.STATE_DIR / "done").glob("*.json")))
         if done >= count:
             return done
         time.sleep(0.02)

@@ -141,6 +141,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
 
     from sparsect import data
     from sparsect.app.batch import executors, work
+    from sparsect.app.batch.store import Store
 
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
                                          slices, device, workers, batch_size, shard, executor)
@@ -160,7 +161,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped]
     input_failures += [{"kind": "input", "file": name, "reason": reason} for name, reason in problems]
     mine = work.shard(units, k, n)
-    store = work.Store(out_dir, in_dir, settings)
+    store = Store(out_dir, in_dir, settings)
     fingerprints = {u.id: store.fingerprint(u, scan.series[u.series_index]) for u in mine}
     todo = [u for u in mine if not store.is_done(u, fingerprints[u.id])]
     log("run.plan", series=len(scan.series), skipped_inputs=len(input_failures), units=len(units),
