@@ -245,6 +245,21 @@ def test_downloads_npz_and_dicom_zip():
     assert set(best) == set(pc.BEST)
 
 
+def test_dicom_zip_shows_one_pseudonymous_patient_and_study():
+    import pydicom
+
+    ct, simulation = _small_problem()
+    runs = [pc.MethodRun(m, rec, pipeline.score(rec.image_hu, ct.hu)) for m in ("fbp", "sirt")
+            for rec in [pipeline.run_method(m, simulation, ct.spacing[1], pipeline.MethodSettings(iterations=3))]]
+    archive = zipfile.ZipFile(io.BytesIO(pc.dicom_zip(ct, runs, 12)))
+    derived = [pydicom.dcmread(io.BytesIO(archive.read(name))) for name in archive.namelist()]
+    assert {d.SeriesDescription.split()[0] for d in derived} == {"FBP", "SIRT"}
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert len({str(d[keyword].value) for d in derived}) == 1, keyword
+    assert derived[0].PatientID.startswith("ANON-")
+    assert len({int(d.SeriesNumber) for d in derived}) == 2
+
+
 def test_serve_passes_the_safety_settings_and_config_matches():
     cmd = serve.command(port=8765, host="127.0.0.1")
     assert Path(cmd[cmd.index("run") + 1]) == ROOT / "app" / "page" / "main.py"

@@ -2,12 +2,13 @@
 
 Exit codes: 0 every unit succeeded (and, for shard 1 or unsharded runs, every input file was usable);
 3 some units failed or some input files were skipped (see ``failures.jsonl``); 2 the job could not start
-(bad options, unreadable IN_DIR, OUT_DIR inside IN_DIR, Ray missing); 130/143 stopped by SIGINT/SIGTERM
-after the current unit (run the same command again to finish).
+(bad options, unreadable IN_DIR, OUT_DIR inside IN_DIR or in use by another batch, Ray missing); 130/143
+stopped by SIGINT/SIGTERM after the current unit (run the same command again to finish).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import signal
@@ -75,9 +76,10 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
             stdout.width = 120
     log = Log(console)
     try:
-        return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, variant, iterations,
-                    photons, seed, slices, device, anonymize, workers, batch_size, shard, executor, ray_address,
-                    dry_run, quiet, console, stdout, log)
+        with contextlib.ExitStack() as held:  # the OUT_DIR lock, released however the run ends
+            return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, variant,
+                        iterations, photons, seed, slices, device, anonymize, workers, batch_size, shard, executor,
+                        ray_address, dry_run, quiet, console, stdout, log, held)
     except CannotStart as error:
         log("run.error", level="error", reason=str(error))
         console.print(f"[bold red]error:[/] {error}", highlight=False)
@@ -136,12 +138,13 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
 def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
          variant: list[str] | None, iterations: int | None, photons: float | None, seed: int, slices: str,
          device: str, anonymize: bool, workers: int, batch_size: int, shard: str | None, executor: str,
-         ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log) -> int:
+         ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log,
+         held: contextlib.ExitStack) -> int:
     import dataclasses
 
     from sparsect import data
     from sparsect.app.batch import executors, work
-    from sparsect.app.batch.store import Store
+    from sparsect.app.batch.store import OutDirBusy, Store
 
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
                                          slices, device, workers, batch_size, shard, executor)
@@ -180,7 +183,11 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        store.acquire(k, n)
+        held.callback(store.release)
         store.prepare(mine)
+    except OutDirBusy as error:
+        raise CannotStart(str(error)) from None
     except OSError as error:
         raise CannotStart(f"cannot write OUT_DIR {str(out_dir)!r}: {error.strerror or error}") from None
     for failure in input_failures:

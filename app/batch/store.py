@@ -13,6 +13,11 @@ Crash safety (SIGKILL at any moment):
 
 A unit counts as done only when its marker exists, matches the current settings and input hashes and its
 output files exist, so a rerun redoes exactly the unfinished units and never duplicates a row.
+
+One job at a time: :meth:`Store.acquire` takes an exclusive ``flock`` on ``.sparsect/locks/shard-K-of-N.lock``
+(unsharded jobs are shard 1/1) and refuses when that shard, or any shard of another split N, is held by a
+live process, so only disjoint shards of one split share OUT_DIR. The kernel drops the lock when the holder
+exits, also after ``kill -9``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import time
@@ -36,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from sparsect.app.batch.work import BatchSettings, Unit
+from sparsect.data.atomic import PART_SUFFIX, atomic_write, temporary_owner
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
@@ -96,6 +103,32 @@ def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int,
     return sheet
 
 
+class OutDirBusy(Exception):
+    """OUT_DIR is being written by another ``sparsect batch`` (the same or an overlapping shard)."""
+
+
+_SHARD_LOCK = re.compile(r"^shard-(\d+)-of-(\d+)\.lock$")
+
+
+def _try_flock(handle: Any) -> bool:
+    """Take an exclusive flock without waiting; False when another open file holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        text = ""
+    return f" ({text})" if text else ""
+
+
 @dataclass
 class Store:
     """OUT_DIR: derived series, contact sheets, markers and the rebuilt tables."""
@@ -104,6 +137,9 @@ class Store:
     in_root: Path
     settings: BatchSettings
     _hashes: dict[str, str] = field(default_factory=dict)
+    _attempts: dict[str, str] = field(default_factory=dict)
+    _held: Any = None
+    _anonymizer: Any = None
 
     @property
     def state(self) -> Path:
@@ -112,6 +148,47 @@ class Store:
     def marker(self, unit: Unit, kind: str = "done") -> Path:
         return self.state / kind / f"{unit.id}.json"
 
+    def acquire(self, k: int = 1, n: int = 1) -> None:
+        """Lock OUT_DIR for shard ``k`` of ``n`` (1/1: the whole job) until :meth:`release` or process exit.
+
+        Raises :class:`OutDirBusy` when a live process holds the same shard or a shard of another split.
+        Without ``fcntl`` (Windows) there is no lock.
+        """
+        try:
+            import fcntl  # noqa: F401
+        except ImportError:  # pragma: no cover - no flock on this platform
+            return
+        locks = self.state / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with self._lock():  # one process at a time inspects and takes shard locks
+            for other in sorted(locks.iterdir()):
+                match = _SHARD_LOCK.match(other.name)
+                if not match or int(match.group(2)) == n:
+                    continue
+                with open(other, "a+") as probe:
+                    if not _try_flock(probe):
+                        raise OutDirBusy(f"OUT_DIR {str(self.root)!r} is in use by another sparsect batch "
+                                         f"(shard {match.group(1)}/{match.group(2)}{_holder(other)}); shards "
+                                         f"sharing an OUT_DIR must split it the same way (--shard K/{n})")
+            mine = locks / f"shard-{k}-of-{n}.lock"
+            handle = open(mine, "a+")  # noqa: SIM115 - held until release() or exit
+            if not _try_flock(handle):
+                handle.close()
+                what = "the same shard" if n > 1 else "the same job"
+                raise OutDirBusy(f"OUT_DIR {str(self.root)!r} is in use by another sparsect batch running "
+                                 f"{what}{_holder(mine)}; wait for it to finish (or stop it) and run again")
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.flush()
+            self._held = handle
+
+    def release(self) -> None:
+        """Drop the lock taken by :meth:`acquire` (exiting the process does the same)."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
     def prepare(self, units: list[Unit]) -> None:
         """Create the folders and drop what a killed run left half-done (staging, temporary files)."""
         for sub in ("done", "failed", "staging", "tmp"):
@@ -119,23 +196,14 @@ class Store:
         for unit in units:
             shutil.rmtree(self.state / "staging" / unit.id, ignore_errors=True)
         with self._lock():
-            for temporary in (self.state / "tmp").glob("*.part"):
-                pid = temporary.name.rsplit(".", 2)[-2]
-                if not pid.isdigit() or not _pid_alive(int(pid)):
+            for temporary in (self.state / "tmp").glob(f"*{PART_SUFFIX}"):
+                pid = temporary_owner(temporary)
+                if pid is None or not _pid_alive(pid):
                     temporary.unlink(missing_ok=True)
 
     def _write(self, path: Path, payload: bytes) -> None:
         """Atomic write whose temporary file lives in the hidden state folder, never next to ``path``."""
-        temporary = self.state / "tmp" / f"{path.name}.{os.urandom(4).hex()}.{os.getpid()}.part"
-        try:
-            with open(temporary, "wb") as stream:
-                stream.write(payload)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        atomic_write(path, payload, temp_dir=self.state / "tmp")
 
     # -- manifest --------------------------------------------------------------------------------
     def input_hashes(self, series: Any) -> dict[str, str]:
@@ -165,7 +233,9 @@ class Store:
         variant = self.variant(unit)
         if variant not in (None, PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
             payload["variant"] = variant
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        self._attempts[unit.id] = digest  # a later failure of this unit is recorded with it
+        return digest
 
     def variant(self, unit: Unit) -> str | None:
         """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"),
@@ -175,13 +245,51 @@ class Store:
         return None if unit.method in CLASSICAL_METHODS else "+".join(self.settings.variant)
 
     def is_done(self, unit: Unit, fingerprint: str) -> bool:
+        return self._done_with(self.marker(unit), fingerprint)
+
+    def _done_with(self, marker: Path, fingerprint: str | None) -> bool:
+        """Whether the done-marker at ``marker`` exists, has ``fingerprint`` (None: any) and its outputs exist."""
         try:
-            record = json.loads(self.marker(unit).read_text())
+            record = json.loads(marker.read_text())
         except (OSError, ValueError):
             return False
-        if record.get("fingerprint") != fingerprint:
+        if fingerprint is not None and record.get("fingerprint") != fingerprint:
             return False
         return all((self.root / rel).exists() for rel in record.get("outputs", []))
+
+    # -- de-identification -----------------------------------------------------------------------
+    def anonymizer(self) -> Any:
+        """The job's :class:`data.Anonymizer`, keyed by ``.sparsect/pseudonym.key`` (one identity per source
+        study across methods, view counts, shards and reruns), or None without ``--anonymize``."""
+        if not self.settings.anonymize:
+            return None
+        if self._anonymizer is None:
+            from sparsect import data
+
+            self._anonymizer = data.Anonymizer.from_key_file(self.state / "pseudonym.key")
+        return self._anonymizer
+
+    def series_id(self, series_uid: str) -> str:
+        """The series as named in the tables: its UID, or a keyed pseudonym when anonymizing."""
+        anonymizer = self.anonymizer()
+        return series_uid if anonymizer is None else "anon-" + anonymizer.pseudonym("series", series_uid, 16).lower()
+
+    def series_number(self, unit: Unit, series: Any) -> int:
+        """SeriesNumber of the unit's derived series: 1001, 1002, ... in order of first use within its source
+        study, kept in ``.sparsect/series_numbers.json`` so every derived series of a study has its own."""
+        study = str(series.datasets[0].get("StudyInstanceUID", "")) if series.datasets else ""
+        path = self.state / "series_numbers.json"
+        with self._lock():
+            try:
+                table = json.loads(path.read_text())
+            except (OSError, ValueError):
+                table = {}
+            numbers = table.setdefault(study, {})
+            key = f"{unit.series_uid}|{unit.name}"
+            if key not in numbers:
+                numbers[key] = max(numbers.values(), default=1000) + 1
+                self._write(path, _json_bytes(table))
+            return int(numbers[key])
 
     # -- commit ----------------------------------------------------------------------------------
     def commit(self, unit: Unit, series: Any, result: dict[str, Any], fingerprint: str,
@@ -200,7 +308,7 @@ class Store:
             frames=[series.frames[i] for i in idx], sources=[series.sources[i] for i in idx], meta=series.meta)
         description = f"{unit.method.upper()} {unit.views} views"
         data.write_series(staging / "dicom", result["images"], reference, description,
-                          anonymize=self.settings.anonymize)
+                          anonymize=self.anonymizer() or False, series_number=self.series_number(unit, series))
         sheet = contact_sheet(series.hu[idx], result["images"], unit.slices, unit.method)
         outputs.write_png(staging / "sheet.png", sheet)
 
@@ -213,9 +321,7 @@ class Store:
         os.replace(staging / "sheet.png", final_png)
         shutil.rmtree(staging, ignore_errors=True)
 
-        series_id = unit.series_uid
-        if self.settings.anonymize:  # the source UID would link the table back to the patient's study
-            series_id = "anon-" + hashlib.sha256(unit.series_uid.encode()).hexdigest()[:16]
+        series_id = self.series_id(unit.series_uid)
         rows = [{"series": series_id, "slice": r["slice"], "views": unit.views, "method": unit.method,
                  "variant": self.variant(unit), "psnr": r["psnr"], "ssim": r["ssim"], "rmse_hu": r["rmse_hu"],
                  "seconds": r["seconds"], "device": r["device"], "version": run_version} for r in result["rows"]]
@@ -228,8 +334,10 @@ class Store:
         return rows
 
     def fail(self, unit: Unit, file: str, reason: str) -> dict[str, Any]:
-        record = {"kind": "unit", "file": file, "series": unit.series_uid, "views": unit.views,
-                  "method": unit.method, "output": unit.out_rel, "reason": reason}
+        """Record that the unit's current attempt failed (cleared when that attempt later succeeds)."""
+        record = {"kind": "unit", "file": file, "series": self.series_id(unit.series_uid), "views": unit.views,
+                  "method": unit.method, "output": unit.out_rel, "reason": reason,
+                  "fingerprint": self._attempts.get(unit.id), "failed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self._write(self.marker(unit, "failed"), _json_bytes(record))
         return record
 
@@ -245,6 +353,19 @@ class Store:
             except (ImportError, OSError):  # pragma: no cover - no advisory locks here
                 pass
             yield
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Failed units that are still failed: a failure whose unit has since been done with the same
+        fingerprint (settings and inputs) is history, not state."""
+        current = []
+        for path in sorted((self.state / "failed").glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not self._done_with(self.state / "done" / path.name, record.get("fingerprint")):
+                current.append({k: v for k, v in record.items() if k != "fingerprint"})
+        return current
 
     def _records(self, kind: str) -> list[dict[str, Any]]:
         records = []
@@ -269,7 +390,7 @@ class Store:
             writer.writerows(rows)
             self._write(self.root / "metrics.csv", text.getvalue().encode())
             self._write(self.root / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
-            failures = list(input_failures) + self._records("failed")
+            failures = list(input_failures) + self.failures()
             self._write(self.root / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures).encode())
             summary = dict(extra, groups=summarize(rows), rows=len(rows), failures=len(failures),
                            units_done=len(self._records("done")))

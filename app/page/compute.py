@@ -406,14 +406,18 @@ def results_npz(reference: data.CTSlice, simulation: data.Simulation, runs: Sequ
 
 
 def dicom_zip(reference: data.CTSlice, runs: Sequence[MethodRun], views: int, anonymize: bool = True) -> bytes:
-    """A .zip (built in memory) of one derived DICOM series per method, de-identified unless asked not to."""
+    """A .zip (built in memory) of one derived DICOM series per method, de-identified unless asked not to.
+
+    De-identified, every series shows one pseudonymous patient and study (one fresh key per ZIP); each has
+    its own SeriesNumber (1001, 1002, ...)."""
     buffer = io.BytesIO()
+    anonymizer = data.Anonymizer() if anonymize else False
     with tempfile.TemporaryDirectory(prefix="sparsect-dicom-") as tmp, \
             zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for number, run in enumerate(runs):
+        for number, run in enumerate(runs, start=1001):
             folder = Path(tmp) / run.method
             paths = data.write_series(folder, run.image_hu, reference, f"{label(run.method)} {views} views",
-                                      anonymize=anonymize, series_number=1000 + number)
+                                      anonymize=anonymizer, series_number=number)
             for path in paths:
                 archive.write(path, f"{run.method}/{path.name}")
     return buffer.getvalue()
