@@ -1,9 +1,10 @@
 """Exceptions raised by the :mod:`data` package.
 
 Every problem with an input path or DICOM object raises a subclass of :class:`DicomError`, so callers
-(CLI, Streamlit app) can catch a single type and show ``str(err)``, which always says what is wrong and
-what is supported. A missing path raises :class:`DicomNotFoundError`, which is both a ``DicomError``
-and a built-in ``FileNotFoundError``.
+(CLI, Streamlit app) can catch a single type and show ``str(err)``, one line saying what is wrong with
+which file. The long list of what is supported (:data:`SUPPORTED`) is for help texts, said once, never
+repeated in every message or batch skip line. A missing path raises :class:`DicomNotFoundError`, which is
+both a ``DicomError`` and a built-in ``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ SUPPORTED = (
     "JPEG-LS, JPEG 2000, RLE or Deflate; given as a .dcm file, a folder (searched recursively) or a .zip "
     "archive."
 )
+#: The one-sentence pointer that ends a "nothing usable" error.
+INPUT_HINT = "Usable input: CT images as .dcm files, folders (searched recursively) or .zip archives."
 
 
 class DicomError(Exception):
@@ -49,10 +52,16 @@ class NoCTSeriesError(DicomError):
 
 
 class AmbiguousSeriesError(DicomError):
-    """Several CT series were found where exactly one was expected."""
+    """Several CT series were found where exactly one was expected; ``uids`` lists their
+    SeriesInstanceUIDs, so a caller can name its own way of choosing one (e.g. a ``--series`` option)."""
+
+    def __init__(self, message: str, uids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.uids = list(uids or [])
 
 
 __all__ = [
+    "INPUT_HINT",
     "SUPPORTED",
     "AmbiguousSeriesError",
     "CorruptDicomError",
