@@ -6,6 +6,7 @@ objects below in ``st.session_state``; nothing uploaded is ever written to disk.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import logging
@@ -93,9 +94,12 @@ def read_uploads(files: Sequence[tuple[str, bytes]]) -> UploadSummary:
         return summary
     summary.series, summary.skipped = list(result.series), list(result.skipped)
     if not summary.series:
-        reasons = "; ".join(f"{Path(name).name}: {reason}" for name, reason in summary.skipped[:5])
-        more = f" (and {len(summary.skipped) - 5} more)" if len(summary.skipped) > 5 else ""
-        summary.error = ("No usable CT image in the upload. " + (f"{reasons}{more}. " if reasons else "")
+        if len(summary.skipped) == 1:
+            name, reason = summary.skipped[0]
+            detail = f"{Path(name).name}: {reason}. "
+        else:
+            detail = f"{len(summary.skipped)} files skipped (reasons below). " if summary.skipped else ""
+        summary.error = ("No usable CT image in the upload. " + detail
                          + "Upload CT DICOM files (a series, or a .zip of its folder).")
     return summary
 
@@ -373,6 +377,25 @@ BEST = {"PSNR (dB)": max, "SSIM": max, "RMSE (HU)": min, "Time (s)": min}
 def metrics_rows(runs: Sequence[MethodRun]) -> list[dict[str, Any]]:
     """One row per run for the metrics table."""
     return [run.row() for run in runs]
+
+
+#: Columns of the metrics CSV download (the names of ``sparsect reconstruct --json``).
+CSV_COLUMNS = ("method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "parameters", "device",
+               "status")
+
+
+def metrics_csv(runs: Sequence[MethodRun], views: int) -> bytes:
+    """The metrics table as CSV (UTF-8), unrounded: PSNR in dB, RMSE in HU, time in seconds."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for run in runs:
+        r = run.reconstruction
+        writer.writerow({"method": run.method, "views": int(views), "psnr": run.metrics["psnr"],
+                         "ssim": run.metrics["ssim"], "rmse_hu": run.metrics["rmse_hu"], "seconds": float(r.seconds),
+                         "iterations": int(r.iterations), "parameters": int(r.n_parameters), "device": str(r.device),
+                         "status": "stopped early" if run.stopped else "complete"})
+    return buffer.getvalue().encode("utf-8")
 
 
 def best_cells(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
