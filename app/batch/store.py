@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -40,9 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from sparsect import data
+from sparsect.app import outputs
 from sparsect.app.batch.work import BatchSettings, Unit
 from sparsect.data.atomic import PART_SUFFIX, atomic_write, temporary_owner
+from sparsect.reconstruct import registry
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
@@ -84,10 +89,6 @@ def _json_bytes(payload: Any) -> bytes:
 def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int, ...], label: str,
                   max_width: int = 2048) -> Any:
     """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide."""
-    from PIL import Image
-
-    from sparsect.app import outputs
-
     cells = [outputs.comparison_image({f"#{s}": ref, label: img}) for s, ref, img in
              zip(slices, references, images, strict=True)]
     cols = max(1, math.ceil(math.sqrt(len(cells))))
@@ -112,8 +113,6 @@ _SHARD_LOCK = re.compile(r"^shard-(\d+)-of-(\d+)\.lock$")
 
 def _try_flock(handle: Any) -> bool:
     """Take an exclusive flock without waiting; False when another open file holds it."""
-    import fcntl
-
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -152,12 +151,7 @@ class Store:
         """Lock OUT_DIR for shard ``k`` of ``n`` (1/1: the whole job) until :meth:`release` or process exit.
 
         Raises :class:`OutDirBusy` when a live process holds the same shard or a shard of another split.
-        Without ``fcntl`` (Windows) there is no lock.
         """
-        try:
-            import fcntl  # noqa: F401
-        except ImportError:  # pragma: no cover - no flock on this platform
-            return
         locks = self.state / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         with self._lock():  # one process at a time inspects and takes shard locks
@@ -223,15 +217,13 @@ class Store:
         return result
 
     def fingerprint(self, unit: Unit, series: Any) -> str:
-        from sparsect.app.pipeline import CLASSICAL_METHODS, PAPER_VARIANT
-
         s = self.settings
         payload = {"manifest": MANIFEST_VERSION, "unit": unit.key, "slices": list(unit.slices),
-                   "preset": None if unit.method in CLASSICAL_METHODS else s.preset,
+                   "preset": None if unit.method in registry.CLASSICAL_METHODS else s.preset,
                    "iterations": s.iterations, "photons": s.photons, "seed": s.seed, "anonymize": s.anonymize,
                    "inputs": self.input_hashes(series)}
         variant = self.variant(unit)
-        if variant not in (None, PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
+        if variant not in (None, registry.PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
             payload["variant"] = variant
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         self._attempts[unit.id] = digest  # a later failure of this unit is recorded with it
@@ -240,9 +232,7 @@ class Store:
     def variant(self, unit: Unit) -> str | None:
         """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"),
         None for the classical methods."""
-        from sparsect.app.pipeline import CLASSICAL_METHODS
-
-        return None if unit.method in CLASSICAL_METHODS else "+".join(self.settings.variant)
+        return None if unit.method in registry.CLASSICAL_METHODS else "+".join(self.settings.variant)
 
     def is_done(self, unit: Unit, fingerprint: str) -> bool:
         return self._done_with(self.marker(unit), fingerprint)
@@ -264,8 +254,6 @@ class Store:
         if not self.settings.anonymize:
             return None
         if self._anonymizer is None:
-            from sparsect import data
-
             self._anonymizer = data.Anonymizer.from_key_file(self.state / "pseudonym.key")
         return self._anonymizer
 
@@ -295,9 +283,6 @@ class Store:
     def commit(self, unit: Unit, series: Any, result: dict[str, Any], fingerprint: str,
                run_version: str) -> list[dict[str, Any]]:
         """Write the unit's files via staging + rename, then its done-marker; returns its metrics rows."""
-        from sparsect import data
-        from sparsect.app import outputs
-
         staging = self.state / "staging" / unit.id
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -347,8 +332,6 @@ class Store:
         path = self.state / "lock"
         with open(path, "a+") as handle:
             try:
-                import fcntl
-
                 fcntl.flock(handle, fcntl.LOCK_EX)
             except (ImportError, OSError):  # pragma: no cover - no advisory locks here
                 pass

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from sparsect import __version__
+from sparsect import __version__, data
+from sparsect.app import pipeline
+from sparsect.app.settings import MethodSettings, ScanSettings, parse_device, recommended_variants
+from sparsect.reconstruct import registry
 
 
 def version() -> str:
@@ -90,22 +94,16 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _recommended_variants() -> tuple[str, ...]:
-    from sparsect.app import pipeline
-
-    return pipeline.recommended_variants()
-
-
 @dataclass(frozen=True)
 class BatchSettings:
     """Everything that decides a unit's outputs (device and batch size do not). ``variant``: the networks'
-    fit variants in the canonical form of :func:`app.pipeline.parse_variants`."""
+    fit variants in the canonical form of :func:`sparsect.app.settings.parse_variants`."""
 
     views: tuple[int, ...] = (60,)
     methods: tuple[str, ...] = ("fbp",)
     slices: str = "all"
     preset: str = "preview"
-    variant: tuple[str, ...] = field(default_factory=_recommended_variants)
+    variant: tuple[str, ...] = field(default_factory=recommended_variants)
     iterations: int | None = None
     photons: float | None = None
     seed: int = 0
@@ -223,49 +221,35 @@ def auto_batch_size(method: str, shape: tuple[int, int], device: str) -> int:
     4 (one matrix product for all), networks 1 (measured: fitting 4 networks side by side is no faster
     on 2 cores).
     """
-    from sparsect.app import pipeline
-
     pixels = shape[0] * shape[1]
-    neural = method in pipeline.NEURAL_METHODS
+    neural = method in registry.NETWORK_METHODS
     if not device.startswith("cuda"):
         return 1 if neural else 4
     if neural:
         return int(max(1, min(16, (1 << 18) // pixels)))
-    import torch
-
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     return int(max(1, min(64, (free // 2) // (pixels * 4 * 96))))
 
 
-def _run(method: str, sims: list[Any], pixel_size_mm: float, settings: Any) -> Any:
-    from sparsect.app import pipeline
-
+def _run(method: str, sims: list[Any], settings: MethodSettings) -> Any:
+    """Reconstruct the slices of ``sims`` (one geometry) in one call: stacked as (B, 1, n_views, det)."""
     if len(sims) == 1:
-        return pipeline.run_method(method, sims[0], pixel_size_mm, settings)
-    import torch
-
+        return pipeline.run_method(method, sims[0], settings)
     stacked = dataclasses.replace(sims[0], sinogram=torch.stack([s.sinogram for s in sims])[:, None])
-    return pipeline.run_method(method, stacked, pixel_size_mm, settings)
+    return pipeline.run_method(method, stacked, settings)
 
 
 def compute(payload: dict[str, Any]) -> dict[str, Any]:
     """Reconstruct and score the unit's slices. Never raises for ordinary errors: returns ``ok: False``."""
     try:
-        import torch
-
-        from sparsect import data
-        from sparsect.app import pipeline
-
-        device = pipeline.resolve_device(payload["device"])
-        settings = pipeline.MethodSettings(iterations=payload["iterations"], preset=payload["preset"],
-                                           seed=payload["seed"], device=device,
-                                           variant=pipeline.parse_variants(payload.get("variant")))
+        device = parse_device(payload["device"])
+        settings = MethodSettings(iterations=payload["iterations"], preset=payload["preset"], seed=payload["seed"],
+                                  device=device, variant=tuple(payload["variant"]))
         hu = np.array(payload["hu"], dtype=np.float32)  # writable copy (Ray hands out read-only arrays)
         spacing = tuple(payload["spacing"])
         sims = []
         for index, image in zip(payload["slices"], hu, strict=True):
-            scan = pipeline.ScanSettings(views=payload["views"], photons=payload["photons"],
-                                         seed=payload["seed"] + int(index))
+            scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index))
             sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
         batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
         images = np.empty_like(hu)
@@ -275,7 +259,7 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
         while i < len(sims):
             b = min(batch, len(sims) - i)
             try:
-                recon = _run(payload["method"], sims[i:i + b], float(spacing[1]), settings)
+                recon = _run(payload["method"], sims[i:i + b], settings)
             except torch.cuda.OutOfMemoryError:
                 if b == 1:
                     raise
@@ -287,8 +271,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
             used_device = recon.device
             i += b
         rows = []
-        for index, image, reference, secs in zip(payload["slices"], images, hu, seconds, strict=True):
-            m = pipeline.score(image, reference)
+        for index, image, simulation, secs in zip(payload["slices"], images, sims, seconds, strict=True):
+            m = pipeline.score(image, simulation)
             rows.append({"slice": int(index), "psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 5),
                          "rmse_hu": round(m["rmse_hu"], 3), "seconds": round(secs, 3), "device": str(used_device)})
         return {"ok": True, "images": images, "rows": rows, "batch_size": batch}
