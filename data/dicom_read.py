@@ -496,10 +496,7 @@ def _one_series(result: ScanResult, where: str, series_uid: str | None) -> CTSer
         detail = f" Skipped {len(result.skipped)} file(s): {reasons}{more}." if result.skipped else ""
         raise NoCTSeriesError(f"No usable CT image in {where}.{detail} {INPUT_HINT}")
     if len(candidates) > 1:
-        listing = "; ".join(s.label() for s in candidates)
-        raise AmbiguousSeriesError(f"{where} holds {len(candidates)} CT series: {listing}. "
-                                   "Choose one by its SeriesInstanceUID or point to its folder.",
-                                   uids=[s.uid for s in candidates])
+        raise AmbiguousSeriesError(where, [s.label() for s in candidates], [s.uid for s in candidates])
     return candidates[0]
 
 

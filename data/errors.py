@@ -52,12 +52,23 @@ class NoCTSeriesError(DicomError):
 
 
 class AmbiguousSeriesError(DicomError):
-    """Several CT series were found where exactly one was expected; ``uids`` lists their
-    SeriesInstanceUIDs, so a caller can name its own way of choosing one (e.g. a ``--series`` option)."""
+    """Several CT series were found where exactly one was expected.
 
-    def __init__(self, message: str, uids: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.uids = list(uids or [])
+    ``where`` (the path), ``labels`` (one description per series, with its SeriesInstanceUID) and ``uids``
+    let a caller say how to choose in its own terms: :meth:`advice` ``("with --series UID")``.
+    """
+
+    def __init__(self, where: str, labels: list[str], uids: list[str]) -> None:
+        self.where, self.labels, self.uids = str(where), list(labels), list(uids)
+        super().__init__(self.advice("by its SeriesInstanceUID"))
+
+    def __reduce__(self) -> tuple:  # picklable (worker processes) despite the custom signature
+        return type(self), (self.where, self.labels, self.uids)
+
+    def advice(self, how: str) -> str:
+        """The message, saying how to choose one series (``how``, e.g. "with --series UID")."""
+        return (f"{self.where} holds {len(self.labels)} CT series: {'; '.join(self.labels)}. "
+                f"Choose one {how} or point to its folder.")
 
 
 __all__ = [

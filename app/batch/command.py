@@ -30,6 +30,7 @@ from sparsect.app.batch import executors, work
 from sparsect.app.batch.store import OutDirBusy, Store
 from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, VARIANT_HELP
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
+from sparsect.app.tables import narrow_table
 
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
@@ -72,8 +73,6 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
     console = console or Console(stderr=True)
     if stdout is None:
         stdout = Console()
-        if not stdout.is_terminal:  # logs and CI: room for the table
-            stdout.width = 120
     log = Log(console)
     try:
         with contextlib.ExitStack() as held:  # the OUT_DIR lock, released however the run ends
@@ -260,16 +259,20 @@ def _describe(unit: Any) -> str:
     return f"slices={unit.slices[0]}-{unit.slices[-1]}" if len(unit.slices) > 1 else f"slices={unit.slices[0]}"
 
 
-def _print_summary(stdout: Console, summary: dict[str, Any], done: int, skipped: int, failed: int) -> None:
-    table = Table(title="sparse-view batch: mean +- sd per method and view count")
-    for column in ("method", "views", "slices", "PSNR dB", "SSIM", "RMSE HU", "s/slice"):
-        table.add_column(column, justify="left" if column == "method" else "right")
+def summary_table(summary: dict[str, Any]) -> Table:
+    """Mean ± sd per method and view count, as a table that fits 80 columns (see :mod:`app.tables`)."""
+    table = narrow_table("sparse-view batch: mean ± sd per method and view count",
+                         ("method", "views", "slices", "PSNR dB", "SSIM", "RMSE HU", "s/slice"))
     for g in summary["groups"]:
         table.add_row(g["method"], str(g["views"]), str(g["slices"]),
-                      f"{g['psnr']['mean']:.2f} +- {g['psnr']['sd']:.2f}",
-                      f"{g['ssim']['mean']:.4f} +- {g['ssim']['sd']:.4f}",
-                      f"{g['rmse_hu']['mean']:.1f} +- {g['rmse_hu']['sd']:.1f}", f"{g['seconds']['mean']:.2f}")
-    stdout.print(table)
+                      f"{g['psnr']['mean']:.2f}±{g['psnr']['sd']:.2f}",
+                      f"{g['ssim']['mean']:.4f}±{g['ssim']['sd']:.4f}",
+                      f"{g['rmse_hu']['mean']:.1f}±{g['rmse_hu']['sd']:.1f}", f"{g['seconds']['mean']:.2f}")
+    return table
+
+
+def _print_summary(stdout: Console, summary: dict[str, Any], done: int, skipped: int, failed: int) -> None:
+    stdout.print(summary_table(summary))
     stdout.print(f"units: {done} done, {skipped} already done, {failed} failed; "
                  f"{summary['failures']} failure(s) recorded in failures.jsonl", highlight=False)
 
