@@ -76,8 +76,10 @@ def check_slice(ct: data.CTSlice) -> data.CTSlice:
     return ct
 
 
-def load_input(source: str, size: int | None = None, index: int | None = None) -> data.CTSlice:
+def load_input(source: str, size: int | None = None, index: int | None = None,
+               series_uid: str | None = None) -> data.CTSlice:
     """A CT slice from a sample name, a DICOM file or a folder; optionally resampled to size x size.
+    ``series_uid`` picks one series where the path holds several.
 
     Raises :class:`data.DicomError` for unusable files and :class:`InputError` for bad settings.
     """
@@ -85,10 +87,12 @@ def load_input(source: str, size: int | None = None, index: int | None = None) -
         raise InputError(f"--size must be at least {MIN_IMAGE_SIZE} pixels, got {size}")
     if not Path(source).exists():
         if source in data.samples():
+            if series_uid is not None:
+                raise InputError(f"--series applies to DICOM input; the sample {source!r} is a single slice")
             return check_slice(data.load_sample(source, size))
         raise InputError(f"no such file or folder: {source!r}; give a DICOM file, a folder of DICOM files, "
                          f"a .zip archive or a sample name ({', '.join(data.samples())})")
-    series = data.load(source)
+    series = data.load(source, series_uid=series_uid)
     if index is not None and not -len(series) <= index < len(series):
         raise InputError(f"--slice {index} is out of range: the series has {len(series)} slice(s), 0-{len(series) - 1}")
     ct = series.slice(index)

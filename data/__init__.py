@@ -4,10 +4,12 @@ Reading: :func:`scan`, :func:`scan_bytes`, :func:`load`, :func:`load_bytes`, :fu
 :func:`load_slice_bytes` give :class:`CTSeries` / :class:`CTSlice` with HU images (padding and values
 below -1024 HU set to ``AIR_HU`` = -1024). Problems raise :class:`DicomError` subclasses.
 Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate`, :func:`simulate_counts`.
-Writing: :func:`write_series` (derived CT series, optional de-identification).
+Writing: :func:`write_series` (derived CT series, optional de-identification with a keyed
+:class:`Anonymizer`); :mod:`data.atomic` (the atomic-write helper every writer uses).
 Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
 """
 
+from .anonymize import Anonymizer
 from .dicom_read import load, load_bytes, load_slice, load_slice_bytes, scan, scan_bytes
 from .dicom_write import write_series
 from .errors import (
@@ -28,7 +30,7 @@ from .series import CTSeries, CTSlice, ScanResult, resample
 from .simulate import COUNT_GUARD, Simulation, counts_to_line_integrals, simulate, simulate_counts
 
 __all__ = [
-    "AIR_HU", "COUNT_GUARD", "MU_WATER",
+    "AIR_HU", "COUNT_GUARD", "MU_WATER", "Anonymizer",
     "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "NoCTSeriesError",
     "NoPixelDataError", "NotCTError", "NotDicomError", "UnknownSampleError", "UnsupportedDicomError",
     "CTSeries", "CTSlice", "ScanResult", "Simulation",
