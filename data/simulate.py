@@ -1,10 +1,25 @@
 """Simulate (sparse-view) CT measurements of an HU image with optional Poisson + Gaussian noise.
 
-Units: the image is converted to linear attenuation ``mu`` (1/mm, :func:`data.hu_to_mu`); the
-projector integrates over pixel-unit path lengths, so line integrals are ``A(mu) * pixel_size_mm``
-(dimensionless, attenuation x mm).
+Grids and units: the image to reconstruct lives on the *working grid* (``size``, default the image's
+own shape) covering the same field of view as the source image, so a working pixel is
+``pixel_size_mm * W_source / W_working`` mm. Geometries are in working-pixel units (see
+``operators.geometry``). Images are converted to linear attenuation ``mu`` (1/mm, :func:`data.hu_to_mu`);
+line integrals are path lengths in mm times ``mu`` (dimensionless).
 
-Noise model (when ``photons`` is given): transmitted counts
+Two simulations (``simulation=``):
+
+- ``"honest"`` (default): the scan is simulated from a finer image than the one reconstructed, with
+  another pixel model, so the data are not consistent with the reconstruction's discretisation. The
+  simulation grid is the source image itself when it is at least :data:`MIN_REFINEMENT` times finer
+  than the working grid, else the source upsampled *bilinearly* to twice the working grid. It is
+  projected with exact ray/pixel intersection lengths (``Radon(model="line")``), and every detector
+  bin is the mean of :data:`SUB_RAYS` rays spread evenly across its width (offsets centred in each
+  bin; on the flat detector for fan beams). The ground truth (``mu``, ``reference_hu``) is the source
+  area-averaged onto the working grid.
+- ``"same-grid"``: the old behaviour, labelled "same-grid (inverse crime)": the working-grid image is
+  projected with the reconstruction's own operator (``Radon(geometry)``), one ray per bin.
+
+Noise model (when ``photons`` is given), applied to the simulated projections: transmitted counts
 ``N ~ Poisson(I0 * exp(-p)) + Normal(0, electronic_noise**2)`` and the measured line integral is
 ``-log(max(N, COUNT_GUARD) / I0)``, where ``COUNT_GUARD = 0.5`` counts keeps zero or negative counts
 finite (capping ``p`` at ``log(2 * I0)``). Randomness comes only from a private ``torch.Generator``:
@@ -21,10 +36,18 @@ import numpy as np
 import torch
 
 from .hu import MU_WATER, hu_to_mu, mu_to_hu
+from .regrid import area_average, upsample_bilinear
 from .series import CTSlice
 
 #: Lower bound (counts) applied before the log transform.
 COUNT_GUARD = 0.5
+#: Simulation name -> the label outputs carry.
+SIMULATIONS: dict[str, str] = {"honest": "honest", "same-grid": "same-grid (inverse crime)"}
+#: Rays averaged per detector bin by the honest simulation.
+SUB_RAYS = 4
+#: The honest simulation uses the source pixels when they are at least this many times finer than the
+#: working grid; otherwise it upsamples the source to this many times the working grid.
+MIN_REFINEMENT = 2
 
 
 @dataclass
@@ -34,12 +57,15 @@ class Simulation:
     Attributes
     ----------
     sinogram : float32 (n_views, det_count) measured line integrals (noisy if photons was given).
-    geometry : the ``operators`` geometry used.
-    mu : float32 (H, W) attenuation image in 1/mm.
+    geometry : the ``operators`` geometry of the working grid (what a reconstruction inverts).
+    mu : float32 (H, W) ground-truth attenuation in 1/mm on the working grid.
     clean : float32 (n_views, det_count) noise-free line integrals.
     counts : float64 (n_views, det_count) detected counts, or None without noise.
     photons : incident photons per detector bin (I0), or None.
-    pixel_size_mm : pixel size used to scale path lengths.
+    pixel_size_mm : working-grid pixel size in mm (what a reconstruction's ``pixel_size_mm`` must be).
+    simulation : "honest" or "same-grid" (see :data:`SIMULATIONS`).
+    simulation_grid : (H, W) of the image that was projected.
+    sub_rays : rays averaged per detector bin.
     """
 
     sinogram: torch.Tensor
@@ -49,12 +75,25 @@ class Simulation:
     counts: torch.Tensor | None
     photons: float | None
     pixel_size_mm: float
+    simulation: str = "same-grid"
+    simulation_grid: tuple[int, int] = (0, 0)
+    sub_rays: int = 1
 
     @property
     def reference_hu(self) -> np.ndarray:
-        """float32 (H, W) HU of the object the scan sees (``mu`` back in HU; below -1000 HU became air):
-        the ground truth a reconstruction of this sinogram is scored against."""
+        """float32 (H, W) HU of the object the scan sees on the working grid (``mu`` back in HU; below
+        -1000 HU became air): the ground truth a reconstruction of this sinogram is scored against."""
         return np.asarray(mu_to_hu(self.mu.detach().cpu().numpy()), dtype=np.float32)
+
+    @property
+    def label(self) -> str:
+        """The simulation's name as outputs show it ("honest" or "same-grid (inverse crime)")."""
+        return SIMULATIONS[self.simulation]
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able description: ``{"simulation": label, "simulation_grid": [H, W], "sub_rays": n}``."""
+        return {"simulation": self.label, "simulation_grid": [int(n) for n in self.simulation_grid],
+                "sub_rays": int(self.sub_rays)}
 
 
 def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
@@ -105,42 +144,10 @@ def counts_to_line_integrals(counts: torch.Tensor, photons: float | torch.Tensor
     return -torch.log(torch.clamp(counts.to(torch.float64), min=guard) / i0)
 
 
-def _make_geometry(kind: str, n_views: int, image_size: tuple[int, int], arc: float,
-                   det_count: int | None) -> Any:
-    from sparsect import operators  # physics package; imported lazily so reading DICOM does not need it
 
-    if kind == "parallel":
-        return operators.ParallelBeam.sparse(n_views, image_size=image_size, arc=arc, det_count=det_count)
-    if kind == "fan":
-        return operators.FanBeam.sparse(n_views, image_size=image_size, arc=arc, det_count=det_count)
-    raise ValueError(f"geometry must be 'parallel' or 'fan', got {kind!r}")
-
-
-def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: float | None = None,
-             det_count: int | None = None, photons: float | None = None, electronic_noise: float = 0.0,
-             seed: int | torch.Generator | None = None, geometry: str = "parallel",
-             pixel_size_mm: float | None = None, mu_water: float = MU_WATER) -> Simulation:
-    """Simulate a sparse-view sinogram of an HU image.
-
-    Parameters
-    ----------
-    image_hu : (H, W) image in HU (numpy, torch) or a :class:`CTSlice`.
-    n_views : number of evenly spaced views.
-    arc : angular range in radians; default pi for ``"parallel"`` and 2 pi for ``"fan"``.
-    det_count : detector bins; default covers the image (see ``operators`` ``*.sparse``).
-    photons : incident photons per bin ``I0``; None for noise-free line integrals.
-    electronic_noise : std of additive Gaussian noise in counts (only with ``photons``).
-    seed : int, ``torch.Generator`` or None (random) for the noise.
-    geometry : ``"parallel"`` (ParallelBeam) or ``"fan"`` (FanBeam, flat detector, default distances).
-    pixel_size_mm : pixel size in mm; default the CTSlice's column spacing, else 1.0.
-    mu_water : water attenuation in 1/mm for the HU -> mu conversion.
-
-    Returns
-    -------
-    Simulation with ``sinogram`` float32 (n_views, det_count), ``geometry``, ``mu`` (1/mm), ...
-    """
-    from sparsect import operators
-
+def _source_image(image_hu: np.ndarray | torch.Tensor | CTSlice, pixel_size_mm: float | None
+                  ) -> tuple[np.ndarray, float]:
+    """The source image as float64 (H, W) HU and its pixel size in mm, validated."""
     if isinstance(image_hu, CTSlice):
         if pixel_size_mm is None:
             pixel_size_mm = float(image_hu.spacing[1])
@@ -148,27 +155,137 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     pixel_size_mm = 1.0 if pixel_size_mm is None else float(pixel_size_mm)
     if not math.isfinite(pixel_size_mm) or pixel_size_mm <= 0:
         raise ValueError(f"pixel_size_mm must be positive, got {pixel_size_mm!r}")
-    hu = torch.as_tensor(np.asarray(image_hu) if not isinstance(image_hu, torch.Tensor) else image_hu)
-    hu = hu.detach().to("cpu", torch.float32)
+    if isinstance(image_hu, torch.Tensor):
+        image_hu = image_hu.detach().cpu().numpy()
+    hu = np.asarray(image_hu, dtype=np.float64)
     if hu.ndim != 2:
         raise ValueError(f"image_hu must be a 2D (H, W) image, got shape {tuple(hu.shape)}")
-    if not bool(torch.isfinite(hu).all()):
+    if not np.isfinite(hu).all():
         raise ValueError("image_hu contains NaN or infinite values")
+    return hu, pixel_size_mm
+
+
+def _working_shape(size: int | tuple[int, int] | None, source: tuple[int, int]) -> tuple[int, int]:
+    if size is None:
+        return source
+    shape = (int(size), int(size)) if isinstance(size, int | np.integer) else tuple(int(s) for s in size)
+    if len(shape) != 2 or min(shape) < 8:
+        raise ValueError(f"size must be a side length or (H, W) of at least 8 pixels, got {size!r}")
+    if not math.isclose(source[0] / shape[0], source[1] / shape[1], rel_tol=1e-9):
+        raise ValueError(f"working grid {shape[0]}x{shape[1]} must keep the {source[0]}x{source[1]} image's "
+                         "aspect ratio (square pixels)")
+    return shape  # type: ignore[return-value]
+
+
+def _make_geometry(kind: str, n_views: int, image_size: tuple[int, int], arc: float, det_count: int | None,
+                   source_distance: float | None, detector_distance: float | None) -> Any:
+    from sparsect import operators  # physics package; imported lazily so reading DICOM does not need it
+
+    if kind == "parallel":
+        if source_distance is not None or detector_distance is not None:
+            raise ValueError("source and detector distances apply to fan beams only (geometry='fan')")
+        return operators.ParallelBeam.sparse(n_views, image_size=image_size, arc=arc, det_count=det_count)
+    if kind == "fan":
+        return operators.FanBeam.sparse(n_views, image_size=image_size, arc=arc, det_count=det_count,
+                                        source_distance=source_distance, detector_distance=detector_distance)
+    raise ValueError(f"geometry must be 'parallel' or 'fan', got {kind!r}")
+
+
+def _refined(geometry: Any, grid: tuple[int, int], scale: float, sub_rays: int) -> Any:
+    """``geometry`` on a ``scale`` times finer grid (lengths in the fine pixels) whose detector has
+    ``sub_rays`` bins of 1/sub_rays the width in place of each bin: bin ``k``'s sub-bins are
+    ``k * sub_rays ... k * sub_rays + sub_rays - 1``, centred within it."""
+    from sparsect import operators
+
+    det_count, spacing = geometry.det_count * sub_rays, geometry.det_spacing * scale / sub_rays
+    if isinstance(geometry, operators.FanBeam):
+        return operators.FanBeam(geometry.angles, det_count, geometry.source_distance * scale,
+                                 geometry.detector_distance * scale, spacing, grid)
+    return operators.ParallelBeam(geometry.angles, det_count, spacing, grid)
+
+
+def _honest_projections(mu_source: np.ndarray, geometry: Any, pixel_size_mm: float, sub_rays: int
+                        ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Line integrals (float64 (n_views, det_count)) of the working ``geometry`` simulated from the finest
+    image (see the module docstring), and the simulation grid. ``pixel_size_mm`` is the working pixel's."""
+    from sparsect import operators
+
+    working = geometry.image_size
+    if min(s / w for s, w in zip(mu_source.shape, working, strict=True)) >= MIN_REFINEMENT:
+        image = mu_source
+    else:
+        image = upsample_bilinear(mu_source, (MIN_REFINEMENT * working[0], MIN_REFINEMENT * working[1]))
+    grid = tuple(image.shape)
+    scale = grid[1] / working[1]
+    fine = operators.Radon(_refined(geometry, grid, scale, sub_rays), model="line")
+    sub = fine(torch.from_numpy(image).to(torch.float32)).to(torch.float64) * (pixel_size_mm / scale)
+    return sub.reshape(geometry.n_angles, geometry.det_count, sub_rays).mean(-1), grid  # type: ignore[return-value]
+
+
+def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: float | None = None,
+             det_count: int | None = None, photons: float | None = None, electronic_noise: float = 0.0,
+             seed: int | torch.Generator | None = None, geometry: str = "parallel",
+             pixel_size_mm: float | None = None, mu_water: float = MU_WATER, size: int | tuple[int, int] | None = None,
+             simulation: str = "honest", sub_rays: int = SUB_RAYS, source_distance_mm: float | None = None,
+             detector_distance_mm: float | None = None) -> Simulation:
+    """Simulate a sparse-view sinogram of an HU image (see the module docstring for the two simulations).
+
+    Parameters
+    ----------
+    image_hu : source (H, W) image in HU (numpy, torch) or a :class:`CTSlice`, ideally at its native
+        resolution: the honest simulation uses its pixels when they are at least 2x finer than ``size``.
+    n_views : number of evenly spaced views.
+    arc : angular range in radians; default pi for ``"parallel"`` and 2 pi (a full turn) for ``"fan"``.
+    det_count : detector bins; default covers the working grid (see ``operators`` ``*.sparse``).
+    photons : incident photons per bin ``I0``; None for noise-free line integrals.
+    electronic_noise : std of additive Gaussian noise in counts (only with ``photons``).
+    seed : int, ``torch.Generator`` or None (random) for the noise.
+    geometry : ``"parallel"`` (ParallelBeam) or ``"fan"`` (FanBeam, flat detector).
+    pixel_size_mm : source pixel size in mm; default the CTSlice's column spacing, else 1.0.
+    mu_water : water attenuation in 1/mm for the HU -> mu conversion.
+    size : working grid, a side length or (H, W) with the source's aspect ratio; default the source's shape.
+    simulation : ``"honest"`` (default) or ``"same-grid"`` (the inverse crime, for comparison only).
+    sub_rays : rays averaged per detector bin by the honest simulation (>= 1).
+    source_distance_mm, detector_distance_mm : fan beam only: source and detector distances from the
+        rotation centre in mm; default twice and once the working grid's diagonal.
+
+    Returns
+    -------
+    Simulation with ``sinogram`` float32 (n_views, det_count), the working ``geometry``, ground truth
+    ``mu`` (1/mm) on the working grid, ``pixel_size_mm`` of the working grid, ...
+    """
+    from sparsect import operators
+
+    hu, source_pixel_mm = _source_image(image_hu, pixel_size_mm)
+    if simulation not in SIMULATIONS:
+        raise ValueError(f"simulation must be one of {', '.join(map(repr, SIMULATIONS))}, got {simulation!r}")
+    if int(sub_rays) != sub_rays or sub_rays < 1:
+        raise ValueError(f"sub_rays must be an integer >= 1, got {sub_rays!r}")
     if photons is None and electronic_noise:
         raise ValueError("electronic_noise needs photons (the incident photon count I0)")
+    working = _working_shape(size, hu.shape)
+    working_pixel_mm = source_pixel_mm * hu.shape[1] / working[1]
+    distances = [None if d is None else float(d) / working_pixel_mm for d in (source_distance_mm,
+                                                                              detector_distance_mm)]
     if arc is None:
         arc = 2 * math.pi if geometry == "fan" else math.pi
-    geom = _make_geometry(geometry, n_views, tuple(hu.shape), float(arc), det_count)
-    mu = hu_to_mu(hu, mu_water)
-    clean = (operators.Radon(geom)(mu) * pixel_size_mm).to(torch.float32)
+    geom = _make_geometry(geometry, n_views, working, float(arc), det_count, *distances)
+    mu_source = hu_to_mu(hu, mu_water)
+    mu = torch.from_numpy(area_average(mu_source, working)).to(torch.float32)
+    if simulation == "honest":
+        clean64, grid = _honest_projections(mu_source, geom, working_pixel_mm, int(sub_rays))
+        clean, rays = clean64.to(torch.float32), int(sub_rays)
+    else:
+        clean, grid, rays = (operators.Radon(geom)(mu) * working_pixel_mm).to(torch.float32), working, 1
     counts = None
     sinogram = clean
     if photons is not None:
         counts = simulate_counts(clean, photons, electronic_noise, seed)
         sinogram = counts_to_line_integrals(counts, photons).to(torch.float32)
     return Simulation(sinogram=sinogram, geometry=geom, mu=mu, clean=clean, counts=counts,
-                      photons=None if photons is None else float(photons), pixel_size_mm=pixel_size_mm)
+                      photons=None if photons is None else float(photons), pixel_size_mm=working_pixel_mm,
+                      simulation=simulation, simulation_grid=grid, sub_rays=rays)
 
 
-__all__ = ["COUNT_GUARD", "Simulation", "counts_to_line_integrals", "make_generator", "simulate",
-           "simulate_counts"]
+__all__ = ["COUNT_GUARD", "MIN_REFINEMENT", "SIMULATIONS", "SUB_RAYS", "Simulation", "counts_to_line_integrals",
+           "make_generator", "simulate", "simulate_counts"]

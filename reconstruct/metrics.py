@@ -14,6 +14,12 @@ does); with a mask the full map is averaged over the masked pixels.
 
 Masks: ``None`` (all pixels), ``"circle"`` (the reconstruction circle inscribed in the image: pixel
 centres within ``min(H, W) / 2`` of the image centre) or a boolean array broadcastable to (H, W).
+
+Reference-range metrics (the convention of the LRNN and WIRE papers): :func:`psnr_range` and
+:func:`ssim_range` take the data range from the reference itself, its min..max over the masked pixels,
+and map both images by it onto [0, 1] without clipping (values outside that range count in full).
+:func:`rmse_soft_hu` is the RMSE in HU over the masked pixels whose reference lies in
+:data:`SOFT_TISSUE_HU` ([-200, 200] HU), where sparse-view streaks and over-smoothing matter clinically.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ WINDOWS: dict[str, tuple[float, float]] = {
 }
 
 DEFAULT_WINDOW: tuple[float, float] = (-1024.0, 3071.0)
+
+#: HU interval of the reference pixels :func:`rmse_soft_hu` is taken over (inclusive).
+SOFT_TISSUE_HU: tuple[float, float] = (-200.0, 200.0)
 
 WindowLike = str | Sequence[float]
 MaskLike = str | np.ndarray | torch.Tensor | None
@@ -193,19 +202,31 @@ def _gaussian_blur(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def ssim_map(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
-             window: WindowLike = DEFAULT_WINDOW) -> np.ndarray:
-    """Local SSIM map (same shape as the inputs, float64) of the windowed [0, 1] images."""
-    image, reference = _pair(image_hu, reference_hu)
-    if min(image.shape[-2:]) < 2 * _RADIUS + 1:
+def _ssim_of_unit_range(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Local SSIM map of images already scaled so the data range is 1."""
+    if min(x.shape[-2:]) < 2 * _RADIUS + 1:
         raise ValueError(f"SSIM needs images of at least {2 * _RADIUS + 1}x{2 * _RADIUS + 1} pixels")
-    x, y = normalize(image, window), normalize(reference, window)
     mu_x, mu_y = _gaussian_blur(x), _gaussian_blur(y)
     var_x = _gaussian_blur(x * x) - mu_x * mu_x
     var_y = _gaussian_blur(y * y) - mu_y * mu_y
     cov = _gaussian_blur(x * y) - mu_x * mu_y
     c1, c2 = _K1 ** 2, _K2 ** 2  # data range 1
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+
+
+def _mean_of_map(values: np.ndarray, mask: MaskLike) -> float | np.ndarray:
+    """An SSIM map's mean: over the masked pixels, or without its 5-pixel border when there is no mask."""
+    resolved = _resolve_mask(mask, values.shape[-2:])
+    if resolved is None:
+        values = values[..., _RADIUS:-_RADIUS, _RADIUS:-_RADIUS]
+    return _scalar(_masked_mean(values, resolved))
+
+
+def ssim_map(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
+             window: WindowLike = DEFAULT_WINDOW) -> np.ndarray:
+    """Local SSIM map (same shape as the inputs, float64) of the windowed [0, 1] images."""
+    image, reference = _pair(image_hu, reference_hu)
+    return _ssim_of_unit_range(normalize(image, window), normalize(reference, window))
 
 
 def ssim(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
@@ -223,29 +244,119 @@ def ssim(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.T
     -------
     float in [-1, 1] (or (B,) array for a batch).
     """
-    values = ssim_map(image_hu, reference_hu, window)
-    resolved = _resolve_mask(mask, values.shape[-2:])
-    if resolved is None:
-        values = values[..., _RADIUS:-_RADIUS, _RADIUS:-_RADIUS]
-    return _scalar(_masked_mean(values, resolved))
+    return _mean_of_map(ssim_map(image_hu, reference_hu, window), mask)
 
 
-def compare(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
-            window: WindowLike = DEFAULT_WINDOW, mask: MaskLike = "circle") -> dict[str, float | np.ndarray]:
-    """PSNR (dB), SSIM and RMSE (HU) of ``image_hu`` against ``reference_hu`` in one call.
+def _reference_range(reference: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high - low) of the reference over the masked pixels, each of shape reference.shape[:-2] + (1, 1)."""
+    selected = np.ones(reference.shape, bool) if mask is None else np.broadcast_to(mask, reference.shape)
+    if not selected.any(axis=(-2, -1)).all():
+        raise ValueError("mask selects no pixels")
+    low = np.where(selected, reference, np.inf).min(axis=(-2, -1), keepdims=True)
+    high = np.where(selected, reference, -np.inf).max(axis=(-2, -1), keepdims=True)
+    if np.any(high <= low):
+        raise ValueError("the reference is constant over the masked pixels: it has no data range")
+    return low, high - low
+
+
+def psnr_range(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
+               mask: MaskLike = None) -> float | np.ndarray:
+    """PSNR in dB with the reference's own data range: ``10 log10((max - min)^2 / MSE)``, where max, min
+    and the MSE are over the masked pixels of the raw (unclipped) HU images.
+
+    Parameters
+    ----------
+    image_hu, reference_hu : (H, W) or (B, H, W) images in HU; a batch takes each reference's own range.
+    mask : None, "circle" or boolean array (H, W).
+
+    Returns
+    -------
+    float (or (B,) array for a batch); ``inf`` for identical images.
+    """
+    image, reference = _pair(image_hu, reference_hu)
+    resolved = _resolve_mask(mask, image.shape[-2:])
+    _, span = _reference_range(reference, resolved)
+    mse = _masked_mean((image - reference) ** 2, resolved)
+    with np.errstate(divide="ignore"):
+        return _scalar(10.0 * np.log10(span[..., 0, 0] ** 2 / mse))
+
+
+def ssim_range(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
+               mask: MaskLike = None) -> float | np.ndarray:
+    """SSIM (as :func:`ssim`) with the reference's own data range: both images mapped by the reference's
+    min..max over the masked pixels onto [0, 1] (``(x - min) / (max - min)``, not clipped), data range 1.
+
+    SSIM's luminance term is not shift-invariant, so this is not scikit-image's SSIM of the raw HU
+    images with ``data_range=max - min``; it is that of the mapped images with ``data_range=1``.
+
+    Parameters
+    ----------
+    image_hu, reference_hu : (H, W) or (B, H, W) images in HU, at least 11x11.
+    mask : None (mean of the map without its 5-pixel border), "circle" or a boolean (H, W) array.
+
+    Returns
+    -------
+    float (or (B,) array for a batch).
+    """
+    image, reference = _pair(image_hu, reference_hu)
+    low, span = _reference_range(reference, _resolve_mask(mask, image.shape[-2:]))
+    return _mean_of_map(_ssim_of_unit_range((image - low) / span, (reference - low) / span), mask)
+
+
+def rmse_soft_hu(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
+                 mask: MaskLike = None, soft_tissue: Sequence[float] = SOFT_TISSUE_HU) -> float | np.ndarray:
+    """RMSE in HU over the masked pixels whose reference lies in ``soft_tissue`` (default [-200, 200] HU).
 
     Parameters
     ----------
     image_hu, reference_hu : (H, W) or (B, H, W) images in HU.
-    window : name in :data:`WINDOWS` or (low, high) in HU, for PSNR and SSIM.
-    mask : "circle" (default, the inscribed reconstruction circle), None or a boolean array.
+    mask : None, "circle" or boolean array (H, W).
+    soft_tissue : (low, high) HU bounds, inclusive.
 
     Returns
     -------
-    ``{"psnr": ..., "ssim": ..., "rmse_hu": ...}``.
+    float (or (B,) array for a batch), in HU; NaN where the reference has no such pixels.
     """
-    return {
+    image, reference = _pair(image_hu, reference_hu)
+    low, high = window_bounds(soft_tissue)
+    selected = (reference >= low) & (reference <= high)
+    resolved = _resolve_mask(mask, image.shape[-2:])
+    if resolved is not None:
+        selected &= resolved
+    counts = selected.sum(axis=(-2, -1))
+    squared = np.where(selected, (image - reference) ** 2, 0.0).sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _scalar(np.where(counts > 0, np.sqrt(squared / np.maximum(counts, 1)), np.nan))
+
+
+def compare(image_hu: np.ndarray | torch.Tensor, reference_hu: np.ndarray | torch.Tensor,
+            window: WindowLike = DEFAULT_WINDOW, mask: MaskLike = "circle",
+            display_window: WindowLike | None = None) -> dict[str, float | np.ndarray]:
+    """Every score of ``image_hu`` against ``reference_hu`` in one call, over the masked pixels.
+
+    Parameters
+    ----------
+    image_hu, reference_hu : (H, W) or (B, H, W) images in HU.
+    window : name in :data:`WINDOWS` or (low, high) in HU, for ``psnr`` and ``ssim``.
+    mask : "circle" (default, the inscribed reconstruction circle), None or a boolean array.
+    display_window : optionally the window the image is viewed in (name or (low, high)): adds
+        ``psnr_display`` and ``ssim_display``, the scores of what the reader sees.
+
+    Returns
+    -------
+    ``psnr`` (dB), ``ssim`` (in ``window``), ``rmse_hu``; ``psnr_range`` (dB), ``ssim_range`` (the
+    reference's own data range); ``rmse_soft_hu`` (HU, NaN without soft-tissue pixels); and
+    ``psnr_display``, ``ssim_display`` with ``display_window``.
+    """
+    scores = {
         "psnr": psnr(image_hu, reference_hu, window, mask),
         "ssim": ssim(image_hu, reference_hu, window, mask),
         "rmse_hu": rmse_hu(image_hu, reference_hu, mask),
+        "psnr_range": psnr_range(image_hu, reference_hu, mask),
+        "ssim_range": ssim_range(image_hu, reference_hu, mask),
+        "rmse_soft_hu": rmse_soft_hu(image_hu, reference_hu, mask),
     }
+    if display_window is not None:
+        scores["psnr_display"] = psnr(image_hu, reference_hu, display_window, mask)
+        scores["ssim_display"] = ssim(image_hu, reference_hu, display_window, mask)
+    return scores

@@ -96,7 +96,7 @@ def test_identical_and_batched_inputs():
     batch = np.stack([image, reference])
     refs = np.stack([reference, reference])
     result = metrics.compare(torch.from_numpy(batch), refs)
-    assert set(result) == {"psnr", "ssim", "rmse_hu"}
+    assert set(result) == {"psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range", "rmse_soft_hu"}
     assert result["psnr"].shape == (2,) and result["psnr"][1] == np.inf
     single = metrics.compare(image, reference)
     for key in result:
@@ -122,3 +122,69 @@ def test_shape_errors():
         metrics.psnr(np.zeros((8, 8)), np.zeros((8, 8)), mask=np.zeros((8, 8), bool))
     with pytest.raises(ValueError):
         metrics.psnr(np.zeros((8, 8)), np.zeros((8, 8)), mask="square")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reference-range metrics and the soft-tissue RMSE
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mask", [None, "circle"])
+def test_range_metrics_match_skimage_with_the_references_own_range(mask):
+    image, reference = _pair((40, 40), seed=4)
+    image, reference = image.astype(np.float64), reference.astype(np.float64)
+    reference[0, 0] = 3500.0  # a corner outside the circle: widens the whole image's range only
+    selected = np.ones(reference.shape, bool) if mask is None else metrics.circle_mask(reference.shape)
+    span = reference[selected].max() - reference[selected].min()
+    assert span < reference.max() - reference.min() or mask is None  # the circle's range, not the image's
+    expected_psnr = peak_signal_noise_ratio(reference[selected], image[selected], data_range=span)
+    assert metrics.psnr_range(image, reference, mask=mask) == pytest.approx(expected_psnr, abs=1e-9)
+    low = reference[selected].min()  # both mapped by the reference's min..max onto [0, 1], unclipped
+    unit_image, unit_reference = (image - low) / span, (reference - low) / span
+    if mask is None:
+        expected_ssim = structural_similarity(unit_image, unit_reference, **SK_SSIM)
+    else:
+        _, full_map = structural_similarity(unit_image, unit_reference, full=True, **SK_SSIM)
+        expected_ssim = full_map[selected].mean()
+    assert metrics.ssim_range(image, reference, mask=mask) == pytest.approx(expected_ssim, abs=1e-9)
+
+
+def test_range_metrics_do_not_clip_and_batch_per_reference():
+    reference = np.zeros((16, 16))
+    reference[4:12, 4:12] = 100.0  # data range 100 HU
+    image = reference.copy()
+    image[0, 0] = 5000.0  # far outside the range: counts in full
+    mse = 5000.0 ** 2 / 256
+    assert metrics.psnr_range(image, reference) == pytest.approx(10 * np.log10(100.0 ** 2 / mse), abs=1e-12)
+    wide = reference * 3  # the same error against a 300 HU range is 20 log10(3) dB better
+    both = metrics.psnr_range(np.stack([image, wide + (image - reference)]), np.stack([reference, wide]))
+    assert both[1] - both[0] == pytest.approx(20 * np.log10(3.0), abs=1e-9)
+    with pytest.raises(ValueError, match="constant"):
+        metrics.psnr_range(image, np.zeros((16, 16)))
+
+
+def test_rmse_soft_hu_by_hand():
+    reference = np.array([[-1000.0, -200.0, 0.0, 200.0], [201.0, 1000.0, 40.0, -199.0]])
+    image = reference + np.array([[500.0, 3.0, -4.0, 12.0], [900.0, -700.0, 0.0, 6.0]])
+    # soft-tissue reference pixels (inclusive bounds): -200, 0, 200, 40, -199 with errors 3, -4, 12, 0, 6
+    expected = np.sqrt((9 + 16 + 144 + 0 + 36) / 5)
+    assert metrics.rmse_soft_hu(image, reference) == pytest.approx(expected, rel=1e-12)
+    only_first_row = np.array([[True] * 4, [False] * 4])
+    assert metrics.rmse_soft_hu(image, reference, mask=only_first_row) == pytest.approx(np.sqrt(169 / 3))
+    assert np.isnan(metrics.rmse_soft_hu(image, np.full_like(reference, 1000.0)))
+    batch = metrics.rmse_soft_hu(np.stack([image, image]), np.stack([reference, np.full_like(reference, -500.0)]))
+    assert batch[0] == pytest.approx(expected) and np.isnan(batch[1])
+
+
+def test_compare_reports_every_metric_and_the_display_window():
+    image, reference = _pair((32, 32), seed=5)
+    scores = metrics.compare(image, reference, display_window="brain")
+    assert scores["psnr_range"] == pytest.approx(metrics.psnr_range(image, reference, mask="circle"))
+    assert scores["ssim_range"] == pytest.approx(metrics.ssim_range(image, reference, mask="circle"))
+    assert scores["rmse_soft_hu"] == pytest.approx(metrics.rmse_soft_hu(image, reference, mask="circle"))
+    low, high = metrics.window_bounds("brain")
+    selected = metrics.circle_mask(image.shape)
+    expected = peak_signal_noise_ratio(_reference_normalize(reference, low, high)[selected],
+                                       _reference_normalize(image, low, high)[selected], data_range=1.0)
+    assert scores["psnr_display"] == pytest.approx(expected, abs=1e-9)
+    assert scores["ssim_display"] == pytest.approx(metrics.ssim(image, reference, "brain", "circle"))
+    assert "psnr_display" not in metrics.compare(image, reference)
