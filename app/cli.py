@@ -11,16 +11,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sparsect import data
+from sparsect import __version__, data
 from sparsect.app import outputs, pipeline, settings, stopping
 from sparsect.app.batch.command import register
 from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
 from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
+from sparsect.app.tables import narrow_table
 from sparsect.reconstruct import metrics
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sparse-view CT reconstruction: simulate a sparse scan of a slice and reconstruct it.")
+                  help="Sparse-view CT reconstruction: simulate a sparse scan of a slice and reconstruct it.\n\n"
+                       + data.errors.SUPPORTED)
 console = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
@@ -31,6 +33,20 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sparsect {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -46,7 +62,8 @@ def samples() -> None:
 
 @cli.command()
 def reconstruct(
-    input: Annotated[str, typer.Argument(help="DICOM file, folder, or a sample name (see `sparsect samples`).")],
+    input: Annotated[str, typer.Argument(help="DICOM file, folder or .zip archive of CT images, or a sample name "
+                                               "(see `sparsect samples`).")],
     views: Annotated[int, typer.Option(help="Number of evenly spaced views over the arc.")] = 60,
     method: Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP)] = ["fbp"],  # noqa: B006
     iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False)] = None,
@@ -66,9 +83,15 @@ def reconstruct(
     simulation: Annotated[str, typer.Option(help=SIMULATION_HELP)] = "honest",
     slice_index: Annotated[int | None, typer.Option("--slice", help="Slice index in a series (default: middle).")
                            ] = None,
+    series: Annotated[str | None, typer.Option(
+        "--series", help="SeriesInstanceUID of the series to use when INPUT holds several (the error lists them).",
+        show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed for the noise and the networks.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Folder for the PNG, NPZ, derived DICOM and metrics.")] = None,
+    anonymize: Annotated[bool, typer.Option(
+        help="De-identify the derived DICOM in --out (PS3.15 basic profile; one pseudonymous patient and study "
+             "for all methods).")] = False,
     window: Annotated[str, typer.Option(help="Display window of the PNG: full, brain, soft_tissue, lung, bone...")
                       ] = "full",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per method, one per line.")] = False,
@@ -87,7 +110,9 @@ def reconstruct(
                                           size=size, source_distance_mm=source_distance_mm,
                                           detector_distance_mm=detector_distance_mm)
             _check_window(window)
-            ct = pipeline.load_input(input, size=size, index=slice_index)
+            if anonymize and out is None:
+                raise InputError("--anonymize applies to the DICOM written to --out; give --out too")
+            ct = pipeline.load_input(input, size=size, index=slice_index, series_uid=series)
             if out is not None:
                 if Path(input).exists() and out.resolve() == Path(input).resolve():
                     raise InputError("--out must not be the input path; inputs are never overwritten")
@@ -100,11 +125,14 @@ def reconstruct(
                 for record in records:
                     typer.echo(json.dumps(record, allow_nan=False))
             elif records:
-                _print_table(records, simulation)
+                _print_table(records, views, simulation)
             if staging is not None and outcomes:
-                written = _write_outputs(staging, ct, views, simulation, outcomes, records, window)
+                written = _write_outputs(staging, ct, views, simulation, outcomes, records, window, anonymize)
                 if not as_json:
                     console.print(f"wrote {len(written)} files to {out}")
+        except data.AmbiguousSeriesError as error:
+            fail(error.advice("with --series UID"))
+            return
         except (*_known_errors(), OSError) as error:
             fail(str(error))
             return
@@ -166,11 +194,11 @@ def _run_with_progress(ct, methods, scan, method_settings, quiet: bool, stop=Non
         return pipeline.run_methods(ct, methods, scan, method_settings, on_progress=on_progress, stop=stop)
 
 
-def _print_table(records: list[dict[str, Any]], simulation: data.Simulation) -> None:
-    table = Table(title="sparse-view reconstruction vs. the full slice")
-    for column in ("method", "views", "PSNR dB", "SSIM", "RMSE HU", "PSNR rng", "SSIM rng", "RMSE soft",
-                   "seconds", "iterations", "parameters", "device"):
-        table.add_column(column, justify="left" if column in ("method", "device") else "right")
+def results_table(records: list[dict[str, Any]], views: int) -> Table:
+    """The results as a table that fits 80 columns (see :mod:`app.tables`)."""
+    table = narrow_table(f"sparse-view reconstruction ({views} views) vs. the full slice",
+                         ("method", "PSNR dB", "SSIM", "RMSE HU", "seconds", "iterations", "params", "device"),
+                         left=("method", "device"))
 
     def number(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
@@ -181,26 +209,41 @@ def _print_table(records: list[dict[str, Any]], simulation: data.Simulation) -> 
             iterations = f"{r['warm_start_iterations']}+{iterations}"
         if r["stop_reason"] == "stopped":
             iterations += "*"
-        table.add_row(r["method"], str(r["views"]), number(r["psnr"], ".2f"), number(r["ssim"], ".4f"),
-                      number(r["rmse_hu"], ".1f"), number(r["psnr_range"], ".2f"), number(r["ssim_range"], ".4f"),
-                      number(r["rmse_soft_hu"], ".1f"), f"{r['seconds']:.2f}", iterations, str(r["parameters"]),
-                      r["device"])
+        table.add_row(r["method"], number(r["psnr"], ".2f"), number(r["ssim"], ".4f"), number(r["rmse_hu"], ".1f"),
+                      f"{r['seconds']:.2f}", iterations, str(r["parameters"]), r["device"])
     captions = []
     if any(r["warm_start_iterations"] for r in records):
         captions.append("W+N: W warm-start steps, then N iterations")
     if any(r["stop_reason"] == "stopped" for r in records):
         captions.append("* stopped by Ctrl-C before its iteration budget")
     table.caption = "; ".join(captions) or None
-    stdout = Console()
-    stdout.print(table)
+    return table
+
+
+def scores_table(records: list[dict[str, Any]], simulation: data.Simulation) -> Table:
+    """The reference-range and soft-tissue scores, and which simulation made the scan (fits 80 columns)."""
+    table = narrow_table("scored against the reference's own range and its soft tissue",
+                         ("method", "PSNR range dB", "SSIM range", "RMSE soft tissue HU"))
+    for r in records:
+        table.add_row(r["method"], *("-" if r[key] is None else format(r[key], spec) for key, spec in
+                                     (("psnr_range", ".2f"), ("ssim_range", ".4f"), ("rmse_soft_hu", ".1f"))))
     height, width = simulation.simulation_grid
-    stdout.print(f"{simulation.label} simulation ({height}x{width} grid, {simulation.sub_rays} ray(s) per bin); "
-                 "PSNR/SSIM over -1024..3071 HU; rng: the reference's own range; RMSE soft: pixels at -200..200 HU",
-                 soft_wrap=True, highlight=False)
+    table.caption = (f"{simulation.label} simulation ({height}x{width} grid, {simulation.sub_rays} ray(s) per bin); "
+                     "range: the reference's min..max inside the circle; soft tissue: reference at -200..200 HU")
+    return table
 
 
-def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcomes, records, window: str) -> list[Path]:
-    """Write every output into the staging folder, then move them into ``--out``."""
+def _print_table(records: list[dict[str, Any]], views: int, simulation: data.Simulation) -> None:
+    stdout = Console()
+    stdout.print(results_table(records, views))
+    stdout.print(scores_table(records, simulation))
+
+
+def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcomes, records, window: str,
+                   anonymize: bool = False) -> list[Path]:
+    """Write every output into the staging folder, then move them into ``--out``. The derived series get
+    their own SeriesNumbers (1001, 1002, ...) and, de-identified, one pseudonymous identity (one key)."""
+    anonymizer = data.Anonymizer() if anonymize else False
     folder = staging.folder
     images = {"reference": simulation.reference_hu} | {o.method: o.reconstruction.image_hu for o in outcomes}
     outputs.write_png(folder / "comparison.png", outputs.comparison_image(images, window))
@@ -211,11 +254,11 @@ def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcome
         "simulation_grid": simulation.simulation_grid, "sub_rays": simulation.sub_rays,
         **{f"{o.method}_hu": o.reconstruction.image_hu for o in outcomes}})
     outputs.write_json(folder / "metrics.json", records)
-    for o in outcomes:
+    for number, o in enumerate(outcomes, start=1001):
         outputs.write_png(folder / f"{o.method}.png",
                           outputs.comparison_image({o.method: o.reconstruction.image_hu}, window))
         data.write_series(folder / "dicom" / o.method, o.reconstruction.image_hu, ct,
-                          f"{o.method.upper()} {views} views")
+                          f"{o.method.upper()} {views} views", anonymize=anonymizer, series_number=number)
     return staging.commit()
 
 

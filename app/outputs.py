@@ -15,24 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sparsect.app.settings import InputError
+from sparsect.data.atomic import atomic_write
 from sparsect.reconstruct import metrics
-
-
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def to_display(image_hu: np.ndarray, window: metrics.WindowLike = "full") -> np.ndarray:
@@ -74,17 +58,17 @@ def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
 
 def write_png(path: str | os.PathLike, image: Image.Image) -> Path:
     """Save ``image`` as PNG atomically."""
-    return atomic_write_bytes(path, png_bytes(image))
+    return atomic_write(path, png_bytes(image))
 
 
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
     """Save named arrays as a compressed NPZ atomically."""
-    return atomic_write_bytes(path, npz_bytes(arrays))
+    return atomic_write(path, npz_bytes(arrays))
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Save ``payload`` as indented JSON atomically."""
-    return atomic_write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+    return atomic_write(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
 
 
 class Staging:

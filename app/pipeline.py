@@ -99,9 +99,11 @@ def source_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
     return data.resample(ct, int(size or max(height, width)))
 
 
-def load_input(source: str, size: int | None = None, index: int | None = None) -> data.CTSlice:
+def load_input(source: str, size: int | None = None, index: int | None = None,
+               series_uid: str | None = None) -> data.CTSlice:
     """A CT slice from a sample name, a DICOM file or a folder, as :func:`source_slice` makes it for a
     ``size`` x ``size`` working grid (checked here; the grid itself is ``ScanSettings.size``).
+    ``series_uid`` picks one series where the path holds several.
 
     Raises :class:`data.DicomError` for unusable files and :class:`InputError` for bad settings.
     """
@@ -109,10 +111,12 @@ def load_input(source: str, size: int | None = None, index: int | None = None) -
         raise InputError(f"--size must be at least {MIN_IMAGE_SIZE} pixels, got {size}")
     if not Path(source).exists():
         if source in data.samples():
+            if series_uid is not None:
+                raise InputError(f"--series applies to DICOM input; the sample {source!r} is a single slice")
             return check_slice(source_slice(data.load_sample(source), size))
         raise InputError(f"no such file or folder: {source!r}; give a DICOM file, a folder of DICOM files, "
                          f"a .zip archive or a sample name ({', '.join(data.samples())})")
-    series = data.load(source)
+    series = data.load(source, series_uid=series_uid)
     if index is not None and not -len(series) <= index < len(series):
         raise InputError(f"--slice {index} is out of range: the series has {len(series)} slice(s), 0-{len(series) - 1}")
     return check_slice(source_slice(series.slice(index), size))

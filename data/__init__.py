@@ -5,10 +5,12 @@ Reading: :func:`scan`, :func:`scan_bytes`, :func:`load`, :func:`load_bytes`, :fu
 below -1024 HU set to ``AIR_HU`` = -1024). Problems raise :class:`DicomError` subclasses.
 Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate` (honest by default, see :data:`SIMULATIONS`),
 :func:`simulate_counts`, :func:`area_average`.
-Writing: :func:`write_series` (derived CT series, optional de-identification).
+Writing: :func:`write_series` (derived CT series, optional de-identification with a keyed
+:class:`Anonymizer`); :mod:`data.atomic` (the atomic-write helper every writer uses).
 Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
 """
 
+from .anonymize import Anonymizer
 from .dicom_read import load, load_bytes, load_slice, load_slice_bytes, scan, scan_bytes
 from .dicom_write import write_series
 from .errors import (
@@ -38,7 +40,7 @@ from .simulate import (
 )
 
 __all__ = [
-    "AIR_HU", "COUNT_GUARD", "MU_WATER", "SIMULATIONS", "SUB_RAYS",
+    "AIR_HU", "COUNT_GUARD", "MU_WATER", "SIMULATIONS", "SUB_RAYS", "Anonymizer",
     "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "NoCTSeriesError",
     "NoPixelDataError", "NotCTError", "NotDicomError", "UnknownSampleError", "UnsupportedDicomError",
     "CTSeries", "CTSlice", "ScanResult", "Simulation",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,7 @@ from pydicom.uid import (
 )
 
 from .errors import (
-    SUPPORTED,
+    INPUT_HINT,
     AmbiguousSeriesError,
     CorruptDicomError,
     DicomError,
@@ -169,9 +170,9 @@ def _parse(name: str, data: bytes) -> Dataset:
     elif _looks_like_bare_dataset(data):
         force = True
     elif _is_zip(data):
-        raise UnsupportedDicomError(f"{name}: nested .zip archive; extract it first. {SUPPORTED}")
+        raise UnsupportedDicomError(f"{name}: nested .zip archive; extract it first")
     else:
-        raise NotDicomError(f"{name}: not a DICOM file (no 'DICM' marker at byte 128). {SUPPORTED}")
+        raise NotDicomError(f"{name}: not a DICOM file (no 'DICM' marker at byte 128)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -179,14 +180,14 @@ def _parse(name: str, data: bytes) -> Dataset:
             for elem in ds:  # touch every element: raises on a header cut short
                 _ = elem.value
     except InvalidDicomError as exc:
-        raise NotDicomError(f"{name}: not a DICOM file ({exc}). {SUPPORTED}") from exc
+        raise NotDicomError(f"{name}: not a DICOM file ({exc})") from exc
     except Exception as exc:  # pydicom raises many types on damaged files
         detail = f"{type(exc).__name__}: {exc}"
         raise CorruptDicomError(f"{name}: truncated or damaged DICOM file ({detail})") from exc
     if len(ds) == 0:
         raise CorruptDicomError(f"{name}: truncated DICOM file (no data set after the file meta header)")
     if force and "SOPClassUID" not in ds and "Modality" not in ds:
-        raise NotDicomError(f"{name}: not a DICOM file (no DICM marker, SOP Class or Modality). {SUPPORTED}")
+        raise NotDicomError(f"{name}: not a DICOM file (no DICM marker, SOP Class or Modality)")
     return ds
 
 
@@ -208,10 +209,11 @@ def _check_ct(name: str, ds: Dataset) -> None:
     if sop not in CT_SOP_CLASSES and modality != "CT":
         what = modality or "unknown"
         sop_name = pydicom.uid.UID(sop).name if sop else "no SOP Class"
-        raise NotCTError(f"{name}: modality {what} ({sop_name}) is not CT. {SUPPORTED}")
+        raise NotCTError(f"{name}: modality {what} ({sop_name}) is not CT")
     if not any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009)):
-        hint = " (the file may be truncated)" if "Rows" in ds else ""
-        raise NoPixelDataError(f"{name}: CT object without pixel data{hint}; only CT images can be used")
+        if sop in CT_SOP_CLASSES or "Rows" in ds:  # a CT image always has pixel data: cut short or stripped
+            raise NoPixelDataError(f"{name}: truncated or damaged CT image (no pixel data)")
+        raise NoPixelDataError(f"{name}: CT object without pixel data; only CT images can be used")
     if "LOCALIZER" in _image_type(ds):
         raise UnsupportedDicomError(f"{name}: localizer (scout/topogram) image, not an axial CT slice")
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
@@ -230,11 +232,12 @@ def _decode(name: str, ds: Dataset) -> np.ndarray:
         text = str(exc).lower()
         if isinstance(exc, NotImplementedError) or "plugin" in text or "handler" in text:
             raise UnsupportedDicomError(
-                f"{name}: cannot decode pixel data in transfer syntax '{ts_name}' ({exc}). {SUPPORTED}"
+                f"{name}: cannot decode pixel data in transfer syntax '{ts_name}' ({exc})"
             ) from exc
         raise CorruptDicomError(f"{name}: pixel data cannot be decoded ({exc})") from exc
     except Exception as exc:
-        detail = f"{type(exc).__name__}: {exc}"
+        short = re.search(r"\((\d+) vs (\d+) bytes\)", str(exc))
+        detail = f"{short[1]} of {short[2]} bytes present" if short else f"{type(exc).__name__}: {exc}"
         raise CorruptDicomError(f"{name}: truncated or damaged pixel data ({detail})") from exc
 
 
@@ -491,11 +494,9 @@ def _one_series(result: ScanResult, where: str, series_uid: str | None) -> CTSer
         reasons = "; ".join(f"{Path(n).name}: {r}" for n, r in result.skipped[:5])
         more = f" (and {len(result.skipped) - 5} more)" if len(result.skipped) > 5 else ""
         detail = f" Skipped {len(result.skipped)} file(s): {reasons}{more}." if result.skipped else ""
-        raise NoCTSeriesError(f"No usable CT image in {where}.{detail} {SUPPORTED}")
+        raise NoCTSeriesError(f"No usable CT image in {where}.{detail} {INPUT_HINT}")
     if len(candidates) > 1:
-        listing = "; ".join(s.label() for s in candidates)
-        raise AmbiguousSeriesError(f"{where} holds {len(candidates)} CT series: {listing}. "
-                                   "Pick one with series_uid=... or point to its folder.")
+        raise AmbiguousSeriesError(where, [s.label() for s in candidates], [s.uid for s in candidates])
     return candidates[0]
 
 

@@ -3,8 +3,8 @@
 Output: one CT Image Storage file per slice, explicit VR little endian, signed 16-bit pixels with
 ``HU = stored * RescaleSlope + RescaleIntercept``. The slope is a power of two (at most 1/16 HU, so
 rounding errors stay below 1/32 HU for data spanning up to ~4000 HU) and the intercept the rounded
-middle of the data range. Files are written atomically (temporary file in the target folder, then
-``os.replace``). Inputs are never modified.
+middle of the data range. Files are written atomically (:mod:`data.atomic`: temporary file in the
+target folder, then a rename; the mode follows the umask). Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLi
 from sparsect import __version__
 
 from .anonymize import Anonymizer
+from .atomic import atomic_open
 from .dicom_read import _floats, _lookup
 from .series import CTSeries, CTSlice
 
@@ -123,13 +123,17 @@ def _window(source: Dataset | None, window: tuple[float, float] | None) -> tuple
     return DEFAULT_WINDOW
 
 
-def _synthetic_source() -> Dataset:
-    """Patient/study modules for images without a DICOM source (phantoms)."""
+def _synthetic_source(reference: CTSlice | CTSeries) -> Dataset:
+    """Patient/study modules for images without a DICOM source (phantoms).
+
+    The UIDs derive from the source images, so every series written from one phantom joins one study."""
+    hu = np.ascontiguousarray(reference.hu, dtype=np.float32)
+    content = hashlib.sha256(hu.tobytes() + repr((hu.shape, _source_spacing(reference))).encode()).hexdigest()
     ds = Dataset()
     ds.PatientName = "PHANTOM^SYNTHETIC"
     ds.PatientID = "PHANTOM"
-    ds.StudyInstanceUID = generate_uid()
-    ds.FrameOfReferenceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", content])
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=["frame", content])
     ds.StudyID = "PHANTOM"
     ds.StudyDescription = "Synthetic phantom"
     return ds
@@ -140,22 +144,8 @@ def _slug(text: str) -> str:
     return slug[:40] or "series"
 
 
-def _atomic_write(ds: Dataset, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pydicom.dcmwrite(fh, ds, enforce_file_format=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice | CTSeries, description: str,
-                 anonymize: bool = False, derivation: str | None = None,
+                 anonymize: bool | Anonymizer = False, derivation: str | None = None,
                  window: tuple[float, float] | None = None, series_number: int | None = None) -> list[Path]:
     """Write images as a derived CT series (one file per slice).
 
@@ -169,9 +159,12 @@ def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice 
         references its source SOP instance (SourceImageSequence, ReferencedImageSequence).
     description : SeriesDescription, e.g. ``"LRNN 60 views"`` (truncated to 64 characters).
     anonymize : de-identify following DICOM PS3.15 Annex E basic profile (see :mod:`data.anonymize`).
+        ``True`` uses a fresh key (a pseudonymous identity shared only by this call's files); pass one
+        :class:`data.Anonymizer` to every call whose series must show the same pseudonymous patient and study.
     derivation : DerivationDescription; default ``"sparsect reconstruction: <description>"``.
     window : (center, width) in HU; default the source window, else (40, 400).
-    series_number : SeriesNumber; default source SeriesNumber + 1000, else 1000.
+    series_number : SeriesNumber; default source SeriesNumber + 1000, else 1000. Give each derived series
+        of one study its own number (the callers number their methods).
 
     Returns
     -------
@@ -184,8 +177,8 @@ def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice 
     description = str(description)[:64]
     derivation = (derivation or f"sparsect reconstruction: {description}")[:1024]
     series_uid = generate_uid()
-    anonymizer = Anonymizer() if anonymize else None
-    synthetic = _synthetic_source()
+    anonymizer = anonymize if isinstance(anonymize, Anonymizer) else (Anonymizer() if anonymize else None)
+    synthetic = _synthetic_source(reference)
     now = _dt.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
     stem = f"{_slug(description)}_{hashlib.sha1(series_uid.encode()).hexdigest()[:8]}"
@@ -285,7 +278,8 @@ def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice 
         if anonymizer is not None:
             anonymizer.apply(ds)
         path = out / f"{stem}_{i + 1:04d}.dcm"
-        _atomic_write(ds, path)
+        with atomic_open(path) as stream:
+            pydicom.dcmwrite(stream, ds, enforce_file_format=True)
         paths.append(path)
     return paths
 

@@ -1,9 +1,10 @@
 """Exceptions raised by the :mod:`data` package.
 
 Every problem with an input path or DICOM object raises a subclass of :class:`DicomError`, so callers
-(CLI, Streamlit app) can catch a single type and show ``str(err)``, which always says what is wrong and
-what is supported. A missing path raises :class:`DicomNotFoundError`, which is both a ``DicomError``
-and a built-in ``FileNotFoundError``.
+(CLI, Streamlit app) can catch a single type and show ``str(err)``, one line saying what is wrong with
+which file. The long list of what is supported (:data:`SUPPORTED`) is for help texts, said once, never
+repeated in every message or batch skip line. A missing path raises :class:`DicomNotFoundError`, which is
+both a ``DicomError`` and a built-in ``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ SUPPORTED = (
     "JPEG-LS, JPEG 2000, RLE or Deflate; given as a .dcm file, a folder (searched recursively) or a .zip "
     "archive."
 )
+#: The one-sentence pointer that ends a "nothing usable" error.
+INPUT_HINT = "Usable input: CT images as .dcm files, folders (searched recursively) or .zip archives."
 
 
 class DicomError(Exception):
@@ -49,10 +52,27 @@ class NoCTSeriesError(DicomError):
 
 
 class AmbiguousSeriesError(DicomError):
-    """Several CT series were found where exactly one was expected."""
+    """Several CT series were found where exactly one was expected.
+
+    ``where`` (the path), ``labels`` (one description per series, with its SeriesInstanceUID) and ``uids``
+    let a caller say how to choose in its own terms: :meth:`advice` ``("with --series UID")``.
+    """
+
+    def __init__(self, where: str, labels: list[str], uids: list[str]) -> None:
+        self.where, self.labels, self.uids = str(where), list(labels), list(uids)
+        super().__init__(self.advice("by its SeriesInstanceUID"))
+
+    def __reduce__(self) -> tuple:  # picklable (worker processes) despite the custom signature
+        return type(self), (self.where, self.labels, self.uids)
+
+    def advice(self, how: str) -> str:
+        """The message, saying how to choose one series (``how``, e.g. "with --series UID")."""
+        return (f"{self.where} holds {len(self.labels)} CT series: {'; '.join(self.labels)}. "
+                f"Choose one {how} or point to its folder.")
 
 
 __all__ = [
+    "INPUT_HINT",
     "SUPPORTED",
     "AmbiguousSeriesError",
     "CorruptDicomError",

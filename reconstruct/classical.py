@@ -231,6 +231,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if not 0 < relaxation < 2:
         raise ValueError(f"relaxation must lie in (0, 2), got {relaxation!r}")
     y, squeeze = _prepare(sinogram, A)
@@ -296,6 +297,7 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     y, squeeze = _prepare(sinogram, A)
     _synchronize(y.device)
     start = time.perf_counter()
@@ -378,6 +380,7 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if not 0 < relaxation < 2:
         raise ValueError(f"relaxation must lie in (0, 2), got {relaxation!r}")
     n_angles = A.geometry.n_angles
@@ -501,6 +504,49 @@ def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike, factor: fl
     return factor * peak / max(A.geometry.image_size)
 
 
+def _chambolle_pock(A: operators.Radon, y: torch.Tensor, lam_b: torch.Tensor, iterations: int, tol: float,
+                    nonnegative: bool, init: str, stop: StopLike, callback: ProgressCallback
+                    ) -> tuple[torch.Tensor, list[float], int, str, float]:
+    """The PDHG iterations of :func:`tv`: (x (B, 1, H, W), objective curve, iterations run, stop reason,
+    the primal/dual step)."""
+    norm_a = operator_norm(A, y.device)
+    c = norm_a / math.sqrt(8.0)
+    step = 0.99 / (math.sqrt(2.0) * norm_a)
+    sigma = tau = step
+    project = (lambda v: v.clamp_(min=0)) if nonnegative else (lambda v: v)
+    radius = (lam_b / c).unsqueeze(-1)  # dual ball radius for c * grad, shape (B, 1, 1, 1, 1)
+    curve: list[float] = []
+    done, stop_reason = 0, "completed"
+    with torch.no_grad():
+        x = A.fbp(y) if init == "fbp" else torch.zeros((y.shape[0], 1, *A.geometry.image_size),
+                                                         dtype=torch.float32, device=y.device)
+        project(x)
+        ax = A(x)
+        x_bar, ax_bar = x, ax
+        p = torch.zeros_like(y)
+        q = torch.zeros((y.shape[0], 1, 2, *A.geometry.image_size), dtype=torch.float32, device=y.device)
+        for _ in range(iterations):
+            if stop_requested(stop):
+                stop_reason = "stopped"
+                break
+            p = (p + sigma * (ax_bar - y)) / (1.0 + sigma)
+            q = q + (sigma * c) * gradient(x_bar)
+            q = q * torch.clamp(radius / torch.sqrt((q * q).sum(dim=2, keepdim=True)).clamp_min(1e-30), max=1.0)
+            x_new = project(x - tau * (A.adjoint(p) + c * gradient_adjoint(q)))
+            ax_new = A(x_new)
+            change = float(torch.linalg.vector_norm(x_new - x))
+            size = float(torch.linalg.vector_norm(x_new))
+            x_bar, ax_bar = 2 * x_new - x, 2 * ax_new - ax
+            x, ax = x_new, ax_new
+            done += 1
+            objective = 0.5 * ((ax - y) ** 2).sum(dim=(1, 2, 3)) + lam_b.view(-1) * total_variation(x[:, 0])
+            curve.append(float(objective.double().sum()))
+            report_progress(callback, done, iterations, curve[-1], x)
+            if change <= tol * size:
+                break
+    return x, curve, done, stop_reason, step
+
+
 def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None, iterations: int = 300,
        tol: float = 1e-4, nonnegative: bool = True, init: str = "fbp", lam_factor: float | None = None,
        photons: float | None = None, pixel_size_mm: float = 1.0, mu_water: float = MU_WATER, stop: StopLike = None,
@@ -541,6 +587,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if init not in ("fbp", "zeros"):
         raise ValueError(f"init must be 'fbp' or 'zeros', got {init!r}")
     if not tol >= 0:
@@ -554,41 +601,8 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
         if not (math.isfinite(float(lam)) and float(lam) >= 0):
             raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
         lam_b = torch.full((y.shape[0], 1, 1, 1), float(lam), dtype=torch.float32, device=y.device)
-    norm_a = operator_norm(A, y.device)
-    c = norm_a / math.sqrt(8.0)
-    step = 0.99 / (math.sqrt(2.0) * norm_a)
+    x, curve, done, stop_reason, step = _chambolle_pock(A, y, lam_b, iterations, tol, nonnegative, init, stop, callback)
     sigma = tau = step
-    project = (lambda v: v.clamp_(min=0)) if nonnegative else (lambda v: v)
-    radius = (lam_b / c).unsqueeze(-1)  # dual ball radius for c * grad, shape (B, 1, 1, 1, 1)
-    curve: list[float] = []
-    done, stop_reason = 0, "completed"
-    with torch.no_grad():
-        x = A.fbp(y) if init == "fbp" else torch.zeros((y.shape[0], 1, *A.geometry.image_size),
-                                                         dtype=torch.float32, device=y.device)
-        project(x)
-        ax = A(x)
-        x_bar, ax_bar = x, ax
-        p = torch.zeros_like(y)
-        q = torch.zeros((y.shape[0], 1, 2, *A.geometry.image_size), dtype=torch.float32, device=y.device)
-        for _ in range(iterations):
-            if stop_requested(stop):
-                stop_reason = "stopped"
-                break
-            p = (p + sigma * (ax_bar - y)) / (1.0 + sigma)
-            q = q + (sigma * c) * gradient(x_bar)
-            q = q * torch.clamp(radius / torch.sqrt((q * q).sum(dim=2, keepdim=True)).clamp_min(1e-30), max=1.0)
-            x_new = project(x - tau * (A.adjoint(p) + c * gradient_adjoint(q)))
-            ax_new = A(x_new)
-            change = float(torch.linalg.vector_norm(x_new - x))
-            size = float(torch.linalg.vector_norm(x_new))
-            x_bar, ax_bar = 2 * x_new - x, 2 * ax_new - ax
-            x, ax = x_new, ax_new
-            done += 1
-            objective = 0.5 * ((ax - y) ** 2).sum(dim=(1, 2, 3)) + lam_b.view(-1) * total_variation(x[:, 0])
-            curve.append(float(objective.double().sum()))
-            report_progress(callback, done, iterations, curve[-1], x)
-            if change <= tol * size:
-                break
     _synchronize(y.device)
     lam_out = lam_b.view(-1).tolist()
     return _finish(x, squeeze, pixel_size_mm, mu_water, "tv", done, time.perf_counter() - start, curve,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pydicom.uid import generate_uid
 from rich.console import Console
 
 from sparsect.app.batch import command as batch
+from sparsect.app.batch import store as batch_store
 from sparsect.app.batch import work as batch_work
 from sparsect.app.settings import recommended_variants
 
@@ -109,7 +112,7 @@ def _no_partial_files(out: Path) -> None:
 def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
     rows = _rows(reference)
     assert len(rows) == (3 + 2) * 2 * 2
-    assert set(rows[0]) == set(batch_work.COLUMNS)
+    assert set(rows[0]) == set(batch_store.COLUMNS)
     assert {r["method"] for r in rows} == {"fbp", "tv"} and {r["views"] for r in rows} == {"16", "20"}
     assert all(float(r["psnr"]) > 20 and 0 < float(r["ssim"]) <= 1 for r in rows)
     assert all(float(r["psnr_range"]) > 10 and 0 < float(r["ssim_range"]) <= 1 for r in rows)
@@ -201,7 +204,7 @@ def _cli(in_dir: Path, out: Path) -> subprocess.Popen:
 def _wait_for_done(process: subprocess.Popen, out: Path, count: int, timeout: float = 90.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        done = len(list((out / batch_work.STATE_DIR / "done").glob("*.json")))
+        done = len(list((out / batch_store.STATE_DIR / "done").glob("*.json")))
         if done >= count:
             return done
         time.sleep(0.02)
@@ -320,3 +323,122 @@ def test_payload_carries_the_variant():
 def test_auto_batch_size_on_cpu():
     assert batch_work.auto_batch_size("lrnn", (128, 128), "cpu") == 1
     assert batch_work.auto_batch_size("tv", (128, 128), "cpu") == 4
+
+
+def test_outputs_follow_the_umask(reference):
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask  # what a plain open() creates
+    files = [reference / "metrics.csv", reference / "summary.json", next(reference.rglob("*.dcm")),
+             next(reference.rglob("*.png"))]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(expected)}
+
+
+def _holder(out: Path, in_dir: Path, shard: str = "1/1") -> subprocess.Popen:
+    """A process that takes the OUT_DIR lock and waits for stdin to close."""
+    k, n = shard.split("/")
+    code = ("import sys; from pathlib import Path; from sparsect.app.batch.store import Store; "
+            "from sparsect.app.batch.work import BatchSettings; "
+            f"s = Store(Path({str(out)!r}), Path({str(in_dir)!r}), BatchSettings()); s.acquire({k}, {n}); "
+            "print('locked', flush=True); sys.stdin.read()")
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "locked", process.stderr.read()
+    return process
+
+
+def test_a_second_batch_on_the_same_out_dir_exits_2_until_the_holder_dies(tmp_path):
+    in_dir, out = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    (in_dir / "notes.txt").write_text("not a DICOM file\n")  # a job with no unit: it only takes the lock
+    holder = _holder(out, in_dir)
+    try:
+        code, _, err = _run(in_dir, out, quiet=True)
+        assert code == batch.EXIT_CANNOT_START
+        assert "in use by another sparsect batch" in err and f"pid {holder.pid}" in err
+        assert not (out / "failures.jsonl").exists()
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops its flock
+        holder.wait()
+    code, _, err = _run(in_dir, out, quiet=True)
+    assert code == batch.EXIT_FAILURES and "in use" not in err  # runs; the text file is a skipped input
+    code, _, err = _run(in_dir, out, quiet=True)
+    assert code == batch.EXIT_FAILURES and "in use" not in err  # the lock was released at the end
+
+
+def test_only_disjoint_shards_of_one_split_share_an_out_dir(tmp_path):
+    holder = _holder(tmp_path / "out", tmp_path, "1/2")
+    try:
+        stores = {}
+        for shard in ("2/2", "1/2", "1/3", "1/1"):
+            store = batch_store.Store(tmp_path / "out", tmp_path, batch_work.BatchSettings())
+            try:
+                store.acquire(*map(int, shard.split("/")))
+                stores[shard] = "ok"
+            except batch_store.OutDirBusy as error:
+                stores[shard] = str(error)
+            finally:
+                store.release()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert stores["2/2"] == "ok"
+    assert "same shard" in stores["1/2"] and "--shard K/3" in stores["1/3"] and "--shard K/1" in stores["1/1"]
+
+
+def test_failures_describe_the_current_state(inputs, tmp_path, monkeypatch):
+    """A unit that failed and later succeeds is no longer listed; nor is a stale failure of a done unit."""
+    from sparsect.app.batch import executors
+
+    clean, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(inputs / "patient2", clean)
+    options = {"views": ["12"], "methods": ["fbp", "sirt"], "iterations": 3, "slices": "middle", "device": "cpu",
+               "quiet": True}
+    real = executors.compute
+    monkeypatch.setattr(executors, "compute", lambda p: {"ok": False, "error": "boom"} if p["method"] == "sirt"
+                        else real(p))
+    code, _, _ = _run(clean, out, **options)
+    assert code == batch.EXIT_FAILURES
+    assert [json.loads(line)["method"] for line in (out / "failures.jsonl").read_text().splitlines()] == ["sirt"]
+    assert json.loads((out / "summary.json").read_text())["failures"] == 1
+    monkeypatch.setattr(executors, "compute", real)
+    code, _, _ = _run(clean, out, **options)
+    assert code == batch.EXIT_OK
+    assert (out / "failures.jsonl").read_text() == ""
+    assert json.loads((out / "summary.json").read_text())["failures"] == 0
+
+    # A failure marker left beside a finished unit (what two jobs racing on one OUT_DIR used to leave):
+    marker = next((out / ".sparsect" / "done").glob("*.json"))
+    (out / ".sparsect" / "failed" / marker.name).write_text(json.dumps({"kind": "unit", "reason": "raced"}))
+    code, _, err = _run(clean, out, **options)
+    assert code == batch.EXIT_OK and "already_done=2 todo=0" in err
+    assert (out / "failures.jsonl").read_text() == ""
+
+
+def test_one_pseudonymous_identity_per_study_across_methods_and_runs(inputs, tmp_path):
+    import hashlib
+    import hmac
+
+    clean, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(inputs / "patient2", clean)
+    source = pydicom.dcmread(next(clean.rglob("*.dcm")))
+    options = {"methods": ["fbp", "sirt"], "iterations": 3, "slices": "middle", "device": "cpu", "quiet": True,
+               "anonymize": True}
+    assert _run(clean, out, views=["12"], **options)[0] == batch.EXIT_OK
+    assert _run(clean, out, views=["16"], **options)[0] == batch.EXIT_OK  # a second run of the job
+    derived = [pydicom.dcmread(p) for p in sorted(out.rglob("*.dcm"))]
+    assert len(derived) == 4
+    key = bytes.fromhex((out / ".sparsect" / "pseudonym.key").read_text())
+    patient = "ANON-" + hmac.new(key, b"patient\0" + source.PatientID.encode(), hashlib.sha256).hexdigest()[:12].upper()
+    assert {d.PatientID for d in derived} == {str(d.PatientName) for d in derived} == {patient}
+    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID"):
+        expected = "2.25." + str(int.from_bytes(
+            hmac.new(key, b"uid\0" + str(source[keyword].value).encode(), hashlib.sha256).digest()[:16], "big"))
+        assert {str(d[keyword].value) for d in derived} == {expected}, keyword
+    assert sorted(int(d.SeriesNumber) for d in derived) == [1001, 1002, 1003, 1004]
+    assert len({d.SeriesInstanceUID for d in derived}) == 4
+    series = {r["series"] for r in _rows(out)}
+    assert len(series) == 1 and source.SeriesInstanceUID not in series.pop()
+    for name in ("metrics.csv", "metrics.jsonl", "summary.json", "failures.jsonl"):
+        text = (out / name).read_text()
+        assert source.SeriesInstanceUID not in text and source.StudyInstanceUID not in text, name

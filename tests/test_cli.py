@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -331,10 +332,108 @@ def test_fan_beam_and_the_simulation_are_options():
     assert (record["simulation"], record["simulation_grid"], record["sub_rays"]) == ("same-grid (inverse crime)",
                                                                                      [32, 32], 1)
     table = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp")
-    assert "honest simulation (256x256 grid, 4 ray(s) per bin)" in table.stdout
+    assert "honest simulation (256x256 grid, 4 ray(s) per bin)" in " ".join(table.stdout.split())
     for args, message in ((["--beam", "cone"], "--beam must be parallel or fan"),
                           (["--simulation", "exact"], "--simulation must be honest or same-grid"),
                           (["--source-distance-mm", "400"], "need --beam fan"),
                           (["--beam", "fan", "--source-distance-mm", "100"], "half-diagonal")):
         bad = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", *args)
         assert bad.exit_code == 2 and message in bad.output, (args, bad.output)
+
+
+def test_version():
+    from sparsect import __version__
+
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"sparsect {__version__}"
+
+
+def _two_series(folder):
+    for k, description in enumerate(("Soft tissue", "Bone")):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.SeriesInstanceUID, ds.SeriesDescription = f"1.2.826.0.1.3680043.8.498.{k + 1}", description
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.save_as(folder / f"{k}.dcm", enforce_file_format=True)
+
+
+def test_several_series_name_the_series_option(tmp_path):
+    _two_series(tmp_path)
+    result = _invoke(str(tmp_path), "--size", "32", "--views", "8", "-m", "fbp")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "--series UID" in message and "series_uid" not in message and "Traceback" not in message
+    assert "1.2.826.0.1.3680043.8.498.1" in message and "1.2.826.0.1.3680043.8.498.2" in message
+    chosen = _invoke(str(tmp_path), "--series", "1.2.826.0.1.3680043.8.498.2", "--size", "32", "--views", "8",
+                     "-m", "fbp", "--json")
+    assert chosen.exit_code == 0, chosen.output
+    unknown = _invoke(str(tmp_path), "--series", "1.2.3", "--views", "8", "-m", "fbp")
+    assert unknown.exit_code == 2 and "1.2.3" in unknown.stderr
+    sample = _invoke("shepp_logan", "--series", "1.2.3", "--views", "8", "-m", "fbp")
+    assert sample.exit_code == 2 and "--series applies to DICOM input" in " ".join(sample.stderr.split())
+
+
+def test_anonymize_gives_one_pseudonymous_identity_and_distinct_series_numbers(tmp_path):
+    import stat
+
+    source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    runs = {}
+    for anonymize in (False, True):
+        out = tmp_path / f"out_{anonymize}"
+        flag = ["--anonymize"] if anonymize else []
+        result = _invoke("ct_small", "--size", "32", "--views", "8", "-m", "fbp,sirt", "--iterations", "2",
+                         "--out", str(out), "--json", *flag)
+        assert result.exit_code == 0, result.output
+        runs[anonymize] = [pydicom.dcmread(p) for p in sorted(out.rglob("*.dcm"))]
+        assert sorted(int(d.SeriesNumber) for d in runs[anonymize]) == [1001, 1002]
+    assert {str(d.PatientName) for d in runs[False]} == {str(source.PatientName)}
+    anonymous = runs[True]
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
+        values = {str(d[keyword].value) for d in anonymous}
+        assert len(values) == 1 and str(source[keyword].value) not in values, keyword
+    assert all(d.PatientIdentityRemoved == "YES" for d in anonymous)
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [p for p in (tmp_path / "out_True").rglob("*") if p.is_file()]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o666 & ~umask}
+    alone = _invoke("ct_small", "--views", "8", "-m", "fbp", "--anonymize")
+    assert alone.exit_code == 2 and "give --out" in alone.stderr
+
+
+def _rendered(table) -> list[str]:
+    from rich.console import Console
+
+    from sparsect.app.tables import WIDTH
+
+    console = Console(width=WIDTH, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(table)
+    return console.export_text().splitlines()
+
+
+def test_tables_fit_80_columns_without_truncation():
+    from sparsect.app.batch.command import summary_table
+    from sparsect.app.cli import results_table, scores_table
+
+    widest = {"method": "os_sart", "psnr": 99.99, "ssim": 0.9999, "rmse_hu": 4095.0, "seconds": 12345.67,
+              "iterations": 10000, "warm_start_iterations": 100, "stop_reason": "stopped", "parameters": 1234567,
+              "device": "cuda:0"}
+    lines = _rendered(results_table([widest, dict(widest, method="fbp", psnr=None)], 1000))
+    assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]
+    text = " ".join(lines)
+    for word in ("method", "PSNR", "dB", "SSIM", "RMSE", "HU", "seconds", "iterations", "params", "device",
+                 "12345.67", "100+10000*", "1234567", "4095.0", "cuda:0"):
+        assert word in text, word
+    group = {"method": "os_sart", "views": 1000, "slices": 1000, "psnr": {"mean": 99.99, "sd": 10.5},
+             "ssim": {"mean": 0.9999, "sd": 0.1234}, "rmse_hu": {"mean": 1234.5, "sd": 123.4},
+             "seconds": {"mean": 1234.56, "sd": 1.0}}
+    lines = _rendered(scores_table([dict(widest, psnr_range=99.99, ssim_range=0.9999, rmse_soft_hu=4095.0)],
+                                   SimpleNamespace(label="same-grid (inverse crime)", simulation_grid=(1024, 1024),
+                                                   sub_rays=1)))
+    assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]
+    for word in ("PSNR", "range", "dB", "SSIM", "soft", "tissue", "99.99", "0.9999", "4095.0", "inverse"):
+        assert word in " ".join(lines), word
+    lines = _rendered(summary_table({"groups": [group]}))
+    assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]
+    text = "".join(lines)
+    for word in ("method", "views", "slices", "PSNR", "SSIM", "RMSE", "s/slice", "99.99", "10.50", "0.9999",
+                 "0.1234", "1234.5", "123.4", "1234.56"):
+        assert word in text, word

@@ -200,7 +200,7 @@ def test_undecodable_pixel_data_is_reported(tmp_path):
     _relabel_as_ct("JPEG-lossy.dcm", tmp_path / "bad.dcm")
     with pytest.raises(data.DicomError) as info:
         data.load(tmp_path / "bad.dcm")
-    assert "JPEG Extended" in str(info.value) and "Supported" in str(info.value)
+    assert "JPEG Extended" in str(info.value) and "Supported" not in str(info.value)  # said once, in --help
     assert "JPEG Extended" in data.scan(tmp_path).skipped[0][1]
 
 
@@ -365,7 +365,7 @@ def test_error_not_dicom(tmp_path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 300)
     with pytest.raises(data.NotDicomError) as info:
         data.load_slice(path)
-    assert "not a DICOM file" in str(info.value) and "Supported" in str(info.value)
+    assert "not a DICOM file" in str(info.value) and "Supported" not in str(info.value)
     assert isinstance(info.value, data.DicomError)
 
 
@@ -424,3 +424,28 @@ def test_slice_index_bounds():
     with pytest.raises(IndexError):
         series.slice(5)
     np.testing.assert_array_equal(series.slice(-1).hu, series.hu[-1])
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.1, 0.3, 0.5, 0.9, 0.99])
+def test_a_truncated_ct_file_is_reported_as_truncated(fraction):
+    full = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    cut = full[: int(len(full) * fraction)]
+    with pytest.raises(data.DicomError) as info:
+        data.load_slice_bytes([("cut.dcm", cut)])
+    assert "truncated or damaged" in str(info.value) and "without pixel data" not in str(info.value)
+    assert "truncated or damaged" in data.scan_bytes([("cut.dcm", cut)]).skipped[0][1]
+
+
+def test_skip_reasons_do_not_repeat_the_supported_input_paragraph(mixed_folder):
+    from sparsect.data.errors import SUPPORTED
+
+    root, _ = mixed_folder
+    reasons = [reason for _, reason in data.scan(root).skipped]
+    assert len(reasons) == 6 and not [r for r in reasons if SUPPORTED in r or "Supported input" in r]
+    assert max(map(len, reasons)) < 200
+    (root / "b.dcm").unlink()
+    (root / "sub" / "a.dcm").unlink()
+    (root / "sub" / "deeper" / "c").unlink()
+    with pytest.raises(data.NoCTSeriesError) as info:
+        data.load(root)
+    assert "Supported input" not in str(info.value) and "Usable input" in str(info.value)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 import shutil
+import stat
 import subprocess
 from copy import deepcopy
 from pathlib import Path
@@ -167,7 +170,72 @@ def test_anonymize(tmp_path, ct_series):
     back = data.load(tmp_path / "out")
     np.testing.assert_allclose(back.hu, ct_series.hu, atol=0.5)
     again = data.write_series(tmp_path / "2", ct_series.hu, ct_series, "anon", anonymize=True)
-    assert pydicom.dcmread(again[0]).StudyInstanceUID != out[0].StudyInstanceUID
+    assert pydicom.dcmread(again[0]).StudyInstanceUID != out[0].StudyInstanceUID  # a fresh key per call
+
+
+def _hmac_uid(key: bytes, uid: str) -> str:
+    return "2.25." + str(int.from_bytes(hmac.new(key, b"uid\0" + uid.encode(), hashlib.sha256).digest()[:16], "big"))
+
+
+def test_one_anonymizer_gives_every_series_of_a_study_one_identity(tmp_path, ct_series):
+    src = ct_series.datasets[0]
+    key = bytes(range(32))
+    shared = data.Anonymizer(key)
+    first = data.write_series(tmp_path / "fbp", ct_series.hu, ct_series, "FBP", anonymize=shared, series_number=1001)
+    second = data.write_series(tmp_path / "tv", ct_series.hu, ct_series, "TV", anonymize=data.Anonymizer(key),
+                               series_number=1002)
+    out = [pydicom.dcmread(p) for p in first + second]
+    patient = "ANON-" + hmac.new(key, b"patient\0" + src.PatientID.encode(), hashlib.sha256).hexdigest()[:12].upper()
+    assert {ds.PatientID for ds in out} == {str(ds.PatientName) for ds in out} == {patient}
+    assert {ds.StudyInstanceUID for ds in out} == {_hmac_uid(key, src.StudyInstanceUID)}
+    assert {ds.FrameOfReferenceUID for ds in out} == {_hmac_uid(key, src.FrameOfReferenceUID)}
+    assert {ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in out} == {
+        _hmac_uid(key, d.SOPInstanceUID) for d in ct_series.datasets}
+    assert sorted({int(ds.SeriesNumber) for ds in out}) == [1001, 1002]
+    assert all(len(ds.StudyInstanceUID) <= 64 for ds in out)
+    other = pydicom.dcmread(data.write_series(tmp_path / "o", ct_series.hu, ct_series, "x",
+                                              anonymize=data.Anonymizer(bytes(32)))[0])
+    assert other.PatientID != patient and other.StudyInstanceUID != out[0].StudyInstanceUID
+
+
+def test_key_file_is_private_created_once_and_shared(tmp_path):
+    from sparsect.data.anonymize import load_or_create_key
+
+    path = tmp_path / "state" / "pseudonym.key"
+    key = load_or_create_key(path)
+    assert len(key) == 32 and load_or_create_key(path) == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and list(path.parent.iterdir()) == [path]
+    path.write_text("not hex\n")
+    with pytest.raises(ValueError, match="not a pseudonym key"):
+        load_or_create_key(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_follow_the_umask(tmp_path, ct_slice, umask):
+    from sparsect.data.atomic import atomic_write
+
+    old = os.umask(umask)
+    try:
+        written = [*data.write_series(tmp_path / "dicom", ct_slice.hu, ct_slice, "x"),
+                   atomic_write(tmp_path / "plain.bin", b"payload")]
+        with open(tmp_path / "reference.bin", "wb") as stream:  # what a plain open() gives under this umask
+            stream.write(b"x")
+    finally:
+        os.umask(old)
+    assert oct(0o666 & ~umask) == oct(stat.S_IMODE((tmp_path / "reference.bin").stat().st_mode))
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {oct(0o666 & ~umask)}
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+
+
+def test_atomic_write_leaves_the_old_file_on_error(tmp_path):
+    from sparsect.data.atomic import atomic_open
+
+    target = tmp_path / "f.txt"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_open(target) as stream:
+        stream.write(b"half")
+        raise RuntimeError
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
 
 
 def test_failed_write_leaves_no_files(tmp_path, ct_slice, monkeypatch):

@@ -106,6 +106,29 @@ def test_figures_window_zoom_difference_and_profile():
     assert prof["a"].shape == (128,) and prof["a"][0] == image[0, 3]
 
 
+def test_profile_colours_are_distinct_for_every_method():
+    names = ["Ground truth", *(m.label for m in registry.METHODS.values())]
+    colours = pf.profile_colours(names)
+    assert len(colours) == len(names) == 9 and len(set(colours)) == 9 and colours[0] == "#000000"
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours], dtype=float)
+    gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(len(rgb)) * 1e9
+    assert gaps.min() > 60  # no two lines alike (8-bit RGB distance)
+
+
+def test_difference_maps_are_masked_alike_with_a_range_from_the_window():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 50, (64, 64))
+    tiles = [np.asarray(pf.difference_tile(reference + rng.normal(0, s, reference.shape), reference, 100.0, 64))
+             for s in (5.0, 300.0)]
+    outside = ~pf.metrics.circle_mask((64, 64))
+    for picture in tiles:
+        assert (picture[outside] == pf.UNSCORED_COLOUR).all()  # same grey outside the circle for every method
+    assert not (tiles[0][~outside] == tiles[1][~outside]).all()
+    assert pf.difference_default(pf.window_from("brain")) == 20  # a quarter of 80 HU
+    assert pf.difference_default(pf.window_from("soft_tissue")) == 100  # a quarter of 400 HU
+    assert pf.difference_default(pf.window_from("full")) == 1000  # a quarter of 4095 HU, rounded
+
+
 def test_reader_labels_and_csv():
     labels = pr.blind_labels(["lrnn", "fbp", "tv"], seed=1)
     assert sorted(labels) == ["A", "B", "C"] and sorted(labels.values()) == ["fbp", "lrnn", "tv"]
@@ -116,6 +139,31 @@ def test_reader_labels_and_csv():
     open_ = list(csv.DictReader(io.StringIO(pr.ratings_csv("s1", "AB", labels, ratings, True).decode())))
     assert [r["method"] for r in open_] == [labels[k] for k in "ABC"]
     assert pr.ranks_valid({"A": 2, "B": 1}) and not pr.ranks_valid({"A": 1, "B": 1})
+    assert not pr.ranks_valid({"A": 1, "B": None})
+    shown = list(csv.DictReader(io.StringIO(pr.ratings_csv("s1", "AB", labels, {"A": {"rank": None}}, False,
+                                                             ["C", "A", "B"]).decode())))
+    assert [(r["label"], r["position"], r["rank"]) for r in shown] == [("A", "2", ""), ("B", "3", ""), ("C", "1", "")]
+
+
+def test_reading_order_is_shuffled_per_reader():
+    labels = list("ABCDEF")
+    orders = {reader: tuple(pr.reading_order(labels, "000123", reader)) for reader in ("ab", "cd", "ef", "gh")}
+    assert all(sorted(o) == labels for o in orders.values())
+    assert len(set(orders.values())) > 1  # 720 orders: four readers all alike has chance 1/720^3
+    assert pr.reading_order(labels, "000123", " AB ") == list(orders["ab"])  # stable for one reader
+    assert pr.widget_key("r", "000123", "ab", "A") != pr.widget_key("r", "000123", "cd", "A")
+
+
+def test_metrics_csv_matches_the_table():
+    ct, simulation = _small_problem()
+    rec = pipeline.run_method("fbp", simulation, settings.MethodSettings())
+    run = pc.MethodRun("fbp", rec, pipeline.score(rec.image_hu, simulation))
+    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([run], 12, simulation).decode())))
+    assert list(rows[0]) == list(pc.CSV_COLUMNS) and len(rows) == 1
+    assert rows[0]["method"] == "fbp" and rows[0]["views"] == "12" and rows[0]["status"] == "complete"
+    assert float(rows[0]["psnr"]) == run.metrics["psnr"] and float(rows[0]["rmse_hu"]) == run.metrics["rmse_hu"]
+    assert float(rows[0]["psnr_range"]) == run.metrics["psnr_range"]
+    assert (rows[0]["simulation"], rows[0]["simulation_grid"], rows[0]["sub_rays"]) == ("honest", "64x64", "4")
 
 
 def test_run_keys_ignore_settings_that_do_not_matter():
@@ -249,6 +297,21 @@ def test_downloads_npz_and_dicom_zip():
         metrics.psnr(rec.image_hu, simulation.reference_hu, (0.0, 80.0), "circle"))
 
 
+def test_dicom_zip_shows_one_pseudonymous_patient_and_study():
+    import pydicom
+
+    ct, simulation = _small_problem()
+    runs = [pc.MethodRun(m, rec, pipeline.score(rec.image_hu, simulation)) for m in ("fbp", "sirt")
+            for rec in [pipeline.run_method(m, simulation, settings.MethodSettings(iterations=3))]]
+    archive = zipfile.ZipFile(io.BytesIO(pc.dicom_zip(ct, runs, 12)))
+    derived = [pydicom.dcmread(io.BytesIO(archive.read(name))) for name in archive.namelist()]
+    assert {d.SeriesDescription.split()[0] for d in derived} == {"FBP", "SIRT"}
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert len({str(d[keyword].value) for d in derived}) == 1, keyword
+    assert derived[0].PatientID.startswith("ANON-")
+    assert len({int(d.SeriesNumber) for d in derived}) == 2
+
+
 def test_serve_passes_the_safety_settings_and_config_matches():
     cmd = serve.command(port=8765, host="127.0.0.1")
     assert Path(cmd[cmd.index("run") + 1]) == ROOT / "app" / "page" / "main.py"
@@ -320,15 +383,22 @@ def test_page_run_fbp_compare_windows_and_reader_study():
     assert not at.exception, at.exception
     assert "Metrics" not in [h.value for h in at.subheader]
     captions = [c for img in at.image for c in img.captions]
+    assert "Image A" not in captions and "Enter your initials" in _texts(at.info)  # a reader first
+    at.text_input(key="reader_name").input("JD").run()
+    captions = [c for img in at.image for c in img.captions]
     assert "Image A" in captions and "Image B" in captions and "FBP" not in captions
     study = f"{at.session_state['reader_seed']:06d}"
-    at.slider(key=f"q_{study}_A").set_value(5)
-    at.selectbox(key=f"r_{study}_A").set_value(2)
-    at.selectbox(key=f"r_{study}_B").set_value(1)
-    at.text_input(key="reader_name").input("JD").run()
+    key = lambda kind, lab: pr.widget_key(kind, study, "JD", lab)  # noqa: E731
+    assert at.selectbox(key=key("r", "A")).value is None and at.selectbox(key=key("r", "B")).value is None
+    assert "Rank every image" in _texts(at.warning)
+    at.slider(key=key("q", "A")).set_value(5)
+    at.selectbox(key=key("r", "A")).set_value(2)
+    at.selectbox(key=key("r", "B")).set_value(1).run()
+    assert "Rank every image" not in _texts(at.warning)
     rows = list(csv.DictReader(io.StringIO(at.session_state["reader_csv"].decode())))
     assert [r["label"] for r in rows] == ["A", "B"] and rows[0]["quality"] == "5" and rows[0]["rank"] == "2"
     assert rows[0]["reader"] == "JD" and rows[0]["method"] == ""
+    assert sorted(r["position"] for r in rows) == ["1", "2"]
     assert len(at.get("download_button")) >= 1
     at.button(key="reveal").click().run()
     rows = list(csv.DictReader(io.StringIO(at.session_state["reader_csv"].decode())))
@@ -342,11 +412,32 @@ def test_page_corrupt_upload_shows_a_message():
     at.sidebar.file_uploader(key="upload").set_value(("broken.dcm", b"\0" * 128 + b"DICM\x02\x00", "application/dicom"))
     at.run()
     assert not at.exception, at.exception
-    message = _texts(at.sidebar.error)
+    message = _texts(at.main.error)
     assert "broken.dcm" in message and "No usable CT image" in message
+    assert not at.sidebar.error and len(message) < 300  # one short message, in the main pane
     at.sidebar.file_uploader(key="upload").set_value(("ct.dcm", _ct_small_bytes(), "application/dicom")).run()
-    assert not at.exception and not at.sidebar.error
+    assert not at.exception and not at.sidebar.error and not at.main.error
     assert "Uploaded series" in _texts(at.caption)
+
+
+def test_a_reload_offers_the_finished_runs_back():
+    def page():
+        at = _app()
+        at.sidebar.slider(key="views").set_value(37)  # settings no other test uses
+        at.sidebar.checkbox(key="use_lrnn").uncheck().run()
+        return at
+
+    first = page()
+    first.sidebar.button(key="run").click().run()
+    assert not first.exception, first.exception
+    table = _metrics(first)
+    reloaded = page()  # a new session, as after a browser reload
+    assert not reloaded.exception, reloaded.exception
+    assert "kept on this server: FBP, CGLS" in _texts(reloaded.info)
+    assert not [d for d in reloaded.dataframe if "PSNR (dB)" in getattr(d.value, "columns", [])]
+    reloaded.button(key="restore_runs").click().run()
+    assert "job" not in reloaded.session_state  # nothing was recomputed
+    assert _metrics(reloaded).equals(table)
 
 
 def test_page_tiny_lrnn_run():

@@ -2,12 +2,13 @@
 
 Exit codes: 0 every unit succeeded (and, for shard 1 or unsharded runs, every input file was usable);
 3 some units failed or some input files were skipped (see ``failures.jsonl``); 2 the job could not start
-(bad options, unreadable IN_DIR, OUT_DIR inside IN_DIR, Ray missing); 130/143 stopped by SIGINT/SIGTERM
-after the current unit (run the same command again to finish).
+(bad options, unreadable IN_DIR, OUT_DIR inside IN_DIR or in use by another batch, Ray missing); 130/143
+stopped by SIGINT/SIGTERM after the current unit (run the same command again to finish).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -26,8 +27,10 @@ from rich.table import Table
 from sparsect import data
 from sparsect.app import stopping
 from sparsect.app.batch import executors, work
+from sparsect.app.batch.store import OutDirBusy, Store
 from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, SIMULATION_HELP, VARIANT_HELP
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
+from sparsect.app.tables import narrow_table
 
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
@@ -70,13 +73,12 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
     console = console or Console(stderr=True)
     if stdout is None:
         stdout = Console()
-        if not stdout.is_terminal:  # logs and CI: room for the table
-            stdout.width = 120
     log = Log(console)
     try:
-        return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, variant, iterations,
-                    photons, seed, slices, device, anonymize, workers, batch_size, shard, executor, ray_address,
-                    dry_run, quiet, console, stdout, log, simulation)
+        with contextlib.ExitStack() as held:  # the OUT_DIR lock, released however the run ends
+            return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, variant,
+                        iterations, photons, seed, slices, device, anonymize, workers, batch_size, shard, executor,
+                        ray_address, dry_run, quiet, console, stdout, log, held, simulation)
     except CannotStart as error:
         log("run.error", level="error", reason=str(error))
         console.print(f"[bold red]error:[/] {error}", highlight=False)
@@ -131,7 +133,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
          variant: list[str] | None, iterations: int | None, photons: float | None, seed: int, slices: str,
          device: str, anonymize: bool, workers: int, batch_size: int, shard: str | None, executor: str,
          ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log,
-         simulation: str) -> int:
+         held: contextlib.ExitStack, simulation: str) -> int:
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
                                          slices, device, workers, batch_size, shard, executor, simulation)
     settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
@@ -151,7 +153,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped]
     input_failures += [{"kind": "input", "file": name, "reason": reason} for name, reason in problems]
     mine = work.shard(units, k, n)
-    store = work.Store(out_dir, in_dir, settings)
+    store = Store(out_dir, in_dir, settings)
     fingerprints = {u.id: store.fingerprint(u, scan.series[u.series_index]) for u in mine}
     todo = [u for u in mine if not store.is_done(u, fingerprints[u.id])]
     log("run.plan", series=len(scan.series), skipped_inputs=len(input_failures), units=len(units),
@@ -170,7 +172,11 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        store.acquire(k, n)
+        held.callback(store.release)
         store.prepare(mine)
+    except OutDirBusy as error:
+        raise CannotStart(str(error)) from None
     except OSError as error:
         raise CannotStart(f"cannot write OUT_DIR {str(out_dir)!r}: {error.strerror or error}") from None
     for failure in input_failures:
@@ -255,24 +261,23 @@ def _describe(unit: Any) -> str:
     return f"slices={unit.slices[0]}-{unit.slices[-1]}" if len(unit.slices) > 1 else f"slices={unit.slices[0]}"
 
 
-def _print_summary(stdout: Console, summary: dict[str, Any], done: int, skipped: int, failed: int) -> None:
-    table = Table(title="sparse-view batch: mean +- sd per method and view count")
-    columns = {"PSNR dB": ("psnr", ".2f"), "SSIM": ("ssim", ".4f"), "RMSE HU": ("rmse_hu", ".1f"),
-               "PSNR rng": ("psnr_range", ".2f"), "RMSE soft": ("rmse_soft_hu", ".1f")}
-    for column in ("method", "views", "slices", *columns, "s/slice"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-
-    def cell(stats: dict[str, float] | None, spec: str) -> str:
-        return "-" if stats is None else f"{format(stats['mean'], spec)} +- {format(stats['sd'], spec)}"
-
+def summary_table(summary: dict[str, Any]) -> Table:
+    """Mean ± sd per method and view count, as a table that fits 80 columns (see :mod:`app.tables`)."""
+    table = narrow_table("sparse-view batch: mean ± sd per method and view count",
+                         ("method", "views", "slices", "PSNR dB", "SSIM", "RMSE HU", "s/slice"))
     for g in summary["groups"]:
         table.add_row(g["method"], str(g["views"]), str(g["slices"]),
-                      *(cell(g[key], spec) for key, spec in columns.values()), f"{g['seconds']['mean']:.2f}")
-    if summary["groups"]:
-        label = data.SIMULATIONS[summary["settings"]["simulation"]]
-        table.caption = (f"{label} simulation; rng: PSNR with the reference's own range; "
-                         "RMSE soft: pixels at -200..200 HU")
-    stdout.print(table)
+                      f"{g['psnr']['mean']:.2f}±{g['psnr']['sd']:.2f}",
+                      f"{g['ssim']['mean']:.4f}±{g['ssim']['sd']:.4f}",
+                      f"{g['rmse_hu']['mean']:.1f}±{g['rmse_hu']['sd']:.1f}", f"{g['seconds']['mean']:.2f}")
+    simulation = summary.get("settings", {}).get("simulation")
+    if simulation is not None:
+        table.caption = f"{data.SIMULATIONS[simulation]} simulation; more scores in summary.json and metrics.csv"
+    return table
+
+
+def _print_summary(stdout: Console, summary: dict[str, Any], done: int, skipped: int, failed: int) -> None:
+    stdout.print(summary_table(summary))
     stdout.print(f"units: {done} done, {skipped} already done, {failed} failed; "
                  f"{summary['failures']} failure(s) recorded in failures.jsonl", highlight=False)
 

@@ -6,6 +6,7 @@ objects below in ``st.session_state``; nothing uploaded is ever written to disk.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import logging
@@ -80,9 +81,12 @@ def read_uploads(files: Sequence[tuple[str, bytes]]) -> UploadSummary:
         return summary
     summary.series, summary.skipped = list(result.series), list(result.skipped)
     if not summary.series:
-        reasons = "; ".join(f"{Path(name).name}: {reason}" for name, reason in summary.skipped[:5])
-        more = f" (and {len(summary.skipped) - 5} more)" if len(summary.skipped) > 5 else ""
-        summary.error = ("No usable CT image in the upload. " + (f"{reasons}{more}. " if reasons else "")
+        if len(summary.skipped) == 1:
+            name, reason = summary.skipped[0]
+            detail = f"{Path(name).name}: {reason}. "
+        else:
+            detail = f"{len(summary.skipped)} files skipped (reasons below). " if summary.skipped else ""
+        summary.error = ("No usable CT image in the upload. " + detail
                          + "Upload CT DICOM files (a series, or a .zip of its folder).")
     return summary
 
@@ -387,6 +391,30 @@ def metrics_rows(runs: Sequence[MethodRun], truth: np.ndarray | None = None,
     return rows
 
 
+#: Columns of the metrics CSV download (the names of ``sparsect reconstruct --json``).
+CSV_COLUMNS = ("method", "views", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range", "rmse_soft_hu", "seconds",
+               "iterations", "warm_start_iterations", "parameters", "device", "status", "simulation",
+               "simulation_grid", "sub_rays")
+
+
+def metrics_csv(runs: Sequence[MethodRun], views: int, simulation: data.Simulation) -> bytes:
+    """The metrics table as CSV (UTF-8), unrounded: PSNR in dB, RMSE in HU, time in seconds; every row names
+    the simulation that made the scan, its grid ("HxW") and the rays per detector bin."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    height, width = simulation.simulation_grid
+    for run in runs:
+        r = run.reconstruction
+        writer.writerow({"method": run.method, "views": int(views),
+                         **{key: run.metrics[key] for key in pipeline.SCORE_DIGITS}, "seconds": float(r.seconds),
+                         "iterations": int(r.iterations), "warm_start_iterations": int(r.warm_start_iterations),
+                         "parameters": int(r.n_parameters), "device": str(r.device),
+                         "status": "stopped early" if run.stopped else "complete", "simulation": simulation.label,
+                         "simulation_grid": f"{height}x{width}", "sub_rays": simulation.sub_rays})
+    return buffer.getvalue().encode("utf-8")
+
+
 def best_cells(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Row index of the best value in each ranked column the rows have (see :data:`BEST`)."""
     best: dict[str, int] = {}
@@ -422,14 +450,18 @@ def results_npz(reference: data.CTSlice, simulation: data.Simulation, runs: Sequ
 
 
 def dicom_zip(reference: data.CTSlice, runs: Sequence[MethodRun], views: int, anonymize: bool = True) -> bytes:
-    """A .zip (built in memory) of one derived DICOM series per method, de-identified unless asked not to."""
+    """A .zip (built in memory) of one derived DICOM series per method, de-identified unless asked not to.
+
+    De-identified, every series shows one pseudonymous patient and study (one fresh key per ZIP); each has
+    its own SeriesNumber (1001, 1002, ...)."""
     buffer = io.BytesIO()
+    anonymizer = data.Anonymizer() if anonymize else False
     with tempfile.TemporaryDirectory(prefix="sparsect-dicom-") as tmp, \
             zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for number, run in enumerate(runs):
+        for number, run in enumerate(runs, start=1001):
             folder = Path(tmp) / run.method
             paths = data.write_series(folder, run.image_hu, reference, f"{label(run.method)} {views} views",
-                                      anonymize=anonymize, series_number=1000 + number)
+                                      anonymize=anonymizer, series_number=number)
             for path in paths:
                 archive.write(path, f"{run.method}/{path.name}")
     return buffer.getvalue()

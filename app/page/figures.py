@@ -25,6 +25,12 @@ WINDOW_PRESETS: dict[str, tuple[str, float, float]] = {
 
 ZOOM_COLOUR = (255, 200, 0)
 PROFILE_COLOUR = (0, 220, 255)
+#: Line-profile colours: black for the ground truth, then the Okabe-Ito palette (distinct, also for the
+#: common colour-vision deficiencies), so every method of the page (8) gets its own.
+REFERENCE_LINE = "#000000"
+LINE_COLOURS = ("#E69F00", "#0072B2", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#999999")
+#: Difference maps outside the scored region (the reconstruction circle): neutral grey, unlike white (0 HU).
+UNSCORED_COLOUR = (190, 190, 190)
 
 
 def window_from(preset: str, center: float | None = None, width: float | None = None) -> tuple[float, float]:
@@ -126,14 +132,32 @@ def difference_limit(differences: Sequence[np.ndarray], percentile: float = 99.0
     return float(10 * step)
 
 
+def _nice(value: float) -> float:
+    """The nearest (in ratio) of 1, 2, 2.5, 5 times a power of ten."""
+    value = max(float(value), 1.0)
+    candidates = [m * 10.0 ** e for e in range(int(np.floor(np.log10(value))) - 1, int(np.floor(np.log10(value))) + 2)
+                  for m in (1, 2, 2.5, 5)]
+    return float(min(candidates, key=lambda c: abs(np.log(c / value))))
+
+
+def difference_default(window: tuple[float, float]) -> float:
+    """Default colour limit (HU) of the difference maps under a display window: a quarter of its width,
+    rounded to a readable step (brain 80 HU wide: 20; soft tissue 400: 100; full range: 1000), so an error
+    that the window would show as a quarter of its grey scale is full colour."""
+    return _nice((float(window[1]) - float(window[0])) / 4.0)
+
+
 def difference_tile(image_hu: np.ndarray, reference_hu: np.ndarray, limit: float, size: int,
                     zoom: Zoom | None = None) -> Image.Image:
-    """RGB difference map ``image - reference`` with a symmetric colour scale [-limit, +limit] HU."""
+    """RGB difference map ``image - reference`` with a symmetric colour scale [-limit, +limit] HU.
+
+    Pixels outside the reconstruction circle (where no method is scored) are grey for every method."""
     diff = np.asarray(image_hu, dtype=np.float64) - np.asarray(reference_hu, dtype=np.float64)
+    rgb = diverging(diff / limit)
+    rgb[~metrics.circle_mask(diff.shape)] = UNSCORED_COLOUR
     if zoom is not None:
-        diff = crop(diff, zoom)
-    rgb = Image.fromarray(diverging(diff / limit))
-    return rgb.resize((size, size), Image.NEAREST if zoom is not None else Image.BILINEAR)
+        rgb = crop(rgb, zoom)
+    return Image.fromarray(rgb).resize((size, size), Image.NEAREST if zoom is not None else Image.BILINEAR)
 
 
 def colorbar(limit: float, width: int = 512, height: int = 54) -> Image.Image:
@@ -169,6 +193,11 @@ def thumbnail(image_hu: np.ndarray, size: int = 160) -> Image.Image:
     if not high > low:
         high = low + 1
     return grey(image_hu, (float(low), float(high))).resize((size, size), Image.BILINEAR)
+
+
+def profile_colours(names: Sequence[str]) -> list[str]:
+    """One distinct colour per profile line, in the order of ``names`` (the first is the ground truth)."""
+    return [REFERENCE_LINE if i == 0 else LINE_COLOURS[(i - 1) % len(LINE_COLOURS)] for i in range(len(names))]
 
 
 def profile(images_hu: Mapping[str, np.ndarray], axis: str, index: int) -> dict[str, np.ndarray]:

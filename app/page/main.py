@@ -23,6 +23,7 @@ from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import reader as pr
+from sparsect.app.page.run_cache import RunCache
 from sparsect.reconstruct import registry
 
 SIZES = {"64 x 64": 64, "128 x 128": 128, "256 x 256": 256, "512 x 512": 512, "Original": None}
@@ -51,6 +52,12 @@ def sample_slice(name: str, size: int | None) -> data.CTSlice:
     return pc.prepare_slice(data.load_sample(name), size)
 
 
+@st.cache_resource(show_spinner=False)
+def server_runs() -> RunCache:
+    """Finished runs of every session of this server: a reload gets them back (see app/page/run_cache.py)."""
+    return RunCache()
+
+
 def set_views(value: int) -> None:
     state["views"] = value
 
@@ -74,6 +81,8 @@ size = SIZES[sb.selectbox("Working size", list(SIZES), index=1, key="size",
                                "to 2x.")]
 ct: data.CTSlice | None = None
 input_key = ""
+input_error: str | None = None  # shown in the main pane
+input_skipped: list[tuple[str, str]] = []
 if source == "Sample":
     samples = data.samples()
     name = sb.selectbox("Sample", list(samples), key="sample", help="Bundled with pydicom / scikit-image.")
@@ -82,10 +91,11 @@ if source == "Sample":
         ct = sample_slice(name, size)
         input_key = f"sample:{name}:{size}"
     except (data.DicomError, pipeline.InputError, ValueError) as exc:
-        sb.error(f"The sample could not be loaded: {exc}")
+        input_error = f"The sample could not be loaded: {exc}"
 else:
     uploaded = sb.file_uploader("DICOM files or a .zip of a series folder", accept_multiple_files=True,
-                                key="upload", help="Processed in memory only; nothing is written to disk.")
+                                key="upload", help="Processed in memory only; nothing is written to disk.\n\n"
+                                + data.errors.SUPPORTED)
     if uploaded:
         files = [(f.name, f.getvalue()) for f in uploaded]
         digest = pc.upload_digest(files)
@@ -95,7 +105,8 @@ else:
                 for file_name, reason in summary.skipped[:50]:
                     st.caption(f"**{Path(file_name).name}**: {reason}")
         if summary.error:
-            sb.error(summary.error)
+            input_error, input_skipped = summary.error, summary.skipped
+            sb.warning("This upload cannot be used; the reason is shown on the right.", icon=":material/error:")
         else:
             series_index = 0
             if len(summary.series) > 1:
@@ -112,7 +123,7 @@ else:
                 ct = pc.prepare_slice(series.slice(slice_index), size)
                 input_key = f"upload:{digest}:{series_index}:{slice_index}:{size}"
             except (pipeline.InputError, ValueError, IndexError) as exc:
-                sb.error(f"This slice cannot be used: {exc}")
+                input_error = f"This slice cannot be used: {exc}"
     else:
         sb.info("Upload one or more CT DICOM files (one series), or a .zip of the series folder.")
 
@@ -195,7 +206,14 @@ reader_mode = sb.toggle("Reader study mode", key="reader_mode",
 # ----------------------------------------------------------------------------------------------------
 if ct is None:
     st.title("Sparse-view CT reconstruction")
-    st.info("Pick a sample or upload a CT series in the sidebar to start.")
+    if input_error:
+        st.error(input_error)
+        if len(input_skipped) > 1:
+            with st.expander(f"{len(input_skipped)} file(s) skipped", expanded=True):
+                for file_name, reason in input_skipped[:50]:
+                    st.caption(f"**{Path(file_name).name}**: {reason}")
+    else:
+        st.info("Pick a sample or upload a CT series in the sidebar to start.")
     st.stop()
 
 sim_key = (input_key, scan)
@@ -214,12 +232,14 @@ except pipeline.InputError as exc:
     st.stop()
 keys = {m: pc.run_key(input_key, scan, m, settings[m]) for m in chosen}
 
+cache = server_runs()
 job: pc.Job | None = state.get("job")
 if run_clicked and (job is None or not job.running):
     todo = [pc.Task(keys[m], m, settings[m]) for m in chosen
             if keys[m] not in state["results"] or state["results"][keys[m]].stopped]
     if todo:
         job = state["job"] = pc.Job(todo, simulation).start()
+        cache.watch(job)
     else:
         st.toast("Already computed for these settings.")
 
@@ -227,6 +247,8 @@ if run_clicked and (job is None or not job.running):
 def collect(finished: pc.Job) -> None:
     if not finished.collected:
         state["results"].update(finished.results)
+        for key, run in finished.results.items():
+            cache.put(key, run)
         finished.collected = True
 
 
@@ -268,6 +290,14 @@ with st.expander("Input slice and sparse sinogram", expanded=not runs):
             else:
                 st.caption("No identifying fields present.")
 
+kept = cache.find(keys[m] for m in missing) if missing and not (job is not None and job.running) else {}
+if kept:
+    names = ", ".join(pc.label(run.method) for run in kept.values())
+    k1, k2 = st.columns([4, 1])
+    k1.info(f"Finished results for these settings are kept on this server: {names}.")
+    if k2.button("Restore", key="restore_runs", icon=":material/history:", width="stretch"):
+        state["results"].update(kept)
+        st.rerun()
 if missing and not (job is not None and job.running):
     st.info(f"Press **Run** to reconstruct with {', '.join(pc.label(m) for m in missing)} "
             "(results are kept for these settings).")
@@ -311,46 +341,50 @@ if reader_mode:
     else:
         window = window_controls("reader")
         study = f"{state['reader_seed']:06d}"
+        reader = st.text_input("Reader", key="reader_name", placeholder="initials",
+                               help="Each reader sees the images in an order of their own.").strip()
         st.caption(f"Study {study}: {len(labels)} reconstructions under random labels. Score each for "
                    "diagnostic quality and artifacts, rank them (1 = best), then download the ratings.")
-        show_reference = st.checkbox("Show the full-view reference", value=True, key="reader_reference")
-        by_method = {r.method: r for r in runs}
-        ordered = sorted(labels)
-        cols = st.columns(len(ordered) + (1 if show_reference else 0))
-        if show_reference:
-            cols[0].image(pf.tile(truth, window, TILE), caption="Reference", width="stretch")
-            cols = cols[1:]
-        ratings: dict[str, dict[str, object]] = {}
-        for col, lab in zip(cols, ordered, strict=True):
-            with col:
-                st.image(pf.tile(by_method[labels[lab]].image_hu, window, TILE), caption=f"Image {lab}",
-                         width="stretch")
-                ratings[lab] = {
-                    "quality": st.slider(f"{lab}: diagnostic quality", 1, 5, 3, key=f"q_{study}_{lab}",
-                                         help=pr.QUALITY_HELP),
-                    "artifacts": st.slider(f"{lab}: artifacts", 1, 5, 3, key=f"a_{study}_{lab}",
-                                           help=pr.ARTIFACT_HELP),
-                    "rank": st.selectbox(f"{lab}: rank", range(1, len(ordered) + 1),
-                                         index=ordered.index(lab), key=f"r_{study}_{lab}"),
-                    "comment": st.text_input(f"{lab}: comment", key=f"c_{study}_{lab}"),
-                }
-        if not pr.ranks_valid({lab: int(r["rank"]) for lab, r in ratings.items()}):
-            st.warning("Each rank should be used once (1 = best).")
-        reader = st.text_input("Reader", key="reader_name", placeholder="initials")
-        csv_bytes = pr.ratings_csv(study, reader, labels, ratings, state["reader_revealed"])
-        state["reader_csv"] = csv_bytes
-        b1, b2, b3 = st.columns(3)
-        b1.download_button("Download ratings (CSV)", csv_bytes, file_name=f"sparsect_reader_{study}.csv",
-                           mime="text/csv", key="reader_download", icon=":material/download:", width="stretch")
-        if b2.button("Reveal methods", key="reveal", icon=":material/visibility:", width="stretch"):
-            state["reader_revealed"] = True
-            st.rerun()
-        if b3.button("New study (reshuffle)", key="reshuffle", icon=":material/shuffle:", width="stretch"):
+        if not reader:
+            st.info("Enter your initials to start the reading.")
+        else:
+            show_reference = st.checkbox("Show the full-view reference", value=True, key="reader_reference")
+            by_method = {r.method: r for r in runs}
+            order = pr.reading_order(list(labels), study, reader)
+            cols = st.columns(len(order) + (1 if show_reference else 0))
+            if show_reference:
+                cols[0].image(pf.tile(truth, window, TILE), caption="Reference", width="stretch")
+                cols = cols[1:]
+            ratings: dict[str, dict[str, object]] = {}
+            for col, lab in zip(cols, order, strict=True):
+                with col:
+                    st.image(pf.tile(by_method[labels[lab]].image_hu, window, TILE), caption=f"Image {lab}",
+                             width="stretch")
+                    ratings[lab] = {
+                        "quality": st.slider(f"{lab}: diagnostic quality", 1, 5, 3,
+                                             key=pr.widget_key("q", study, reader, lab), help=pr.QUALITY_HELP),
+                        "artifacts": st.slider(f"{lab}: artifacts", 1, 5, 3,
+                                               key=pr.widget_key("a", study, reader, lab), help=pr.ARTIFACT_HELP),
+                        "rank": st.selectbox(f"{lab}: rank", range(1, len(order) + 1), index=None,
+                                             placeholder="rank", key=pr.widget_key("r", study, reader, lab)),
+                        "comment": st.text_input(f"{lab}: comment", key=pr.widget_key("c", study, reader, lab)),
+                    }
+            if not pr.ranks_valid({lab: r["rank"] for lab, r in ratings.items()}):
+                st.warning("Rank every image, each rank once (1 = best).")
+            csv_bytes = pr.ratings_csv(study, reader, labels, ratings, state["reader_revealed"], order)
+            state["reader_csv"] = csv_bytes
+            b1, b2, b3 = st.columns(3)
+            b1.download_button("Download ratings (CSV)", csv_bytes, file_name=f"sparsect_reader_{study}.csv",
+                               mime="text/csv", key="reader_download", icon=":material/download:", width="stretch")
+            if b2.button("Reveal methods", key="reveal", icon=":material/visibility:", width="stretch"):
+                state["reader_revealed"] = True
+                st.rerun()
+        if st.button("New study (reshuffle)", key="reshuffle", icon=":material/shuffle:"):
             state["reader_seed"] = int(time.time_ns() % 1_000_000)
             state["reader_revealed"] = False
             st.rerun()
         if state["reader_revealed"]:
-            st.success("Unblinded: " + ", ".join(f"{lab} = {pc.label(labels[lab])}" for lab in ordered))
+            st.success("Unblinded: " + ", ".join(f"{lab} = {pc.label(labels[lab])}" for lab in sorted(labels)))
 elif runs:
     # ------------------------------------------------------------------------------------------ comparison
     st.subheader("Comparison")
@@ -391,10 +425,13 @@ elif runs:
 
     tabs = st.tabs(["Difference maps", "Line profile", "Loss curves", "Downloads"])
     with tabs[0]:
-        differences = [r.image_hu - truth for r in runs]
-        auto = pf.difference_limit(differences)
-        limit = st.select_slider("Colour range (+/- HU)", sorted({25.0, 50.0, 100.0, 200.0, 500.0, 1000.0, auto}),
-                                 value=auto, key="diff_limit", format_func=lambda v: f"{v:g}")
+        suggested = pf.difference_default(window)
+        auto = pf.difference_limit([r.image_hu - truth for r in runs])
+        choices = sorted({10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, suggested, auto})
+        limit = st.select_slider("Colour range (+/- HU)", choices, value=suggested,
+                                 key=f"diff_limit_{window[0]:g}_{window[1]:g}", format_func=lambda v: f"{v:g}",
+                                 help=f"Default: a quarter of the window's width ({suggested:g} HU); "
+                                      f"{auto:g} HU covers 99 % of the largest difference.")
         tiles = [(f"{pc.label(r.method)} - ground truth", pf.difference_tile(r.image_hu, truth, limit, TILE, zoom=zoom))
                  for r in runs]
         for start in range(0, len(tiles), per_row):
@@ -402,7 +439,8 @@ elif runs:
             for col, (caption, picture) in zip(cols, tiles[start:start + per_row], strict=False):
                 col.image(picture, caption=caption, width="stretch")
         st.image(pf.colorbar(limit, 640), width=640)
-        st.caption("Difference in HU, one symmetric colour scale for all methods (red: too dense, blue: too light)")
+        st.caption("Difference in HU, one symmetric colour scale for all methods (red: too dense, blue: too light); "
+                   "grey outside the reconstruction circle, where no method is scored")
     with tabs[1]:
         p1, p2 = st.columns([1, 3])
         axis = p1.radio("Direction", ["row", "column"], horizontal=True, key="profile_axis",
@@ -412,7 +450,8 @@ elif runs:
                           key=f"profile_{axis}")
         p1.image(pf.tile(truth, window, 256, profile=(axis, index)), caption="Profile line", width="stretch")
         prof = pf.profile(images, axis, index)
-        p2.line_chart(pd.DataFrame(prof).rename_axis("pixel"), x_label="pixel", y_label="HU", height=320)
+        p2.line_chart(pd.DataFrame(prof).rename_axis("pixel"), x_label="pixel", y_label="HU", height=320,
+                      color=pf.profile_colours(list(prof)))
     with tabs[2]:
         curves = {pc.label(r.method): np.asarray(r.reconstruction.curve, dtype=np.float64) for r in runs
                   if len(r.reconstruction.curve) > 1}
@@ -429,13 +468,16 @@ elif runs:
         else:
             st.caption("No iterative method has been run (FBP is direct).")
     with tabs[3]:
-        d1, d2, d3 = st.columns(3)
+        d1, d2, d4, d3 = st.columns(4)
         sheet = pf.comparison_sheet(images, window)
         d1.download_button("Comparison (PNG)", png_bytes(sheet), file_name="sparsect_comparison.png",
                            mime="image/png", key="dl_png", icon=":material/image:", width="stretch")
         d2.download_button("All results (NPZ)", pc.results_npz(ct, simulation, runs, scan),
                            file_name="sparsect_results.npz", mime="application/octet-stream", key="dl_npz",
                            icon=":material/data_array:", width="stretch")
+        d4.download_button("Metrics (CSV)", pc.metrics_csv(runs, scan.views, simulation),
+                           file_name="sparsect_metrics.csv", mime="text/csv", key="dl_csv", icon=":material/table:",
+                           width="stretch")
         keep_phi = d3.checkbox("Keep patient and study fields", value=False, key="dicom_keep_phi",
                                help="Off: the derived series are de-identified (DICOM PS3.15 basic profile).")
         d3.download_button("Derived DICOM series (ZIP)",
