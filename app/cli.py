@@ -14,7 +14,7 @@ from rich.table import Table
 from sparsect import __version__, data
 from sparsect.app import outputs, pipeline, settings, stopping
 from sparsect.app.batch.command import register
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, VARIANT_HELP
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
 from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
 from sparsect.app.tables import narrow_table
@@ -71,7 +71,16 @@ def reconstruct(
     variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
     photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise); off by default.")
                        ] = None,
-    size: Annotated[int | None, typer.Option(help="Resample the slice to SIZE x SIZE first.")] = None,
+    size: Annotated[int | None, typer.Option(help=SIZE_HELP, show_default=False)] = None,
+    beam: Annotated[str, typer.Option(help="Beam geometry: parallel (half turn) or fan (flat detector, full turn).")
+                    ] = "parallel",
+    source_distance_mm: Annotated[float | None, typer.Option(
+        help="Fan beam: source to rotation centre in mm (default: twice the image diagonal).", show_default=False)
+                                  ] = None,
+    detector_distance_mm: Annotated[float | None, typer.Option(
+        help="Fan beam: rotation centre to detector in mm (default: one image diagonal).", show_default=False)
+                                    ] = None,
+    simulation: Annotated[str, typer.Option(help=SIMULATION_HELP)] = "honest",
     slice_index: Annotated[int | None, typer.Option("--slice", help="Slice index in a series (default: middle).")
                            ] = None,
     series: Annotated[str | None, typer.Option(
@@ -97,7 +106,9 @@ def reconstruct(
         try:
             methods = settings.parse_methods(method)
             method_settings = settings.method_settings(iterations, preset, variant or None, seed, device)
-            scan = settings.scan_settings(views=views, photons=photons, seed=seed)
+            scan = settings.scan_settings(views=views, photons=photons, seed=seed, geometry=beam, simulation=simulation,
+                                          size=size, source_distance_mm=source_distance_mm,
+                                          detector_distance_mm=detector_distance_mm)
             _check_window(window)
             if anonymize and out is None:
                 raise InputError("--anonymize applies to the DICOM written to --out; give --out too")
@@ -109,12 +120,12 @@ def reconstruct(
             with stopping.GracefulStop(_say_stopping) as graceful:
                 simulation, outcomes = _run_with_progress(ct, methods, scan, method_settings, quiet=as_json,
                                                           stop=graceful.event)
-            records = [outcome.record(views) for outcome in outcomes]
+            records = [outcome.record(views, simulation) for outcome in outcomes]
             if as_json:
                 for record in records:
                     typer.echo(json.dumps(record, allow_nan=False))
             elif records:
-                _print_table(records, views)
+                _print_table(records, views, simulation)
             if staging is not None and outcomes:
                 written = _write_outputs(staging, ct, views, simulation, outcomes, records, window, anonymize)
                 if not as_json:
@@ -209,8 +220,23 @@ def results_table(records: list[dict[str, Any]], views: int) -> Table:
     return table
 
 
-def _print_table(records: list[dict[str, Any]], views: int) -> None:
-    Console().print(results_table(records, views))
+def scores_table(records: list[dict[str, Any]], simulation: data.Simulation) -> Table:
+    """The reference-range and soft-tissue scores, and which simulation made the scan (fits 80 columns)."""
+    table = narrow_table("scored against the reference's own range and its soft tissue",
+                         ("method", "PSNR range dB", "SSIM range", "RMSE soft tissue HU"))
+    for r in records:
+        table.add_row(r["method"], *("-" if r[key] is None else format(r[key], spec) for key, spec in
+                                     (("psnr_range", ".2f"), ("ssim_range", ".4f"), ("rmse_soft_hu", ".1f"))))
+    height, width = simulation.simulation_grid
+    table.caption = (f"{simulation.label} simulation ({height}x{width} grid, {simulation.sub_rays} ray(s) per bin); "
+                     "range: the reference's min..max inside the circle; soft tissue: reference at -200..200 HU")
+    return table
+
+
+def _print_table(records: list[dict[str, Any]], views: int, simulation: data.Simulation) -> None:
+    stdout = Console()
+    stdout.print(results_table(records, views))
+    stdout.print(scores_table(records, simulation))
 
 
 def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcomes, records, window: str,
@@ -222,8 +248,10 @@ def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcome
     images = {"reference": simulation.reference_hu} | {o.method: o.reconstruction.image_hu for o in outcomes}
     outputs.write_png(folder / "comparison.png", outputs.comparison_image(images, window))
     outputs.write_npz(folder / "results.npz", {
-        "reference_hu": simulation.reference_hu, "slice_hu": ct.hu, "sinogram": simulation.sinogram.cpu().numpy(),
-        "angles_rad": simulation.geometry.angles.numpy(), "pixel_spacing_mm": ct.spacing,
+        "reference_hu": simulation.reference_hu, "slice_hu": ct.hu, "slice_spacing_mm": ct.spacing,
+        "sinogram": simulation.sinogram.cpu().numpy(), "angles_rad": simulation.geometry.angles.numpy(),
+        "pixel_spacing_mm": (simulation.pixel_size_mm,) * 2, "simulation": simulation.label,
+        "simulation_grid": simulation.simulation_grid, "sub_rays": simulation.sub_rays,
         **{f"{o.method}_hu": o.reconstruction.image_hu for o in outcomes}})
     outputs.write_json(folder / "metrics.json", records)
     for number, o in enumerate(outcomes, start=1001):

@@ -11,3 +11,8 @@ VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comm
                 "coordinate scale ramped up over the first half of the fit. `--variant paper` alone gives the "
                 "published formulation. Default: the recommended set "
                 f"({','.join(registry.RECOMMENDED_VARIANTS)}).")
+SIZE_HELP = ("Reconstruct on a SIZE x SIZE working grid (default: the slice's own). The scan is simulated from the "
+             "slice's own pixels when they are at least 2x finer, else from the slice upsampled (bilinear) to 2x.")
+SIMULATION_HELP = ("honest: the scan is simulated from a finer image than the one reconstructed, with exact ray/pixel "
+                   "intersections and 4 rays per detector bin. same-grid: projected with the reconstruction's own "
+                   "operator on its own grid (the 'inverse crime', which flatters every iterative method).")

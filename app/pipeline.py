@@ -24,8 +24,14 @@ from sparsect.reconstruct.result import Reconstruction, StopLike, stop_requested
 MIN_IMAGE_SIZE = 16
 
 
-def _finite_or_none(value: float, digits: int) -> float | None:
-    return round(float(value), digits) if math.isfinite(value) else None
+#: The scores a record carries (see :func:`sparsect.reconstruct.metrics.compare`) and their rounding.
+SCORE_DIGITS = {"psnr": 4, "ssim": 5, "rmse_hu": 3, "psnr_range": 4, "ssim_range": 5, "rmse_soft_hu": 3}
+
+
+def rounded_scores(scores: dict[str, float]) -> dict[str, float | None]:
+    """The :data:`SCORE_DIGITS` scores of :func:`score`'s output, rounded; None where not a finite number."""
+    return {key: round(float(scores[key]), digits) if math.isfinite(scores[key]) else None
+            for key, digits in SCORE_DIGITS.items()}
 
 
 @dataclass
@@ -36,29 +42,36 @@ class MethodOutcome:
     reconstruction: Reconstruction
     metrics: dict[str, float] = field(default_factory=dict)
 
-    def record(self, views: int) -> dict[str, Any]:
-        """The strict-JSON summary: method, views, psnr, ssim, rmse_hu, seconds, iterations,
-        warm_start_iterations, parameters, device, stop_reason, variant.
+    def record(self, views: int, simulation: data.Simulation | None = None) -> dict[str, Any]:
+        """The strict-JSON summary: method, views, psnr, ssim, rmse_hu, psnr_range, ssim_range, rmse_soft_hu,
+        seconds, iterations, warm_start_iterations, parameters, device, stop_reason, variant, and with
+        ``simulation`` also simulation (its label, e.g. "honest" or "same-grid (inverse crime)"),
+        simulation_grid ([H, W] of the image projected) and sub_rays (rays averaged per detector bin).
 
         stop_reason is "stopped" for a run cut short by a stop request; variant is the list of fit variants
         a network was fitted with (e.g. ["fbp_init", "ramp_loss"] or ["paper"]), None for classical methods.
         A score that is not a finite number is null, and ``note`` says why (a PSNR is infinite when the image
-        equals the reference).
+        equals the reference; rmse_soft_hu has no value when the reference has no soft tissue).
         """
         r = self.reconstruction
         variant = r.parameters.get("variant") if self.method in registry.NETWORK_METHODS else None
         record = {
-            "method": self.method, "views": views,
-            "psnr": _finite_or_none(self.metrics["psnr"], 4), "ssim": _finite_or_none(self.metrics["ssim"], 5),
-            "rmse_hu": _finite_or_none(self.metrics["rmse_hu"], 3), "seconds": round(float(r.seconds), 3),
+            "method": self.method, "views": views, **rounded_scores(self.metrics),
+            "seconds": round(float(r.seconds), 3),
             "iterations": int(r.iterations), "warm_start_iterations": int(r.warm_start_iterations),
             "parameters": int(r.n_parameters), "device": r.device, "stop_reason": r.stop_reason,
             "variant": list(variant) if variant is not None else None,
+            **(simulation.record() if simulation is not None else {}),
         }
-        missing = [key for key in ("psnr", "ssim", "rmse_hu") if record[key] is None]
+        notes = []
+        missing = [key for key in SCORE_DIGITS if key != "rmse_soft_hu" and record[key] is None]
         if missing:
             why = "the image equals the reference" if self.metrics["psnr"] == math.inf else "not a finite number"
-            record["note"] = f"{', '.join(missing)} null: {why}"
+            notes.append(f"{', '.join(missing)} null: {why}")
+        if record["rmse_soft_hu"] is None:
+            notes.append("rmse_soft_hu null: no reference pixel in [-200, 200] HU")
+        if notes:
+            record["note"] = "; ".join(notes)
         return record
 
 
@@ -76,9 +89,20 @@ def check_slice(ct: data.CTSlice) -> data.CTSlice:
     return ct
 
 
+def source_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
+    """``ct`` as the scan's source: unchanged when square (the honest simulation uses its own pixels and
+    ``ScanSettings.size`` sets the working grid), else resampled to a square of ``size`` (None: its larger
+    side), the working grid being square."""
+    height, width = ct.hu.shape
+    if height == width:
+        return ct
+    return data.resample(ct, int(size or max(height, width)))
+
+
 def load_input(source: str, size: int | None = None, index: int | None = None,
                series_uid: str | None = None) -> data.CTSlice:
-    """A CT slice from a sample name, a DICOM file or a folder; optionally resampled to size x size.
+    """A CT slice from a sample name, a DICOM file or a folder, as :func:`source_slice` makes it for a
+    ``size`` x ``size`` working grid (checked here; the grid itself is ``ScanSettings.size``).
     ``series_uid`` picks one series where the path holds several.
 
     Raises :class:`data.DicomError` for unusable files and :class:`InputError` for bad settings.
@@ -89,20 +113,22 @@ def load_input(source: str, size: int | None = None, index: int | None = None,
         if source in data.samples():
             if series_uid is not None:
                 raise InputError(f"--series applies to DICOM input; the sample {source!r} is a single slice")
-            return check_slice(data.load_sample(source, size))
+            return check_slice(source_slice(data.load_sample(source), size))
         raise InputError(f"no such file or folder: {source!r}; give a DICOM file, a folder of DICOM files, "
                          f"a .zip archive or a sample name ({', '.join(data.samples())})")
     series = data.load(source, series_uid=series_uid)
     if index is not None and not -len(series) <= index < len(series):
         raise InputError(f"--slice {index} is out of range: the series has {len(series)} slice(s), 0-{len(series) - 1}")
-    ct = series.slice(index)
-    return check_slice(data.resample(ct, size) if size else ct)
+    return check_slice(source_slice(series.slice(index), size))
 
 
 def simulate(ct: data.CTSlice, scan: ScanSettings) -> data.Simulation:
-    """The sparse-view sinogram of ``ct`` under ``scan`` (line integrals of mu [1/mm] * mm)."""
+    """The sparse-view sinogram of ``ct`` under ``scan`` (line integrals of mu [1/mm] * mm) on the working
+    grid ``scan.size`` (None: the slice's own)."""
     return data.simulate(ct, scan.views, arc=scan.arc, det_count=scan.det_count, photons=scan.photons,
-                         electronic_noise=scan.electronic_noise, seed=scan.seed, geometry=scan.geometry)
+                         electronic_noise=scan.electronic_noise, seed=scan.seed, geometry=scan.geometry,
+                         size=scan.size, simulation=scan.simulation, source_distance_mm=scan.source_distance_mm,
+                         detector_distance_mm=scan.detector_distance_mm)
 
 
 def run_method(method: str, simulation: data.Simulation, settings: MethodSettings,
@@ -118,8 +144,9 @@ def run_method(method: str, simulation: data.Simulation, settings: MethodSetting
 
 def score(image_hu: np.ndarray, simulation: data.Simulation,
           window: metrics.WindowLike = metrics.DEFAULT_WINDOW) -> dict[str, float]:
-    """The scores of a reconstruction of ``simulation``: PSNR (dB) and SSIM in ``window``, RMSE in HU,
-    inside the reconstruction circle, against ``simulation.reference_hu`` (the object the scan saw)."""
+    """The scores of a reconstruction of ``simulation`` (:func:`sparsect.reconstruct.metrics.compare`: PSNR (dB)
+    and SSIM in ``window``, RMSE in HU, psnr_range, ssim_range, rmse_soft_hu) inside the reconstruction circle,
+    against ``simulation.reference_hu`` (the object the scan saw)."""
     return {key: float(value) for key, value in metrics.compare(image_hu, simulation.reference_hu, window).items()}
 
 
@@ -143,5 +170,5 @@ def run_methods(ct: data.CTSlice, methods: tuple[str, ...], scan: ScanSettings, 
     return simulation, outcomes
 
 
-__all__ = ["MIN_IMAGE_SIZE", "InputError", "MethodOutcome", "check_slice", "load_input", "run_method", "run_methods",
-           "score", "simulate"]
+__all__ = ["MIN_IMAGE_SIZE", "SCORE_DIGITS", "InputError", "MethodOutcome", "check_slice", "load_input",
+           "rounded_scores", "run_method", "run_methods", "score", "simulate", "source_slice"]

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sparsect import data
 from sparsect.reconstruct import registry
 from sparsect.reconstruct.device import resolve_device as _resolve_device
 
@@ -95,36 +96,68 @@ def method_settings(iterations: int | None = None, preset: str = "preview", vari
                           device=parse_device(device), variant=parse_variants(variant))
 
 
+#: The simulations a scan can be made with (see :func:`sparsect.data.simulate`): "honest" by default,
+#: "same-grid" (the inverse crime) only when asked for by name.
+SIMULATIONS = tuple(data.SIMULATIONS)
+BEAMS = ("parallel", "fan")
+
+
 @dataclass(frozen=True)
 class ScanSettings:
-    """How the sparse-view scan is simulated from a slice: views over ``arc`` (radians), photons per ray
-    (None: noise-free), electronic noise (standard deviation in photons), detector bins (None: covers the
-    image diagonal), noise seed, beam geometry ("parallel" or "fan")."""
+    """How the sparse-view scan is simulated from a slice: views over ``arc`` (radians; None: a half turn for
+    parallel beams, a full turn for fan beams), photons per ray (None: noise-free), electronic noise
+    (standard deviation in photons), detector bins (None: covers the image diagonal), noise seed, beam
+    geometry ("parallel" or "fan"), the simulation ("honest" or "same-grid"), the working grid ``size``
+    the methods reconstruct on (None: the slice's own) and, for fan beams, the source and detector
+    distances from the rotation centre in mm (None: twice and once the image diagonal)."""
 
     views: int = 60
-    arc: float = math.pi
+    arc: float | None = None
     photons: float | None = None
     electronic_noise: float = 0.0
     det_count: int | None = None
     seed: int = 0
     geometry: str = "parallel"
+    simulation: str = "honest"
+    size: int | None = None
+    source_distance_mm: float | None = None
+    detector_distance_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.arc is None:  # a fan beam needs more than a half turn; a full one needs no short-scan weights
+            object.__setattr__(self, "arc", 2 * math.pi if self.geometry == "fan" else math.pi)
 
 
-def scan_settings(views: int = 60, arc: float = math.pi, photons: float | None = None,
+def _check_distance(value: float | None, option: str) -> float | None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise InputError(f"{option} must be a positive distance in mm, got {value}")
+    return None if value is None else float(value)
+
+
+def scan_settings(views: int = 60, arc: float | None = None, photons: float | None = None,
                   det_count: int | None = None, seed: int = 0, electronic_noise: float = 0.0,
-                  geometry: str = "parallel") -> ScanSettings:
+                  geometry: str = "parallel", simulation: str = "honest", size: int | None = None,
+                  source_distance_mm: float | None = None, detector_distance_mm: float | None = None) -> ScanSettings:
     """Validated :class:`ScanSettings`."""
     if isinstance(views, bool) or int(views) != views or views < 2:
         raise InputError(f"--views must be a whole number of at least 2, got {views}")
     if photons is not None and not (photons > 0 and math.isfinite(photons)):
         raise InputError(f"--photons must be a positive number, got {photons}")
-    if not (0 < arc <= 2 * math.pi):
+    if arc is not None and not (0 < arc <= 2 * math.pi):
         raise InputError(f"the arc must be in (0, 360] degrees, got {math.degrees(arc):g}")
     if det_count is not None and det_count < 1:
         raise InputError(f"the detector needs at least 1 bin, got {det_count}")
     if not (electronic_noise >= 0 and math.isfinite(electronic_noise)):
         raise InputError(f"electronic noise must be >= 0, got {electronic_noise}")
-    if geometry not in ("parallel", "fan"):
-        raise InputError(f"the beam must be parallel or fan, got {geometry!r}")
-    return ScanSettings(views=int(views), arc=float(arc), photons=photons, electronic_noise=float(electronic_noise),
-                        det_count=det_count, seed=int(seed), geometry=geometry)
+    if geometry not in BEAMS:
+        raise InputError(f"--beam must be parallel or fan, got {geometry!r}")
+    if simulation not in SIMULATIONS:
+        raise InputError(f"--simulation must be honest or same-grid, got {simulation!r}")
+    distances = (_check_distance(source_distance_mm, "--source-distance-mm"),
+                 _check_distance(detector_distance_mm, "--detector-distance-mm"))
+    if geometry != "fan" and distances != (None, None):
+        raise InputError("--source-distance-mm and --detector-distance-mm need --beam fan")
+    return ScanSettings(views=int(views), arc=None if arc is None else float(arc), photons=photons,
+                        electronic_noise=float(electronic_noise), det_count=det_count, seed=int(seed),
+                        geometry=geometry, simulation=simulation, size=None if size is None else int(size),
+                        source_distance_mm=distances[0], detector_distance_mm=distances[1])

@@ -3,7 +3,8 @@
 Reading: :func:`scan`, :func:`scan_bytes`, :func:`load`, :func:`load_bytes`, :func:`load_slice`,
 :func:`load_slice_bytes` give :class:`CTSeries` / :class:`CTSlice` with HU images (padding and values
 below -1024 HU set to ``AIR_HU`` = -1024). Problems raise :class:`DicomError` subclasses.
-Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate`, :func:`simulate_counts`.
+Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate` (honest by default, see :data:`SIMULATIONS`),
+:func:`simulate_counts`, :func:`area_average`.
 Writing: :func:`write_series` (derived CT series, optional de-identification with a keyed
 :class:`Anonymizer`); :mod:`data.atomic` (the atomic-write helper every writer uses).
 Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
@@ -25,16 +26,25 @@ from .errors import (
 )
 from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
 from .phantoms import shepp_logan_hu
+from .regrid import area_average
 from .samples import UnknownSampleError, load_sample, samples
 from .series import CTSeries, CTSlice, ScanResult, resample
-from .simulate import COUNT_GUARD, Simulation, counts_to_line_integrals, simulate, simulate_counts
+from .simulate import (
+    COUNT_GUARD,
+    SIMULATIONS,
+    SUB_RAYS,
+    Simulation,
+    counts_to_line_integrals,
+    simulate,
+    simulate_counts,
+)
 
 __all__ = [
-    "AIR_HU", "COUNT_GUARD", "MU_WATER", "Anonymizer",
+    "AIR_HU", "COUNT_GUARD", "MU_WATER", "SIMULATIONS", "SUB_RAYS", "Anonymizer",
     "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "NoCTSeriesError",
     "NoPixelDataError", "NotCTError", "NotDicomError", "UnknownSampleError", "UnsupportedDicomError",
     "CTSeries", "CTSlice", "ScanResult", "Simulation",
-    "counts_to_line_integrals", "hu_to_mu", "load", "load_bytes", "load_sample", "load_slice",
+    "area_average", "counts_to_line_integrals", "hu_to_mu", "load", "load_bytes", "load_sample", "load_slice",
     "load_slice_bytes", "mu_to_hu", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",
     "simulate_counts", "write_series",
 ]

@@ -177,6 +177,21 @@ def _working_shape(size: int | tuple[int, int] | None, source: tuple[int, int]) 
     return shape  # type: ignore[return-value]
 
 
+def _fan_distances(source_mm: float | None, detector_mm: float | None, working: tuple[int, int],
+                   pixel_size_mm: float) -> list[float | None]:
+    """Fan-beam source and detector distances (mm, None: the geometry's default) in working pixels, validated."""
+    distances: list[float | None] = []
+    for name, value in (("source_distance_mm", source_mm), ("detector_distance_mm", detector_mm)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive distance in mm, got {value!r}")
+        distances.append(None if value is None else float(value) / pixel_size_mm)
+    half_diagonal_mm = math.hypot(*working) / 2 * pixel_size_mm
+    if source_mm is not None and source_mm <= half_diagonal_mm:
+        raise ValueError(f"source_distance_mm {source_mm:g} must exceed the half-diagonal of the field of view, "
+                         f"{half_diagonal_mm:.1f} mm: the source would sit inside the image")
+    return distances
+
+
 def _make_geometry(kind: str, n_views: int, image_size: tuple[int, int], arc: float, det_count: int | None,
                    source_distance: float | None, detector_distance: float | None) -> Any:
     from sparsect import operators  # physics package; imported lazily so reading DICOM does not need it
@@ -265,8 +280,7 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
         raise ValueError("electronic_noise needs photons (the incident photon count I0)")
     working = _working_shape(size, hu.shape)
     working_pixel_mm = source_pixel_mm * hu.shape[1] / working[1]
-    distances = [None if d is None else float(d) / working_pixel_mm for d in (source_distance_mm,
-                                                                              detector_distance_mm)]
+    distances = _fan_distances(source_distance_mm, detector_distance_mm, working, working_pixel_mm)
     if arc is None:
         arc = 2 * math.pi if geometry == "fan" else math.pi
     geom = _make_geometry(geometry, n_views, working, float(arc), det_count, *distances)

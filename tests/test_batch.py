@@ -115,6 +115,9 @@ def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
     assert set(rows[0]) == set(batch_store.COLUMNS)
     assert {r["method"] for r in rows} == {"fbp", "tv"} and {r["views"] for r in rows} == {"16", "20"}
     assert all(float(r["psnr"]) > 20 and 0 < float(r["ssim"]) <= 1 for r in rows)
+    assert all(float(r["psnr_range"]) > 10 and 0 < float(r["ssim_range"]) <= 1 for r in rows)
+    # 128² slices reconstructed on their own grid: simulated from them upsampled to 256², 4 rays per bin
+    assert {(r["simulation"], r["simulation_grid"], r["sub_rays"]) for r in rows} == {("honest", "[256, 256]", "4")}
     assert len((reference / "metrics.jsonl").read_text().splitlines()) == len(rows)
     images = _images(reference)
     assert sorted(images) == [f"patient{p}/ct_{s}/{m}_{v}v" for p, s in ((1, "a"), (2, "b"))
@@ -131,6 +134,14 @@ def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
     assert {(g["method"], g["views"]) for g in summary["groups"]} == {(m, v) for m in ("fbp", "tv") for v in (16, 20)}
     assert summary["rows"] == len(rows) and summary["failures"] == 3
     _no_partial_files(reference)
+
+
+def test_another_simulation_redoes_every_unit(inputs, reference):
+    _, _, honest = _run(inputs, reference, dry_run=True, **OPTIONS)
+    _, _, crime = _run(inputs, reference, dry_run=True, simulation="same-grid", **OPTIONS)
+    assert "already_done=8 todo=0" in honest and "already_done=0 todo=8" in crime
+    code, _, err = _run(inputs, reference, dry_run=True, simulation="exact", **OPTIONS)
+    assert code == batch.EXIT_CANNOT_START and "--simulation must be honest or same-grid" in err
 
 
 def test_rerun_skips_done_units_without_duplicates(inputs, reference, tmp_path):
@@ -253,7 +264,7 @@ def test_networks_fitted_together_match_one_at_a_time():
     hu = np.stack([ct.hu, ct.hu[:, ::-1]]).astype(np.float32)
     payload = {"unit_id": "u", "method": "lrnn", "views": 16, "slices": [0, 1], "hu": hu, "spacing": (1.0, 1.0),
                "preset": "preview", "iterations": 30, "photons": None, "seed": 0, "device": "cpu",
-               "variant": list(recommended_variants())}
+               "variant": list(recommended_variants()), "simulation": "honest"}
     alone = batch_work.compute({**payload, "batch_size": 1})
     together = batch_work.compute({**payload, "batch_size": 2})
     assert alone["ok"] and together["ok"], (alone.get("error"), together.get("error"))

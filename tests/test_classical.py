@@ -59,13 +59,7 @@ def _ct_small_hu():
     return (ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).astype(np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small images run fastest single-threaded (and do not fight over the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------------------

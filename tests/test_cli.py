@@ -23,8 +23,9 @@ from sparsect.reconstruct import metrics
 from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS
 
 runner = CliRunner()
-JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "warm_start_iterations",
-             "parameters", "device", "stop_reason", "variant"}
+JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range", "rmse_soft_hu", "seconds",
+             "iterations", "warm_start_iterations", "parameters", "device", "stop_reason", "variant", "simulation",
+             "simulation_grid", "sub_rays"}
 
 
 def _invoke(*args):
@@ -42,14 +43,19 @@ def test_reconstruct_sample_writes_readable_outputs(tmp_path):
     assert records[1]["iterations"] == 10 and records[0]["views"] == 16
     assert {r["stop_reason"] for r in records} == {"completed"}
     assert {r["variant"] for r in records} == {None}  # classical methods have no fit variant
+    # the phantom's own 256² pixels are 4x finer than the 64² working grid: the scan is simulated from them
+    simulated = {(r["simulation"], tuple(r["simulation_grid"]), r["sub_rays"]) for r in records}
+    assert simulated == {("honest", (256, 256), 4)}
 
     arrays = np.load(out / "results.npz")
     reference = arrays["reference_hu"]
     assert reference.shape == (64, 64) and arrays["sinogram"].shape[0] == 16
+    assert tuple(arrays["pixel_spacing_mm"]) == (4.0, 4.0) and arrays["slice_hu"].shape == (256, 256)
     for record in records:
         image = arrays[f"{record['method']}_hu"]
         # The printed numbers are the scikit-image-checked metrics of the saved image.
         assert record["psnr"] == pytest.approx(metrics.psnr(image, reference, mask="circle"), abs=1e-3)
+        assert record["psnr_range"] == pytest.approx(metrics.psnr_range(image, reference, mask="circle"), abs=1e-3)
         with Image.open(out / f"{record['method']}.png") as png:
             assert png.size == (64, 64)
         (dicom_file,) = (out / "dicom" / record["method"]).glob("*.dcm")
@@ -135,9 +141,11 @@ def test_a_failure_after_the_run_leaves_out_untouched(tmp_path, monkeypatch):
 def test_records_are_strict_json_with_a_reason_for_null():
     outcome = pipeline.MethodOutcome("fbp", SimpleNamespace(
         parameters={}, seconds=0.1, iterations=0, warm_start_iterations=0, n_parameters=0, device="cpu",
-        stop_reason="completed"), {"psnr": math.inf, "ssim": 1.0, "rmse_hu": 0.0})
+        stop_reason="completed"), {"psnr": math.inf, "ssim": 1.0, "rmse_hu": 0.0, "psnr_range": math.inf,
+                                   "ssim_range": 1.0, "rmse_soft_hu": math.nan})
     record = outcome.record(30)
-    assert record["psnr"] is None and "equals the reference" in record["note"]
+    assert record["psnr"] is None and record["psnr_range"] is None and "equals the reference" in record["note"]
+    assert record["rmse_soft_hu"] is None and "no reference pixel in [-200, 200] HU" in record["note"]
     json.dumps(record, allow_nan=False)
 
 
@@ -241,7 +249,8 @@ def test_ctrl_c_stops_the_running_method_reports_and_writes_what_was_obtained(tm
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     # the stopped result is SIRT's iterate after 3 iterations
     monkeypatch.undo()
-    simulation = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), settings.ScanSettings(views=12))
+    scan = settings.ScanSettings(views=12, size=32)
+    simulation = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), scan)
     three = pipeline.run_method("sirt", simulation, settings.MethodSettings(iterations=3, device="cpu"))
     np.testing.assert_allclose(arrays["sirt_hu"], three.image_hu, atol=1e-3)
 
@@ -271,7 +280,8 @@ def test_second_ctrl_c_aborts_at_once_without_traceback(tmp_path, monkeypatch):
 
 def test_run_methods_stop_keeps_the_partial_result_and_skips_the_rest():
     ct = pipeline.load_input("shepp_logan", size=32)
-    scan, method_settings = settings.ScanSettings(views=12), settings.MethodSettings(iterations=30, device="cpu")
+    scan = settings.ScanSettings(views=12, size=32)
+    method_settings = settings.MethodSettings(iterations=30, device="cpu")
     stop = threading.Event()
     seen = []
 
@@ -305,6 +315,30 @@ def test_graceful_stop_handler():
         with pytest.raises(KeyboardInterrupt):
             graceful.handle(signal.SIGINT)  # Ctrl-C once stopping: abort
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_fan_beam_and_the_simulation_are_options():
+    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--beam", "fan",
+                     "--source-distance-mm", "400", "--detector-distance-mm", "200", "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert record["simulation"] == "honest" and record["simulation_grid"] == [256, 256]
+    fan = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), settings.scan_settings(
+        views=8, geometry="fan", size=32, source_distance_mm=400, detector_distance_mm=200))
+    assert type(fan.geometry).__name__ == "FanBeam" and float(fan.geometry.angles[-1]) > 1.5 * math.pi  # full turn
+    assert fan.geometry.source_distance == pytest.approx(400 / 8)  # 8 mm working pixels
+    crime = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--simulation", "same-grid", "--json")
+    (record,) = [json.loads(line) for line in crime.stdout.splitlines() if line.startswith("{")]
+    assert (record["simulation"], record["simulation_grid"], record["sub_rays"]) == ("same-grid (inverse crime)",
+                                                                                     [32, 32], 1)
+    table = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp")
+    assert "honest simulation (256x256 grid, 4 ray(s) per bin)" in " ".join(table.stdout.split())
+    for args, message in ((["--beam", "cone"], "--beam must be parallel or fan"),
+                          (["--simulation", "exact"], "--simulation must be honest or same-grid"),
+                          (["--source-distance-mm", "400"], "need --beam fan"),
+                          (["--beam", "fan", "--source-distance-mm", "100"], "half-diagonal")):
+        bad = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", *args)
+        assert bad.exit_code == 2 and message in bad.output, (args, bad.output)
 
 
 def test_version():
@@ -377,7 +411,7 @@ def _rendered(table) -> list[str]:
 
 def test_tables_fit_80_columns_without_truncation():
     from sparsect.app.batch.command import summary_table
-    from sparsect.app.cli import results_table
+    from sparsect.app.cli import results_table, scores_table
 
     widest = {"method": "os_sart", "psnr": 99.99, "ssim": 0.9999, "rmse_hu": 4095.0, "seconds": 12345.67,
               "iterations": 10000, "warm_start_iterations": 100, "stop_reason": "stopped", "parameters": 1234567,
@@ -391,6 +425,12 @@ def test_tables_fit_80_columns_without_truncation():
     group = {"method": "os_sart", "views": 1000, "slices": 1000, "psnr": {"mean": 99.99, "sd": 10.5},
              "ssim": {"mean": 0.9999, "sd": 0.1234}, "rmse_hu": {"mean": 1234.5, "sd": 123.4},
              "seconds": {"mean": 1234.56, "sd": 1.0}}
+    lines = _rendered(scores_table([dict(widest, psnr_range=99.99, ssim_range=0.9999, rmse_soft_hu=4095.0)],
+                                   SimpleNamespace(label="same-grid (inverse crime)", simulation_grid=(1024, 1024),
+                                                   sub_rays=1)))
+    assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]
+    for word in ("PSNR", "range", "dB", "SSIM", "soft", "tissue", "99.99", "0.9999", "4095.0", "inverse"):
+        assert word in " ".join(lines), word
     lines = _rendered(summary_table({"groups": [group]}))
     assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]
     text = "".join(lines)

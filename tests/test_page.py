@@ -19,7 +19,7 @@ from sparsect.app import pipeline, serve, settings
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import reader as pr
-from sparsect.reconstruct import classical, registry
+from sparsect.reconstruct import classical, metrics, registry
 
 try:
     import tomllib
@@ -82,7 +82,7 @@ def test_read_uploads_series_and_zip_in_memory():
     assert zipped.error is None and zipped.series[0].shape == (1, 128, 128)
     assert zipped.digest != summary.digest
     ct = pc.prepare_slice(zipped.series[0].slice(0), 64)
-    assert ct.hu.shape == (64, 64)
+    assert ct.hu.shape == (128, 128)  # square: kept whole for the scan; ScanSettings.size is the working grid
     assert "PatientName" in pc.identifying_fields(ct)
     assert not any("Patient" in k for k in pc.describe(ct))
 
@@ -158,10 +158,12 @@ def test_metrics_csv_matches_the_table():
     ct, simulation = _small_problem()
     rec = pipeline.run_method("fbp", simulation, settings.MethodSettings())
     run = pc.MethodRun("fbp", rec, pipeline.score(rec.image_hu, simulation))
-    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([run], 12).decode())))
+    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([run], 12, simulation).decode())))
     assert list(rows[0]) == list(pc.CSV_COLUMNS) and len(rows) == 1
     assert rows[0]["method"] == "fbp" and rows[0]["views"] == "12" and rows[0]["status"] == "complete"
     assert float(rows[0]["psnr"]) == run.metrics["psnr"] and float(rows[0]["rmse_hu"]) == run.metrics["rmse_hu"]
+    assert float(rows[0]["psnr_range"]) == run.metrics["psnr_range"]
+    assert (rows[0]["simulation"], rows[0]["simulation_grid"], rows[0]["sub_rays"]) == ("honest", "64x64", "4")
 
 
 def test_run_keys_ignore_settings_that_do_not_matter():
@@ -288,8 +290,11 @@ def test_downloads_npz_and_dicom_zip():
     assert names and all(n.startswith("fbp/") for n in names)
     scanned = data.scan_bytes([("derived.zip", archive)])
     assert len(scanned.series) == 1 and "FBP 12 views" in scanned.series[0].description
-    best = pc.best_cells(pc.metrics_rows(runs * 2))
-    assert set(best) == set(pc.BEST)
+    assert set(pc.best_cells(pc.metrics_rows(runs * 2))) == set(pc.BEST) - {"PSNR window (dB)", "SSIM window"}
+    rows = pc.metrics_rows(runs * 2, simulation.reference_hu, (0.0, 80.0))
+    assert set(pc.best_cells(rows)) == set(pc.BEST)
+    assert rows[0]["PSNR window (dB)"] == pytest.approx(
+        metrics.psnr(rec.image_hu, simulation.reference_hu, (0.0, 80.0), "circle"))
 
 
 def test_dicom_zip_shows_one_pseudonymous_patient_and_study():
@@ -324,6 +329,22 @@ def test_serve_passes_the_safety_settings_and_config_matches():
 # ------------------------------------------------------------------------------------------ the page (AppTest)
 
 
+def test_page_fan_beam_and_the_same_grid_simulation():
+    at = _app()
+    at.sidebar.selectbox(key="size").set_value("64 x 64")
+    at.sidebar.radio(key="beam").set_value("fan").run()
+    assert not at.exception, at.exception
+    assert at.sidebar.slider(key="arc_fan").value == 360  # a fan beam scans a full turn by default
+    at.sidebar.selectbox(key="simulation").set_value("same-grid")
+    at.sidebar.checkbox(key="use_cgls").uncheck()
+    at.sidebar.checkbox(key="use_lrnn").uncheck()
+    at.sidebar.button(key="run").click().run()
+    assert not at.exception, at.exception
+    caption = _texts(at.caption)
+    assert "fan beam" in caption and "same-grid (inverse crime) simulation (64 x 64 grid, 1 ray(s) per bin)" in caption
+    assert list(_metrics(at).index) == ["FBP"]
+
+
 def test_page_run_fbp_compare_windows_and_reader_study():
     at = _app()
     assert at.sidebar.selectbox(key="sample").value == "ct_small"
@@ -339,7 +360,8 @@ def test_page_run_fbp_compare_windows_and_reader_study():
     assert table.loc["CGLS", "PSNR (dB)"] > 20 and table.loc["FBP", "Iterations"] == 0
     captions = [c for img in at.image for c in img.captions]
     assert {"Ground truth", "FBP", "CGLS"} <= set(captions)
-    assert "45 views" in _texts(at.caption)
+    assert "45 views" in _texts(at.caption) and "honest simulation" in _texts(at.caption)
+    assert "PSNR range (dB)" in table.columns and "SSIM window" in table.columns
 
     for preset in ("brain", "bone", "lung", "full", "custom"):
         at.selectbox(key="window").set_value(preset).run()

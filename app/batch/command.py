@@ -28,7 +28,7 @@ from sparsect import data
 from sparsect.app import stopping
 from sparsect.app.batch import executors, work
 from sparsect.app.batch.store import OutDirBusy, Store
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, VARIANT_HELP
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, SIMULATION_HELP, VARIANT_HELP
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
 from sparsect.app.tables import narrow_table
 
@@ -65,11 +65,11 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
               device: str = "auto", anonymize: bool = False, workers: int = 0, batch_size: int = 0,
               shard: str | None = None, executor: str = "local", ray_address: str | None = None,
               dry_run: bool = False, quiet: bool = False, console: Console | None = None,
-              stdout: Console | None = None) -> int:
+              stdout: Console | None = None, simulation: str = "honest") -> int:
     """Run (or with ``dry_run`` list) the batch; returns the exit code (see the module docstring).
 
     ``variant``: the networks' fit variants as for :func:`app.pipeline.parse_variants` (None: the
-    recommended ones)."""
+    recommended ones). ``simulation``: "honest" or "same-grid" (see :func:`sparsect.data.simulate`)."""
     console = console or Console(stderr=True)
     if stdout is None:
         stdout = Console()
@@ -78,7 +78,7 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
         with contextlib.ExitStack() as held:  # the OUT_DIR lock, released however the run ends
             return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, variant,
                         iterations, photons, seed, slices, device, anonymize, workers, batch_size, shard, executor,
-                        ray_address, dry_run, quiet, console, stdout, log, held)
+                        ray_address, dry_run, quiet, console, stdout, log, held, simulation)
     except CannotStart as error:
         log("run.error", level="error", reason=str(error))
         console.print(f"[bold red]error:[/] {error}", highlight=False)
@@ -87,7 +87,7 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
 
 def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
               variant: list[str] | None, iterations: int | None, photons: float | None, slices: str, device: str,
-              workers: int, batch_size: int, shard: str | None, executor: str
+              workers: int, batch_size: int, shard: str | None, executor: str, simulation: str
               ) -> tuple[Any, tuple[int, int], str]:
     try:
         if executor not in ("local", "ray"):
@@ -103,11 +103,11 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
         methods_run = method_settings(iterations, preset, variant, device="cpu")
         parsed_views = tuple(work.parse_views(views))
         for count in parsed_views:
-            scan_settings(views=count, photons=photons)
+            scan_settings(views=count, photons=photons, simulation=simulation)
         batch_settings = work.BatchSettings(
             views=parsed_views, methods=parse_methods(methods), slices=work.check_slices(slices),
             preset=methods_run.preset, variant=methods_run.variant, iterations=methods_run.iterations,
-            photons=photons)
+            photons=photons, simulation=simulation)
         k_n = work.parse_shard(shard)
         if workers < 0 or batch_size < 0:
             raise InputError("--workers and --batch-size must be >= 0 (0: automatic)")
@@ -133,14 +133,15 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
          variant: list[str] | None, iterations: int | None, photons: float | None, seed: int, slices: str,
          device: str, anonymize: bool, workers: int, batch_size: int, shard: str | None, executor: str,
          ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log,
-         held: contextlib.ExitStack) -> int:
+         held: contextlib.ExitStack, simulation: str) -> int:
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
-                                         slices, device, workers, batch_size, shard, executor)
+                                         slices, device, workers, batch_size, shard, executor, simulation)
     settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
     run_version = work.version()
     started = time.perf_counter()
     log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
-        methods=",".join(settings.methods), variant=",".join(settings.variant), slices=settings.slices,
+        methods=",".join(settings.methods), variant=",".join(settings.variant), simulation=settings.simulation,
+        slices=settings.slices,
         shard=f"{k}/{n}", executor=executor, device=device, version=run_version)
     try:
         scan = data.scan(in_dir)
@@ -208,7 +209,8 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
             try:
                 rows = store.commit(unit, series, result, fingerprints[unit.id], run_version)
                 completed += 1
-                mean = sum(r["psnr"] for r in rows) / len(rows)
+                scored = [r["psnr"] for r in rows if r["psnr"] is not None]  # None: equal to the reference
+                mean = sum(scored) / len(scored) if scored else float("inf")
                 log("unit.done", unit=unit.out_rel, series=unit.series_uid, slices=len(rows),
                     psnr=f"{mean:.2f}", seconds=f"{sum(r['seconds'] for r in rows):.2f}", device=rows[0]["device"],
                     batch=result.get("batch_size"))
@@ -268,6 +270,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
                       f"{g['psnr']['mean']:.2f}±{g['psnr']['sd']:.2f}",
                       f"{g['ssim']['mean']:.4f}±{g['ssim']['sd']:.4f}",
                       f"{g['rmse_hu']['mean']:.1f}±{g['rmse_hu']['sd']:.1f}", f"{g['seconds']['mean']:.2f}")
+    simulation = summary.get("settings", {}).get("simulation")
+    if simulation is not None:
+        table.caption = f"{data.SIMULATIONS[simulation]} simulation; more scores in summary.json and metrics.csv"
     return table
 
 
@@ -303,6 +308,7 @@ def register(cli: typer.Typer) -> None:
         executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
         ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")
                                ] = None,
+        simulation: Annotated[str, typer.Option(help=SIMULATION_HELP)] = "honest",
         dry_run: Annotated[bool, typer.Option(help="List the work units (todo/done) and exit.")] = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar or table: only the structured log lines.")
                          ] = False,
@@ -312,5 +318,6 @@ def register(cli: typer.Typer) -> None:
         code = run_batch(in_dir, out_dir, views=views, methods=method, preset=preset, variant=variant or None,
                          iterations=iterations, photons=photons, seed=seed, slices=slices, device=device,
                          anonymize=anonymize, workers=workers, batch_size=batch_size, shard=shard,
-                         executor=executor, ray_address=ray_address, dry_run=dry_run, quiet=quiet)
+                         executor=executor, ray_address=ray_address, dry_run=dry_run, quiet=quiet,
+                         simulation=simulation)
         raise typer.Exit(code)

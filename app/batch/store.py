@@ -44,15 +44,17 @@ import numpy as np
 from PIL import Image
 
 from sparsect import data
-from sparsect.app import outputs
+from sparsect.app import outputs, pipeline
 from sparsect.app.batch.work import BatchSettings, Unit
 from sparsect.data.atomic import PART_SUFFIX, atomic_write, temporary_owner
 from sparsect.reconstruct import registry
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
-COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "seconds", "device",
-           "version")
+COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range",
+           "rmse_soft_hu", "simulation", "simulation_grid", "sub_rays", "seconds", "device", "version")
+#: The per-slice fields a unit's rows carry from its compute result.
+_ROW_FIELDS = (*pipeline.SCORE_DIGITS, "simulation", "simulation_grid", "sub_rays", "seconds", "device")
 
 
 def _source_file(source: str, root: Path) -> Path:
@@ -225,6 +227,8 @@ class Store:
         variant = self.variant(unit)
         if variant not in (None, registry.PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
             payload["variant"] = variant
+        if s.simulation != "same-grid":  # keyless for same-grid, what runs from before --simulation simulated
+            payload["simulation"] = s.simulation
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         self._attempts[unit.id] = digest  # a later failure of this unit is recorded with it
         return digest
@@ -308,8 +312,8 @@ class Store:
 
         series_id = self.series_id(unit.series_uid)
         rows = [{"series": series_id, "slice": r["slice"], "views": unit.views, "method": unit.method,
-                 "variant": self.variant(unit), "psnr": r["psnr"], "ssim": r["ssim"], "rmse_hu": r["rmse_hu"],
-                 "seconds": r["seconds"], "device": r["device"], "version": run_version} for r in result["rows"]]
+                 "variant": self.variant(unit), **{key: r[key] for key in _ROW_FIELDS}, "version": run_version}
+                for r in result["rows"]]
         record = {"unit": dataclasses.asdict(unit), "key": unit.key, "fingerprint": fingerprint,
                   "inputs": self.input_hashes(series), "settings": dataclasses.asdict(self.settings),
                   "outputs": [unit.out_rel, f"{unit.out_rel}.png"], "rows": rows,
@@ -381,9 +385,13 @@ class Store:
         return summary
 
 
-def _mean_sd(values: list[float]) -> dict[str, float]:
-    return {"mean": round(statistics.fmean(values), 5),
-            "sd": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0}
+def _mean_sd(values: list[float | None]) -> dict[str, float] | None:
+    """Mean and sd of the values that are numbers (a score is None where it has none); None if there are none."""
+    numbers = [float(v) for v in values if v is not None]
+    if not numbers:
+        return None
+    return {"mean": round(statistics.fmean(numbers), 5),
+            "sd": round(statistics.stdev(numbers), 5) if len(numbers) > 1 else 0.0}
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -392,5 +400,5 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         groups.setdefault((row["method"], int(row["views"])), []).append(row)
     return [{"method": method, "views": views, "slices": len(members),
-             **{k: _mean_sd([float(r[k]) for r in members]) for k in ("psnr", "ssim", "rmse_hu", "seconds")}}
+             **{k: _mean_sd([r.get(k) for r in members]) for k in (*pipeline.SCORE_DIGITS, "seconds")}}
             for (method, views), members in sorted(groups.items())]

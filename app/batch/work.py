@@ -108,6 +108,7 @@ class BatchSettings:
     photons: float | None = None
     seed: int = 0
     anonymize: bool = False
+    simulation: str = "honest"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -208,6 +209,7 @@ def make_payload(unit: Unit, series: Any, settings: BatchSettings, device: str, 
         "spacing": (float(series.spacing[0]), float(series.spacing[1])),
         "preset": settings.preset, "variant": list(settings.variant), "iterations": settings.iterations,
         "photons": settings.photons, "seed": settings.seed, "device": device, "batch_size": batch_size,
+        "simulation": settings.simulation,
     }
 
 
@@ -249,7 +251,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
         spacing = tuple(payload["spacing"])
         sims = []
         for index, image in zip(payload["slices"], hu, strict=True):
-            scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index))
+            scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index),
+                                simulation=payload["simulation"])
             sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
         batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
         images = np.empty_like(hu)
@@ -272,9 +275,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
             i += b
         rows = []
         for index, image, simulation, secs in zip(payload["slices"], images, sims, seconds, strict=True):
-            m = pipeline.score(image, simulation)
-            rows.append({"slice": int(index), "psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 5),
-                         "rmse_hu": round(m["rmse_hu"], 3), "seconds": round(secs, 3), "device": str(used_device)})
+            rows.append({"slice": int(index), **pipeline.rounded_scores(pipeline.score(image, simulation)),
+                         **simulation.record(), "seconds": round(secs, 3), "device": str(used_device)})
         return {"ok": True, "images": images, "rows": rows, "batch_size": batch}
     except Exception as error:  # one bad unit must not stop the batch
         return {"ok": False, "error": f"{type(error).__name__}: {error}"}

@@ -25,7 +25,7 @@ import numpy as np
 from sparsect import data
 from sparsect.app import outputs, pipeline, settings
 from sparsect.data.hu import MU_WATER, mu_to_hu
-from sparsect.reconstruct import registry
+from sparsect.reconstruct import metrics, registry
 
 log = logging.getLogger("sparsect.page")
 
@@ -98,12 +98,10 @@ def series_label(series: data.CTSeries) -> str:
 
 
 def prepare_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
-    """``ct`` resampled to size x size (None: unchanged); non-square images are resampled to square."""
-    if size is None:
-        if ct.hu.shape[0] == ct.hu.shape[1]:
-            return ct
-        size = max(ct.hu.shape)
-    return data.resample(ct, int(size))
+    """``ct`` as the scan's source for a ``size`` working grid (:func:`sparsect.app.pipeline.source_slice`):
+    unchanged when square, since the honest simulation scans its own pixels; the working grid is
+    ``ScanSettings.size``."""
+    return pipeline.source_slice(ct, size)
 
 
 def identifying_fields(ct: data.CTSlice) -> dict[str, str]:
@@ -165,6 +163,11 @@ VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) form
                 "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.")
 
 
+#: Sidebar names of the simulations.
+SIMULATION_LABELS = {"honest": "Honest (finer grid, exact intersections, 4 rays per bin)",
+                     "same-grid": "Same grid (inverse crime)"}
+
+
 def variant_options() -> tuple[list[str], list[str]]:
     """(the options of the "Network fit options" selection, those ticked by default): every variant but
     "paper", and the recommended ones."""
@@ -220,7 +223,9 @@ class MethodRun:
     def row(self) -> dict[str, Any]:
         r = self.reconstruction
         return {"Method": label(self.method), "PSNR (dB)": self.metrics["psnr"], "SSIM": self.metrics["ssim"],
-                "RMSE (HU)": self.metrics["rmse_hu"], "Time (s)": float(r.seconds),
+                "RMSE (HU)": self.metrics["rmse_hu"], "PSNR range (dB)": self.metrics["psnr_range"],
+                "SSIM range": self.metrics["ssim_range"], "RMSE soft tissue (HU)": self.metrics["rmse_soft_hu"],
+                "Time (s)": float(r.seconds),
                 "Iterations": int(r.iterations), "Warm-start steps": int(r.warm_start_iterations),
                 "Parameters": int(r.n_parameters), "Device": str(r.device),
                 "Status": "stopped early" if self.stopped else "complete"}
@@ -362,40 +367,62 @@ class Job:
 # ----------------------------------------------------------------------------------------------------
 
 #: Metrics-table columns and whether higher is better (others are not ranked).
-BEST = {"PSNR (dB)": max, "SSIM": max, "RMSE (HU)": min, "Time (s)": min}
+BEST = {"PSNR (dB)": max, "SSIM": max, "RMSE (HU)": min, "PSNR range (dB)": max, "SSIM range": max,
+        "RMSE soft tissue (HU)": min, "PSNR window (dB)": max, "SSIM window": max, "Time (s)": min}
+
+#: What the metrics columns mean, shown under the table.
+METRICS_HELP = ("Against the ground truth (the slice area-averaged onto the working grid) inside the reconstruction "
+                "circle. PSNR/SSIM: the full CT range, -1024 to 3071 HU, mapped to 0..1. PSNR/SSIM range: the "
+                "ground truth's own min..max as the data range (the LRNN and WIRE papers' convention). RMSE soft "
+                "tissue: over pixels whose ground truth lies in -200..200 HU, where streaks and smoothing matter "
+                "clinically (empty without such pixels). PSNR/SSIM window: inside the display window chosen above, "
+                "the contrast you see. Best value per column highlighted.")
 
 
-def metrics_rows(runs: Sequence[MethodRun]) -> list[dict[str, Any]]:
-    """One row per run for the metrics table."""
-    return [run.row() for run in runs]
+def metrics_rows(runs: Sequence[MethodRun], truth: np.ndarray | None = None,
+                 display_window: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+    """One row per run for the metrics table; with ``truth`` and ``display_window`` (low, high HU) also the PSNR
+    and SSIM inside that window (what the reader sees), scored as :func:`sparsect.app.pipeline.score` does."""
+    rows = [run.row() for run in runs]
+    if truth is not None and display_window is not None:
+        for row, run in zip(rows, runs, strict=True):
+            scores = metrics.compare(run.image_hu, truth, display_window=display_window)
+            row["PSNR window (dB)"], row["SSIM window"] = scores["psnr_display"], scores["ssim_display"]
+    return rows
 
 
 #: Columns of the metrics CSV download (the names of ``sparsect reconstruct --json``).
-CSV_COLUMNS = ("method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "warm_start_iterations",
-               "parameters", "device", "status")
+CSV_COLUMNS = ("method", "views", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range", "rmse_soft_hu", "seconds",
+               "iterations", "warm_start_iterations", "parameters", "device", "status", "simulation",
+               "simulation_grid", "sub_rays")
 
 
-def metrics_csv(runs: Sequence[MethodRun], views: int) -> bytes:
-    """The metrics table as CSV (UTF-8), unrounded: PSNR in dB, RMSE in HU, time in seconds."""
+def metrics_csv(runs: Sequence[MethodRun], views: int, simulation: data.Simulation) -> bytes:
+    """The metrics table as CSV (UTF-8), unrounded: PSNR in dB, RMSE in HU, time in seconds; every row names
+    the simulation that made the scan, its grid ("HxW") and the rays per detector bin."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
+    height, width = simulation.simulation_grid
     for run in runs:
         r = run.reconstruction
-        writer.writerow({"method": run.method, "views": int(views), "psnr": run.metrics["psnr"],
-                         "ssim": run.metrics["ssim"], "rmse_hu": run.metrics["rmse_hu"], "seconds": float(r.seconds),
+        writer.writerow({"method": run.method, "views": int(views),
+                         **{key: run.metrics[key] for key in pipeline.SCORE_DIGITS}, "seconds": float(r.seconds),
                          "iterations": int(r.iterations), "warm_start_iterations": int(r.warm_start_iterations),
                          "parameters": int(r.n_parameters), "device": str(r.device),
-                         "status": "stopped early" if run.stopped else "complete"})
+                         "status": "stopped early" if run.stopped else "complete", "simulation": simulation.label,
+                         "simulation_grid": f"{height}x{width}", "sub_rays": simulation.sub_rays})
     return buffer.getvalue().encode("utf-8")
 
 
 def best_cells(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Row index of the best value in each ranked column (see :data:`BEST`)."""
+    """Row index of the best value in each ranked column the rows have (see :data:`BEST`)."""
     best: dict[str, int] = {}
     if len(rows) < 2:
         return best
     for column, pick in BEST.items():
+        if column not in rows[0]:
+            continue
         values = [float(r[column]) for r in rows]
         finite = [(v, i) for i, v in enumerate(values) if np.isfinite(v)]
         if finite:
@@ -410,8 +437,10 @@ def results_npz(reference: data.CTSlice, simulation: data.Simulation, runs: Sequ
     arrays: dict[str, Any] = {
         "reference_hu": simulation.reference_hu, "slice_hu": reference.hu,
         "sinogram": simulation.sinogram.detach().cpu().numpy(),
-        "angles_rad": simulation.geometry.angles.detach().cpu().numpy(), "pixel_spacing_mm": reference.spacing,
-        "views": scan.views, "arc_rad": scan.arc, "photons": np.nan if scan.photons is None else scan.photons,
+        "angles_rad": simulation.geometry.angles.detach().cpu().numpy(), "slice_spacing_mm": reference.spacing,
+        "pixel_spacing_mm": (simulation.pixel_size_mm,) * 2, "simulation": simulation.label,
+        "simulation_grid": simulation.simulation_grid, "sub_rays": simulation.sub_rays, "views": scan.views,
+        "arc_rad": scan.arc, "photons": np.nan if scan.photons is None else scan.photons,
     }
     for run in runs:
         arrays[f"{run.method}_hu"] = run.image_hu

@@ -18,6 +18,7 @@ import torch
 from sparsect import data
 from sparsect.app import pipeline
 from sparsect.app import settings as settings_module
+from sparsect.app.help import SIMULATION_HELP
 from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
@@ -75,7 +76,9 @@ sb.caption("Simulate a sparse-view CT scan of a slice and compare reconstruction
 sb.header("1 Input", divider="gray")
 source = sb.radio("Source", ["Sample", "Upload DICOM"], horizontal=True, key="source")
 size = SIZES[sb.selectbox("Working size", list(SIZES), index=1, key="size",
-                          help="The slice is resampled to this size before the scan is simulated.")]
+                          help="The grid the methods reconstruct on. The scan is simulated from the slice's own "
+                               "pixels when they are at least 2x finer, else from the slice upsampled (bilinear) "
+                               "to 2x.")]
 ct: data.CTSlice | None = None
 input_key = ""
 input_error: str | None = None  # shown in the main pane
@@ -134,7 +137,17 @@ for col, value in zip(preset_cols, VIEW_PRESETS, strict=True):
     col.button(str(value), key=f"views_{value}", on_click=set_views, args=(value,), width="stretch",
                type="primary" if state["views"] == value else "secondary")
 views = sb.slider("Number of views", 4, 360, key="views")
-arc_deg = sb.slider("Arc (degrees)", 90, 360, 180, step=15, key="arc")
+beam = sb.radio("Beam", settings_module.BEAMS, horizontal=True, key="beam", format_func=str.capitalize,
+                help="Parallel beam over a half turn, or fan beam (flat detector) over a full turn.")
+source_mm = detector_mm = None
+if beam == "fan":
+    fan_cols = sb.columns(2)
+    source_mm = fan_cols[0].number_input("Source distance (mm)", 0.0, 5000.0, 0.0, step=50.0, key="source_mm",
+                                         help="Source to rotation centre; 0 = twice the image diagonal.") or None
+    detector_mm = fan_cols[1].number_input("Detector distance (mm)", 0.0, 5000.0, 0.0, step=50.0,
+                                           key="detector_mm",
+                                           help="Rotation centre to detector; 0 = one image diagonal.") or None
+arc_deg = sb.slider("Arc (degrees)", 90, 360, 360 if beam == "fan" else 180, step=15, key=f"arc_{beam}")
 low_dose = sb.toggle("Low-dose noise", value=False, key="low_dose",
                      help="Poisson noise on the detected photon counts.")
 photons = None
@@ -142,8 +155,15 @@ if low_dose:
     photons = sb.select_slider("Photons per ray", PHOTONS, value=1e5, format_func=fmt_photons, key="photons")
 det_count = sb.number_input("Detector bins (0 = automatic)", 0, 4096, 0, step=16, key="det_count",
                             help="Automatic covers the whole image diagonal.")
-scan = settings_module.scan_settings(views=int(views), arc=math.radians(arc_deg), photons=photons,
-                                     det_count=int(det_count) or None)
+simulation_name = sb.selectbox("Simulation", settings_module.SIMULATIONS, key="simulation",
+                               format_func=lambda name: pc.SIMULATION_LABELS[name], help=SIMULATION_HELP)
+try:
+    scan = settings_module.scan_settings(views=int(views), arc=math.radians(arc_deg), photons=photons,
+                                         det_count=int(det_count) or None, geometry=beam, simulation=simulation_name,
+                                         size=size, source_distance_mm=source_mm, detector_distance_mm=detector_mm)
+except pipeline.InputError as exc:
+    sb.error(f"These scan settings cannot be used: {exc}")
+    st.stop()
 
 # ----------------------------------------------------------------------------------------------------
 # Sidebar: methods
@@ -241,11 +261,13 @@ labels = pr.blind_labels([r.method for r in runs], state["reader_seed"]) if runs
 blind_name = {m: f"Method {lab}" for lab, m in labels.items()}
 
 st.title("Sparse-view CT reconstruction")
-views_text = f"{scan.views} views over {arc_deg} degrees" + (
+views_text = f"{scan.views} views over {arc_deg} degrees, {beam} beam" + (
     f", {fmt_photons(photons)} photons per ray" if photons else ", noise-free")
-st.caption(f"{'Sample ' + state.get('sample', '') if source == 'Sample' else 'Uploaded series'} at "
-           f"{ct.hu.shape[0]} x {ct.hu.shape[1]} pixels | {views_text} | "
-           f"{simulation.sinogram.shape[1]} detector bins")
+grid_h, grid_w = simulation.simulation_grid
+st.caption(f"{'Sample ' + state.get('sample', '') if source == 'Sample' else 'Uploaded series'} on a "
+           f"{truth.shape[0]} x {truth.shape[1]} working grid | {views_text} | "
+           f"{simulation.sinogram.shape[1]} detector bins | {simulation.label} simulation "
+           f"({grid_h} x {grid_w} grid, {simulation.sub_rays} ray(s) per bin)")
 
 progress_box = st.container()
 
@@ -308,7 +330,7 @@ def grid(images: dict[str, np.ndarray], window: tuple[float, float], zoom: pf.Zo
                               profile=profile if first else None), caption=name, width="stretch")
 
 
-h, w = ct.hu.shape
+h, w = truth.shape
 per_row = min(4, len(runs) + 1)
 
 if reader_mode:
@@ -385,7 +407,7 @@ elif runs:
 
     # metrics
     st.subheader("Metrics")
-    rows = pc.metrics_rows(runs)
+    rows = pc.metrics_rows(runs, truth, window)
     table = pd.DataFrame(rows).set_index("Method")
     best = pc.best_cells(rows)
 
@@ -395,11 +417,11 @@ elif runs:
                 for i in range(len(column))]
 
     styled = table.style.apply(highlight, axis=0).format(
-        {"PSNR (dB)": "{:.2f}", "SSIM": "{:.4f}", "RMSE (HU)": "{:.1f}", "Time (s)": "{:.2f}",
-         "Parameters": "{:,}"})
+        {"PSNR (dB)": "{:.2f}", "SSIM": "{:.4f}", "RMSE (HU)": "{:.1f}", "PSNR range (dB)": "{:.2f}",
+         "SSIM range": "{:.4f}", "RMSE soft tissue (HU)": "{:.1f}", "PSNR window (dB)": "{:.2f}",
+         "SSIM window": "{:.4f}", "Time (s)": "{:.2f}", "Parameters": "{:,}"}, na_rep="-")
     st.dataframe(styled, width="stretch", key="metrics_table")
-    st.caption("Against the full-view ground truth inside the reconstruction circle; PSNR and SSIM over the "
-               "full CT range (-1024 to 3071 HU). Best value per column highlighted.")
+    st.caption(pc.METRICS_HELP)
 
     tabs = st.tabs(["Difference maps", "Line profile", "Loss curves", "Downloads"])
     with tabs[0]:
@@ -453,8 +475,9 @@ elif runs:
         d2.download_button("All results (NPZ)", pc.results_npz(ct, simulation, runs, scan),
                            file_name="sparsect_results.npz", mime="application/octet-stream", key="dl_npz",
                            icon=":material/data_array:", width="stretch")
-        d4.download_button("Metrics (CSV)", pc.metrics_csv(runs, scan.views), file_name="sparsect_metrics.csv",
-                           mime="text/csv", key="dl_csv", icon=":material/table:", width="stretch")
+        d4.download_button("Metrics (CSV)", pc.metrics_csv(runs, scan.views, simulation),
+                           file_name="sparsect_metrics.csv", mime="text/csv", key="dl_csv", icon=":material/table:",
+                           width="stretch")
         keep_phi = d3.checkbox("Keep patient and study fields", value=False, key="dicom_keep_phi",
                                help="Off: the derived series are de-identified (DICOM PS3.15 basic profile).")
         d3.download_button("Derived DICOM series (ZIP)",
