@@ -6,6 +6,9 @@ below -1024 HU set to ``AIR_HU`` = -1024). Problems raise :class:`DicomError` su
 Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate`, :func:`simulate_counts`.
 Writing: :func:`write_series` (derived CT series, optional de-identification).
 Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
+Measured scans: :func:`load_scan` (NumPy, HDF5 Data Exchange, TIFF stacks, HTC2022 .mat, with a JSON geometry
+file) gives a :class:`MeasuredScan`; :func:`flat_dark_correct`, :func:`estimate_center_offset`. Problems raise
+:class:`ScanError`.
 """
 
 from .dicom_read import load, load_bytes, load_slice, load_slice_bytes, scan, scan_bytes
@@ -19,9 +22,13 @@ from .errors import (
     NoPixelDataError,
     NotCTError,
     NotDicomError,
+    ScanError,
+    ScanNotFoundError,
     UnsupportedDicomError,
 )
 from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
+from .measured import MeasuredScan, flat_dark_correct, load_scan
+from .measured_center import estimate_center_offset
 from .phantoms import shepp_logan_hu
 from .samples import UnknownSampleError, load_sample, samples
 from .series import CTSeries, CTSlice, ScanResult, resample
@@ -30,9 +37,11 @@ from .simulate import COUNT_GUARD, Simulation, counts_to_line_integrals, simulat
 __all__ = [
     "AIR_HU", "COUNT_GUARD", "MU_WATER",
     "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "NoCTSeriesError",
-    "NoPixelDataError", "NotCTError", "NotDicomError", "UnknownSampleError", "UnsupportedDicomError",
-    "CTSeries", "CTSlice", "ScanResult", "Simulation",
-    "counts_to_line_integrals", "hu_to_mu", "load", "load_bytes", "load_sample", "load_slice",
-    "load_slice_bytes", "mu_to_hu", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",
+    "NoPixelDataError", "NotCTError", "NotDicomError", "ScanError", "ScanNotFoundError", "UnknownSampleError",
+    "UnsupportedDicomError",
+    "CTSeries", "CTSlice", "MeasuredScan", "ScanResult", "Simulation",
+    "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct", "hu_to_mu", "load", "load_bytes",
+    "load_sample", "load_scan", "load_slice", "load_slice_bytes", "mu_to_hu", "resample", "samples", "scan",
+    "scan_bytes", "shepp_logan_hu", "simulate",
     "simulate_counts", "write_series",
 ]

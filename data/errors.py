@@ -1,5 +1,7 @@
 """Exceptions raised by the :mod:`data` package.
 
+Measured scans (:mod:`data.measured`) raise :class:`ScanError`, a ``ValueError``.
+
 Every problem with an input path or DICOM object raises a subclass of :class:`DicomError`, so callers
 (CLI, Streamlit app) can catch a single type and show ``str(err)``, which always says what is wrong and
 what is supported. A missing path raises :class:`DicomNotFoundError`, which is both a ``DicomError``
@@ -52,6 +54,15 @@ class AmbiguousSeriesError(DicomError):
     """Several CT series were found where exactly one was expected."""
 
 
+class ScanError(ValueError):
+    """A measured scan (:func:`data.load_scan`) or its geometry cannot be used; the message says what and how
+    to fix it."""
+
+
+class ScanNotFoundError(ScanError, FileNotFoundError):
+    """The scan or geometry path does not exist."""
+
+
 __all__ = [
     "SUPPORTED",
     "AmbiguousSeriesError",
@@ -62,5 +73,7 @@ __all__ = [
     "NoPixelDataError",
     "NotCTError",
     "NotDicomError",
+    "ScanError",
+    "ScanNotFoundError",
     "UnsupportedDicomError",
 ]
