@@ -6,6 +6,8 @@ below -1024 HU set to ``AIR_HU`` = -1024). Problems raise :class:`DicomError` su
 Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate`, :func:`simulate_counts`.
 Writing: :func:`write_series` (derived CT series, optional de-identification).
 Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
+PACS: :class:`DicomWeb` (QIDO-RS search, WADO-RS retrieve/pull, STOW-RS store; credentials from the
+environment, :class:`Credentials`); failures raise :class:`DicomWebError`.
 Measured scans: :func:`load_scan` (NumPy, HDF5 Data Exchange, TIFF stacks, HTC2022 .mat, with a JSON geometry
 file) gives a :class:`MeasuredScan`; :func:`flat_dark_correct`, :func:`estimate_center_offset`. Problems raise
 :class:`ScanError`.
@@ -13,11 +15,13 @@ file) gives a :class:`MeasuredScan`; :func:`flat_dark_correct`, :func:`estimate_
 
 from .dicom_read import load, load_bytes, load_slice, load_slice_bytes, scan, scan_bytes
 from .dicom_write import write_series
+from .dicomweb import Credentials, DicomWeb
 from .errors import (
     AmbiguousSeriesError,
     CorruptDicomError,
     DicomError,
     DicomNotFoundError,
+    DicomWebError,
     NoCTSeriesError,
     NoPixelDataError,
     NotCTError,
@@ -36,10 +40,11 @@ from .simulate import COUNT_GUARD, Simulation, counts_to_line_integrals, simulat
 
 __all__ = [
     "AIR_HU", "COUNT_GUARD", "MU_WATER",
-    "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "NoCTSeriesError",
+    "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "DicomWebError",
+    "NoCTSeriesError",
     "NoPixelDataError", "NotCTError", "NotDicomError", "ScanError", "ScanNotFoundError", "UnknownSampleError",
     "UnsupportedDicomError",
-    "CTSeries", "CTSlice", "MeasuredScan", "ScanResult", "Simulation",
+    "CTSeries", "CTSlice", "Credentials", "DicomWeb", "MeasuredScan", "ScanResult", "Simulation",
     "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct", "hu_to_mu", "load", "load_bytes",
     "load_sample", "load_scan", "load_slice", "load_slice_bytes", "mu_to_hu", "resample", "samples", "scan",
     "scan_bytes", "shepp_logan_hu", "simulate",

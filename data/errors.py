@@ -63,12 +63,18 @@ class ScanNotFoundError(ScanError, FileNotFoundError):
     """The scan or geometry path does not exist."""
 
 
+class DicomWebError(Exception):
+    """A DICOMweb request failed (network, HTTP 4xx/5xx, refused instances) or its settings are wrong; the
+    one-line message names the operation and server and never holds credentials."""
+
+
 __all__ = [
     "SUPPORTED",
     "AmbiguousSeriesError",
     "CorruptDicomError",
     "DicomError",
     "DicomNotFoundError",
+    "DicomWebError",
     "NoCTSeriesError",
     "NoPixelDataError",
     "NotCTError",

@@ -1,6 +1,18 @@
-"""Shared pytest fixtures and GPU skipping."""
+"""Shared pytest fixtures (a local Orthanc PACS) and GPU skipping."""
+
+import json
+import queue
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import requests
 import torch
 
 
@@ -11,3 +23,82 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# --- a real Orthanc with its DICOMweb plugin, for the PACS tests ------------------------------------------------
+
+ORTHANC_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
+
+
+@dataclass(frozen=True)
+class Orthanc:
+    """A running Orthanc: REST API at ``url``, DICOMweb at ``dicomweb``, one basic-auth user."""
+
+    url: str
+    dicomweb: str
+    user: str
+    password: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _dicomweb_plugin() -> Path | None:
+    for folder in ORTHANC_PLUGIN_DIRS:
+        found = sorted(Path(folder).glob("libOrthancDicomWeb.so*"))
+        if found:
+            return found[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
+    """Orthanc on 127.0.0.1 and a free port, with a temporary configuration and storage folder; started
+    once per test session (waiting for its "started" log line and its REST API), stopped afterwards.
+    Orthanc 1.10 has no bind-address option: it listens on all interfaces but, with RemoteAccessAllowed
+    false, answers only local clients."""
+    binary, plugin = shutil.which("Orthanc"), _dicomweb_plugin()
+    if binary is None:
+        pytest.skip("Orthanc is not installed (Debian package orthanc)")
+    if plugin is None:
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package orthanc-dicomweb)")
+    folder = tmp_path_factory.mktemp("orthanc")
+    port, password = _free_port(), secrets.token_urlsafe(16)
+    config = {"Name": "sparsect-test", "StorageDirectory": str(folder / "storage"),
+              "IndexDirectory": str(folder / "storage"), "HttpPort": port, "DicomServerEnabled": False,
+              "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
+              "RegisteredUsers": {"sparsect": password}, "Plugins": [str(plugin)],
+              "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    process = subprocess.Popen([binary, str(folder / "orthanc.json")], cwd=folder, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:  # also keeps the pipe from filling up while the tests run
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    log: list[str] = []
+    try:
+        while True:
+            line = lines.get(timeout=120)  # a generous bound on start-up, not a pacing delay
+            if line is None:
+                pytest.fail(f"Orthanc exited with status {process.wait()} before starting: {''.join(log[-5:])}")
+            log.append(line)
+            if "Orthanc has started" in line:
+                break
+        server = Orthanc(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/dicom-web", "sparsect", password)
+        assert requests.get(f"{server.url}/system", auth=(server.user, password), timeout=60).ok
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
