@@ -19,7 +19,9 @@ from .errors import ScanError
 from .measured import MeasuredScan
 
 # At most this many views are compared (evenly chosen): the estimate needs far fewer pairs than a dense scan has.
-_MAX_VIEWS = 180
+_MAX_VIEWS = 90
+# The first search evaluates this many offsets across the range, the second half-bin steps around the best.
+_COARSE_STEPS = 40
 
 
 class _Partners:
@@ -107,15 +109,21 @@ def estimate_center_offset(scan: MeasuredScan, max_offset: float | None = None) 
         raise ScanError(f"max_offset must be between 0 and {n / 2} bins, got {max_offset!r}")
     partners = _Partners(scan)
     views = np.unique(np.linspace(0, scan.n_views - 1, min(scan.n_views, _MAX_VIEWS)).round().astype(np.int64))
-    grid = np.arange(-limit, limit + 1e-9, 0.5)
-    costs = np.array([_mismatch(scan, partners, views, c) for c in grid])
+    def cost(offset: float) -> float:
+        return _mismatch(scan, partners, views, offset)
+
+    step = max(0.5, 2 * limit / _COARSE_STEPS)
+    grid = np.arange(-limit, limit + 1e-9, step)
+    costs = np.array([cost(c) for c in grid])
     if not np.isfinite(costs).any():
         raise ScanError("too few opposing views to estimate the centre of rotation: it needs views 180 degrees "
                         "apart (fan beam: a scan over more than 180 degrees plus the fan angle)")
-    best = float(grid[int(np.argmin(costs))])
-    result = minimize_scalar(lambda c: _mismatch(scan, partners, views, c), bounds=(best - 0.5, best + 0.5),
-                             method="bounded", options={"xatol": 1e-3})
-    return float(result.x) if result.fun <= costs.min() else best
+    coarse = float(grid[int(np.argmin(costs))])
+    fine = np.arange(max(-limit, coarse - step), min(limit, coarse + step) + 1e-9, 0.5)
+    fine_costs = np.array([cost(c) for c in fine])
+    best = float(fine[int(np.argmin(fine_costs))])
+    result = minimize_scalar(cost, bounds=(best - 0.5, best + 0.5), method="bounded", options={"xatol": 1e-3})
+    return float(result.x) if result.fun <= fine_costs.min() else best
 
 
 __all__ = ["estimate_center_offset"]
