@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile docker/*.Containerfile
 
 test: lint
 	$(BIN)/python -m pytest
