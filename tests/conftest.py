@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 import torch
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 
 def pytest_collection_modifyitems(config, items):
@@ -102,3 +105,26 @@ def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def make_ct_series():
+    """``make_ct_series(n)``: ``n`` slices of a new CT series (new study, series and instance UIDs, 5 mm apart)
+    made from pydicom's CT_small.dcm, a new patient ID (SPARSECT-<hex>) per series, accession ACC-4711, study
+    date 2024-01-02; each slice's pixels shifted by 10 per slice so they differ."""
+    def make(n: int) -> list[pydicom.Dataset]:
+        study, series, patient = generate_uid(), generate_uid(), f"SPARSECT-{secrets.token_hex(4)}"
+        slices = []
+        for i in range(n):
+            ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+            ds.PatientID, ds.AccessionNumber, ds.StudyDate = patient, "ACC-4711", "20240102"
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.InstanceNumber = i + 1
+            ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 5 * i]
+            ds.SliceLocation = float(ds.ImagePositionPatient[2])
+            ds.PixelData = (ds.pixel_array + 10 * i).astype(ds.pixel_array.dtype).tobytes()
+            slices.append(ds)
+        return slices
+
+    return make
