@@ -170,8 +170,11 @@ def read_hdf5(path: Path, row: int | None) -> FoundScan:
                     raise ScanError(f"{path.name} /{name} must be (n, {data.shape[1]}, bins), got {dataset.shape}")
                 return np.asarray(dataset[:, index, :])
         else:
-            def read(name: str) -> np.ndarray:
-                return _sinogram_of(handle[name][()], row, f"{path.name} /{name}")
+            if row not in (None, 0):
+                raise ScanError(f"{path.name} /exchange/data has one detector row, so row {row!r} does not exist")
+
+            def read(name: str) -> np.ndarray:  # 2D projections; flat and dark fields (bins,) or (n, bins)
+                return np.asarray(handle[name][()])
         found.projections = read("exchange/data")
         found.flat = read("exchange/data_white")
         if "exchange/data_dark" in handle:
