@@ -1,7 +1,7 @@
 # GPU image for `sparsect batch` (array/GPU jobs) and `sparsect app` (the comparison page).
 #   docker build -t sparsect .
 #   docker run --rm --gpus all -v "$PWD/in:/data/in:ro" -v "$PWD/out:/data/out" sparsect \
-#       batch /data/in /data/out --views 60 --methods fbp,lrnn
+#       batch /data/in /data/out --views 60 --method fbp,lrnn
 #   docker run --rm --gpus all -p 8501:8501 sparsect app --host 0.0.0.0
 # Official PyTorch CUDA runtime image: torch with CUDA comes from the base, everything else from pyproject.
 ARG BASE_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime

@@ -7,7 +7,6 @@ apply whatever the working directory is (Streamlit reads ``.streamlit/config.tom
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -45,9 +44,8 @@ def environment() -> dict[str, str]:
     return env
 
 
-def serve(port: int = 8501, host: str = "127.0.0.1") -> int:
-    """Run the page until interrupted; returns Streamlit's exit code."""
-    try:
-        return subprocess.call(command(port, host), env=environment())
-    except KeyboardInterrupt:
-        return 130
+def serve(port: int = 8501, host: str = "127.0.0.1") -> None:
+    """Replace this process with the Streamlit server (``exec``): signals such as SIGTERM reach the server
+    itself, so stopping ``sparsect app`` never leaves an orphan holding the port."""
+    command_line = command(port, host)
+    os.execve(command_line[0], command_line, environment())

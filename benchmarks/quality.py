@@ -13,15 +13,15 @@ incident photons per bin, seed 0) and reconstructed by every method. Metrics use
 image the simulation actually sees, ``mu_to_hu(hu_to_mu(hu))`` (attenuation is clipped at 0, so
 values below -1000 HU become -1000 HU).
 
-Methods are looked up in :data:`METHODS` (name -> ``callable(sinogram, geometry, pixel_size_mm, photons)
--> Reconstruction``, ``photons`` the scan's photons per bin, ``math.inf`` noise-free, as the app passes it);
-other methods (e.g. neural fields) join the table with :func:`register`.
+Methods are named as for ``sparsect reconstruct`` and run through :func:`sparsect.reconstruct.run` with the
+scan's photons per bin (``math.inf`` noise-free, as the app passes it); a network may carry fit variants,
+"NETWORK+VARIANT[+VARIANT...]" (e.g. "lrnn+ramp_loss+fbp_init"); a plain network name is the published
+formulation.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import sys
 import time
@@ -31,59 +31,40 @@ from pathlib import Path
 import torch
 
 from sparsect import data
-from sparsect.reconstruct import classical, metrics
+from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.result import Reconstruction
 
 Method = Callable[..., Reconstruction]
-
-#: name -> callable(sinogram, geometry, pixel_size_mm, photons) -> Reconstruction; the classical methods go
-#: through :func:`reconstruct.classical.reconstruct`, which passes ``photons`` to those that use it (TV).
-METHODS: dict[str, Method] = {name: functools.partial(classical.reconstruct, name) for name in classical.METHODS}
-
-
-def register(name: str, method: Method) -> None:
-    """Add (or replace) a method of the benchmark table."""
-    METHODS[name] = method
-
 
 #: Budget of the coordinate networks, set from the command line (--preset, --iterations, --device).
 NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"}
 
 
-def _neural(method: str, variant: list[str] | None = None) -> Method:
-    def run_network(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
-        from sparsect.reconstruct.neural import reconstruct_neural  # the networks take no noise level: photons unused
-
-        return reconstruct_neural(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, variant=variant,
-                                  seed=0, **NEURAL_BUDGET)
-
-    return run_network
-
-
-for _network in ("lrnn", "wire", "siren"):
-    register(_network, _neural(_network))
-
-
 def _lookup(name: str) -> Method | None:
-    """A registered method, or a network with variants, "NETWORK+VARIANT[+VARIANT...]" (e.g.
-    "lrnn+ramp_loss+fbp_init"; see :data:`reconstruct.neural.VARIANTS`)."""
-    if name in METHODS:
-        return METHODS[name]
-    from sparsect.reconstruct.neural import VARIANTS
+    """The reconstruction function of a benchmark method name, or None for an unknown one."""
+    method, *variants = name.split("+")
+    if method not in registry.METHODS or (variants and method not in registry.NETWORK_METHODS):
+        return None
+    if not set(variants) <= set(registry.VARIANT_NAMES):
+        return None
+    budget = NEURAL_BUDGET if method in registry.NETWORK_METHODS else {}
 
-    network, *variants = name.split("+")
-    if network in ("lrnn", "wire", "siren") and variants and set(variants) <= set(VARIANTS):
-        register(name, _neural(network, variants))
-        return METHODS[name]
-    return None
+    def reconstruct(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
+        return registry.run(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, photons=photons,
+                            variant=variants or None, seed=0, **budget)
+
+    return reconstruct
 
 
 def run(sizes: list[int], views: list[int], methods: list[str], samples: list[str],
         photons: list[float]) -> list[dict]:
     """Run every combination; one dict per reconstruction with the metrics and settings."""
-    unknown = [m for m in methods if _lookup(m) is None]
+    functions = {m: _lookup(m) for m in methods}
+    unknown = [m for m, function in functions.items() if function is None]
     if unknown:
-        raise SystemExit(f"unknown methods {unknown}; available: {', '.join(METHODS)}")
+        raise SystemExit(f"unknown methods {unknown}; available: {', '.join(registry.METHODS)} "
+                         "(networks also as NETWORK+VARIANT[+VARIANT])")
     rows = []
     for sample in samples:
         for size in sizes:
@@ -92,7 +73,7 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                 for count in photons:
                     simulation = data.simulate(ct, n_views, photons=count or None, seed=0)
                     for name in methods:
-                        result = METHODS[name](simulation.sinogram, simulation.geometry,
+                        result = functions[name](simulation.sinogram, simulation.geometry,
                                                pixel_size_mm=simulation.pixel_size_mm, photons=count or math.inf)
                         scores = metrics.compare(result.image_hu, simulation.reference_hu)
                         row = {"sample": sample, "size": size, "views": n_views,
@@ -142,8 +123,6 @@ def main(argv: list[str] | None = None) -> None:
     rows = run(args.sizes, args.views, args.methods, args.samples, args.photons)
     table = to_markdown(rows)
     elapsed = time.perf_counter() - start
-    from sparsect.reconstruct.fit import resolve_device
-
     network_device = resolve_device(args.device)
     where = (f"networks on {torch.cuda.get_device_name(network_device)}, classical methods on CPU"
              if network_device.type == "cuda" else "cpu")

@@ -1,23 +1,24 @@
-"""Reconstruction methods for sparse-view CT (classical solvers and coordinate networks)."""
+"""Reconstruction methods for sparse-view CT (classical solvers and coordinate networks).
 
-from sparsect.reconstruct.classical import (
-    METHODS,
-    TV_LAMBDA_FACTOR,
-    cgls,
-    default_tv_lambda,
-    fbp,
-    operator_norm,
-    os_sart,
-    reconstruct,
-    sirt,
-    total_variation,
-    tv,
-)
+:func:`run` reconstructs with any method by name (:data:`METHODS`); the functions themselves are in
+:mod:`.classical` (FBP, SIRT, CGLS, OS-SART, TV) and :mod:`.neural` (LRNN, WIRE, SIREN).
+"""
+
+from sparsect.reconstruct.classical import TV_LAMBDA_FACTOR, cgls, default_tv_lambda, fbp, os_sart, sirt, tv
 from sparsect.reconstruct.metrics import WINDOWS, circle_mask, compare, psnr, rmse_hu, ssim, ssim_map, window_bounds
-from sparsect.reconstruct.result import MU_WATER, Reconstruction, mu_to_hu
+from sparsect.reconstruct.registry import (
+    CLASSICAL_METHODS,
+    METHODS,
+    NETWORK_METHODS,
+    PRESETS,
+    RECOMMENDED_VARIANTS,
+    VARIANT_NAMES,
+    run,
+)
+from sparsect.reconstruct.result import Reconstruction
 
 __all__ = [
-    "METHODS", "MU_WATER", "TV_LAMBDA_FACTOR", "WINDOWS", "Reconstruction", "cgls", "circle_mask", "compare",
-    "default_tv_lambda", "fbp", "mu_to_hu", "operator_norm", "os_sart", "psnr", "reconstruct", "rmse_hu",
-    "sirt", "ssim", "ssim_map", "total_variation", "tv", "window_bounds",
+    "CLASSICAL_METHODS", "METHODS", "NETWORK_METHODS", "PRESETS", "RECOMMENDED_VARIANTS", "TV_LAMBDA_FACTOR",
+    "VARIANT_NAMES", "WINDOWS", "Reconstruction", "cgls", "circle_mask", "compare", "default_tv_lambda", "fbp",
+    "os_sart", "psnr", "rmse_hu", "run", "sirt", "ssim", "ssim_map", "tv", "window_bounds",
 ]

@@ -27,24 +27,15 @@ every 10 iterations and at the last, the first slice's current iterate for a liv
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from sparsect import operators
-from sparsect.reconstruct.result import (
-    MU_WATER,
-    ProgressCallback,
-    Reconstruction,
-    StopLike,
-    mu_to_hu,
-    report_progress,
-    stop_requested,
-)
+from sparsect.data.hu import MU_WATER, mu_to_hu
+from sparsect.reconstruct.result import ProgressCallback, Reconstruction, StopLike, report_progress, stop_requested
 
 SinogramLike = torch.Tensor | np.ndarray
 GeometryLike = operators.Geometry | operators.Radon
@@ -125,7 +116,7 @@ def _finish(x: torch.Tensor, squeeze: bool, pixel_size_mm: float, mu_water: floa
             iterations: int, seconds: float, curve: list[float], parameters: dict,
             stop_reason: str = "completed") -> Reconstruction:
     mu = x / pixel_size_mm
-    hu = mu_to_hu(mu[:, 0], mu_water).cpu().numpy().astype(np.float32)
+    hu = mu_to_hu(mu[:, 0], mu_water, clip_negative=False).cpu().numpy().astype(np.float32)
     if squeeze:
         mu, hu = mu[0, 0], hu[0]
     parameters = {"pixel_size_mm": pixel_size_mm, "mu_water": mu_water, **parameters}
@@ -489,15 +480,11 @@ def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike, factor: fl
     of views and (for the same object) the resolution. ``factor`` (None: the default) depends on what is
     known about the noise:
 
-    - ``photons=None`` (unknown): :data:`TV_LAMBDA_FACTOR`, a compromise that lost least to the per-case
-      best over noise-free and 1e5-photon cases (mean 1.0 dB, worst 2.7 dB);
+    - ``photons=None`` (unknown): :data:`TV_LAMBDA_FACTOR`, the compromise over noise-free and noisy cases;
     - ``photons=math.inf`` (noise-free) or a photon count per bin (Poisson): ``TV_NOISE_FREE_FACTOR +
       TV_NOISE_FACTOR * (sigma / x)^2`` with ``sigma`` from :func:`poisson_noise_std` (0 when noise-free)
       and ``x`` the object's attenuation per pixel (:func:`object_attenuation` of the FBP): the noise
-      relative to the signal in one pixel. Fitted on 128^2 head_693, CT_small and Shepp-Logan at 30/100
-      views, noise-free to 1e4 photons (``benchmarks/tv_lambda.py``): the best factor rose from 0.125-0.5x
-      the compromise (noise-free) to 8-32x (1e4 photons). Noise-free it is 0.5x the compromise, not the
-      0.125-0.25x that suits the real slices, because piecewise-constant Shepp-Logan loses 2.7 dB there.
+      relative to the signal in one pixel, fitted with ``benchmarks/tv_lambda.py`` (docs/BENCHMARKS.md).
     """
     A = _operator(geometry)
     y, _ = _prepare(sinogram, A)
@@ -609,52 +596,3 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
                     "lam_factor": lam_factor if lam is None else None, "photons": photons,
                     "iterations": iterations, "tol": tol, "nonnegative": nonnegative, "init": init,
                     "tau": tau, "sigma": sigma}, stop_reason)
-
-
-#: Registry of the classical methods: name -> callable(sinogram, geometry, pixel_size_mm=..., **kw).
-METHODS: dict[str, Callable[..., Reconstruction]] = {
-    "fbp": fbp,
-    "sirt": sirt,
-    "cgls": cgls,
-    "os_sart": os_sart,
-    "tv": tv,
-}
-
-
-def _takes(function: Callable[..., Reconstruction], name: str) -> bool:
-    """Whether ``function`` has a parameter called ``name``."""
-    return name in inspect.signature(function).parameters
-
-
-def reconstruct(method: str, sinogram: SinogramLike, geometry: GeometryLike, pixel_size_mm: float = 1.0,
-                stop: StopLike = None, callback: ProgressCallback = None, photons: float | None = None,
-                **kwargs) -> Reconstruction:
-    """Run a classical method by name (see :data:`METHODS`) with its keyword settings.
-
-    Parameters
-    ----------
-    method : a key of :data:`METHODS`.
-    sinogram : (n_angles, det_count) or (B, 1, n_angles, det_count), line integrals of mu[1/mm] * mm.
-    geometry : acquisition geometry (or a :class:`operators.Radon`).
-    pixel_size_mm : pixel size in mm.
-    stop, callback : stop request and progress callback of the iterative methods (see the module
-        docstring); passed on only when not None, since ``fbp`` is a single step and takes neither.
-    photons : what is known of the scan's noise: incident photons per detector bin (Poisson noise),
-        ``math.inf`` for noise-free data, None when unknown (the methods' noise-blind defaults). Passed on
-        to the methods that take it (today only ``tv``, whose default weight it sets), ignored by the
-        others, so callers need not know which; must be > 0 when given.
-    **kwargs : the method's own keyword settings.
-
-    Returns
-    -------
-    The method's :class:`reconstruct.result.Reconstruction` (image_hu (H, W) or (B, H, W) in HU).
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    _check_photons(photons)
-    function = METHODS[method]
-    if method != "fbp":
-        kwargs.update({k: v for k, v in (("stop", stop), ("callback", callback)) if v is not None})
-    if photons is not None and _takes(function, "photons"):
-        kwargs["photons"] = photons
-    return function(sinogram, geometry, pixel_size_mm=pixel_size_mm, **kwargs)

@@ -23,6 +23,7 @@ the learning rate (recorded in ``FitResult.events`` and warned).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import resource
 import time
@@ -35,11 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from sparsect.data.hu import MU_WATER, mu_to_hu
 from sparsect.operators import Radon
 from sparsect.operators.filters import padded_length, ramp_response
+from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.models import count_parameters
 from sparsect.reconstruct.models.stacked import StackedModels
-from sparsect.reconstruct.result import MU_WATER, Reconstruction, StopLike, mu_to_hu
+from sparsect.reconstruct.result import Reconstruction, StopLike
 from sparsect.reconstruct.result import stop_requested as _stop_requested
 
 
@@ -63,6 +66,8 @@ class FitProgress:
     elapsed : seconds since the fit started; lr : learning rate used for this iteration.
     image : numpy float32 attenuation per pixel unit on preview iterations, else None; (H, W) for one
         network, (B, H, W) for several.
+    phase : "warm_start" while the network is pre-fitted to a warm-start image (iteration / iterations
+        then count the warm-start steps and loss is the image-domain MSE), "fit" in the main loop.
     """
 
     iteration: int
@@ -71,6 +76,7 @@ class FitProgress:
     elapsed: float
     lr: float
     image: np.ndarray | None = None
+    phase: str = "fit"
 
 
 @dataclass
@@ -84,13 +90,14 @@ class FitResult(Reconstruction):
     curve : sinogram MSE per iteration (line-integral units squared, mean over slices; NaN where an
         iteration diverged).
     n_parameters : parameters of one network.
-    parameters : the settings used (also as ``settings``).
+    parameters : the settings used (the :class:`FitConfig` fields, plus batch and recoveries).
     seconds_per_iteration : main-loop wall time / iterations run.
     peak_memory_bytes : CUDA ``max_memory_allocated``; on CPU the growth of the process's peak
         resident set during the fit (0 if the peak was reached earlier); None if unavailable.
     events : divergence recoveries, early/requested stops, fallbacks, in order.
     stop_reason : "completed", "early_stop", "stopped" or "diverged".
     timings : extra wall times in seconds ("loop_seconds", "warm_start_seconds").
+    warm_start_iterations (inherited): warm-start steps run before the main loop (not in ``iterations``).
     model : the trained network (on the fitting device); a :class:`StackedModels` for several, whose
         original networks also hold their trained parameters.
     """
@@ -101,14 +108,6 @@ class FitResult(Reconstruction):
     events: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False)
-
-    @property
-    def loss_curve(self) -> list[float]:
-        return self.curve
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.parameters
 
     @property
     def final_loss(self) -> float:
@@ -132,18 +131,11 @@ def pixel_grid(image_size: tuple[int, int], device: torch.device | str = "cpu",
 
 
 #: A loss above this multiple of the lowest loss so far counts as divergence, like a NaN: a step can throw a
-#: fit far off without producing a non-finite value. (A learning rate that never makes progress, e.g. LRNN
-#: at 0.3 whose loss stays near its start, is not caught: there is no good state to return to.)
+#: fit far off without producing a non-finite value. (A learning rate that never makes progress is not
+#: caught: there is no good state to return to.)
 BLOWUP_FACTOR = 100.0
 #: Good-state snapshots are only taken while the loss is within this multiple of the lowest so far.
 SNAPSHOT_FACTOR = 4.0
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def lr_at(iteration: int, iterations: int, lr: float, warmup: int, final_lr_factor: float,
@@ -161,7 +153,7 @@ def lr_at(iteration: int, iterations: int, lr: float, warmup: int, final_lr_fact
     raise ValueError(f"unknown schedule {schedule!r}; choose 'cosine' or 'exponential'")
 
 
-def total_variation(image: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def smoothed_total_variation(image: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Mean isotropic total variation of an (..., H, W) image, one value per image (shape (...)),
     smoothed with ``eps`` to stay differentiable."""
     dx = image[..., :-1, 1:] - image[..., :-1, :-1]
@@ -223,11 +215,14 @@ class _Renderer:
                  amp: bool) -> None:
         self.net, self.coords, self.batch, self.image_size = net, coords, batch, image_size
         self.output_scale, self.amp = output_scale.reshape(batch, 1), amp
+        self.coord_factor = 1.0  # multiplies the coordinates (see FitConfig.coordinate_ramp)
         n = coords.shape[0]
         step = n if chunk_size is None or chunk_size <= 0 else min(int(chunk_size), n)
         self.slices = [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
     def _eval(self, coords: torch.Tensor) -> torch.Tensor:
+        if self.coord_factor != 1.0:
+            coords = coords * self.coord_factor
         if self.amp:
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                 out = self.net(coords)
@@ -256,6 +251,129 @@ class _Renderer:
             self._eval(self.coords[s]).backward(flat[:, s])
 
 
+# ---------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class CoordinateRamp:
+    """Coarse-to-fine schedule: the network's input coordinates are multiplied by a factor that rises
+    linearly from ``start`` at iteration 0 to 1 at ``until`` (a fraction of the budget), then stays 1."""
+
+    start: float = 0.25
+    until: float = 0.5
+
+    def factor(self, iteration: int, iterations: int) -> float:
+        """The coordinate factor at 0-based ``iteration`` of ``iterations``."""
+        span = max(1, int(iterations * self.until))
+        return self.start + (1 - self.start) * min(1.0, iteration / span)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything :func:`fit` needs besides the network, the projector and the data.
+
+    iterations, lr : Adam budget of the main loop and its peak learning rate.
+    warmup : linear warm-up iterations (None: 5 % of ``iterations``).
+    final_lr_factor, schedule : the rate decays to ``final_lr_factor * lr``, "cosine" or "exponential".
+    early_stop : :class:`EarlyStop` (or an int patience) plateau rule on the sinogram loss; None: off.
+    seed : seeds torch inside the fit (the global RNG state is restored afterwards); fixes any
+        fit-time randomness. Seed the model's initialisation when building it.
+    device : "auto" (CUDA when available), "cpu", "cuda", ...
+    amp : bf16 autocast of the network on CUDA (ignored off CUDA). Off by default because sine and Gabor
+        activations of bf16 pre-activations move the image by several percent (docs/BENCHMARKS.md). LRNN
+        layers always compute in float32; the projection and loss always run in float32.
+    compile : ``torch.compile`` the network (falls back to eager with an event if that fails).
+    chunk_size : evaluate the network in chunks of this many pixels (two-pass exact gradient:
+        forward without autograd, dLoss/dImage, then per-chunk re-evaluation and backward).
+    callback_every, preview_every : the callback runs every ``callback_every`` iterations and at the end;
+        every ``preview_every`` iterations it carries the current image.
+    output_scale : attenuation per pixel unit corresponding to a network output of 1 (a float, or one
+        per slice).
+    tv_weight : weight of a total-variation penalty on the normalised image ``image / output_scale``;
+        the data term is normalised by the sinogram's power, so the weight is independent of the
+        data's scale. The reported loss is always the plain sinogram MSE.
+    data_weighting : the data term's norm of the sinogram residual. "uniform": plain mean square.
+        "ramp": each projection's squared spectrum weighted by the ramp filter's response |w| (floored at
+        its first non-zero frequency). ``A^T ramp A`` is close to the identity (it is what FBP inverts),
+        so this preconditions the fit; noise-free, consistent data have the same solutions either way.
+    warm_start : None, or "fbp": before the main loop the network is pre-fitted to the FBP image of the
+        sinogram (image-domain MSE) for ``warm_start_steps`` Adam steps, then the main loop starts with a
+        fresh optimiser. A network pre-fit smooths the FBP streaks it cannot represent quickly, unlike a
+        fixed base image whose streaks the network would have to cancel. :func:`fit`'s ``init_image``
+        gives any other warm-start image.
+    warm_start_steps : pre-fit steps of the warm start.
+    coordinate_ramp : :class:`CoordinateRamp` (coarse to fine), or None.
+    pixel_size_mm, mu_water : for the result's ``mu`` [1/mm] and ``image_hu``.
+    snapshot_every, max_recoveries : divergence handling (good-state snapshot period, most roll-backs).
+        A non-finite loss or gradient, or a loss above ``BLOWUP_FACTOR`` times the lowest so far,
+        restores the last good state and halves the learning rate.
+    method : name recorded in the result (None: the model's class name).
+    """
+
+    iterations: int = 300
+    lr: float = 1e-2
+    warmup: int | None = None
+    final_lr_factor: float = 0.1
+    schedule: str = "cosine"
+    early_stop: EarlyStop | int | None = None
+    seed: int | None = None
+    device: str = "auto"
+    amp: bool = False
+    compile: bool = False
+    chunk_size: int | None = None
+    callback_every: int = 10
+    preview_every: int | None = 100
+    output_scale: float | tuple[float, ...] = 1.0
+    tv_weight: float = 0.0
+    data_weighting: str = "uniform"
+    warm_start: str | None = None
+    warm_start_steps: int = 300
+    coordinate_ramp: CoordinateRamp | None = None
+    pixel_size_mm: float = 1.0
+    mu_water: float = MU_WATER
+    snapshot_every: int = 25
+    max_recoveries: int = 8
+    method: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0 < self.final_lr_factor <= 1:
+            raise ValueError(f"final_lr_factor must be in (0, 1], got {self.final_lr_factor}")
+        if self.schedule not in ("cosine", "exponential"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose 'cosine' or 'exponential'")
+        if self.data_weighting not in DATA_WEIGHTINGS:
+            raise ValueError(f"data_weighting must be one of {DATA_WEIGHTINGS}, got {self.data_weighting!r}")
+        if self.warm_start not in (None, "fbp"):
+            raise ValueError(f"warm_start must be None or 'fbp', got {self.warm_start!r}")
+        if isinstance(self.early_stop, int) and not isinstance(self.early_stop, bool):
+            object.__setattr__(self, "early_stop", EarlyStop(patience=self.early_stop))
+        if not isinstance(self.output_scale, (int, float)):
+            object.__setattr__(self, "output_scale", tuple(float(v) for v in self.output_scale))
+
+    @property
+    def warmup_iterations(self) -> int:
+        """The warm-up length: ``warmup``, or 5 % of the budget when None."""
+        return round(0.05 * self.iterations) if self.warmup is None else int(self.warmup)
+
+    def scales(self, batch: int) -> list[float]:
+        """``output_scale`` as one value per slice."""
+        if isinstance(self.output_scale, tuple):
+            if len(self.output_scale) != batch:
+                raise ValueError(f"output_scale has {len(self.output_scale)} values for {batch} models")
+            return list(self.output_scale)
+        return [float(self.output_scale)] * batch
+
+    def record(self, batch: int) -> dict[str, Any]:
+        """The settings as recorded in ``FitResult.parameters`` (plain values)."""
+        fields = dataclasses.asdict(self)
+        scales = self.scales(batch)
+        fields.update(warmup=self.warmup_iterations, output_scale=scales[0] if batch == 1 else scales, batch=batch)
+        return fields
+
+
 # ---------------------------------------------------------------------------------------------- fit
 
 
@@ -263,90 +381,31 @@ def fit(
     model: nn.Module | Sequence[nn.Module],
     radon: Radon,
     sinogram: torch.Tensor,
+    config: FitConfig | None = None,
     *,
-    iterations: int,
-    lr: float,
-    warmup: int | None = None,
-    final_lr_factor: float = 0.1,
-    schedule: str = "cosine",
-    early_stop: EarlyStop | int | None = None,
-    seed: int | None = None,
-    device: str | torch.device = "auto",
-    amp: bool = False,
-    compile: bool = False,
-    chunk_size: int | None = None,
-    callback: Callable[[FitProgress], None] | None = None,
-    callback_every: int = 10,
-    preview_every: int | None = 100,
-    output_scale: float | Sequence[float] = 1.0,
-    tv_weight: float = 0.0,
     init_image: torch.Tensor | None = None,
-    init_steps: int = 300,
+    callback: Callable[[FitProgress], None] | None = None,
     stop: StopLike = None,
-    pixel_size_mm: float = 1.0,
-    mu_water: float = MU_WATER,
-    snapshot_every: int = 25,
-    max_recoveries: int = 8,
-    method: str | None = None,
-    data_weighting: str = "uniform",
+    **overrides: Any,
 ) -> FitResult:
     """Fit ``model`` (coordinates (N, 2) -> (N, 1)) so that ``radon(output_scale * model(grid))`` matches
     ``sinogram``; or fit ``B`` networks to ``B`` sinograms at once.
 
     Parameters
     ----------
-    model : coordinate network, moved to ``device`` and trained in place; or a sequence of ``B``
+    model : coordinate network, moved to the device and trained in place; or a sequence of ``B``
         networks of one architecture, or a :class:`StackedModels` of them (one per slice, fitted side
         by side).
     radon : projector whose geometry's ``image_size`` (H, W) defines the image grid.
     sinogram : measured line integrals (n_angles, det_count) (or with leading singleton dims), pixel units;
         (B, 1, n_angles, det_count) or (B, n_angles, det_count) for ``B`` networks.
-    iterations, lr : Adam budget and peak learning rate.
-    warmup : linear warm-up iterations (default 5 % of ``iterations``).
-    final_lr_factor, schedule : the rate decays to ``final_lr_factor * lr``, "cosine" or "exponential".
-    early_stop : :class:`EarlyStop` (or an int patience) plateau rule on the sinogram loss.
-    seed : seeds torch inside the fit (the global RNG state is restored afterwards); fixes any
-        fit-time randomness. Seed the model's initialisation when building it.
-    device : "auto" (CUDA when available), "cpu", "cuda", ...
-    amp : bf16 autocast of the network on CUDA (ignored off CUDA). Off by default: sine and Gabor
-        activations of bf16 pre-activations move a freshly initialised paper-size WIRE's image by 11 %
-        and SIREN's by 6 % (CPU autocast, 256²), far above the error of a 40 dB reconstruction. LRNN
-        layers always compute in float32. The projection and loss always run in float32.
-    compile : ``torch.compile`` the network (falls back to eager with an event if that fails).
-    chunk_size : evaluate the network in chunks of this many pixels (two-pass exact gradient:
-        forward without autograd, dLoss/dImage, then per-chunk re-evaluation and backward).
-    callback, callback_every, preview_every : ``callback(FitProgress)`` every ``callback_every``
-        iterations and at the end; every ``preview_every`` iterations it carries the current image.
-    output_scale : attenuation per pixel unit corresponding to a network output of 1 (one per slice
-        allowed).
-    tv_weight : weight of a total-variation penalty on the normalised image ``image / output_scale``;
-        the data term in the objective is normalised by ``mean(sinogram**2)``, so the weight is
-        independent of the data's scale. The reported loss is always the plain sinogram MSE.
-    init_image : warm start (e.g. an FBP image, attenuation per pixel unit, (H, W) or (B, H, W)): before the main
-        loop the network is pre-fitted to it for ``init_steps`` Adam steps (image-domain MSE), then the
-        main fit starts with a fresh optimiser. A network pre-fit smooths the FBP streaks it cannot
-        represent quickly, unlike a fixed base image whose streaks the network would have to cancel.
+    config : the :class:`FitConfig`; ``overrides`` replace its fields (``fit(..., iterations=50, lr=0.1)``).
+    init_image : a warm-start image (attenuation per pixel unit, (H, W) or (B, H, W)) the network is
+        pre-fitted to for ``config.warm_start_steps`` steps; ``config.warm_start="fbp"`` uses the FBP image.
+    callback : ``callback(FitProgress)`` during the warm start (phase "warm_start") and the main loop.
     stop : ``threading.Event`` or callable returning True to stop early; the image so far is returned.
-    pixel_size_mm, mu_water : for the result's ``mu`` [1/mm] and ``image_hu``.
-    snapshot_every, max_recoveries : divergence handling (good-state snapshot period, max rollbacks). A
-        non-finite loss or gradient, or a loss above ``BLOWUP_FACTOR`` times the lowest so far, restores the
-        last good state and halves the learning rate.
-    method : name recorded in the result (default the model's class name).
-    data_weighting : the data term's norm of the sinogram residual (and of the normalising sinogram power).
-        "uniform": plain mean square. "ramp": each projection's squared spectrum weighted by the ramp
-        filter's response |w| (floored at its first non-zero frequency, so the DC term still counts).
-        ``A^T ramp A`` is close to the identity (it is what FBP inverts), so this preconditions the fit:
-        the network no longer has to climb the Radon transform's 1/|w| damping of fine detail. Noise-free,
-        consistent data have the same solutions either way. The reported loss is always the plain MSE.
     """
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {iterations}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr}")
-    if not 0 < final_lr_factor <= 1:
-        raise ValueError(f"final_lr_factor must be in (0, 1], got {final_lr_factor}")
-    if data_weighting not in DATA_WEIGHTINGS:
-        raise ValueError(f"data_weighting must be one of {DATA_WEIGHTINGS}, got {data_weighting!r}")
+    config = dataclasses.replace(config or FitConfig(), **overrides) if overrides else (config or FitConfig())
     if isinstance(model, nn.Module):
         network, batch = model, len(model) if isinstance(model, StackedModels) else 1
     else:
@@ -360,271 +419,305 @@ def fit(
     if tuple(sinogram.shape[-2:]) != expected or sinogram.numel() != batch * math.prod(expected):
         wanted = expected if batch == 1 else (batch, 1, *expected)
         raise ValueError(f"sinogram must have shape {wanted} for {batch} model(s), got {tuple(sinogram.shape)}")
-    scales = [float(output_scale)] * batch if np.ndim(output_scale) == 0 else [float(v) for v in output_scale]
-    if len(scales) != batch:
-        raise ValueError(f"output_scale has {len(scales)} values for {batch} models")
-    if isinstance(early_stop, int) and not isinstance(early_stop, bool):
-        early_stop = EarlyStop(patience=early_stop)
-    warmup = round(0.05 * iterations) if warmup is None else int(warmup)
+    config.scales(batch)  # validates the number of output scales
+    device = resolve_device(config.device)
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices, enabled=config.seed is not None):
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        run = _Fit(network, batch, radon, sinogram, config, device, callback, stop)
+        if init_image is not None:
+            run.warm_start_source = "image"
+        elif config.warm_start == "fbp":
+            run.warm_start_source = "fbp"
+            with torch.no_grad():
+                init_image = radon.fbp(run.target.cpu()).to(device)
+        if init_image is not None and config.warm_start_steps > 0:
+            run.warm_start(init_image)
+        run.main_loop()
+        return run.finalise()
 
-    dev = resolve_device(device)
-    use_amp = dev.type == "cuda" and amp is True
-    image_size = tuple(radon.geometry.image_size)
-    events: list[str] = []
 
-    def note(message: str, warn: bool = False) -> None:
-        events.append(message)
+class _DivergenceGuard:
+    """Good-state snapshots and roll-backs: a non-finite or blown-up loss restores the last good state
+    and halves the learning rate, at most ``max_recoveries`` times."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: FitConfig,
+                 note: Callable[..., None]) -> None:
+        self.model, self.optimizer, self.note = model, optimizer, note
+        self.every, self.max_recoveries = max(1, int(config.snapshot_every)), config.max_recoveries
+        self.good = _snapshot(model, optimizer)
+        self.good_iteration = 0
+        self.lr_scale = 1.0
+        self.recoveries = 0
+        self.lowest_loss = float("inf")
+
+    def check(self, iteration: int, loss: float, gnorm: float) -> str:
+        """"ok" for a good step of 1-based ``iteration``; "rolled_back" when it diverged and the good state
+        is back (skip the step); "diverged" when the roll-backs are used up (good state back; give up)."""
+        finite = math.isfinite(loss) and math.isfinite(gnorm)
+        blown_up = finite and loss > BLOWUP_FACTOR * self.lowest_loss
+        if finite and not blown_up:
+            return "ok"
+        self.model.load_state_dict(self.good[0])
+        if self.recoveries >= self.max_recoveries:
+            self.note(f"diverged at iteration {iteration} after {self.recoveries} recoveries; giving up", warn=True)
+            return "diverged"
+        self.recoveries += 1
+        self.lr_scale *= 0.5
+        self.optimizer.load_state_dict(copy.deepcopy(self.good[1]))
+        cause = f"loss {loss:.3g} above {BLOWUP_FACTOR:g}x the lowest so far" if blown_up \
+            else "non-finite loss/gradient"
+        self.note(f"{cause} at iteration {iteration}: restored the state of iteration {self.good_iteration}, "
+                  f"learning rate x{self.lr_scale:g}", warn=True)
+        return "rolled_back"
+
+    def accept(self, iteration: int, loss: float) -> None:
+        """Record a good step; snapshot every ``snapshot_every`` iterations near the lowest loss."""
+        self.lowest_loss = min(self.lowest_loss, loss)
+        if iteration % self.every == 0 and loss <= SNAPSHOT_FACTOR * self.lowest_loss and _all_finite(self.model):
+            self.good = _snapshot(self.model, self.optimizer)
+            self.good_iteration = iteration
+
+
+class _Plateau:
+    """The :class:`EarlyStop` rule over ``batch`` slices: done once every slice has plateaued."""
+
+    def __init__(self, rule: EarlyStop, batch: int) -> None:
+        self.rule = rule
+        self.best = [float("inf")] * batch
+        self.best_iteration = [0] * batch
+
+    def reached(self, iteration: int, slice_losses: Sequence[float]) -> bool:
+        for b, value in enumerate(slice_losses):
+            if value < self.best[b] * (1 - self.rule.tolerance):
+                self.best[b], self.best_iteration[b] = value, iteration
+        plateaued = all(iteration - last >= self.rule.patience for last in self.best_iteration)
+        return iteration >= self.rule.min_iterations and plateaued
+
+
+class _Fit:
+    """One fit, in named steps: :meth:`warm_start`, :meth:`main_loop`, :meth:`finalise`."""
+
+    def __init__(self, model: nn.Module, batch: int, radon: Radon, sinogram: torch.Tensor, config: FitConfig,
+                 device: torch.device, callback: Callable[[FitProgress], None] | None, stop: StopLike) -> None:
+        self.start = time.perf_counter()
+        self.model, self.batch, self.radon, self.config, self.device = model, batch, radon, config, device
+        self.callback, self.stop = callback, stop
+        self.events: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.use_amp = device.type == "cuda" and config.amp is True
+        if config.amp is True and device.type != "cuda":
+            self.note(f"amp requested but bf16 autocast is CUDA-only; running float32 on {device}")
+        self.rss_before = _rss_bytes() if device.type != "cuda" else None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        self.image_size = tuple(radon.geometry.image_size)
+        model.to(device)
+        model.train()
+        self.target = sinogram.detach().to(device=device, dtype=torch.float32).reshape(
+            batch, 1, *radon.geometry.sinogram_shape)
+        self.data_norm = _data_norm(config.data_weighting, radon.geometry.det_count, device)
+        self.power = self.data_norm(self.target).clamp_min(1e-30)  # normalises each slice's data term
+        self.scale = torch.tensor(config.scales(batch), dtype=torch.float32, device=device).reshape(batch, 1, 1)
+        self.net: Callable[[torch.Tensor], torch.Tensor] = model
+        if config.compile:
+            try:
+                self.net = torch.compile(model)
+            except Exception as exc:  # noqa: BLE001 - optional acceleration
+                self.note(f"torch.compile unavailable ({exc!r}); running eager")
+        self.renderer = _Renderer(self.net, pixel_grid(self.image_size, device), batch, self.image_size,
+                                  self.scale, config.chunk_size, self.use_amp)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.warm_start_iterations = 0
+        self.warm_start_source: str | None = None  # "fbp", "image" (init_image) or None
+        self.curve: list[float] = []
+        self.done = 0
+        self.stop_reason = "completed"
+        self.last_image: torch.Tensor | None = None
+        self.guard: _DivergenceGuard | None = None
+
+    def note(self, message: str, warn: bool = False) -> None:
+        self.events.append(message)
         if warn:
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
-    if amp is True and dev.type != "cuda":
-        note(f"amp requested but bf16 autocast is CUDA-only; running float32 on {dev}")
+    def _report(self, progress: FitProgress) -> None:
+        if self.callback is not None:
+            self.callback(progress)
 
-    settings: dict[str, Any] = dict(
-        iterations=iterations, lr=lr, warmup=warmup, final_lr_factor=final_lr_factor, schedule=schedule,
-        early_stop=None if early_stop is None else vars(early_stop).copy(), seed=seed, amp=use_amp,
-        compile=compile, chunk_size=chunk_size, output_scale=scales[0] if batch == 1 else scales,
-        tv_weight=tv_weight, batch=batch,
-        init_image=init_image is not None, init_steps=init_steps if init_image is not None else 0,
-        data_weighting=data_weighting,
-        pixel_size_mm=pixel_size_mm, mu_water=mu_water,
-    )
-
-    fork_devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return _fit_loop(network, batch, radon, sinogram, dev, use_amp, image_size, settings, events, note,
-                         iterations=iterations, lr=lr, warmup=warmup, final_lr_factor=final_lr_factor,
-                         schedule=schedule, early_stop=early_stop, compile=compile, chunk_size=chunk_size,
-                         callback=callback, callback_every=max(1, int(callback_every)),
-                         preview_every=preview_every, output_scale=scales, tv_weight=tv_weight,
-                         init_image=init_image, init_steps=init_steps, stop=stop,
-                         pixel_size_mm=pixel_size_mm, mu_water=mu_water,
-                         snapshot_every=max(1, int(snapshot_every)), max_recoveries=max_recoveries,
-                         data_weighting=data_weighting,
-                         method=method or type(getattr(network, "template", network)).__name__.lower())
-
-
-def _fit_loop(model, batch, radon, sinogram, dev, use_amp, image_size, settings, events, note, *, iterations, lr,
-              warmup, final_lr_factor, schedule, early_stop, compile, chunk_size, callback, callback_every,
-              preview_every, output_scale, tv_weight, init_image, init_steps, stop, pixel_size_mm, mu_water,
-              snapshot_every, max_recoveries, method, data_weighting) -> FitResult:
-    start = time.perf_counter()
-    rss_before = _rss_bytes() if dev.type != "cuda" else None
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-
-    model.to(dev)
-    model.train()
-    target = sinogram.detach().to(device=dev, dtype=torch.float32).reshape(
-        batch, 1, *radon.geometry.sinogram_shape)
-    # normalises each slice's data term of the objective
-    data_power = _data_norm(data_weighting, radon.geometry.det_count, dev)
-    power = data_power(target).clamp_min(1e-30)
-    scale = torch.tensor(output_scale, dtype=torch.float32, device=dev).reshape(batch, 1, 1)
-    coords = pixel_grid(image_size, dev)
-    net: Callable[[torch.Tensor], torch.Tensor] = model
-    if compile:
-        try:
-            net = torch.compile(model)
-        except Exception as exc:  # noqa: BLE001 - optional acceleration
-            note(f"torch.compile unavailable ({exc!r}); running eager")
-    renderer = _Renderer(net, coords, batch, image_size, scale, chunk_size, use_amp)
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_parameters = model.parameters_per_model() if isinstance(model, StackedModels) else count_parameters(model)
-    timings: dict[str, float] = {}
-
-    def objective(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def objective(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective to minimise, plain sinogram MSE per slice (B,)) of a (B, H, W) float32 image."""
-        residual = radon(image[:, None]) - target
+        residual = self.radon(image[:, None]) - self.target
         mse = residual.pow(2).mean(dim=(1, 2, 3))
-        total = ((mse if data_weighting == "uniform" else data_power(residual)) / power).sum()
-        if tv_weight:
-            total = total + tv_weight * total_variation(image / scale).sum()
+        data_term = mse if self.config.data_weighting == "uniform" else self.data_norm(residual)
+        total = (data_term / self.power).sum()
+        if self.config.tv_weight:
+            total = total + self.config.tv_weight * smoothed_total_variation(image / self.scale).sum()
         return total, mse
 
-    def step_grads(image_loss: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
-        """Forward + backward for one step; returns (image (B, H, W) detached, per-slice loss (B,),
-        grad-norm tensor)."""
-        if renderer.chunked:
-            image = renderer.image_no_grad().requires_grad_(True)
-            total, mse = image_loss(image)
+    def step_grads(self, image_loss: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward + backward for one step: (image (B, H, W) detached, per-slice loss (B,), grad norm)."""
+        if self.renderer.chunked:
+            image = self.renderer.image_no_grad().requires_grad_(True)
+            total, loss = image_loss(image)
             (grad_image,) = torch.autograd.grad(total, image)
-            renderer.backward_chunks(grad_image)
+            self.renderer.backward_chunks(grad_image)
         else:
-            image = renderer.image()
-            total, mse = image_loss(image)
+            image = self.renderer.image()
+            total, loss = image_loss(image)
             total.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        gnorm = torch.stack(torch._foreach_norm(grads)).sum() if grads else torch.zeros((), device=dev)
-        return image.detach(), mse.detach(), gnorm
+        grads = [p.grad for p in self.params if p.grad is not None]
+        gnorm = torch.stack(torch._foreach_norm(grads)).sum() if grads else torch.zeros((), device=self.device)
+        return image.detach(), loss.detach(), gnorm
 
-    def run_compiled_guard(fn):
-        """First call of a compiled network: fall back to eager if compilation fails."""
-        nonlocal net
+    def first_step(self, image_loss):
+        """The first step of a compiled network: fall back to eager if compilation fails."""
         try:
-            return fn()
+            return self.step_grads(image_loss)
         except Exception as exc:  # noqa: BLE001
-            if net is model:
+            if self.net is self.model:
                 raise
-            note(f"torch.compile failed at first call ({type(exc).__name__}: {exc}); running eager",
-                 warn=True)
-            net = model
-            renderer.net = model
-            for p in params:
+            self.note(f"torch.compile failed at first call ({type(exc).__name__}: {exc}); running eager", warn=True)
+            self.net = self.renderer.net = self.model
+            for p in self.params:
                 p.grad = None
-            return fn()
+            return self.step_grads(image_loss)
 
-    # ---- optional warm start: pre-fit the network to init_image ------------------------------------
-    if init_image is not None and init_steps > 0:
+    def warm_start(self, init_image: torch.Tensor) -> None:
+        """Pre-fit the network to ``init_image`` (image-domain MSE), reporting phase "warm_start"."""
         t0 = time.perf_counter()
-        init = torch.as_tensor(init_image).detach().to(device=dev, dtype=torch.float32)
-        if init.numel() != batch * math.prod(image_size):
-            raise ValueError(f"init_image must hold {batch} image(s) of {image_size}, got {tuple(init.shape)}")
-        init_norm = init.reshape(batch, *image_size) / scale
-        pre_opt = torch.optim.Adam(params, lr=lr)
-        pre_warm = max(1, init_steps // 10)
+        steps, lr = self.config.warm_start_steps, self.config.lr
+        init = torch.as_tensor(init_image).detach().to(device=self.device, dtype=torch.float32)
+        if init.numel() != self.batch * math.prod(self.image_size):
+            raise ValueError(f"init_image must hold {self.batch} image(s) of {self.image_size}, "
+                             f"got {tuple(init.shape)}")
+        init_norm = init.reshape(self.batch, *self.image_size) / self.scale
+        optimizer = torch.optim.Adam(self.params, lr=lr)
+        warm = max(1, steps // 10)
 
         def image_mse(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            loss = (image / scale - init_norm).pow(2).mean(dim=(1, 2))
+            loss = (image / self.scale - init_norm).pow(2).mean(dim=(1, 2))
             return loss.sum(), loss
 
-        pre_steps = 0
-        for k in range(init_steps):
-            if _stop_requested(stop):
+        every = max(1, int(self.config.callback_every))
+        for k in range(steps):
+            if _stop_requested(self.stop):
                 break
-            for g in pre_opt.param_groups:
-                g["lr"] = lr_at(k, init_steps, lr, pre_warm, 0.1)
-            pre_opt.zero_grad(set_to_none=True)
-            if k == 0:
-                _, loss, gnorm = run_compiled_guard(lambda: step_grads(image_mse))
-            else:
-                _, loss, gnorm = step_grads(image_mse)
-            if not (math.isfinite(float(loss.sum())) and math.isfinite(float(gnorm))):
-                note(f"warm start diverged at step {k}; keeping the network as it was", warn=True)
+            current_lr = lr_at(k, steps, lr, warm, 0.1)
+            for group in optimizer.param_groups:
+                group["lr"] = current_lr
+            optimizer.zero_grad(set_to_none=True)
+            _, loss, gnorm = (self.first_step if k == 0 else self.step_grads)(image_mse)
+            loss_value, gnorm_value = float(loss.sum()) / self.batch, float(gnorm)
+            if not (math.isfinite(loss_value) and math.isfinite(gnorm_value)):
+                self.note(f"warm start diverged at step {k}; keeping the network as it was", warn=True)
                 break
-            pre_opt.step()
-            pre_steps += 1
-        if not _all_finite(model):
+            optimizer.step()
+            self.warm_start_iterations = k + 1
+            if (k + 1) % every == 0 or k + 1 == steps:
+                self._report(FitProgress(k + 1, steps, loss_value, time.perf_counter() - self.start, current_lr,
+                                         phase="warm_start"))
+        if not _all_finite(self.model):
             raise FloatingPointError("warm start produced non-finite parameters")
-        timings["warm_start_seconds"] = time.perf_counter() - t0
-        note(f"warm start: network pre-fitted to init_image for {pre_steps} steps")
+        self.timings["warm_start_seconds"] = time.perf_counter() - t0
+        self.note(f"warm start: network pre-fitted to the warm-start image for {self.warm_start_iterations} steps")
 
-    # ---- main loop -----------------------------------------------------------------------------------
-    optimizer = torch.optim.Adam(params, lr=lr)
-    good = _snapshot(model, optimizer)
-    good_iteration = 0
-    lr_scale = 1.0
-    recoveries = 0
-    curve: list[float] = []
-    lowest_loss = float("inf")
-    best = [float("inf")] * batch
-    best_iteration = [0] * batch
-    stop_reason = "completed"
-    last_image: torch.Tensor | None = None
-    loop_start = time.perf_counter()
-    done = 0
+    def main_loop(self) -> None:
+        """Adam on the sinogram objective with the learning-rate schedule, the divergence guard, the
+        optional early stop, the stop request and progress reports."""
+        config, iterations = self.config, self.config.iterations
+        optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.guard = guard = _DivergenceGuard(self.model, optimizer, config, self.note)
+        plateau = _Plateau(config.early_stop, self.batch) if config.early_stop is not None else None
+        every = max(1, int(config.callback_every))
+        warmup = config.warmup_iterations
+        loop_start = time.perf_counter()
+        for it in range(iterations):
+            if _stop_requested(self.stop):
+                self.stop_reason = "stopped"
+                self.note(f"stopped by request after {it} iterations")
+                break
+            current_lr = lr_at(it, iterations, config.lr, warmup, config.final_lr_factor, config.schedule)
+            current_lr *= guard.lr_scale
+            for group in optimizer.param_groups:
+                group["lr"] = current_lr
+            if config.coordinate_ramp is not None:
+                self.renderer.coord_factor = config.coordinate_ramp.factor(it, iterations)
+            optimizer.zero_grad(set_to_none=True)
+            image, mse, gnorm = (self.first_step if it == 0 else self.step_grads)(self.objective)
+            *slice_losses, gnorm_value = torch.cat([mse, gnorm.to(mse.dtype).reshape(1)]).tolist()  # one sync
+            loss_value = math.fsum(slice_losses) / self.batch
+            self.done = it + 1
+            verdict = guard.check(it + 1, loss_value, gnorm_value)
+            if verdict != "ok":
+                finite = math.isfinite(loss_value) and math.isfinite(gnorm_value)
+                self.curve.append(loss_value if finite else float("nan"))
+                if verdict == "diverged":
+                    self.stop_reason = "diverged"
+                    break
+                continue
+            optimizer.step()
+            self.curve.append(loss_value)
+            self.last_image = image
+            guard.accept(it + 1, loss_value)
+            preview = bool(config.preview_every) and ((it + 1) % config.preview_every == 0 or it + 1 == iterations)
+            if preview or (it + 1) % every == 0 or it + 1 == iterations:
+                self._report(FitProgress(
+                    iteration=it + 1, iterations=iterations, loss=loss_value, elapsed=time.perf_counter() - self.start,
+                    lr=current_lr, image=_unbatched(image, self.batch).float().cpu().numpy() if preview else None))
+            if plateau is not None and plateau.reached(it + 1, slice_losses):
+                self.stop_reason = "early_stop"
+                self.note(f"early stop at iteration {it + 1}: no {config.early_stop.tolerance:g} relative "
+                          f"improvement in {config.early_stop.patience} iterations")
+                break
+        self.timings["loop_seconds"] = time.perf_counter() - loop_start
 
-    for it in range(iterations):
-        if _stop_requested(stop):
-            stop_reason = "stopped"
-            note(f"stopped by request after {it} iterations")
-            break
-        current_lr = lr_at(it, iterations, lr, warmup, final_lr_factor, schedule) * lr_scale
-        for g in optimizer.param_groups:
-            g["lr"] = current_lr
-        optimizer.zero_grad(set_to_none=True)
-        if it == 0:
-            image, mse, gnorm = run_compiled_guard(lambda: step_grads(objective))
+    def finalise(self) -> FitResult:
+        """The image of the final parameters (or the last good / last finite one), HU, timings, memory."""
+        config, batch = self.config, self.batch
+        self.model.eval()
+        if not _all_finite(self.model):
+            good = self.guard.good if self.guard is not None else None
+            if good is not None:
+                self.model.load_state_dict(good[0])
+            self.note(f"final parameters non-finite: restored the state of iteration "
+                      f"{self.guard.good_iteration if self.guard else 0}", warn=True)
+        with torch.no_grad():
+            final = self.renderer.image_no_grad()
+            if not torch.isfinite(final).all() and self.last_image is not None:
+                final = self.last_image
+                self.note("final image non-finite: returning the last finite training image", warn=True)
+        image_cpu = _unbatched(final.detach().float(), batch).cpu()
+        seconds = time.perf_counter() - self.start
+        if self.device.type == "cuda":
+            peak = int(torch.cuda.max_memory_allocated(self.device))
         else:
-            image, mse, gnorm = step_grads(objective)
-        *slice_losses, gnorm_value = torch.cat([mse, gnorm.to(mse.dtype).reshape(1)]).tolist()  # one sync
-        loss_value = math.fsum(slice_losses) / batch
-        done = it + 1
-
-        finite = math.isfinite(loss_value) and math.isfinite(gnorm_value)
-        blown_up = finite and loss_value > BLOWUP_FACTOR * lowest_loss
-        if not finite or blown_up:
-            curve.append(loss_value if blown_up else float("nan"))
-            if recoveries >= max_recoveries:
-                stop_reason = "diverged"
-                note(f"diverged at iteration {it + 1} after {recoveries} recoveries; giving up", warn=True)
-                model.load_state_dict(good[0])
-                break
-            recoveries += 1
-            lr_scale *= 0.5
-            model.load_state_dict(good[0])
-            optimizer.load_state_dict(copy.deepcopy(good[1]))
-            cause = (f"loss {loss_value:.3g} above {BLOWUP_FACTOR:g}x the lowest so far" if blown_up
-                     else "non-finite loss/gradient")
-            note(f"{cause} at iteration {it + 1}: restored the state of iteration "
-                 f"{good_iteration}, learning rate x{lr_scale:g}", warn=True)
-            continue
-
-        optimizer.step()
-        curve.append(loss_value)
-        last_image = image
-        lowest_loss = min(lowest_loss, loss_value)
-
-        if (it + 1) % snapshot_every == 0 and loss_value <= SNAPSHOT_FACTOR * lowest_loss:
-            if _all_finite(model):
-                good = _snapshot(model, optimizer)
-                good_iteration = it + 1
-
-        if callback is not None:
-            preview = bool(preview_every) and ((it + 1) % preview_every == 0 or it + 1 == iterations)
-            if preview or (it + 1) % callback_every == 0 or it + 1 == iterations:
-                callback(FitProgress(
-                    iteration=it + 1, iterations=iterations, loss=loss_value,
-                    elapsed=time.perf_counter() - start, lr=current_lr,
-                    image=_unbatched(image, batch).float().cpu().numpy() if preview else None))
-
-        if early_stop is not None:
-            for b, value in enumerate(slice_losses):
-                if value < best[b] * (1 - early_stop.tolerance):
-                    best[b], best_iteration[b] = value, it + 1
-            plateaued = all(it + 1 - last >= early_stop.patience for last in best_iteration)
-            if it + 1 >= early_stop.min_iterations and plateaued:
-                stop_reason = "early_stop"
-                note(f"early stop at iteration {it + 1}: no {early_stop.tolerance:g} relative improvement "
-                     f"in {early_stop.patience} iterations")
-                break
-
-    loop_seconds = time.perf_counter() - loop_start
-    timings["loop_seconds"] = loop_seconds
-
-    # ---- final image of the current parameters ------------------------------------------------------
-    model.eval()
-    if not _all_finite(model):
-        model.load_state_dict(good[0])
-        note(f"final parameters non-finite: restored the state of iteration {good_iteration}", warn=True)
-    with torch.no_grad():
-        final = renderer.image_no_grad()
-        if not torch.isfinite(final).all() and last_image is not None:
-            final = last_image
-            note("final image non-finite: returning the last finite training image", warn=True)
-    image_cpu = _unbatched(final.detach().float(), batch).cpu()
-    seconds = time.perf_counter() - start
-
-    if dev.type == "cuda":
-        peak = int(torch.cuda.max_memory_allocated(dev))
-    else:
-        rss_after = _rss_bytes()
-        peak = None if rss_before is None or rss_after is None else max(0, rss_after - rss_before)
-
-    mu = (final[0] if batch == 1 else final[:, None]).detach().float() / float(pixel_size_mm)
-    image_hu = np.asarray(mu_to_hu(image_cpu.numpy() / float(pixel_size_mm), mu_water), dtype=np.float32)
-    settings["recoveries"] = recoveries
-    if isinstance(model, StackedModels):
-        model.unstack()
-    return FitResult(
-        image=image_cpu, mu=mu, image_hu=image_hu, method=method,
-        iterations=done, seconds=seconds, curve=curve, parameters=settings, device=str(dev),
-        n_parameters=n_parameters, seconds_per_iteration=loop_seconds / done if done else float("nan"),
-        peak_memory_bytes=peak, events=events, stop_reason=stop_reason, timings=timings, model=model,
-    )
+            rss_after = _rss_bytes()
+            peak = None if self.rss_before is None or rss_after is None else max(0, rss_after - self.rss_before)
+        pixel_size_mm = float(config.pixel_size_mm)
+        mu = (final[0] if batch == 1 else final[:, None]).detach().float() / pixel_size_mm
+        image_hu = np.asarray(mu_to_hu(image_cpu.numpy() / pixel_size_mm, config.mu_water, clip_negative=False),
+                              dtype=np.float32)
+        settings = config.record(batch)
+        settings.update(amp=self.use_amp, recoveries=self.guard.recoveries if self.guard is not None else 0,
+                        warm_start=self.warm_start_source, warm_start_steps=self.config.warm_start_steps
+                        if self.warm_start_source else 0)
+        model = self.model
+        n_parameters = model.parameters_per_model() if isinstance(model, StackedModels) else count_parameters(model)
+        if isinstance(model, StackedModels):
+            model.unstack()
+        loop_seconds = self.timings.get("loop_seconds", 0.0)
+        method = config.method or type(getattr(model, "template", model)).__name__.lower()
+        return FitResult(
+            image=image_cpu, mu=mu, image_hu=image_hu, method=method, iterations=self.done, seconds=seconds,
+            curve=self.curve, parameters=settings, device=str(self.device), n_parameters=n_parameters,
+            seconds_per_iteration=loop_seconds / self.done if self.done else float("nan"), peak_memory_bytes=peak,
+            events=self.events, stop_reason=self.stop_reason, timings=self.timings, model=model,
+            warm_start_iterations=self.warm_start_iterations,
+        )
 
 
-__all__ = ["EarlyStop", "FitProgress", "FitResult", "fit", "lr_at", "pixel_grid", "resolve_device",
-           "total_variation"]
+__all__ = ["CoordinateRamp", "EarlyStop", "FitConfig", "FitProgress", "FitResult", "fit", "lr_at", "pixel_grid",
+           "smoothed_total_variation"]

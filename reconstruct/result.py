@@ -10,9 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparsect.data.hu import MU_WATER
-from sparsect.data.hu import mu_to_hu as _mu_to_hu
-
 #: A stop request: None (never stop), a ``threading.Event`` (stop once set) or a zero-argument callable
 #: returning True to stop.
 StopLike = threading.Event | Callable[[], bool] | None
@@ -58,12 +55,6 @@ def report_progress(callback: ProgressCallback, iteration: int, iterations: int,
     callback(IterationProgress(iteration, iterations, float(loss), image))
 
 
-def mu_to_hu(mu: torch.Tensor | np.ndarray, mu_water: float = MU_WATER) -> torch.Tensor | np.ndarray:
-    """Hounsfield units of a reconstruction, ``1000 * (mu / mu_water - 1)`` with mu in 1/mm, unclipped:
-    negative attenuation (undershoot) maps below -1000 HU. Same type and shape as ``mu``."""
-    return _mu_to_hu(mu, mu_water, clip_negative=False)
-
-
 @dataclass
 class Reconstruction:
     """Output of one reconstruction run.
@@ -84,6 +75,8 @@ class Reconstruction:
         "stopped" (a stop request interrupted it; the result is the iterate reached so far and
         ``iterations`` counts the iterations actually run). Neural fits add "early_stop" and "diverged"
         (see :class:`reconstruct.fit.FitResult`).
+    warm_start_iterations : steps spent before the main iterations (a network's warm start), not counted
+        in ``iterations``; 0 for the classical methods.
     """
 
     image_hu: np.ndarray
@@ -96,13 +89,10 @@ class Reconstruction:
     device: str = "cpu"
     n_parameters: int = 0
     stop_reason: str = "completed"
+    warm_start_iterations: int = 0
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of ``image_hu``."""
         return tuple(self.image_hu.shape)
 
-    def summary(self) -> str:
-        """One line: method, iterations, time and device."""
-        return (f"{self.method}: {self.iterations} iterations, {self.seconds:.2f} s on {self.device}, "
-                f"image {self.shape}")

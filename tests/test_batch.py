@@ -21,11 +21,12 @@ from rich.console import Console
 
 from sparsect.app.batch import command as batch
 from sparsect.app.batch import work as batch_work
+from sparsect.app.settings import recommended_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2 series (3 + 2 slices of 128x128) x 2 view counts x 2 methods = 8 units; a few seconds on 2 cores.
 OPTIONS = {"views": ["16,20"], "methods": ["fbp", "tv"], "iterations": 5, "device": "cpu"}
-CLI_OPTIONS = ["--views", "16,20", "--methods", "fbp,tv", "--iterations", "5", "--device", "cpu", "--quiet"]
+CLI_OPTIONS = ["--views", "16,20", "--method", "fbp,tv", "--iterations", "5", "--device", "cpu", "--quiet"]
 BAD_FILES = {"mr.dcm", "truncated.dcm", "notes.txt"}
 
 
@@ -248,7 +249,8 @@ def test_networks_fitted_together_match_one_at_a_time():
     ct = data.load_sample("shepp_logan", 64)
     hu = np.stack([ct.hu, ct.hu[:, ::-1]]).astype(np.float32)
     payload = {"unit_id": "u", "method": "lrnn", "views": 16, "slices": [0, 1], "hu": hu, "spacing": (1.0, 1.0),
-               "preset": "preview", "iterations": 30, "photons": None, "seed": 0, "device": "cpu"}
+               "preset": "preview", "iterations": 30, "photons": None, "seed": 0, "device": "cpu",
+               "variant": list(recommended_variants())}
     alone = batch_work.compute({**payload, "batch_size": 1})
     together = batch_work.compute({**payload, "batch_size": 2})
     assert alone["ok"] and together["ok"], (alone.get("error"), together.get("error"))
@@ -273,7 +275,7 @@ def test_variant_is_recorded_and_a_changed_variant_redoes_the_network_units(inpu
     app = typer.Typer()
     app.callback()(lambda: None)
     batch.register(app)
-    options = ["--views", "12", "--methods", "fbp,lrnn", "--iterations", "2", "--slices", "middle", "--device", "cpu",
+    options = ["--views", "12", "--method", "fbp,lrnn", "--iterations", "2", "--slices", "middle", "--device", "cpu",
                "--quiet"]
     result = CliRunner().invoke(app, ["batch", str(clean), str(out), *options, "--variant", "paper"])
     assert result.exit_code == batch.EXIT_OK, result.output
@@ -288,9 +290,9 @@ def test_variant_is_recorded_and_a_changed_variant_redoes_the_network_units(inpu
                         device="cpu", quiet=True)  # default: the recommended variants
     assert code == batch.EXIT_OK, err
     assert "already_done=1 todo=1" in err  # FBP kept, LRNN refitted
-    recommended = "+".join(batch_work._recommended_variants())
+    recommended = "+".join(recommended_variants())
     assert [(r["method"], r["variant"]) for r in _rows(out)] == [("fbp", ""), ("lrnn", recommended)]
-    assert _markers(out)["lrnn"]["settings"]["variant"] == list(batch_work._recommended_variants())
+    assert _markers(out)["lrnn"]["settings"]["variant"] == list(recommended_variants())
     code, _, err = _run(clean, out, views=["12"], methods=["fbp", "lrnn"], iterations=2, slices="middle",
                         device="cpu", quiet=True, variant=[recommended.replace("+", ",")])
     assert code == batch.EXIT_OK and "already_done=2 todo=0" in err
@@ -301,7 +303,7 @@ def test_payload_carries_the_variant():
     unit = batch_work.Unit(0, "uid", ".", (0,), 16, "lrnn")
     series = type("S", (), {"hu": np.zeros((1, 8, 8), np.float32), "spacing": (1.0, 1.0)})()
     assert batch_work.make_payload(unit, series, settings, "cpu", 0)["variant"] == ["fbp_init", "ramp_loss"]
-    assert batch_work.BatchSettings().variant == batch_work._recommended_variants()
+    assert batch_work.BatchSettings().variant == recommended_variants()
 
 
 def test_auto_batch_size_on_cpu():

@@ -14,8 +14,9 @@ from skimage.metrics import peak_signal_noise_ratio
 from skimage.transform import resize
 
 from sparsect import operators
-from sparsect.reconstruct import classical, metrics
-from sparsect.reconstruct.result import MU_WATER, Reconstruction
+from sparsect.data.hu import MU_WATER
+from sparsect.reconstruct import classical, metrics, registry
+from sparsect.reconstruct.result import Reconstruction
 
 
 def _hu_to_mu(hu):
@@ -275,7 +276,7 @@ def test_stop_returns_the_iterate_reached_so_far(method, kwargs):
     geometry = operators.ParallelBeam.sparse(12, (n, n))
     sinogram, _ = _simulate(_shepp_logan_hu(n), geometry, pixel_size_mm=0.8)
     stop, calls = _stop_after(k)
-    stopped = classical.reconstruct(method, sinogram, geometry, pixel_size_mm=0.8, stop=stop, **kwargs)
+    stopped = getattr(classical, method)(sinogram, geometry, pixel_size_mm=0.8, stop=stop, **kwargs)
     assert stopped.iterations == k and stopped.stop_reason == "stopped"
     assert len(calls) == k + 1  # checked once before each iteration, the last check fired
     assert len(stopped.curve) == k and stopped.parameters["iterations"] == kwargs["iterations"]
@@ -318,8 +319,8 @@ def test_progress_reports_every_iteration_with_previews(method, kwargs):
     sinogram, _ = _simulate(_shepp_logan_hu(n), geometry, pixel_size_mm=0.8)
     kwargs = {**kwargs, "iterations": 12}
     seen = []
-    result = classical.reconstruct(method, torch.stack([sinogram, sinogram])[:, None], geometry,
-                                   pixel_size_mm=0.8, callback=seen.append, **kwargs)
+    result = getattr(classical, method)(torch.stack([sinogram, sinogram])[:, None], geometry,
+                                        pixel_size_mm=0.8, callback=seen.append, **kwargs)
     assert [p.iteration for p in seen] == list(range(1, 13)) and {p.iterations for p in seen} == {12}
     assert [p.loss for p in seen] == result.curve
     assert [p.iteration for p in seen if p.image is not None] == [10, 12]
@@ -327,12 +328,12 @@ def test_progress_reports_every_iteration_with_previews(method, kwargs):
     np.testing.assert_allclose(seen[-1].image / 0.8, result.mu[0, 0].numpy(), rtol=1e-6, atol=1e-9)
 
 
-def test_fbp_ignores_stop_in_the_dispatcher():
+def test_fbp_ignores_stop_in_the_registry():
     geometry = operators.ParallelBeam.sparse(12, (16, 16))
     sinogram, _ = _simulate(_shepp_logan_hu(16), geometry)
     event = threading.Event()
     event.set()
-    result = classical.reconstruct("fbp", sinogram, geometry, stop=event)
+    result = registry.run("fbp", sinogram, geometry, stop=event, iterations=5)
     assert result.stop_reason == "completed"
     np.testing.assert_array_equal(result.image_hu, classical.fbp(sinogram, geometry).image_hu)
 
@@ -351,13 +352,13 @@ def test_batches_match_single_sinograms(method, kwargs):
     first, _ = _simulate(_shepp_logan_hu(n), geometry)
     second, _ = _simulate(_shepp_logan_hu(n)[::-1].copy() * 0.5, geometry)
     batch = torch.stack([first, second])[:, None]
-    together = classical.reconstruct(method, batch, operators.Radon(geometry), pixel_size_mm=0.8, **kwargs)
+    together = getattr(classical, method)(batch, operators.Radon(geometry), pixel_size_mm=0.8, **kwargs)
     assert isinstance(together, Reconstruction)
     assert together.image_hu.shape == (2, n, n) and together.image_hu.dtype == np.float32
     assert together.mu.shape == (2, 1, n, n) and together.mu.dtype == torch.float32
     assert together.device == "cpu" and together.method == method and together.seconds >= 0
     for index, single in enumerate((first, second)):
-        alone = classical.reconstruct(method, single.numpy(), geometry, pixel_size_mm=0.8, **kwargs)
+        alone = getattr(classical, method)(single.numpy(), geometry, pixel_size_mm=0.8, **kwargs)
         assert alone.image_hu.shape == (n, n)
         np.testing.assert_allclose(together.image_hu[index], alone.image_hu, atol=2.0)  # float32 CG rounding
     np.testing.assert_allclose(together.image_hu, _mu_to_hu(together.mu[:, 0].numpy()), atol=1e-2)
@@ -385,8 +386,12 @@ def test_invalid_inputs_raise():
         classical.cgls(good, geometry, iterations=0)
     with pytest.raises(ValueError):
         classical.tv(good, geometry, init="random")
-    with pytest.raises(ValueError):
-        classical.reconstruct("art", good, geometry)
+    with pytest.raises(ValueError, match="unknown method 'art'"):
+        registry.run("art", good, geometry)
+    with pytest.raises(ValueError, match="iterations must be a whole number >= 1"):
+        registry.run("sirt", good, geometry, iterations=0)
+    with pytest.raises(ValueError, match="unknown preset"):
+        registry.run("fbp", good, geometry, preset="bogus")
     with pytest.raises(TypeError):
         classical.fbp(good, "parallel")
 
@@ -398,8 +403,8 @@ def test_cuda_matches_cpu():
     sinogram, _ = _simulate(_shepp_logan_hu(n), geometry)
     for method, kwargs in (("fbp", {}), ("sirt", {"iterations": 20}), ("cgls", {"iterations": 10}),
                            ("tv", {"iterations": 50, "tol": 0.0})):
-        cpu = classical.reconstruct(method, sinogram, geometry, **kwargs)
-        gpu = classical.reconstruct(method, sinogram.cuda(), geometry, **kwargs)
+        cpu = getattr(classical, method)(sinogram, geometry, **kwargs)
+        gpu = getattr(classical, method)(sinogram.cuda(), geometry, **kwargs)
         assert gpu.device.startswith("cuda") and gpu.mu.is_cuda
         np.testing.assert_allclose(gpu.image_hu, cpu.image_hu, atol=1.0)
         assert math.isfinite(gpu.seconds)
@@ -446,28 +451,28 @@ def test_tv_weight_follows_the_noise_level():
         classical.default_tv_lambda(clean.sinogram, geometry, photons=0)
 
 
-def test_dispatcher_passes_photons_only_to_the_methods_that_take_it():
-    """``reconstruct(..., photons=N)`` is ``tv(..., photons=N)`` for TV and a no-op for the other methods, so
+def test_registry_passes_photons_only_to_the_methods_that_take_it():
+    """``run(..., photons=N)`` is ``tv(..., photons=N)`` for TV and a no-op for the other methods, so
     callers pass the scan's noise level without special-casing TV."""
     from sparsect import data
 
     sim = data.simulate(data.load_sample("ct_small", 32), 16, photons=1e4, seed=0)
     args = (sim.sinogram, sim.geometry)
     for photons in (1e4, math.inf):
-        told = classical.reconstruct("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20, photons=photons)
+        told = registry.run("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20, photons=photons)
         direct = classical.tv(*args, pixel_size_mm=sim.pixel_size_mm, iterations=20, photons=photons)
         assert told.parameters["photons"] == photons and told.parameters["lam"] == direct.parameters["lam"]
         np.testing.assert_array_equal(told.image_hu, direct.image_hu)
-    blind = classical.reconstruct("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20)
+    blind = registry.run("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20)
     assert blind.parameters["photons"] is None and blind.parameters["lam"] != told.parameters["lam"]
-    for method, kwargs in [("fbp", {}), *_ITERATIVE[:3]]:
-        plain = classical.reconstruct(method, *args, pixel_size_mm=sim.pixel_size_mm, **kwargs)
-        ignored = classical.reconstruct(method, *args, pixel_size_mm=sim.pixel_size_mm, photons=1e4, **kwargs)
+    for method, iterations in [("fbp", None), ("sirt", 10), ("cgls", 8), ("os_sart", 6)]:
+        plain = registry.run(method, *args, pixel_size_mm=sim.pixel_size_mm, iterations=iterations)
+        ignored = registry.run(method, *args, pixel_size_mm=sim.pixel_size_mm, photons=1e4, iterations=iterations)
         np.testing.assert_array_equal(ignored.image_hu, plain.image_hu)
         assert "photons" not in ignored.parameters
     for bad in (0, -1.0, math.nan):
         with pytest.raises(ValueError, match="photons"):
-            classical.reconstruct("sirt", *args, photons=bad)
+            registry.run("sirt", *args, photons=bad)
 
 
 def test_noise_aware_tv_weight_beats_the_compromise_on_noisy_and_noise_free_data():

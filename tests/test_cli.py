@@ -1,10 +1,12 @@
 """`sparsect reconstruct` end to end: outputs readable by independent tools, clear errors."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pydicom
@@ -13,14 +15,15 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-from sparsect.app import pipeline, stopping
+from sparsect import data
+from sparsect.app import pipeline, settings, stopping
 from sparsect.app.cli import cli
 from sparsect.reconstruct import metrics
 from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS
 
 runner = CliRunner()
-JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "parameters", "device",
-             "stop_reason", "variant"}
+JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "seconds", "iterations", "warm_start_iterations",
+             "parameters", "device", "stop_reason", "variant"}
 
 
 def _invoke(*args):
@@ -68,7 +71,14 @@ def test_methods_share_one_sinogram_and_comma_lists_work(tmp_path):
     [
         (["/nonexistent/slice.dcm"], "no such file or folder"),
         ([get_testdata_file("MR_small.dcm", download=False)], "MR"),
-        (["shepp_logan", "--views", "1"], "--views must be at least 2"),
+        (["shepp_logan", "--views", "1"], "--views must be a whole number of at least 2"),
+        (["shepp_logan", "-m", "sirt", "--iterations", "0"], "--iterations must be at least 1"),
+        (["shepp_logan", "-m", "fbp,lrnn", "--preset", "bogus"], "unknown preset 'bogus'"),
+        (["shepp_logan", "-m", "fbp", "--preset", "bogus"], "unknown preset 'bogus'"),
+        (["shepp_logan", "--window", "bogus"], "unknown --window 'bogus'"),
+        (["shepp_logan", "--size", "8"], "--size must be at least 16 pixels"),
+        ([get_testdata_file("CT_small.dcm", download=False), "--slice", "99"], "--slice 99 is out of range"),
+        (["shepp_logan", "--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
         (["shepp_logan", "--method", "magic"], "unknown method 'magic'"),
         (["no_such_sample"], "sample name (ct_small"),
         (["shepp_logan", "-m", "lrnn", "--variant", "magic"],
@@ -77,11 +87,57 @@ def test_methods_share_one_sinogram_and_comma_lists_work(tmp_path):
         (["shepp_logan", "--variant", ""], "no variant given"),
     ],
 )
-def test_bad_input_gives_clear_error(args, message):
+def test_bad_input_gives_clear_error(args, message, monkeypatch):
+    started = []
+    monkeypatch.setattr(pipeline, "run_method", lambda name, *a, **k: started.append(name))
     result = _invoke(*args)
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+    assert started == []  # found before any reconstruction ran
+
+
+@pytest.mark.parametrize("layout", ["file", "dicom_is_a_file", "png_is_a_folder"])
+def test_bad_out_is_refused_before_any_work_and_leaves_nothing(tmp_path, layout, monkeypatch):
+    out = tmp_path / "out"
+    if layout == "file":
+        out.write_text("keep me")
+    elif layout == "dicom_is_a_file":
+        out.mkdir()
+        (out / "dicom").write_text("keep me")
+    else:
+        (out / "fbp.png").mkdir(parents=True)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    started = []
+    monkeypatch.setattr(pipeline, "run_method", lambda name, *a, **k: started.append(name))
+    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out))
+    assert result.exit_code == 2 and "--out" in result.output and "Traceback" not in result.output
+    assert started == [] and sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_failure_after_the_run_leaves_out_untouched(tmp_path, monkeypatch):
+    """Outputs are staged beside --out and moved into place only when all were written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("old")
+
+    def broken(*args, **kwargs):
+        raise ValueError("disk full")
+
+    monkeypatch.setattr(data, "write_series", broken)
+    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out))
+    assert result.exit_code == 2 and "disk full" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "metrics.json").read_text() == "old"
+    assert [p.name for p in out.iterdir()] == ["metrics.json"]
+
+
+def test_records_are_strict_json_with_a_reason_for_null():
+    outcome = pipeline.MethodOutcome("fbp", SimpleNamespace(
+        parameters={}, seconds=0.1, iterations=0, warm_start_iterations=0, n_parameters=0, device="cpu",
+        stop_reason="completed"), {"psnr": math.inf, "ssim": 1.0, "rmse_hu": 0.0})
+    record = outcome.record(30)
+    assert record["psnr"] is None and "equals the reference" in record["note"]
+    json.dumps(record, allow_nan=False)
 
 
 @pytest.mark.parametrize("args, variant", [
@@ -95,7 +151,7 @@ def test_network_fit_variant_defaults_to_the_recommended_one(monkeypatch, args, 
 
     def recording(name, *a, **kw):
         result = run_method(name, *a, **kw)
-        fitted.append((name, a[2].variant, result.parameters.get("variant")))
+        fitted.append((name, a[1].variant, result.parameters.get("variant")))
         return result
 
     monkeypatch.setattr(pipeline, "run_method", recording)
@@ -110,15 +166,15 @@ def test_network_fit_variant_defaults_to_the_recommended_one(monkeypatch, args, 
 
 
 def test_parse_variants_canonical_form():
-    assert pipeline.parse_variants(None) == pipeline.recommended_variants() == tuple(sorted(RECOMMENDED_VARIANTS))
-    assert pipeline.MethodSettings().variant == pipeline.recommended_variants()
-    assert pipeline.parse_variants("paper") == pipeline.parse_variants([]) == ("paper",)
-    assert pipeline.parse_variants(["TV, ramp_loss", "fbp_init", "tv"]) == ("fbp_init", "ramp_loss", "tv")
-    assert pipeline.parse_variants(("coarse_to_fine",)) == ("coarse_to_fine",)
-    with pytest.raises(pipeline.InputError, match="unknown variant 'ramp'; choose from paper, tv"):
-        pipeline.parse_variants("ramp")
-    with pytest.raises(pipeline.InputError, match="cannot be combined with tv"):
-        pipeline.parse_variants(["paper", "tv"])
+    assert settings.parse_variants(None) == settings.recommended_variants() == tuple(sorted(RECOMMENDED_VARIANTS))
+    assert settings.MethodSettings().variant == settings.recommended_variants()
+    assert settings.parse_variants("paper") == settings.parse_variants([]) == ("paper",)
+    assert settings.parse_variants(["TV, ramp_loss", "fbp_init", "tv"]) == ("fbp_init", "ramp_loss", "tv")
+    assert settings.parse_variants(("coarse_to_fine",)) == ("coarse_to_fine",)
+    with pytest.raises(settings.InputError, match="unknown variant 'ramp'; choose from paper, tv"):
+        settings.parse_variants("ramp")
+    with pytest.raises(settings.InputError, match="cannot be combined with tv"):
+        settings.parse_variants(["paper", "tv"])
 
 
 def test_console_script_exit_code_and_message():
@@ -184,9 +240,8 @@ def test_ctrl_c_stops_the_running_method_reports_and_writes_what_was_obtained(tm
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     # the stopped result is SIRT's iterate after 3 iterations
     monkeypatch.undo()
-    simulation = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), pipeline.ScanSettings(views=12))
-    three = pipeline.run_method("sirt", simulation, simulation.pixel_size_mm,
-                                pipeline.MethodSettings(iterations=3, device="cpu"))
+    simulation = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), settings.ScanSettings(views=12))
+    three = pipeline.run_method("sirt", simulation, settings.MethodSettings(iterations=3, device="cpu"))
     np.testing.assert_allclose(arrays["sirt_hu"], three.image_hu, atol=1e-3)
 
 
@@ -215,7 +270,7 @@ def test_second_ctrl_c_aborts_at_once_without_traceback(tmp_path, monkeypatch):
 
 def test_run_methods_stop_keeps_the_partial_result_and_skips_the_rest():
     ct = pipeline.load_input("shepp_logan", size=32)
-    scan, settings = pipeline.ScanSettings(views=12), pipeline.MethodSettings(iterations=30, device="cpu")
+    scan, method_settings = settings.ScanSettings(views=12), settings.MethodSettings(iterations=30, device="cpu")
     stop = threading.Event()
     seen = []
 
@@ -224,7 +279,7 @@ def test_run_methods_stop_keeps_the_partial_result_and_skips_the_rest():
         if name == "sirt" and state.iteration == 4:
             stop.set()
 
-    _, outcomes = pipeline.run_methods(ct, ["fbp", "sirt", "cgls"], scan, settings, on_progress=on_progress,
+    _, outcomes = pipeline.run_methods(ct, ("fbp", "sirt", "cgls"), scan, method_settings, on_progress=on_progress,
                                        stop=stop)
     assert [o.method for o in outcomes] == ["fbp", "sirt"] and "cgls" not in seen
     record = outcomes[1].record(12)
@@ -232,8 +287,8 @@ def test_run_methods_stop_keeps_the_partial_result_and_skips_the_rest():
     assert 0 < record["psnr"] < 100 and 0 < record["ssim"] <= 1
     assert outcomes[0].record(12)["stop_reason"] == "completed"
     # a stop that fired before the run: no method starts; one that never fires changes nothing
-    assert pipeline.run_methods(ct, ["fbp", "sirt"], scan, settings, stop=lambda: True)[1] == []
-    _, unstopped = pipeline.run_methods(ct, ["sirt"], scan, settings, stop=threading.Event())
+    assert pipeline.run_methods(ct, ("fbp", "sirt"), scan, method_settings, stop=lambda: True)[1] == []
+    _, unstopped = pipeline.run_methods(ct, ("sirt",), scan, method_settings, stop=threading.Event())
     assert unstopped[0].reconstruction.iterations == 30 and unstopped[0].reconstruction.stop_reason == "completed"
 
 

@@ -226,7 +226,7 @@ def test_tv_and_warm_start_run(problem):
     _, radon, sinogram = problem
     fbp = radon.fbp(sinogram)
     result = fit(_tiny(), radon, sinogram, **{**FIT, "iterations": 10}, tv_weight=1e-3, init_image=fbp,
-                 init_steps=100)
+                 warm_start_steps=100)
     assert any("warm start" in e for e in result.events)
     # after pre-fitting to FBP the very first sinogram loss is far below a cold start's
     cold = fit(_tiny(), radon, sinogram, **{**FIT, "iterations": 1})
@@ -294,8 +294,8 @@ def test_reconstruct_neural_variants(problem):
     from sparsect.reconstruct.models import get_preset
     from sparsect.reconstruct.neural import FBP_INIT_LR_FACTOR, FBP_INIT_STEPS
 
-    assert result.parameters["tv_weight"] > 0 and result.parameters["init_image"]
-    assert result.parameters["init_steps"] == FBP_INIT_STEPS
+    assert result.parameters["tv_weight"] > 0 and result.parameters["warm_start"] == "fbp"
+    assert result.parameters["warm_start_steps"] == FBP_INIT_STEPS and result.warm_start_iterations == FBP_INIT_STEPS
     assert result.parameters["lr"] == pytest.approx(get_preset("siren", "preview").optim.lr * FBP_INIT_LR_FACTOR)
     assert result.model.config.coord_scale == pytest.approx(1.0)  # ramp finished at half the budget
     with pytest.raises(ValueError, match="variant"):

@@ -15,10 +15,11 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from sparsect import data
-from sparsect.app import pipeline, serve
+from sparsect.app import pipeline, serve, settings
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import reader as pr
+from sparsect.reconstruct import classical, registry
 
 try:
     import tomllib
@@ -118,41 +119,41 @@ def test_reader_labels_and_csv():
 
 
 def test_run_keys_ignore_settings_that_do_not_matter():
-    scan = pipeline.ScanSettings(views=30)
+    scan = settings.ScanSettings(views=30)
     a = pc.method_settings("fbp", 10, 20, "preview", "auto")
     b = pc.method_settings("fbp", 50, 20, "paper", "auto")
     assert pc.run_key("x", scan, "fbp", a) == pc.run_key("x", scan, "fbp", b)
-    assert pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, 0, "preview", "auto")) != \
-        pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 11, 0, "preview", "auto"))
-    assert pc.method_settings("lrnn", 10, 0, "paper", "auto").iterations is None
-    assert pc.run_key("x", scan, "fbp", a) != pc.run_key("x", pipeline.ScanSettings(views=31), "fbp", a)
+    assert pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, None, "preview", "auto")) != \
+        pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 11, None, "preview", "auto"))
+    assert pc.method_settings("lrnn", 10, None, "paper", "auto").iterations is None
+    assert pc.run_key("x", scan, "fbp", a) != pc.run_key("x", settings.ScanSettings(views=31), "fbp", a)
     # network fit options: None = the recommended ones, [] = the paper formulation; they key networks only
-    assert a.variant == pipeline.recommended_variants()
-    plain = pc.method_settings("lrnn", 0, 20, "preview", "auto", [])
+    assert a.variant == settings.recommended_variants()
+    plain = pc.method_settings("lrnn", None, 20, "preview", "auto", [])
     assert plain.variant == ("paper",) and plain.iterations == 20
-    assert pc.method_settings("lrnn", 0, 20, "preview", "auto", ["tv", "ramp_loss"]).variant == ("ramp_loss", "tv")
+    assert pc.method_settings("lrnn", None, 20, "preview", "auto", ["tv", "ramp_loss"]).variant == ("ramp_loss", "tv")
     assert pc.run_key("x", scan, "lrnn", plain) != pc.run_key("x", scan, "lrnn", pc.method_settings(
-        "lrnn", 0, 20, "preview", "auto", ["ramp_loss"]))
-    assert pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, 0, "preview", "auto", [])) == \
-        pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, 0, "preview", "auto", ["tv"]))
+        "lrnn", None, 20, "preview", "auto", ["ramp_loss"]))
+    assert pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, None, "preview", "auto", [])) == \
+        pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, None, "preview", "auto", ["tv"]))
     options, default = pc.variant_options()
-    assert "paper" not in options and set(options) == set(pipeline.variant_names()) - {"paper"}
-    assert tuple(default) == pipeline.recommended_variants()
+    assert "paper" not in options and set(options) == set(registry.VARIANT_NAMES) - {"paper"}
+    assert tuple(default) == settings.recommended_variants()
     assert "(recommended)" in pc.variant_label(default[0])
 
 
 def _small_problem(size: int = 32):
     ct = data.load_sample("shepp_logan", size)
-    return ct, pipeline.simulate(ct, pipeline.ScanSettings(views=12))
+    return ct, pipeline.simulate(ct, settings.ScanSettings(views=12))
 
 
 def test_job_runs_in_background_and_stop_keeps_the_partial_result():
     ct, simulation = _small_problem()
     started = threading.Event()
 
-    def slow_runner(method, sim, pixel_size, settings, callback=None, stop=None):
+    def slow_runner(method, sim, method_settings, callback=None, stop=None):
         if method == "fbp":
-            return pipeline.run_method(method, sim, pixel_size, settings)
+            return pipeline.run_method(method, sim, method_settings)
         for i in range(1, 10_000):
             callback(SimpleNamespace(iteration=i, iterations=10_000, loss=1.0 / i,
                                      image=np.zeros(ct.hu.shape, np.float32) if i % 5 == 0 else None))
@@ -161,15 +162,15 @@ def test_job_runs_in_background_and_stop_keeps_the_partial_result():
             if stop.is_set():
                 break
             threading.Event().wait(0.002)
-        result = pipeline.run_method("fbp", sim, pixel_size, settings)
+        result = pipeline.run_method("fbp", sim, method_settings)
         result.iterations, result.stop_reason = i, "stopped"
         return result
 
-    tasks = [pc.Task(("k", m), m, pipeline.MethodSettings()) for m in ("fbp", "lrnn", "tv")]
-    job = pc.Job(tasks, simulation, ct.hu, ct.spacing[1], runner=slow_runner).start()
-    assert started.wait(30)
+    tasks = [pc.Task(("k", m), m, settings.MethodSettings()) for m in ("fbp", "lrnn", "tv")]
+    job = pc.Job(tasks, simulation, runner=slow_runner).start()
+    assert started.wait()
     job.request_stop()
-    assert job.wait(30)
+    assert job.wait()
     assert job.progress["fbp"].status == "done"
     assert job.progress["lrnn"].status == "stopped" and job.results[("k", "lrnn")].stopped
     assert job.progress["lrnn"].preview_hu is not None and job.progress["lrnn"].loss is not None
@@ -181,21 +182,21 @@ def test_job_stop_interrupts_a_classical_method_mid_run():
     ct, simulation = _small_problem()
     checks = []
 
-    def runner(method, sim, pixel_size, settings, callback=None, stop=None):
+    def runner(method, sim, method_settings, callback=None, stop=None):
         def stop_pressed_during_iteration_3():  # the real pipeline, with Stop pressed on the 4th check
             checks.append(method)
             if len(checks) == 4:
                 job.request_stop()
             return stop.is_set()
 
-        return pipeline.run_method(method, sim, pixel_size, settings, callback=callback,
+        return pipeline.run_method(method, sim, method_settings, callback=callback,
                                    stop=stop_pressed_during_iteration_3)
 
-    settings = pipeline.MethodSettings(iterations=50, device="cpu")
-    tasks = [pc.Task(("k", m), m, settings) for m in ("sirt", "cgls")]
-    job = pc.Job(tasks, simulation, ct.hu, ct.spacing[1], runner=runner)
+    method_settings = settings.MethodSettings(iterations=50, device="cpu")
+    tasks = [pc.Task(("k", m), m, method_settings) for m in ("sirt", "cgls")]
+    job = pc.Job(tasks, simulation, runner=runner)
     job.start()
-    assert job.wait(60)
+    assert job.wait()
     assert checks == ["sirt"] * 4  # stopped inside SIRT; CGLS never started
     run = job.results[("k", "sirt")]
     assert run.stopped and run.reconstruction.stop_reason == "stopped" and run.reconstruction.iterations == 3
@@ -203,16 +204,16 @@ def test_job_stop_interrupts_a_classical_method_mid_run():
     assert job.progress["sirt"].fraction == pytest.approx(3 / 50)
     assert run.row()["Status"] == "stopped early" and "stopped" in job.progress["sirt"].text()
     assert job.progress["cgls"].status == "cancelled" and ("k", "cgls") not in job.results
-    three = pipeline.run_method("sirt", simulation, ct.spacing[1], pipeline.MethodSettings(iterations=3, device="cpu"))
+    three = pipeline.run_method("sirt", simulation, settings.MethodSettings(iterations=3, device="cpu"))
     np.testing.assert_allclose(run.image_hu, three.image_hu, rtol=0, atol=1e-3)
 
 
 def test_job_shows_live_progress_of_a_classical_method():
     ct, simulation = _small_problem()
-    settings = pipeline.MethodSettings(iterations=12, device="cpu")
-    job = pc.Job([pc.Task(("k", "sirt"), "sirt", settings)], simulation, ct.hu, ct.spacing[1])
+    method_settings = settings.MethodSettings(iterations=12, device="cpu")
+    job = pc.Job([pc.Task(("k", "sirt"), "sirt", method_settings)], simulation)
     job.start()
-    assert job.wait(60)
+    assert job.wait()
     progress, run = job.progress["sirt"], job.results[("k", "sirt")]
     assert progress.status == "done" and progress.iteration == 12 and progress.loss == run.reconstruction.curve[-1]
     assert progress.preview_iteration == 12
@@ -225,16 +226,16 @@ def test_job_reports_errors_as_messages():
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    job = pc.Job([pc.Task(("k",), "sirt", pipeline.MethodSettings())], simulation, ct.hu, 1.0, runner=broken).start()
-    assert job.wait(30)
+    job = pc.Job([pc.Task(("k",), "sirt", settings.MethodSettings())], simulation, runner=broken).start()
+    assert job.wait()
     assert job.progress["sirt"].error == "SIRT failed: out of memory"
 
 
 def test_downloads_npz_and_dicom_zip():
     ct, simulation = _small_problem()
-    rec = pipeline.run_method("fbp", simulation, ct.spacing[1], pipeline.MethodSettings())
-    runs = [pc.MethodRun("fbp", rec, pipeline.score(rec.image_hu, ct.hu))]
-    arrays = np.load(io.BytesIO(pc.results_npz(ct, simulation, runs, pipeline.ScanSettings(views=12))))
+    rec = pipeline.run_method("fbp", simulation, settings.MethodSettings())
+    runs = [pc.MethodRun("fbp", rec, pipeline.score(rec.image_hu, simulation))]
+    arrays = np.load(io.BytesIO(pc.results_npz(ct, simulation, runs, settings.ScanSettings(views=12))))
     assert arrays["fbp_hu"].shape == ct.hu.shape and arrays["reference_hu"].shape == ct.hu.shape
     archive = pc.dicom_zip(ct, runs, 12)
     names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
@@ -328,7 +329,6 @@ def test_page_corrupt_upload_shows_a_message():
     assert "Uploaded series" in _texts(at.caption)
 
 
-@pytest.mark.skipif(not pc.neural_available(), reason="reconstruct.neural (LRNN) is not available yet")
 def test_page_tiny_lrnn_run():
     at = _app()
     at.sidebar.selectbox(key="size").set_value("64 x 64")
@@ -344,16 +344,13 @@ def test_page_tiny_lrnn_run():
 
 
 def test_page_network_progress_with_a_stand_in_model(monkeypatch):
-    """The network path (callback, preview, iterations, parameters) with a stand-in for reconstruct.neural,
-    so the page's wiring is covered even where the real networks are not installed."""
-    import sys
-    import types
-
+    """The network path (callback, preview, iterations, parameters, fit options) with a fast stand-in for
+    the network fit, so the page's wiring is covered without fitting a network."""
     calls = []
 
     def reconstruct_neural(method, sinogram, geometry, pixel_size_mm, preset, iterations, seed, device, variant,
                            callback, stop):
-        result = pipeline.classical.reconstruct("fbp", sinogram, geometry, pixel_size_mm=pixel_size_mm)
+        result = classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
         for i in range(1, iterations + 1):
             callback(SimpleNamespace(iteration=i, iterations=iterations, loss=1.0 / i, elapsed=0.01 * i, lr=1e-3,
                                      image=(result.mu.cpu().numpy() * pixel_size_mm) if i % 5 == 0 else None))
@@ -361,9 +358,7 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
         result.iterations, result.n_parameters, result.curve = iterations, 3025, [1.0 / i for i in range(1, 21)]
         return result
 
-    stand_in = types.SimpleNamespace(reconstruct_neural=reconstruct_neural, RECOMMENDED_VARIANTS=("ramp_loss",),
-                                     VARIANTS=("paper", "tv", "fbp_init", "coarse_to_fine", "ramp_loss"))
-    monkeypatch.setitem(sys.modules, "sparsect.reconstruct.neural", stand_in)
+    monkeypatch.setattr(registry, "reconstruct_neural", reconstruct_neural)
     at = _app()
     at.sidebar.checkbox(key="use_cgls").uncheck()
     at.sidebar.checkbox(key="use_lrnn").uncheck()
@@ -371,16 +366,16 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     at.sidebar.number_input(key="iters_neural").set_value(20)
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
-    assert calls == [("wire", "preview", 20, ("ramp_loss",))]  # the recommended fit options by default
+    assert calls == [("wire", "preview", 20, ("fbp_init", "ramp_loss"))]  # the recommended fit options by default
     table = _metrics(at)
     assert table.loc["WIRE", "Iterations"] == 20 and table.loc["WIRE", "Parameters"] == 3025
     assert "WIRE" in [c for img in at.image for c in img.captions]
 
     # the "Network fit options" selection reaches the fit (and is part of the result's cache key)
-    assert at.sidebar.multiselect(key="variants").value == ["ramp_loss"]
+    assert at.sidebar.multiselect(key="variants").value == ["fbp_init", "ramp_loss"]
     at.sidebar.multiselect(key="variants").set_value(["tv", "fbp_init"]).run()
     at.sidebar.button(key="run").click().run()
     at.sidebar.multiselect(key="variants").set_value([]).run()
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
-    assert [c[3] for c in calls] == [("ramp_loss",), ("fbp_init", "tv"), ("paper",)]
+    assert [c[3] for c in calls] == [("fbp_init", "ramp_loss"), ("fbp_init", "tv"), ("paper",)]

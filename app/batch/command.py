@@ -8,32 +8,31 @@ after the current unit (run the same command again to finish).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
+import re
 import signal
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sparsect import data
 from sparsect.app import stopping
+from sparsect.app.batch import executors, work
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, VARIANT_HELP
+from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
 
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
 EXIT_FAILURES = 3
 EXIT_INTERRUPTED = stopping.EXIT_INTERRUPTED  # 128 + SIGINT; SIGTERM gives 143
-
-#: --variant's help, shared with ``sparsect reconstruct`` (the names are reconstruct.neural.VARIANTS).
-VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comma-separate. ramp_loss: "
-                "ramp-filter-weighted sinogram loss, a preconditioner worth several dB at the same budget; "
-                "fbp_init: warm start from the FBP image; tv: small total-variation penalty; coarse_to_fine: "
-                "coordinate scale ramped up over the first half of the fit. `--variant paper` alone gives the "
-                "published formulation. Default: the recommended set (fbp_init,ramp_loss).")
-
 
 class CannotStart(Exception):
     """The batch cannot start; the message says why."""
@@ -88,34 +87,29 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
               variant: list[str] | None, iterations: int | None, photons: float | None, slices: str, device: str,
               workers: int, batch_size: int, shard: str | None, executor: str
               ) -> tuple[Any, tuple[int, int], str]:
-    from sparsect.app import pipeline
-    from sparsect.app.batch import executors, work
-
     try:
-        settings = work.BatchSettings(
-            views=tuple(work.parse_views(views)), methods=tuple(pipeline.parse_methods(methods)),
-            slices=work.check_slices(slices), preset=preset, variant=pipeline.parse_variants(variant),
-            iterations=iterations, photons=photons)
-        k_n = work.parse_shard(shard)
-        if preset not in pipeline.PRESETS:
-            raise pipeline.InputError(f"unknown --preset {preset!r}; choose from {', '.join(pipeline.PRESETS)}")
-        if iterations is not None and iterations < 1:
-            raise pipeline.InputError(f"--iterations must be at least 1, got {iterations}")
-        if photons is not None and not photons > 0:
-            raise pipeline.InputError(f"--photons must be positive, got {photons}")
-        if workers < 0 or batch_size < 0:
-            raise pipeline.InputError("--workers and --batch-size must be >= 0 (0: automatic)")
         if executor not in ("local", "ray"):
-            raise pipeline.InputError(f"--executor must be local or ray, got {executor!r}")
-        if executor == "ray":
-            if not executors.ray_available():
-                raise CannotStart("--executor ray needs Ray: pip install 'sparsect[distributed]'")
-            if device != "auto" and device != "cpu" and not device.startswith("cuda"):
-                raise pipeline.InputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+            raise InputError(f"--executor must be local or ray, got {executor!r}")
+        if executor == "ray" and not executors.ray_available():
+            raise CannotStart("--executor ray needs Ray: pip install 'sparsect[distributed]'")
+        if executor == "ray":  # Ray workers pick their own GPU: only the name is checked here
+            if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+                raise InputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
             resolved = device
         else:
-            resolved = pipeline.resolve_device(device)
-    except (work.PlanError, pipeline.InputError) as error:
+            resolved = parse_device(device)
+        methods_run = method_settings(iterations, preset, variant, device="cpu")
+        parsed_views = tuple(work.parse_views(views))
+        for count in parsed_views:
+            scan_settings(views=count, photons=photons)
+        batch_settings = work.BatchSettings(
+            views=parsed_views, methods=parse_methods(methods), slices=work.check_slices(slices),
+            preset=methods_run.preset, variant=methods_run.variant, iterations=methods_run.iterations,
+            photons=photons)
+        k_n = work.parse_shard(shard)
+        if workers < 0 or batch_size < 0:
+            raise InputError("--workers and --batch-size must be >= 0 (0: automatic)")
+    except (work.PlanError, InputError) as error:
         raise CannotStart(str(error)) from None
     if not in_dir.exists():
         raise CannotStart(f"IN_DIR {str(in_dir)!r} does not exist")
@@ -130,18 +124,13 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
         raise CannotStart("OUT_DIR must not be IN_DIR or inside it (outputs would be read as inputs)")
     if dst in src.parents:
         raise CannotStart("IN_DIR must not be inside OUT_DIR")
-    return settings, k_n, resolved
+    return batch_settings, k_n, resolved
 
 
 def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
          variant: list[str] | None, iterations: int | None, photons: float | None, seed: int, slices: str,
          device: str, anonymize: bool, workers: int, batch_size: int, shard: str | None, executor: str,
          ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log) -> int:
-    import dataclasses
-
-    from sparsect import data
-    from sparsect.app.batch import executors, work
-
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
                                          slices, device, workers, batch_size, shard, executor)
     settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
@@ -234,12 +223,8 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
                 devices = None
                 count = workers or 1
                 if device == "cuda" and not workers:  # auto: one process per GPU
-                    import torch
-
                     count = torch.cuda.device_count()
                 if device == "cuda" and count > 1:
-                    import torch
-
                     devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(count)]
                 if count > 1 and len(todo) > 1:
                     executors.run_pool(jobs(), on_result, stop.is_set, count, devices)
@@ -290,12 +275,10 @@ def register(cli: typer.Typer) -> None:
         out_dir: Annotated[Path, typer.Argument(help="Output folder (mirrors IN_DIR's layout); reused to resume.")],
         views: Annotated[list[str], typer.Option(help="View counts; repeat or comma-separate, e.g. 30,60.")
                          ] = ["60"],  # noqa: B006
-        methods: Annotated[list[str], typer.Option(
-            "--methods", "-m", help="fbp, sirt, cgls, os_sart, tv, lrnn, wire, siren; repeat or comma-separate.")
-        ] = ["fbp"],  # noqa: B006
+        method: Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP)] = ["fbp"],  # noqa: B006
         preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
         variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
-        iterations: Annotated[int | None, typer.Option(help="Iteration budget (default: per method).")] = None,
+        iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False)] = None,
         photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).")] = None,
         seed: Annotated[int, typer.Option(help="Seed for the noise (plus the slice index) and the networks.")] = 0,
         slices: Annotated[str, typer.Option(help="all, middle, N or N-M (0-based, inclusive).")] = "all",
@@ -315,7 +298,7 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
         failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume)."""
-        code = run_batch(in_dir, out_dir, views=views, methods=methods, preset=preset, variant=variant or None,
+        code = run_batch(in_dir, out_dir, views=views, methods=method, preset=preset, variant=variant or None,
                          iterations=iterations, photons=photons, seed=seed, slices=slices, device=device,
                          anonymize=anonymize, workers=workers, batch_size=batch_size, shard=shard,
                          executor=executor, ray_address=ray_address, dry_run=dry_run, quiet=quiet)

@@ -14,12 +14,15 @@ way whatever ran the unit.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+import torch
 
 from sparsect.app.batch.work import Unit, compute
 
@@ -45,8 +48,6 @@ def _init_worker(devices: Any, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     global _device
     _device = devices.get() if devices is not None else "cpu"
-    import torch
-
     torch.set_num_threads(max(1, threads))
 
 
@@ -58,8 +59,6 @@ def _compute_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
 
 def run_pool(jobs: Jobs, on_result: OnResult, stop: Stop, workers: int, devices: list[str] | None) -> None:
     """``workers`` processes; ``devices`` (one per worker) pins each process to its own GPU."""
-    import multiprocessing
-
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -35,8 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from PIL import Image
 
-from sparsect import __version__
+from sparsect import __version__, data
+from sparsect.app import outputs, pipeline
+from sparsect.app.settings import MethodSettings, ScanSettings, parse_device, recommended_variants
+from sparsect.reconstruct import registry
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
@@ -115,22 +121,16 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _recommended_variants() -> tuple[str, ...]:
-    from sparsect.app import pipeline
-
-    return pipeline.recommended_variants()
-
-
 @dataclass(frozen=True)
 class BatchSettings:
     """Everything that decides a unit's outputs (device and batch size do not). ``variant``: the networks'
-    fit variants in the canonical form of :func:`app.pipeline.parse_variants`."""
+    fit variants in the canonical form of :func:`sparsect.app.settings.parse_variants`."""
 
     views: tuple[int, ...] = (60,)
     methods: tuple[str, ...] = ("fbp",)
     slices: str = "all"
     preset: str = "preview"
-    variant: tuple[str, ...] = field(default_factory=_recommended_variants)
+    variant: tuple[str, ...] = field(default_factory=recommended_variants)
     iterations: int | None = None
     photons: float | None = None
     seed: int = 0
@@ -256,49 +256,35 @@ def auto_batch_size(method: str, shape: tuple[int, int], device: str) -> int:
     4 (one matrix product for all), networks 1 (measured: fitting 4 networks side by side is no faster
     on 2 cores).
     """
-    from sparsect.app import pipeline
-
     pixels = shape[0] * shape[1]
-    neural = method in pipeline.NEURAL_METHODS
+    neural = method in registry.NETWORK_METHODS
     if not device.startswith("cuda"):
         return 1 if neural else 4
     if neural:
         return int(max(1, min(16, (1 << 18) // pixels)))
-    import torch
-
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     return int(max(1, min(64, (free // 2) // (pixels * 4 * 96))))
 
 
-def _run(method: str, sims: list[Any], pixel_size_mm: float, settings: Any) -> Any:
-    from sparsect.app import pipeline
-
+def _run(method: str, sims: list[Any], settings: MethodSettings) -> Any:
+    """Reconstruct the slices of ``sims`` (one geometry) in one call: stacked as (B, 1, n_views, det)."""
     if len(sims) == 1:
-        return pipeline.run_method(method, sims[0], pixel_size_mm, settings)
-    import torch
-
+        return pipeline.run_method(method, sims[0], settings)
     stacked = dataclasses.replace(sims[0], sinogram=torch.stack([s.sinogram for s in sims])[:, None])
-    return pipeline.run_method(method, stacked, pixel_size_mm, settings)
+    return pipeline.run_method(method, stacked, settings)
 
 
 def compute(payload: dict[str, Any]) -> dict[str, Any]:
     """Reconstruct and score the unit's slices. Never raises for ordinary errors: returns ``ok: False``."""
     try:
-        import torch
-
-        from sparsect import data
-        from sparsect.app import pipeline
-
-        device = pipeline.resolve_device(payload["device"])
-        settings = pipeline.MethodSettings(iterations=payload["iterations"], preset=payload["preset"],
-                                           seed=payload["seed"], device=device,
-                                           variant=pipeline.parse_variants(payload.get("variant")))
+        device = parse_device(payload["device"])
+        settings = MethodSettings(iterations=payload["iterations"], preset=payload["preset"], seed=payload["seed"],
+                                  device=device, variant=tuple(payload["variant"]))
         hu = np.array(payload["hu"], dtype=np.float32)  # writable copy (Ray hands out read-only arrays)
         spacing = tuple(payload["spacing"])
         sims = []
         for index, image in zip(payload["slices"], hu, strict=True):
-            scan = pipeline.ScanSettings(views=payload["views"], photons=payload["photons"],
-                                         seed=payload["seed"] + int(index))
+            scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index))
             sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
         batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
         images = np.empty_like(hu)
@@ -308,7 +294,7 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
         while i < len(sims):
             b = min(batch, len(sims) - i)
             try:
-                recon = _run(payload["method"], sims[i:i + b], float(spacing[1]), settings)
+                recon = _run(payload["method"], sims[i:i + b], settings)
             except torch.cuda.OutOfMemoryError:
                 if b == 1:
                     raise
@@ -320,8 +306,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
             used_device = recon.device
             i += b
         rows = []
-        for index, image, reference, secs in zip(payload["slices"], images, hu, seconds, strict=True):
-            m = pipeline.score(image, reference)
+        for index, image, simulation, secs in zip(payload["slices"], images, sims, seconds, strict=True):
+            m = pipeline.score(image, simulation)
             rows.append({"slice": int(index), "psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 5),
                          "rmse_hu": round(m["rmse_hu"], 3), "seconds": round(secs, 3), "device": str(used_device)})
         return {"ok": True, "images": images, "rows": rows, "batch_size": batch}
@@ -358,10 +344,6 @@ def _json_bytes(payload: Any) -> bytes:
 def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int, ...], label: str,
                   max_width: int = 2048) -> Any:
     """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide."""
-    from PIL import Image
-
-    from sparsect.app import outputs
-
     cells = [outputs.comparison_image({f"#{s}": ref, label: img}) for s, ref, img in
              zip(slices, references, images, strict=True)]
     cols = max(1, math.ceil(math.sqrt(len(cells))))
@@ -436,24 +418,20 @@ class Store:
         return result
 
     def fingerprint(self, unit: Unit, series: Any) -> str:
-        from sparsect.app.pipeline import CLASSICAL_METHODS, PAPER_VARIANT
-
         s = self.settings
         payload = {"manifest": MANIFEST_VERSION, "unit": unit.key, "slices": list(unit.slices),
-                   "preset": None if unit.method in CLASSICAL_METHODS else s.preset,
+                   "preset": None if unit.method in registry.CLASSICAL_METHODS else s.preset,
                    "iterations": s.iterations, "photons": s.photons, "seed": s.seed, "anonymize": s.anonymize,
                    "inputs": self.input_hashes(series)}
         variant = self.variant(unit)
-        if variant not in (None, PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
+        if variant not in (None, registry.PAPER_VARIANT):  # keyless for "paper": runs from before --variant stay done
             payload["variant"] = variant
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def variant(self, unit: Unit) -> str | None:
         """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"),
         None for the classical methods."""
-        from sparsect.app.pipeline import CLASSICAL_METHODS
-
-        return None if unit.method in CLASSICAL_METHODS else "+".join(self.settings.variant)
+        return None if unit.method in registry.CLASSICAL_METHODS else "+".join(self.settings.variant)
 
     def is_done(self, unit: Unit, fingerprint: str) -> bool:
         try:
@@ -468,9 +446,6 @@ class Store:
     def commit(self, unit: Unit, series: Any, result: dict[str, Any], fingerprint: str,
                run_version: str) -> list[dict[str, Any]]:
         """Write the unit's files via staging + rename, then its done-marker; returns its metrics rows."""
-        from sparsect import data
-        from sparsect.app import outputs
-
         staging = self.state / "staging" / unit.id
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -520,8 +495,6 @@ class Store:
         path = self.state / "lock"
         with open(path, "a+") as handle:
             try:
-                import fcntl
-
                 fcntl.flock(handle, fcntl.LOCK_EX)
             except (ImportError, OSError):  # pragma: no cover - no advisory locks here
                 pass

@@ -22,32 +22,19 @@ from typing import Any
 import numpy as np
 
 from sparsect import data
-from sparsect.app import pipeline
-from sparsect.reconstruct.result import MU_WATER, mu_to_hu
+from sparsect.app import outputs, pipeline, settings
+from sparsect.data.hu import MU_WATER, mu_to_hu
+from sparsect.reconstruct import registry
 
 log = logging.getLogger("sparsect.page")
 
-#: Every method the page offers, in sidebar order.
-METHOD_LABELS = {"fbp": "FBP", "sirt": "SIRT", "cgls": "CGLS", "os_sart": "OS-SART", "tv": "TV", "siren": "SIREN",
-                 "wire": "WIRE", "lrnn": "LRNN"}
 #: DICOM attributes that identify a patient, study or institution; shown only when the user asks.
 IDENTIFYING_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
                       "StudyTime", "AccessionNumber", "StudyID", "InstitutionName", "ReferringPhysicianName",
                       "OperatorsName", "StationName")
 
 
-def label(method: str) -> str:
-    """Display name of a method ("lrnn" -> "LRNN")."""
-    return METHOD_LABELS.get(method, method.upper())
-
-
-def neural_available() -> bool:
-    """Whether ``reconstruct.neural`` (LRNN, WIRE, SIREN) can be imported in this installation."""
-    try:
-        import sparsect.reconstruct.neural  # noqa: F401
-    except ImportError:
-        return False
-    return True
+label = registry.label
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -177,37 +164,39 @@ VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) form
 def variant_options() -> tuple[list[str], list[str]]:
     """(the options of the "Network fit options" selection, those ticked by default): every variant but
     "paper", and the recommended ones."""
-    options = [v for v in pipeline.variant_names() if v != pipeline.PAPER_VARIANT]
-    return options, [v for v in pipeline.recommended_variants() if v in options]
+    options = [v for v in registry.VARIANT_NAMES if v != registry.PAPER_VARIANT]
+    return options, [v for v in settings.recommended_variants() if v in options]
 
 
 def variant_label(name: str) -> str:
     """Display name of a fit variant, marked when it is one of the recommended ones."""
     text = VARIANT_LABELS.get(name, name)
-    return f"{text} (recommended)" if name in pipeline.recommended_variants() else text
+    return f"{text} (recommended)" if name in settings.recommended_variants() else text
 
 
 def method_settings(method: str, iterations_classical: int | None, iterations_neural: int | None, preset: str,
-                    device: str, variant: Iterable[str] | None = None) -> pipeline.MethodSettings:
-    """The MethodSettings a method runs with (classical and network budgets are set separately).
+                    device: str, variant: Iterable[str] | None = None) -> settings.MethodSettings:
+    """The validated MethodSettings a method runs with (classical and network budgets are set separately;
+    None: each method's default).
 
     ``variant``: the ticked network fit options (empty: the paper formulation; None: the recommended ones).
     """
-    iterations = iterations_neural if method in pipeline.NEURAL_METHODS else iterations_classical
+    iterations = iterations_neural if method in registry.NETWORK_METHODS else iterations_classical
     if method == "fbp":
         iterations = None
-    return pipeline.MethodSettings(iterations=iterations or None, preset=preset, device=device,
-                                   variant=pipeline.parse_variants(None if variant is None else list(variant)))
+    return settings.method_settings(iterations, preset, None if variant is None else list(variant), device=device)
 
 
-def run_key(input_key: str, scan: pipeline.ScanSettings, method: str, settings: pipeline.MethodSettings) -> tuple:
+def run_key(input_key: str, scan: settings.ScanSettings, method: str, method_settings: settings.MethodSettings
+            ) -> tuple:
     """Cache key of one reconstruction: only the settings that change ``method``'s result are included."""
+    s = method_settings
     if method == "fbp":
-        relevant: tuple = (settings.device,)
-    elif method in pipeline.CLASSICAL_METHODS:
-        relevant = (settings.iterations, settings.device)
+        relevant: tuple = (s.device,)
+    elif method in registry.CLASSICAL_METHODS:
+        relevant = (s.iterations, s.device)
     else:
-        relevant = (settings.iterations, settings.preset, settings.seed, settings.device, settings.variant)
+        relevant = (s.iterations, s.preset, s.seed, s.device, s.variant)
     return (input_key, astuple(scan), method, relevant)
 
 
@@ -228,7 +217,8 @@ class MethodRun:
         r = self.reconstruction
         return {"Method": label(self.method), "PSNR (dB)": self.metrics["psnr"], "SSIM": self.metrics["ssim"],
                 "RMSE (HU)": self.metrics["rmse_hu"], "Time (s)": float(r.seconds),
-                "Iterations": int(r.iterations), "Parameters": int(r.n_parameters), "Device": str(r.device),
+                "Iterations": int(r.iterations), "Warm-start steps": int(r.warm_start_iterations),
+                "Parameters": int(r.n_parameters), "Device": str(r.device),
                 "Status": "stopped early" if self.stopped else "complete"}
 
 
@@ -240,6 +230,7 @@ class Progress:
     status: str = "queued"  # queued, running, done, stopped, cancelled, error
     iteration: int = 0
     iterations: int | None = None
+    phase: str = "fit"  # "warm_start" while a network is pre-fitted to its warm-start image
     loss: float | None = None
     started: float | None = None
     finished: float | None = None
@@ -271,7 +262,8 @@ class Progress:
         if self.status == "error":
             return f"{name}: failed"
         if self.iterations:
-            parts.append(f"iteration {self.iteration}/{self.iterations}")
+            step = "warm start" if self.phase == "warm_start" else "iteration"
+            parts.append(f"{step} {self.iteration}/{self.iterations}")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.3e}")
         parts.append(f"{self.elapsed:.1f} s")
@@ -286,7 +278,7 @@ class Progress:
 class Task:
     key: tuple
     method: str
-    settings: pipeline.MethodSettings
+    settings: settings.MethodSettings
 
 
 class Job:
@@ -295,11 +287,10 @@ class Job:
     The worker never touches Streamlit; the page polls :attr:`progress` and collects :attr:`results`.
     """
 
-    def __init__(self, tasks: Iterable[Task], simulation: data.Simulation, reference_hu: np.ndarray,
-                 pixel_size_mm: float,
+    def __init__(self, tasks: Iterable[Task], simulation: data.Simulation,
                  runner: Callable[..., Any] = pipeline.run_method) -> None:
         self.tasks = list(tasks)
-        self.simulation, self.reference_hu, self.pixel_size_mm = simulation, reference_hu, float(pixel_size_mm)
+        self.simulation, self.pixel_size_mm = simulation, float(simulation.pixel_size_mm)
         self.progress = {t.method: Progress(t.method) for t in self.tasks}
         self.results: dict[tuple, MethodRun] = {}
         self.stop_event = threading.Event()
@@ -324,6 +315,7 @@ class Job:
 
     def _callback(self, progress: Progress) -> Callable[[Any], None]:
         def update(state: Any) -> None:
+            progress.phase = getattr(state, "phase", "fit")
             progress.iteration = int(getattr(state, "iteration", progress.iteration))
             progress.iterations = int(getattr(state, "iterations", 0) or 0) or progress.iterations
             loss = getattr(state, "loss", None)
@@ -331,7 +323,7 @@ class Job:
             image = getattr(state, "image", None)
             if image is not None:
                 mu = np.asarray(image, dtype=np.float32) / self.pixel_size_mm
-                progress.preview_hu = np.asarray(mu_to_hu(mu, MU_WATER), dtype=np.float32)
+                progress.preview_hu = np.asarray(mu_to_hu(mu, MU_WATER, clip_negative=False), dtype=np.float32)
                 progress.preview_iteration = progress.iteration
 
         return update
@@ -343,12 +335,11 @@ class Job:
                 progress.status = "cancelled"
                 continue
             progress.status, progress.started = "running", time.perf_counter()
-            if task.method in pipeline.CLASSICAL_METHODS and task.method != "fbp":
-                progress.iterations = task.settings.iterations
+            progress.iterations = registry.iterations_for(task.method, task.settings.iterations, task.settings.preset)
             try:
-                reconstruction = self._runner(task.method, self.simulation, self.pixel_size_mm, task.settings,
+                reconstruction = self._runner(task.method, self.simulation, task.settings,
                                               callback=self._callback(progress), stop=self.stop_event)
-                scores = pipeline.score(reconstruction.image_hu, self.reference_hu)
+                scores = pipeline.score(reconstruction.image_hu, self.simulation)
             except Exception as exc:  # shown as a message on the page, never as a traceback
                 log.exception("%s failed", task.method)
                 progress.status, progress.finished = "error", time.perf_counter()
@@ -389,12 +380,12 @@ def best_cells(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 
 def results_npz(reference: data.CTSlice, simulation: data.Simulation, runs: Sequence[MethodRun],
-                scan: pipeline.ScanSettings) -> bytes:
-    """NPZ of the ground truth, the sparse sinogram and every result (HU images and loss curves)."""
-    from sparsect.app import outputs
-
+                scan: settings.ScanSettings) -> bytes:
+    """NPZ of the ground truth (the object the scan saw), the slice, the sparse sinogram and every result
+    (HU images and loss curves)."""
     arrays: dict[str, Any] = {
-        "reference_hu": reference.hu, "sinogram": simulation.sinogram.detach().cpu().numpy(),
+        "reference_hu": simulation.reference_hu, "slice_hu": reference.hu,
+        "sinogram": simulation.sinogram.detach().cpu().numpy(),
         "angles_rad": simulation.geometry.angles.detach().cpu().numpy(), "pixel_spacing_mm": reference.spacing,
         "views": scan.views, "arc_rad": scan.arc, "photons": np.nan if scan.photons is None else scan.photons,
     }

@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from sparsect import data
 from sparsect.app import pipeline
+from sparsect.app import settings as settings_module
 from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import reader as pr
+from sparsect.reconstruct import registry
 
 SIZES = {"64 x 64": 64, "128 x 128": 128, "256 x 256": 256, "512 x 512": 512, "Original": None}
 VIEW_PRESETS = (30, 60, 90, 120, 180)
@@ -128,45 +131,38 @@ if low_dose:
     photons = sb.select_slider("Photons per ray", PHOTONS, value=1e5, format_func=fmt_photons, key="photons")
 det_count = sb.number_input("Detector bins (0 = automatic)", 0, 4096, 0, step=16, key="det_count",
                             help="Automatic covers the whole image diagonal.")
-scan = pipeline.ScanSettings(views=int(views), arc=math.radians(arc_deg), photons=photons,
-                             det_count=int(det_count) or None)
+scan = settings_module.scan_settings(views=int(views), arc=math.radians(arc_deg), photons=photons,
+                                     det_count=int(det_count) or None)
 
 # ----------------------------------------------------------------------------------------------------
 # Sidebar: methods
 # ----------------------------------------------------------------------------------------------------
 sb.header("3 Methods", divider="gray")
-neural_ok = pc.neural_available()
-defaults = {"fbp": True, "cgls": True, "lrnn": neural_ok}
+defaults = {"fbp": True, "cgls": True, "lrnn": True}
 method_cols = sb.columns(2)
 chosen: list[str] = []
-for i, (method, title) in enumerate(pc.METHOD_LABELS.items()):
-    neural = method in pipeline.NEURAL_METHODS
-    help_text = None if (neural_ok or not neural) else "Coordinate networks are not installed in this build."
-    if method_cols[i % 2].checkbox(title, value=defaults.get(method, False), key=f"use_{method}",
-                                   disabled=neural and not neural_ok, help=help_text):
+for i, method in enumerate(registry.METHODS):
+    if method_cols[i % 2].checkbox(pc.label(method), value=defaults.get(method, False), key=f"use_{method}"):
         chosen.append(method)
-preset = sb.selectbox("Network preset", pipeline.PRESETS, key="preset",
+preset = sb.selectbox("Network preset", registry.PRESETS, key="preset",
                       help="preview: 128x128 in under a minute on a laptop CPU; paper and quality take longer.")
 variant_options, variant_default = pc.variant_options()
 variants = sb.multiselect("Network fit options", variant_options, default=variant_default, key="variants",
-                          format_func=pc.variant_label, disabled=not neural_ok, help=pc.VARIANT_HELP,
+                          format_func=pc.variant_label, help=pc.VARIANT_HELP,
                           placeholder="None: the published formulation")
 it_cols = sb.columns(2)
-iters_classical = it_cols[0].number_input("Iterations (classical)", 0, 5000, 0, step=10, key="iters_classical",
-                                          help="SIRT, CGLS, OS-SART, TV; 0 = each method's default (100, 20, 10, 300).")
-iters_neural = it_cols[1].number_input("Iterations (networks)", 0, 50000, 0, step=50, key="iters_neural",
-                                       help="LRNN, WIRE, SIREN; 0 = the preset's budget.")
-try:
-    device = pipeline.resolve_device("auto")
-except pipeline.InputError:
-    device = "cpu"
+default_budgets = ", ".join(str(registry.iterations_for(m, None)) for m in ("sirt", "cgls", "os_sart", "tv"))
+iters_classical = it_cols[0].number_input("Iterations (classical)", 1, 5000, None, step=10, key="iters_classical",
+                                          placeholder="default",
+                                          help=f"SIRT, CGLS, OS-SART, TV; empty = each method's default "
+                                               f"({default_budgets}).")
+iters_neural = it_cols[1].number_input("Iterations (networks)", 1, 50000, None, step=50, key="iters_neural",
+                                       placeholder="preset", help="LRNN, WIRE, SIREN main loop (the warm start "
+                                                                  "comes on top); empty = the preset's budget.")
+device = settings_module.parse_device("auto")
 if device.startswith("cuda"):
-    import torch
-
     sb.caption(f":material/memory: Device: **GPU** ({torch.cuda.get_device_name(0)})")
 else:
-    import torch
-
     sb.caption(f":material/memory: Device: **CPU** ({torch.get_num_threads()} threads)")
 
 run_clicked = sb.button("Run", type="primary", key="run", width="stretch", disabled=ct is None or not chosen,
@@ -190,9 +186,12 @@ if simulation is None:
     except (pipeline.InputError, ValueError) as exc:
         st.error(f"The scan cannot be simulated with these settings: {exc}")
         st.stop()
-pixel_size = float(ct.spacing[1])
-settings = {m: pc.method_settings(m, int(iters_classical), int(iters_neural), preset, "auto", variants)
-            for m in chosen}
+truth = simulation.reference_hu  # what every score and difference map compares against
+try:
+    settings = {m: pc.method_settings(m, iters_classical, iters_neural, preset, "auto", variants) for m in chosen}
+except pipeline.InputError as exc:
+    st.error(f"These settings cannot be used: {exc}")
+    st.stop()
 keys = {m: pc.run_key(input_key, scan, m, settings[m]) for m in chosen}
 
 job: pc.Job | None = state.get("job")
@@ -200,7 +199,7 @@ if run_clicked and (job is None or not job.running):
     todo = [pc.Task(keys[m], m, settings[m]) for m in chosen
             if keys[m] not in state["results"] or state["results"][keys[m]].stopped]
     if todo:
-        job = state["job"] = pc.Job(todo, simulation, ct.hu, pixel_size).start()
+        job = state["job"] = pc.Job(todo, simulation).start()
     else:
         st.toast("Already computed for these settings.")
 
@@ -231,7 +230,7 @@ progress_box = st.container()
 # ---------------------------------------------------------------------------------------------- input row
 with st.expander("Input slice and sparse sinogram", expanded=not runs):
     c1, c2, c3 = st.columns([1, 1, 1])
-    c1.image(pf.tile(ct.hu, pf.window_from("soft_tissue"), 320), caption="Ground truth (soft tissue window)",
+    c1.image(pf.tile(truth, pf.window_from("soft_tissue"), 320), caption="Ground truth (soft tissue window)",
              width="stretch")
     c2.image(pf.sinogram_image(simulation.sinogram.detach().cpu().numpy(), int(simulation.sinogram.shape[1])),
              caption=f"Sparse sinogram: {scan.views} views x {simulation.sinogram.shape[1]} bins",
@@ -297,7 +296,7 @@ if reader_mode:
         ordered = sorted(labels)
         cols = st.columns(len(ordered) + (1 if show_reference else 0))
         if show_reference:
-            cols[0].image(pf.tile(ct.hu, window, TILE), caption="Reference", width="stretch")
+            cols[0].image(pf.tile(truth, window, TILE), caption="Reference", width="stretch")
             cols = cols[1:]
         ratings: dict[str, dict[str, object]] = {}
         for col, lab in zip(cols, ordered, strict=True):
@@ -343,7 +342,7 @@ elif runs:
         cx = z3.slider("Region centre x (column)", 0, w - 1, w // 2, key="zoom_x")
         cy = z4.slider("Region centre y (row)", 0, h - 1, h // 2, key="zoom_y")
         outline = pf.Zoom(cx, cy, factor)
-    images = {"Ground truth": ct.hu} | {pc.label(r.method): r.image_hu for r in runs}
+    images = {"Ground truth": truth} | {pc.label(r.method): r.image_hu for r in runs}
     grid(images, window, None, outline, None, per_row)
     if outline is not None:
         st.caption(f"Zoomed region ({outline.factor:g}x), outlined in yellow on the ground truth")
@@ -370,11 +369,11 @@ elif runs:
 
     tabs = st.tabs(["Difference maps", "Line profile", "Loss curves", "Downloads"])
     with tabs[0]:
-        differences = [r.image_hu - ct.hu for r in runs]
+        differences = [r.image_hu - truth for r in runs]
         auto = pf.difference_limit(differences)
         limit = st.select_slider("Colour range (+/- HU)", sorted({25.0, 50.0, 100.0, 200.0, 500.0, 1000.0, auto}),
                                  value=auto, key="diff_limit", format_func=lambda v: f"{v:g}")
-        tiles = [(f"{pc.label(r.method)} - ground truth", pf.difference_tile(r.image_hu, ct.hu, limit, TILE, zoom=zoom))
+        tiles = [(f"{pc.label(r.method)} - ground truth", pf.difference_tile(r.image_hu, truth, limit, TILE, zoom=zoom))
                  for r in runs]
         for start in range(0, len(tiles), per_row):
             cols = st.columns(per_row)
@@ -389,7 +388,7 @@ elif runs:
         limit_index = (h if axis == "row" else w) - 1
         index = p2.slider("Row" if axis == "row" else "Column", 0, limit_index, limit_index // 2,
                           key=f"profile_{axis}")
-        p1.image(pf.tile(ct.hu, window, 256, profile=(axis, index)), caption="Profile line", width="stretch")
+        p1.image(pf.tile(truth, window, 256, profile=(axis, index)), caption="Profile line", width="stretch")
         prof = pf.profile(images, axis, index)
         p2.line_chart(pd.DataFrame(prof).rename_axis("pixel"), x_label="pixel", y_label="HU", height=320)
     with tabs[2]:

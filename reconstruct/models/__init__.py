@@ -7,7 +7,7 @@ wavelets) and :class:`SIREN` (sine MLP). Use :func:`build_model` with a preset n
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass, replace
+from dataclasses import is_dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -63,8 +63,3 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         for p in model.parameters()
         if p.requires_grad or not trainable_only
     )
-
-
-def config_dict(model: nn.Module) -> dict[str, Any]:
-    """Hyper-parameters of a model built here, as a plain dict."""
-    return asdict(model.config)  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ CT configuration (256x256, 100 views, 5000 iterations); ``quality`` spends a lar
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from .lrnn import LRNNConfig
@@ -27,14 +26,6 @@ class OptimConfig:
     iterations: int = 1000
     warmup: int = 0
     final_lr_factor: float = 0.1
-
-    def lr_factor(self, step: int) -> float:
-        """Multiplier of ``lr`` at ``step`` (0-based); suitable for ``torch.optim.lr_scheduler.LambdaLR``."""
-        if self.warmup > 0 and step < self.warmup:
-            return (step + 1) / self.warmup
-        span = max(self.iterations - self.warmup, 1)
-        t = min(max(step - self.warmup, 0) / span, 1.0)
-        return math.exp(t * math.log(self.final_lr_factor))
 
 
 @dataclass(frozen=True)
@@ -58,15 +49,13 @@ def _add(p: Preset) -> None:
 
 
 # --- LRNN -------------------------------------------------------------------------------------
-# preview: tuned on Shepp-Logan 128^2 / 60 views, 300 iterations (docs/BENCHMARKS.md): rank 32 with w0 = 10 and
-# lr 1e-2 reached 33.5 dB where the 1.8k-parameter rank-16 net with w0 = 30, lr 2e-3 stayed at 21 dB; lr 0.1 then
-# gained 2.6-3.7 dB on CT_small, Shepp-Logan and head_693 (60 views), while lr 0.3 fails (16-19 dB).
+# preview: sized for a 128^2 fit on a 2-core CPU within a minute; rank, w0 and lr tuned on the bundled samples
+# (docs/BENCHMARKS.md, "Tuning notes").
 _add(Preset("lrnn", "preview", LRNNConfig(depth=2, rank=32, proj_dim=4, width=4, w0=10.0),
             OptimConfig(lr=1e-1, iterations=300, warmup=20, final_lr_factor=0.1),
             image_size=128, notes="8,097 params"))
-# paper / quality: w0 = 10 and lr 0.1, picked on a CPU proxy of the paper problem (head_693 64^2, 25 views, 600
-# iterations; benchmarks/tune_preset.py, docs/BENCHMARKS.md): 40.74 dB where the untuned w0 = 30, lr 1e-3 reached
-# 29.32 dB (WIRE's paper settings: 30.75 dB); lr 0.3 fails (17.14 dB). Not yet confirmed at 256^2 on a GPU.
+# paper / quality: WIRE's CT size; w0 and lr picked on a CPU proxy of the paper problem (docs/BENCHMARKS.md,
+# "Tuning notes"), not yet confirmed at 256^2 on a GPU.
 _add(Preset("lrnn", "paper", LRNNConfig(depth=3, rank=65, proj_dim=16, width=4, w0=10.0),
             OptimConfig(lr=1e-1, iterations=5000, warmup=100, final_lr_factor=0.1),
             image_size=256, n_views=100, notes="181,416 params (WIRE paper config: 181,692)"))
@@ -88,8 +77,7 @@ _add(Preset("wire", "quality", WIREConfig(),
             image_size=256, n_views=100))
 
 # --- SIREN ------------------------------------------------------------------------------------
-# preview: w0 = 15 and lr 1e-3 measured 23.5 / 32.8 dB (Shepp-Logan / CT_small, 128^2, 30 views) where the
-# standard w0 = 30, lr 1e-4 reached 20.4 / 21.2 dB in 300 iterations (docs/BENCHMARKS.md).
+# preview: w0 and lr retuned for the 300-iteration budget (docs/BENCHMARKS.md, "Tuning notes").
 _add(Preset("siren", "preview", SIRENConfig(hidden_features=64, hidden_layers=2, w0=15.0),
             OptimConfig(lr=1e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
 _add(Preset("siren", "paper", SIRENConfig(hidden_features=256, hidden_layers=2),
