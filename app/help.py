@@ -11,3 +11,16 @@ VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comm
                 "coordinate scale ramped up over the first half of the fit. `--variant paper` alone gives the "
                 "published formulation. Default: the recommended set "
                 f"({','.join(registry.RECOMMENDED_VARIANTS)}).")
+
+#: ``sparsect reconstruct --scan``'s options (app/measured_cli.py).
+MEASURED_HELP = {
+    "scan": "A measured scan instead of INPUT: .npy/.npz, HDF5 Data Exchange (.h5), a folder of TIFF projections "
+            "with flat*/dark* files, or a Helsinki Tomography Challenge 2022 .mat file.",
+    "geometry": "JSON geometry file of the measured scan (beam, detector_pixel_mm, center_offset, angles_deg, "
+                "source_distance_mm, detector_distance_mm); fills what the scan file lacks.",
+    "center": "Rotation centre of a measured scan: auto (estimated from opposing views) or an offset in detector "
+              "bins; default the file's.",
+    "row": "Detector row of a 3D projection stack (default the middle one).",
+    "reference": "What a measured scan's scores are against: fbp, tv (run on all measured views) or none (data "
+                 "consistency only); default fbp when --views drops views, else none.",
+}

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from sparsect import data
+from sparsect.app.pipeline import MethodOutcome
+from sparsect.app.settings import MethodSettings
+from sparsect.operators import Radon
+from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct.result import Reconstruction, StopLike, stop_requested
 
 REFERENCE_METHODS = ("fbp", "tv")
 
@@ -105,8 +111,6 @@ def score_label(measured: MeasuredInput) -> str | None:
 def consistency_map(mu: np.ndarray | torch.Tensor, measured: MeasuredInput) -> np.ndarray:
     """Data-consistency residual ``A(mu) - y`` over all measured views (line integrals, float32
     (n_views, det_count)), for an (H, W) attenuation image ``mu`` in 1/mm on ``measured``'s grid."""
-    from sparsect.operators import Radon
-
     image = torch.as_tensor(np.asarray(mu) if not isinstance(mu, torch.Tensor) else mu).detach().cpu().float()
     if tuple(image.shape) != measured.image_size:
         raise ValueError(f"the image is {tuple(image.shape)}, the grid {measured.image_size}")
@@ -114,4 +118,60 @@ def consistency_map(mu: np.ndarray | torch.Tensor, measured: MeasuredInput) -> n
     return (predicted.numpy() - measured.dense.sinogram).astype(np.float32)
 
 
-__all__ = ["REFERENCE_METHODS", "MeasuredInput", "consistency_map", "parse_center", "prepare", "score_label"]
+@dataclass
+class MeasuredOutcome:
+    """One method's reconstruction of the sparse measured views, its scores against the reference (empty
+    without one) and its data-consistency residual over all measured views."""
+
+    method: str
+    reconstruction: Reconstruction
+    residual: np.ndarray
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def record(self, measured: MeasuredInput) -> dict[str, Any]:
+        """The strict-JSON summary of :meth:`app.pipeline.MethodOutcome.record`, plus ``scored_against`` (what
+        the scores compare to, None without a reference: then psnr, ssim and rmse_hu are null) and
+        ``data_rmse`` (RMS of the data-consistency residual, line-integral units, over all measured views)."""
+        scores = self.metrics or {"psnr": math.nan, "ssim": math.nan, "rmse_hu": math.nan}
+        record = MethodOutcome(self.method, self.reconstruction, scores).record(measured.sparse.n_views)
+        if not self.metrics:
+            record.pop("note", None)
+        record["scored_against"] = score_label(measured)
+        record["data_rmse"] = round(float(np.sqrt(np.mean(self.residual.astype(np.float64) ** 2))), 6)
+        return record
+
+
+def _run(method: str, scan: data.MeasuredScan, measured: MeasuredInput, settings: MethodSettings,
+         callback: Callable[[Any], None] | None, stop: StopLike) -> Reconstruction:
+    # A measured scan's photon count is unknown (photons=None): TV takes its noise-blind default weight.
+    return registry.run(method, torch.from_numpy(scan.sinogram), measured.geometry(scan),
+                        pixel_size_mm=measured.pixel_size_mm, iterations=settings.iterations, preset=settings.preset,
+                        variant=settings.variant, seed=settings.seed, device=settings.device, callback=callback,
+                        stop=stop)
+
+
+def run_methods(measured: MeasuredInput, methods: tuple[str, ...], settings: MethodSettings,
+                on_progress: Callable[[str, Any], None] | None = None, stop: StopLike = None
+                ) -> tuple[Reconstruction | None, list[MeasuredOutcome]]:
+    """The reference (``measured.reference`` on all measured views, default budget) and every method on the
+    sparse views, scored against the reference when there is one. ``stop`` as in
+    :func:`app.pipeline.run_methods`: the running method returns its result so far, the rest are skipped."""
+    reference = None
+    if measured.reference is not None:
+        reference = _run(measured.reference, measured.dense, measured,
+                         MethodSettings(device=settings.device), None, None)
+    outcomes = []
+    for method in methods:
+        if stop_requested(stop):
+            break
+        callback = (lambda progress, m=method: on_progress(m, progress)) if on_progress else None
+        reconstruction = _run(method, measured.sparse, measured, settings, callback, stop)
+        residual = consistency_map(reconstruction.mu.reshape(measured.image_size), measured)
+        scores = {} if reference is None else {
+            key: float(value) for key, value in metrics.compare(reconstruction.image_hu, reference.image_hu).items()}
+        outcomes.append(MeasuredOutcome(method, reconstruction, residual, scores))
+    return reference, outcomes
+
+
+__all__ = ["REFERENCE_METHODS", "MeasuredInput", "MeasuredOutcome", "consistency_map", "parse_center", "prepare",
+           "run_methods", "score_label"]
