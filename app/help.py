@@ -24,3 +24,13 @@ MEASURED_HELP = {
     "reference": "What a measured scan's scores are against: fbp, tv (run on all measured views) or none (data "
                  "consistency only); default fbp when --views drops views, else none.",
 }
+
+#: ``sparsect batch``'s PACS options (app/batch/pacs.py). Credentials only from SPARSECT_DICOMWEB_USER and
+#: SPARSECT_DICOMWEB_PASSWORD (asked for on a terminal if missing) or SPARSECT_DICOMWEB_TOKEN.
+PACS_HELP = {
+    "dicomweb": "DICOMweb base URL of a PACS (e.g. http://pacs:8042/dicom-web): pull --study into IN_DIR first. "
+                "Credentials come from SPARSECT_DICOMWEB_USER/PASSWORD or SPARSECT_DICOMWEB_TOKEN, never options.",
+    "study": "StudyInstanceUID to pull with --dicomweb.",
+    "series": "SeriesInstanceUID: pull only this series of --study.",
+    "push": "Store the study's derived series back on the --dicomweb server (STOW-RS) after the batch.",
+}

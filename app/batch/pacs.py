@@ -8,7 +8,10 @@ from the environment (:class:`data.Credentials`), never from options.
 
 from __future__ import annotations
 
+import getpass
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,45 @@ from pydicom.errors import InvalidDicomError
 
 from sparsect import data
 from sparsect.app.batch.work import STATE_DIR
+from sparsect.app.settings import InputError
+
+
+@dataclass(frozen=True)
+class Link:
+    """The PACS options of one batch run: server, study, optional series, whether to push the results."""
+
+    url: str
+    study: str
+    series: str | None
+    push: bool
+    credentials: data.Credentials
+
+    @classmethod
+    def from_options(cls, url: str | None, study: str | None, series: str | None, push: bool,
+                     anonymize: bool) -> Link | None:
+        """None without ``--dicomweb``; raises :class:`InputError` / :class:`data.DicomWebError` for options
+        that do not go together or credentials that are incomplete (the password is asked for on a terminal)."""
+        if url is None:
+            if study or series or push:
+                raise InputError("--study, --series and --push need --dicomweb URL")
+            return None
+        if not study:
+            raise InputError("--dicomweb needs --study UID (the study to pull)")
+        if push and anonymize:
+            raise InputError("--push stores the derived series back into the study, so it cannot be combined with "
+                             "--anonymize")
+        prompt = getpass.getpass if sys.stdin is not None and sys.stdin.isatty() else None
+        credentials = data.Credentials.from_env(prompt=prompt)
+        data.DicomWeb(url, credentials)  # checks the URL before anything runs
+        return cls(url, study, series, push, credentials)
+
+    def pull(self, in_dir: Path, log: Callable[..., Any] | None = None) -> int:
+        """:func:`pull` of this link's study or series into ``in_dir``."""
+        return pull(self.url, self.study, self.series, in_dir, self.credentials, log)
+
+    def store(self, out_dir: Path, log: Callable[..., Any] | None = None) -> int:
+        """:func:`push` of this study's derived series under ``out_dir``."""
+        return push(self.url, self.study, out_dir, self.credentials, log)
 
 
 def pull(url: str, study: str, series: str | None, in_dir: Path, credentials: data.Credentials | None = None,
@@ -56,4 +98,4 @@ def push(url: str, study: str, out_dir: Path, credentials: data.Credentials | No
     return stored
 
 
-__all__ = ["derived_files", "pull", "push"]
+__all__ = ["Link", "derived_files", "pull", "push"]
