@@ -21,6 +21,7 @@ from sparsect.app import settings as settings_module
 from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
+from sparsect.app.page import pacs as page_pacs
 from sparsect.app.page import reader as pr
 from sparsect.reconstruct import registry
 
@@ -66,7 +67,7 @@ sb.title("sparsect")
 sb.caption("Simulate a sparse-view CT scan of a slice and compare reconstructions against it.")
 
 sb.header("1 Input", divider="gray")
-source = sb.radio("Source", ["Sample", "Upload DICOM"], horizontal=True, key="source")
+source = sb.radio("Source", ["Sample", "Upload DICOM", "Load from PACS"], horizontal=True, key="source")
 size = SIZES[sb.selectbox("Working size", list(SIZES), index=1, key="size",
                           help="The slice is resampled to this size before the scan is simulated.")]
 ct: data.CTSlice | None = None
@@ -81,10 +82,13 @@ if source == "Sample":
     except (data.DicomError, pipeline.InputError, ValueError) as exc:
         sb.error(f"The sample could not be loaded: {exc}")
 else:
-    uploaded = sb.file_uploader("DICOM files or a .zip of a series folder", accept_multiple_files=True,
-                                key="upload", help="Processed in memory only; nothing is written to disk.")
-    if uploaded:
-        files = [(f.name, f.getvalue()) for f in uploaded]
+    if source == "Load from PACS":
+        files = page_pacs.load_widget(sb, state)
+    else:
+        uploaded = sb.file_uploader("DICOM files or a .zip of a series folder", accept_multiple_files=True,
+                                    key="upload", help="Processed in memory only; nothing is written to disk.")
+        files = [(f.name, f.getvalue()) for f in uploaded] if uploaded else None
+    if files:
         digest = pc.upload_digest(files)
         summary = state["uploads"].get(digest) or state["uploads"].put(digest, pc.read_uploads(files))
         if summary.skipped and summary.series:
@@ -110,7 +114,7 @@ else:
                 input_key = f"upload:{digest}:{series_index}:{slice_index}:{size}"
             except (pipeline.InputError, ValueError, IndexError) as exc:
                 sb.error(f"This slice cannot be used: {exc}")
-    else:
+    elif source == "Upload DICOM":
         sb.info("Upload one or more CT DICOM files (one series), or a .zip of the series folder.")
 
 # ----------------------------------------------------------------------------------------------------
@@ -420,6 +424,8 @@ elif runs:
                            lambda: pc.dicom_zip(ct, runs, scan.views, anonymize=not keep_phi),
                            file_name="sparsect_dicom.zip", mime="application/zip", key="dl_dicom",
                            icon=":material/folder_zip:", width="stretch")
+        if source == "Load from PACS":
+            page_pacs.send_widget(d3, state, ct, runs, scan.views, {r.method: pc.label(r.method) for r in runs})
 
 # ---------------------------------------------------------------------------------------------- errors of the last run
 if job is not None and not job.running:
