@@ -67,11 +67,17 @@ def parse_center(value: str | float | None) -> float | str | None:
 def prepare(path: str | os.PathLike, geometry: str | os.PathLike | None = None, views: int | None = None,
             center: str | float | None = None, row: int | None = None, size: int | None = None,
             reference: str | None = "auto") -> MeasuredInput:
-    """Load, centre and subsample a measured scan.
+    """:func:`data.load_scan` (``path``, ``geometry``, ``row``), then :func:`prepare_scan`."""
+    return prepare_scan(data.load_scan(path, geometry, row=row), views, center, size, reference)
+
+
+def prepare_scan(scan: data.MeasuredScan, views: int | None = None, center: str | float | None = None,
+                 size: int | None = None, reference: str | None = "auto") -> MeasuredInput:
+    """Centre and subsample a measured scan and fix the reconstruction grid.
 
     Parameters
     ----------
-    path, geometry, row : as for :func:`data.load_scan`.
+    scan : as read by :func:`data.load_scan` / :func:`data.load_scan_bytes`.
     views : keep this many evenly spaced measured views for the methods; None keeps all.
     center : see :func:`parse_center`.
     size : reconstruction grid size N (N x N); default the detector bin count. The field of view stays the
@@ -79,9 +85,8 @@ def prepare(path: str | os.PathLike, geometry: str | os.PathLike | None = None, 
     reference : "fbp" or "tv" (run on all measured views), None for no reference, or "auto": FBP when
         views are subsampled, else none.
 
-    Raises :class:`data.ScanError` for unusable files or settings.
+    Raises :class:`data.ScanError` for unusable settings.
     """
-    scan = data.load_scan(path, geometry, row=row)
     center = parse_center(center)
     if center == "auto":
         scan = scan.with_center_offset(data.estimate_center_offset(scan))
@@ -174,4 +179,4 @@ def run_methods(measured: MeasuredInput, methods: tuple[str, ...], settings: Met
 
 
 __all__ = ["REFERENCE_METHODS", "MeasuredInput", "MeasuredOutcome", "consistency_map", "parse_center", "prepare",
-           "run_methods", "score_label"]
+           "prepare_scan", "run_methods", "score_label"]

@@ -31,7 +31,7 @@ from .errors import (
     UnsupportedDicomError,
 )
 from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
-from .measured import MeasuredScan, flat_dark_correct, load_scan
+from .measured import MeasuredScan, flat_dark_correct, load_scan, load_scan_bytes
 from .measured_center import estimate_center_offset
 from .phantoms import shepp_logan_hu
 from .samples import UnknownSampleError, load_sample, samples
@@ -46,7 +46,6 @@ __all__ = [
     "UnsupportedDicomError",
     "CTSeries", "CTSlice", "Credentials", "DicomWeb", "MeasuredScan", "ScanResult", "Simulation",
     "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct", "hu_to_mu", "load", "load_bytes",
-    "load_sample", "load_scan", "load_slice", "load_slice_bytes", "mu_to_hu", "resample", "samples", "scan",
-    "scan_bytes", "shepp_logan_hu", "simulate",
-    "simulate_counts", "write_series",
+    "load_sample", "load_scan", "load_scan_bytes", "load_slice", "load_slice_bytes", "mu_to_hu", "resample",
+    "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate", "simulate_counts", "write_series",
 ]

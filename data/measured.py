@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import ScanError, ScanNotFoundError
-from .measured_formats import read_scan_file
+from .measured_formats import read_scan_bytes, read_scan_file
 from .measured_geometry import BEAMS, merge_geometry, read_geometry
 
 #: Transmissions below this (after flat/dark correction) are raised to it before the log, so dead or
@@ -257,7 +257,18 @@ def load_scan(path: str | os.PathLike, geometry: str | os.PathLike | Mapping[str
     path = Path(path)
     if not path.exists():
         raise ScanNotFoundError(f"no such scan file or folder: {str(path)!r}")
-    found = read_scan_file(path, row)
+    return _assemble(read_scan_file(path, row), geometry, str(path), path.name)
+
+
+def load_scan_bytes(name: str, content: bytes, geometry: str | os.PathLike | Mapping[str, Any] | None = None,
+                    row: int | None = None) -> MeasuredScan:
+    """:func:`load_scan` of one file held in memory (an upload named ``name``; its suffix picks the reader);
+    TIFF stacks are folders and need :func:`load_scan`."""
+    return _assemble(read_scan_bytes(name, content, row), geometry, name, name)
+
+
+def _assemble(found: Any, geometry: str | os.PathLike | Mapping[str, Any] | None, source: str,
+              name: str) -> MeasuredScan:
     extra = read_geometry(geometry) if geometry is not None else {}
     fields = merge_geometry(found.geometry, extra, str(geometry) if isinstance(geometry, str | os.PathLike)
                             else "the geometry")
@@ -269,16 +280,16 @@ def load_scan(path: str | os.PathLike, geometry: str | os.PathLike | Mapping[str
         notes.append("flat/dark corrected and log transformed" + ("" if found.dark is not None else " (no dark field)")
                      + (f"; {clipped} bins below transmission {MIN_TRANSMISSION:g} raised to it" if clipped else ""))
     if "angles" not in fields:
-        raise ScanError(f"{path.name} has no view angles: give angles_deg in a geometry JSON file")
+        raise ScanError(f"{name} has no view angles: give angles_deg in a geometry JSON file")
     for key in ("beam", "detector_pixel_mm"):
         if key not in fields:
-            raise ScanError(f"{path.name} does not say its {key}: give it in a geometry JSON file, e.g. "
+            raise ScanError(f"{name} does not say its {key}: give it in a geometry JSON file, e.g. "
                             '{"beam": "parallel", "detector_pixel_mm": 0.5}')
     return MeasuredScan(sinogram=sinogram, angles=fields["angles"], beam=fields["beam"],
                         detector_pixel_mm=fields["detector_pixel_mm"], center_offset=fields.get("center_offset", 0.0),
                         source_distance_mm=fields.get("source_distance_mm"),
-                        detector_distance_mm=fields.get("detector_distance_mm"), source=str(path),
+                        detector_distance_mm=fields.get("detector_distance_mm"), source=source,
                         format=found.format, notes=tuple(notes))
 
 
-__all__ = ["MIN_TRANSMISSION", "MeasuredScan", "flat_dark_correct", "load_scan"]
+__all__ = ["MIN_TRANSMISSION", "MeasuredScan", "flat_dark_correct", "load_scan", "load_scan_bytes"]

@@ -21,11 +21,12 @@ A 3D stack gives the sinogram of one detector row (default the middle one).
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -96,21 +97,21 @@ def _scalar(value: np.ndarray, key: str) -> Any:
     return value.reshape(()).item()
 
 
-def read_numpy(path: Path, row: int | None) -> FoundScan:
+def read_numpy(source: Path | BinaryIO, name: str, row: int | None) -> FoundScan:
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(source, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ScanError(f"{path.name} is not a readable NumPy file: {exc}") from None
+        raise ScanError(f"{name} is not a readable NumPy file: {exc}") from None
     if isinstance(loaded, np.ndarray):
         notes: list[str] = []
-        return FoundScan("npy", sinogram=_sinogram_of(loaded, row, path.name, notes), notes=notes)
+        return FoundScan("npy", sinogram=_sinogram_of(loaded, row, name, notes), notes=notes)
     with loaded:
         arrays = {key: loaded[key] for key in loaded.files}
     unknown = sorted(set(arrays) - set(_NPZ_KEYS))
     if unknown:
-        raise ScanError(f"{path.name} has unknown array {', '.join(map(repr, unknown))}; known: {', '.join(_NPZ_KEYS)}")
+        raise ScanError(f"{name} has unknown array {', '.join(map(repr, unknown))}; known: {', '.join(_NPZ_KEYS)}")
     if ("sinogram" in arrays) == ("projections" in arrays):
-        raise ScanError(f"{path.name} must hold either 'sinogram' (line integrals) or 'projections' (raw "
+        raise ScanError(f"{name} must hold either 'sinogram' (line integrals) or 'projections' (raw "
                         "intensities, with 'flat' and optionally 'dark')")
     geometry = {key: _scalar(arrays[key], key) for key in _NPZ_GEOMETRY if key in arrays}
     for key in ("angles", "angles_deg"):
@@ -119,17 +120,17 @@ def read_numpy(path: Path, row: int | None) -> FoundScan:
     found = FoundScan("npz", geometry=parse_geometry(geometry))
     if "sinogram" in arrays:
         if "flat" in arrays or "dark" in arrays:
-            raise ScanError(f"{path.name}: 'sinogram' holds line integrals, which take no flat or dark field; "
+            raise ScanError(f"{name}: 'sinogram' holds line integrals, which take no flat or dark field; "
                             "store raw intensities as 'projections'")
-        found.sinogram = _sinogram_of(arrays["sinogram"], row, f"{path.name} 'sinogram'", found.notes)
+        found.sinogram = _sinogram_of(arrays["sinogram"], row, f"{name} 'sinogram'", found.notes)
         return found
     if "flat" not in arrays:
-        raise ScanError(f"{path.name} holds raw 'projections' but no 'flat' field to normalise them by")
+        raise ScanError(f"{name} holds raw 'projections' but no 'flat' field to normalise them by")
     raw = np.asarray(arrays["projections"])
     rows = raw.shape[1] if raw.ndim == 3 else None
-    found.projections = _sinogram_of(raw, row, f"{path.name} 'projections'", found.notes)
-    found.flat = _field_of(arrays["flat"], row, rows, f"{path.name} 'flat'")
-    found.dark = None if "dark" not in arrays else _field_of(arrays["dark"], row, rows, f"{path.name} 'dark'")
+    found.projections = _sinogram_of(raw, row, f"{name} 'projections'", found.notes)
+    found.flat = _field_of(arrays["flat"], row, rows, f"{name} 'flat'")
+    found.dark = None if "dark" not in arrays else _field_of(arrays["dark"], row, rows, f"{name} 'dark'")
     return found
 
 
@@ -146,32 +147,32 @@ def _theta_radians(dataset: Any, notes: list[str]) -> np.ndarray:
     return np.radians(theta)
 
 
-def read_hdf5(path: Path, row: int | None) -> FoundScan:
+def read_hdf5(source: Path | BinaryIO, name: str, row: int | None) -> FoundScan:
     import h5py
 
     try:
-        handle = h5py.File(path, "r")
+        handle = h5py.File(source, "r")
     except OSError as exc:
-        raise ScanError(f"{path.name} is not a readable HDF5 file: {exc}") from None
+        raise ScanError(f"{name} is not a readable HDF5 file: {exc}") from None
     with handle:
         if "exchange/data" not in handle:
-            raise ScanError(f"{path.name} has no /exchange/data: not a Data Exchange file")
+            raise ScanError(f"{name} has no /exchange/data: not a Data Exchange file")
         if "exchange/data_white" not in handle:
-            raise ScanError(f"{path.name} has no /exchange/data_white (flat fields) to normalise the projections by")
+            raise ScanError(f"{name} has no /exchange/data_white (flat fields) to normalise the projections by")
         data = handle["exchange/data"]
         found = FoundScan("hdf5")
         if data.ndim == 3:
-            index = _row_index(data.shape[1], row, f"{path.name} /exchange/data")
+            index = _row_index(data.shape[1], row, f"{name} /exchange/data")
             found.notes.append(f"detector row {index} of {data.shape[1]}")
 
             def read(name: str) -> np.ndarray:
                 dataset = handle[name]
                 if dataset.ndim != 3 or dataset.shape[1] != data.shape[1]:
-                    raise ScanError(f"{path.name} /{name} must be (n, {data.shape[1]}, bins), got {dataset.shape}")
+                    raise ScanError(f"{name} /{name} must be (n, {data.shape[1]}, bins), got {dataset.shape}")
                 return np.asarray(dataset[:, index, :])
         else:
             if row not in (None, 0):
-                raise ScanError(f"{path.name} /exchange/data has one detector row, so row {row!r} does not exist")
+                raise ScanError(f"{name} /exchange/data has one detector row, so row {row!r} does not exist")
 
             def read(name: str) -> np.ndarray:  # 2D projections; flat and dark fields (bins,) or (n, bins)
                 return np.asarray(handle[name][()])
@@ -250,34 +251,34 @@ def _parameter(parameters: dict[str, Any], name: str, *keys: str) -> float:
     raise ScanError(f"{name}: parameters lack {' or '.join(keys)}")
 
 
-def read_htc_mat(path: Path, row: int | None) -> FoundScan:
+def read_htc_mat(source: Path | BinaryIO, name: str, row: int | None) -> FoundScan:
     import scipy.io
 
     try:
-        values = scipy.io.loadmat(path, simplify_cells=True)
+        values = scipy.io.loadmat(source, simplify_cells=True)
     except NotImplementedError:
-        raise ScanError(f"{path.name} is a MATLAB v7.3 file; save it with -v7 (the challenge's format)") from None
+        raise ScanError(f"{name} is a MATLAB v7.3 file; save it with -v7 (the challenge's format)") from None
     except (ValueError, OSError, TypeError) as exc:
-        raise ScanError(f"{path.name} is not a readable MATLAB file: {exc}") from None
-    struct = _htc_struct(values, path.name)
+        raise ScanError(f"{name} is not a readable MATLAB file: {exc}") from None
+    struct = _htc_struct(values, name)
     parameters = struct.get("parameters")
     if not isinstance(parameters, dict):
-        raise ScanError(f"{path.name}: the struct has no parameters")
+        raise ScanError(f"{name}: the struct has no parameters")
     unit = str(parameters.get("distanceUnit", "mm")).strip().lower()
     if unit != "mm":
-        raise ScanError(f"{path.name}: distanceUnit is {unit!r}; only mm is supported")
-    sinogram = _sinogram_of(np.asarray(struct.get("sinogram")), row, f"{path.name} sinogram")
+        raise ScanError(f"{name}: distanceUnit is {unit!r}; only mm is supported")
+    sinogram = _sinogram_of(np.asarray(struct.get("sinogram")), row, f"{name} sinogram")
     count = parameters.get("numDetectorsPost", parameters.get("numDetectors"))
     if count is not None and int(np.asarray(count).reshape(-1)[0]) != sinogram.shape[1]:
-        raise ScanError(f"{path.name}: numDetectorsPost is {count} but the sinogram has {sinogram.shape[1]} bins")
-    source = _parameter(parameters, path.name, "distanceSourceOrigin")
-    detector = _parameter(parameters, path.name, "distanceSourceDetector") - source
+        raise ScanError(f"{name}: numDetectorsPost is {count} but the sinogram has {sinogram.shape[1]} bins")
+    source = _parameter(parameters, name, "distanceSourceOrigin")
+    detector = _parameter(parameters, name, "distanceSourceDetector") - source
     if "pixelSizePost" in parameters or "pixelSize" not in parameters:
-        pixel = _parameter(parameters, path.name, "pixelSizePost")
+        pixel = _parameter(parameters, name, "pixelSizePost")
     else:
-        pixel = _parameter(parameters, path.name, "pixelSize") * _parameter(parameters, path.name, "binningPost")
+        pixel = _parameter(parameters, name, "pixelSize") * _parameter(parameters, name, "binningPost")
     if "angles" not in parameters:
-        raise ScanError(f"{path.name}: parameters lack angles")
+        raise ScanError(f"{name}: parameters lack angles")
     geometry = parse_geometry({"beam": "fan", "angles_deg": np.asarray(parameters["angles"]).reshape(-1),
                                "source_distance_mm": source, "detector_distance_mm": detector,
                                "detector_pixel_mm": pixel, "center_offset": 0.0})
@@ -290,16 +291,27 @@ def read_scan_file(path: Path, row: int | None) -> FoundScan:
     suffix = path.suffix.lower()
     if path.is_dir():
         return read_tiff(path, row)
-    if suffix in NUMPY_SUFFIXES:
-        return read_numpy(path, row)
-    if suffix in HDF5_SUFFIXES:
-        return read_hdf5(path, row)
     if suffix in TIFF_SUFFIXES:
         return read_tiff(path, row)
-    if suffix in MAT_SUFFIXES:
-        return read_htc_mat(path, row)
+    return _read_one(path, path.name, row)
+
+
+def _read_one(source: Path | BinaryIO, name: str, row: int | None) -> FoundScan:
+    suffix = Path(name).suffix.lower()
+    for suffixes, reader in ((NUMPY_SUFFIXES, read_numpy), (HDF5_SUFFIXES, read_hdf5), (MAT_SUFFIXES, read_htc_mat)):
+        if suffix in suffixes:
+            return reader(source, name, row)
     known = ", ".join(NUMPY_SUFFIXES + HDF5_SUFFIXES + TIFF_SUFFIXES + MAT_SUFFIXES)
-    raise ScanError(f"{path.name}: unknown scan format {suffix or '(no suffix)'!r}; give {known} or a folder of TIFFs")
+    raise ScanError(f"{name}: unknown scan format {suffix or '(no suffix)'!r}; give {known} or a folder of TIFFs")
 
 
-__all__ = ["FoundScan", "read_hdf5", "read_htc_mat", "read_numpy", "read_scan_file", "read_tiff"]
+def read_scan_bytes(name: str, content: bytes, row: int | None) -> FoundScan:
+    """Like :func:`read_scan_file` for one uploaded file held in memory (nothing is written to disk); TIFF
+    stacks, being folders, are not supported this way."""
+    if Path(name).suffix.lower() in TIFF_SUFFIXES:
+        raise ScanError(f"{name}: a TIFF stack is a folder of files with its flat fields; read it with "
+                        "sparsect reconstruct --scan FOLDER, or convert it to .npz")
+    return _read_one(io.BytesIO(content), name, row)
+
+
+__all__ = ["FoundScan", "read_hdf5", "read_htc_mat", "read_numpy", "read_scan_bytes", "read_scan_file", "read_tiff"]

@@ -337,3 +337,21 @@ def test_round_trip_fan_htc2022(tmp_path):
     image = reconstruct.fbp(scan.subsample(180).sinogram, scan.subsample(180).geometry(image_size=64),
                             pixel_size_mm=pixel).mu.numpy()
     assert _relative_error(image, mu) < 0.25
+
+
+def test_load_scan_bytes_reads_uploads_in_memory(tmp_path):
+    sinogram = RNG.uniform(0, 2, (6, 5))
+    np.savez(tmp_path / "s.npz", sinogram=sinogram, angles_deg=np.arange(6) * 30.0)
+    _htc_file(tmp_path / "h.mat", sinogram, np.arange(6) * 60.0, 410.66, 553.74, 0.2)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["exchange/data"] = _intensities(sinogram)
+        f["exchange/data_white"] = np.full((1, 5), 4000.0)
+        f["exchange/data_dark"] = np.full((1, 5), 100.0)
+        f["exchange/theta"] = np.arange(6) * 30.0
+    geometry = {"beam": "parallel", "detector_pixel_mm": 0.3}
+    for name, extra in (("s.npz", geometry), ("h.mat", None), ("d.h5", geometry)):
+        scan = data.load_scan_bytes(name, (tmp_path / name).read_bytes(), extra)
+        np.testing.assert_allclose(scan.sinogram, sinogram, rtol=1e-5, atol=1e-6)
+        assert scan.source == name
+    with pytest.raises(data.ScanError, match="TIFF stack is a folder"):
+        data.load_scan_bytes("p.tif", b"II*\0", geometry)

@@ -21,6 +21,7 @@ from sparsect.app import settings as settings_module
 from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
+from sparsect.app.page import measured as page_measured
 from sparsect.app.page import pacs as page_pacs
 from sparsect.app.page import reader as pr
 from sparsect.reconstruct import registry
@@ -67,7 +68,11 @@ sb.title("sparsect")
 sb.caption("Simulate a sparse-view CT scan of a slice and compare reconstructions against it.")
 
 sb.header("1 Input", divider="gray")
-source = sb.radio("Source", ["Sample", "Upload DICOM", "Load from PACS"], horizontal=True, key="source")
+source = sb.radio("Source", ["Sample", "Upload DICOM", "Load from PACS", "Measured scan"], horizontal=True,
+                  key="source")
+if source == "Measured scan":  # its own flow: no simulation, no ground truth (app/page/measured.py)
+    page_measured.render(st, state)
+    st.stop()
 size = SIZES[sb.selectbox("Working size", list(SIZES), index=1, key="size",
                           help="The slice is resampled to this size before the scan is simulated.")]
 ct: data.CTSlice | None = None
