@@ -4,7 +4,8 @@ from sparsect.operators.backends import BACKENDS, astra_available
 from sparsect.operators.filters import FILTERS, filter_sinogram, ramp_response
 from sparsect.operators.geometry import FanBeam, Geometry, ParallelBeam, evenly_spaced_angles
 from sparsect.operators.radon import Radon
-from sparsect.operators.system_matrix import PIXEL_MODELS, system_matrix
+from sparsect.operators.rays import PIXEL_MODELS
+from sparsect.operators.system_matrix import system_matrix
 
 __all__ = [
     "BACKENDS", "FILTERS", "PIXEL_MODELS", "FanBeam", "Geometry", "ParallelBeam", "Radon",

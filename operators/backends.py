@@ -6,47 +6,137 @@ A backend only computes; autograd, shapes and dtype checks live in :mod:`operato
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import numpy as np
 import torch
 
+from sparsect.operators import project_torch
 from sparsect.operators.geometry import FanBeam, Geometry
-from sparsect.operators.system_matrix import MATRICES
+from sparsect.operators.rays import StripRays, strip_rays
+from sparsect.operators.system_matrix import MATRICES, matrix_bytes, projection_pair, row_lengths
 
 BACKENDS = ("torch", "astra")
 
+#: How many announced products make building the sparse matrix worth it (it costs a few projections).
+MATRIX_MIN_CALLS = 20
 
 class TorchBackend:
-    """Pure PyTorch: a cached CSR system matrix on the tensor's device, multiplied with ``torch.sparse``.
+    """The default backend: matrix-free walks over the rays, or a cached CSR matrix when announced.
 
-    Half-precision inputs are computed in float32 and cast back.
+    On the CPU the walks are compiled kernels (:mod:`operators.project_numba`); on other devices
+    vectorised torch over chunks of rays (:mod:`operators.project_torch`). Half-precision inputs are
+    computed in float32 and cast back.
     """
 
     name = "torch"
+    #: False runs the vectorised torch path on the CPU too (tests and benchmarks compare the two).
+    compiled_cpu = True
 
-    def __init__(self, geometry: Geometry, model: str) -> None:
+    def __init__(self, geometry: Geometry, model: str, chunk_bytes: int, matrix_bytes: int) -> None:
         self.geometry, self.model = geometry, model
+        self.chunk_bytes, self.matrix_bytes = chunk_bytes, matrix_bytes
+        self._linear = model == "linear"
+        self._wants_matrix = False
+        self._rays: dict[str, StripRays] = {}
+        self._counts: np.ndarray | None = None
+        self._lock = threading.Lock()
 
-    def _matrices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return MATRICES.projection_pair(self.geometry, self.model, x.dtype, x.device)
+    def expect_calls(self, calls: int) -> None:
+        """Announce about ``calls`` more products; from :data:`MATRIX_MIN_CALLS` on, the next call may
+        build the cached matrix."""
+        self._wants_matrix = self._wants_matrix or calls >= MATRIX_MIN_CALLS
+
+    def rays(self, device: torch.device | str = "cpu") -> StripRays:
+        """The geometry's strip walk on ``device`` (computed once per device)."""
+        key = str(device)
+        with self._lock:
+            if key not in self._rays:
+                cpu = self._rays.get("cpu") or strip_rays(self.geometry)
+                self._rays["cpu"] = cpu
+                self._rays[key] = cpu.to(device)
+            return self._rays[key]
+
+    def _key(self, dtype: torch.dtype, device: torch.device) -> tuple:
+        return ("projection", self.geometry.key(), self.model, dtype, str(device))
+
+    def matrix_size(self, dtype: torch.dtype) -> int:
+        """Exact bytes of the cached (A, A^T) pair in ``dtype``, from a counting pass over the rays."""
+        if self._counts is None:
+            self._counts = row_lengths(self.rays(), self.model)
+        rays = self.rays()
+        return matrix_bytes(int(self._counts.sum()), rays.n_rays, rays.height * rays.width, dtype)
+
+    def matrices(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cached (A, A^T) for ``dtype`` on ``device``: found in the cache, built now when announced
+        and within budget, or None (then the matrix-free path runs)."""
+        key = self._key(dtype, device)
+        found = MATRICES.get(key)
+        if found is not None or not self._wants_matrix:
+            return found
+        size = self.matrix_size(dtype)
+        if size > self.matrix_bytes:
+            self._wants_matrix = False  # too large for the budget: stay matrix-free, and do not recount
+            return None
+        pair = projection_pair(self.rays(), self.model, dtype, device, self._counts)
+        MATRICES.put(key, pair, size)
+        return pair
 
     @staticmethod
     def _work(x: torch.Tensor) -> torch.Tensor:
         return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
     def project(self, images: torch.Tensor) -> torch.Tensor:
-        work = self._work(images)
-        forward, _ = self._matrices(work)
-        columns = work.reshape(work.shape[0], -1).t().contiguous()
-        sinograms = (forward @ columns).t()
-        return sinograms.reshape(images.shape[0], *self.geometry.sinogram_shape).to(images.dtype)
+        work = self._work(images).detach().reshape(images.shape[0], -1)
+        pair = self.matrices(work.dtype, work.device)
+        if pair is not None:
+            flat = (pair[0] @ work.t().contiguous()).t()
+        elif work.device.type == "cpu" and self.compiled_cpu:
+            flat = _numba_project(work.contiguous(), self.rays(), self._linear)
+        else:
+            flat = project_torch.project(work, self.rays(work.device), self._linear, self.chunk_bytes)
+        return flat.reshape(images.shape[0], *self.geometry.sinogram_shape).to(images.dtype)
 
     def backproject(self, sinograms: torch.Tensor) -> torch.Tensor:
-        work = self._work(sinograms)
-        _, transpose = self._matrices(work)
-        columns = work.reshape(work.shape[0], -1).t().contiguous()
-        images = (transpose @ columns).t()
-        return images.reshape(sinograms.shape[0], *self.geometry.image_size).to(sinograms.dtype)
+        work = self._work(sinograms).detach().reshape(sinograms.shape[0], -1)
+        pair = self.matrices(work.dtype, work.device)
+        if pair is not None:
+            flat = (pair[1] @ work.t().contiguous()).t()
+        elif work.device.type == "cpu" and self.compiled_cpu:
+            flat = _numba_backproject(work.contiguous(), self.rays(), self._linear, self.chunk_bytes)
+        else:
+            flat = project_torch.backproject(work, self.rays(work.device), self._linear, self.chunk_bytes)
+        return flat.reshape(sinograms.shape[0], *self.geometry.image_size).to(sinograms.dtype)
+
+
+def _ray_args(rays: StripRays) -> tuple:
+    return (rays.steep.numpy(), rays.offset.numpy(), rays.slope.numpy(), rays.path.numpy(), rays.height, rays.width)
+
+
+def _numba_project(images: torch.Tensor, rays: StripRays, linear: bool) -> torch.Tensor:
+    """(B, H * W) contiguous CPU images to (B, R) sinograms with the compiled kernel."""
+    from sparsect.operators import project_numba
+
+    out = images.new_empty(images.shape[0], rays.n_rays)
+    with project_numba.kernel_call():
+        project_numba.project(images.numpy(), *_ray_args(rays), linear, out.numpy())
+    return out
+
+
+def _numba_backproject(sinograms: torch.Tensor, rays: StripRays, linear: bool, chunk_bytes: int) -> torch.Tensor:
+    """(B, R) contiguous CPU sinograms to (B, H * W) images with the compiled kernel.
+
+    Each thread accumulates into its own image buffer; at most ``chunk_bytes`` of buffers beyond the
+    result are allocated (fewer threads share the work when the images are large).
+    """
+    from sparsect.operators import project_numba
+
+    image_bytes = sinograms.shape[0] * rays.height * rays.width * sinograms.element_size()
+    with project_numba.kernel_call() as threads:
+        parts = max(1, min(threads, 1 + chunk_bytes // max(1, image_bytes)))
+        buffers = sinograms.new_zeros(parts, sinograms.shape[0], rays.height * rays.width)
+        project_numba.backproject(sinograms.numpy(), *_ray_args(rays), linear, buffers.numpy())
+    return buffers[0] if parts == 1 else buffers.sum(0)
 
 
 class AstraBackend:
@@ -77,6 +167,9 @@ class AstraBackend:
         self._projector = astra.create_projector(kind, projection, volume)
         self._operator = astra.OpTomo(self._projector)
 
+    def expect_calls(self, calls: int) -> None:
+        """ASTRA keeps no matrix: nothing to prepare."""
+
     def __del__(self) -> None:
         try:
             self._astra.projector.delete(self._projector)
@@ -100,14 +193,15 @@ def astra_available() -> bool:
     return importlib.util.find_spec("astra") is not None
 
 
-def make_backend(name: str, geometry: Geometry, model: str) -> TorchBackend | AstraBackend:
+def make_backend(name: str, geometry: Geometry, model: str, chunk_bytes: int, matrix_bytes: int
+                 ) -> TorchBackend | AstraBackend:
     """Instantiate backend ``name`` ("auto", "torch" or "astra") for ``geometry``.
 
     "auto" is the PyTorch backend: on the development machine it is faster than ASTRA's CPU projector
     (docs/BENCHMARKS.md), runs on any torch device and needs no host copies.
     """
     if name in ("auto", "torch"):
-        return TorchBackend(geometry, model)
+        return TorchBackend(geometry, model, chunk_bytes, matrix_bytes)
     if name == "astra":
         if not astra_available():
             raise ImportError("backend 'astra' needs astra-toolbox: pip install 'sparsect[astra]'")

@@ -2,8 +2,8 @@
 
 The backprojection is pixel-driven: every pixel takes the linearly interpolated filtered value at
 its detector position in each view, times the FBP weight (the angular step, and for fan beams the
-1 / U^2 distance weight). Those weights are stored once per geometry as a CSR matrix
-(pixels x rays), so an FBP costs one sparse product after the ramp filter, on CPU and CUDA.
+1 / U^2 distance weight). It is matrix-free: a compiled kernel on the CPU, vectorised torch over
+chunks of views elsewhere, so memory grows with the image, not with views x pixels.
 
 Fan-beam scans of less than a full turn get short-scan (Parker) weights, see :func:`parker_weights`.
 """
@@ -17,10 +17,6 @@ import torch
 
 from sparsect.operators.filters import filter_sinogram
 from sparsect.operators.geometry import FanBeam, Geometry, ParallelBeam
-from sparsect.operators.system_matrix import MATRICES, csr_matrix
-
-# Views are processed in groups so the (views x pixels) intermediates stay near this many entries.
-_SAMPLES_PER_CHUNK = 1 << 22
 
 # Relative slack on arc comparisons, so that n views of step 2 pi / n count as a full turn.
 _ARC_TOLERANCE = 1e-9
@@ -110,55 +106,72 @@ def parker_weights(geometry: FanBeam) -> torch.Tensor:
     return _parker(beta[:, None], gamma[None, :], _fan_arc(geometry))
 
 
-def backprojection_matrix(geometry: Geometry, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The (H * W, n_angles * det_count) float64 CSR matrix of weighted pixel-driven backprojection."""
+def _pixel_detector_positions(geometry: Geometry, cos: torch.Tensor, sin: torch.Tensor, xx: torch.Tensor,
+                              yy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Detector bin position (fractional index) and FBP weight of pixels (P, 1) in views (1, V)."""
+    along = xx * cos + yy * sin  # position along the detector axis through the centre
+    weight = torch.full_like(along, _angular_scale(geometry))
+    if isinstance(geometry, FanBeam):
+        distance = geometry.source_distance - (xx * sin - yy * cos)  # source to pixel, along the axis
+        along = along * (geometry.source_distance + geometry.detector_distance) / distance
+        weight = weight * (geometry.source_distance / distance) ** 2
+    return along / geometry.det_spacing + (geometry.det_count - 1) / 2, weight
+
+
+def _backproject_torch(filtered: torch.Tensor, geometry: Geometry, chunk_bytes: int) -> torch.Tensor:
+    """:func:`backproject_filtered` in vectorised torch over chunks of views (any device)."""
     height, width = geometry.image_size
+    device, n_batch, det_count = filtered.device, filtered.shape[0], geometry.det_count
     y = (height - 1) / 2 - torch.arange(height, dtype=torch.float64, device=device)
     x = torch.arange(width, dtype=torch.float64, device=device) - (width - 1) / 2
     yy, xx = (v.reshape(-1, 1) for v in torch.meshgrid(y, x, indexing="ij"))
     angles = geometry.angles.to(device)
-    det_count, n_pixels = geometry.det_count, height * width
-    scale = _angular_scale(geometry)
-    per_chunk = max(1, _SAMPLES_PER_CHUNK // n_pixels)
-    columns, values = [], []
+    # float64 positions, weights and indices, a few alive at once, plus the gathered values.
+    per_view = height * width * (8 * 8 + 2 * n_batch * filtered.element_size())
+    per_chunk = max(1, chunk_bytes // per_view)
+    padded = torch.cat([filtered.reshape(n_batch, -1), filtered.new_zeros(n_batch, 1)], 1)
+    image = filtered.new_zeros(n_batch, height * width)
     for start in range(0, geometry.n_angles, per_chunk):
         theta = angles[None, start:start + per_chunk]
-        cos, sin = torch.cos(theta), torch.sin(theta)
-        along = xx * cos + yy * sin  # (pixels, views): position along the detector axis through the centre
-        weight = torch.full_like(along, scale)
-        if isinstance(geometry, FanBeam):
-            distance = geometry.source_distance - (xx * sin - yy * cos)  # source to pixel, along the axis
-            along = along * (geometry.source_distance + geometry.detector_distance) / distance
-            weight = weight * (geometry.source_distance / distance) ** 2
-        bins = along / geometry.det_spacing + (det_count - 1) / 2
-        lower = torch.floor(bins)
-        frac = bins - lower
-        view = torch.arange(start, start + theta.shape[1], device=device)[None, :, None]
-        bin_index = torch.stack([lower, lower + 1], -1)
-        inside = (bin_index >= 0) & (bin_index < det_count)
-        columns.append(torch.where(inside, view * det_count + bin_index.long().clamp(0, det_count - 1), -1))
-        values.append(torch.where(inside, torch.stack([1 - frac, frac], -1) * weight[..., None], 0.0))
-    # Entries of one pixel are ordered by view, then bin: already sorted CSR columns.
-    col = torch.cat([c.reshape(n_pixels, -1) for c in columns], 1)
-    val = torch.cat([v.reshape(n_pixels, -1) for v in values], 1)
-    keep = (col >= 0) & (val != 0)
-    crow = torch.zeros(n_pixels + 1, dtype=torch.int64, device=device)
-    crow[1:] = torch.cumsum(keep.sum(1), 0)
-    return csr_matrix(crow, col[keep], val[keep], (n_pixels, geometry.n_angles * det_count))
+        position, weight = _pixel_detector_positions(geometry, torch.cos(theta), torch.sin(theta), xx, yy)
+        lower = torch.floor(position)
+        frac = position - lower
+        view = torch.arange(start, start + theta.shape[1], device=device)[None, :]
+        total = image.new_zeros(())
+        for bin_index, share in ((lower, 1 - frac), (lower + 1, frac)):
+            inside = (bin_index >= 0) & (bin_index < det_count)
+            flat = view * det_count + bin_index.clamp(0, det_count - 1).long()
+            index = torch.where(inside, flat, padded.shape[1] - 1)
+            values = padded.index_select(1, index.reshape(-1)).reshape(n_batch, *index.shape)
+            total = total + (values * (share * weight).to(filtered.dtype)).sum(-1)
+        image += total
+    return image.reshape(n_batch, height, width)
 
 
-def _backprojector(geometry: Geometry, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return MATRICES.typed(("fbp", geometry.key()), dtype, device, lambda: backprojection_matrix(geometry, device))
+def backproject_filtered(filtered: torch.Tensor, geometry: Geometry, chunk_bytes: int = 256 << 20) -> torch.Tensor:
+    """Weighted backprojection of ramp-filtered sinograms (N, n_angles, det_count) -> (N, H, W).
+
+    Matrix-free: compiled kernels on the CPU, vectorised torch over chunks of views (intermediates near
+    ``chunk_bytes``) on other devices. Not differentiable.
+    """
+    if filtered.device.type != "cpu":
+        return _backproject_torch(filtered, geometry, chunk_bytes)
+    from sparsect.operators import project_numba
+
+    height, width = geometry.image_size
+    work = filtered.detach().contiguous()
+    out = work.new_empty(work.shape[0], height, width)
+    fan = isinstance(geometry, FanBeam)
+    with project_numba.kernel_call():
+        project_numba.backproject_pixels(
+            work.numpy(), torch.cos(geometry.angles).numpy(), torch.sin(geometry.angles).numpy(), height, width,
+            geometry.det_spacing, geometry.source_distance if fan else 0.0, geometry.detector_distance if fan else 0.0,
+            _angular_scale(geometry), out.numpy())
+    return out
 
 
-def backproject_filtered(filtered: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Weighted backprojection of ramp-filtered sinograms (N, n_angles, det_count) -> (N, H, W)."""
-    matrix = _backprojector(geometry, filtered.dtype, filtered.device)
-    columns = filtered.reshape(filtered.shape[0], -1).t().contiguous()
-    return (matrix @ columns).t().reshape(filtered.shape[0], *geometry.image_size)
-
-
-def fbp(sinogram: torch.Tensor, geometry: Geometry, filter: str = "ram-lak") -> torch.Tensor:
+def fbp(sinogram: torch.Tensor, geometry: Geometry, filter: str = "ram-lak", chunk_bytes: int = 256 << 20
+        ) -> torch.Tensor:
     """Filtered backprojection of (N, n_angles, det_count) -> (N, H, W) with the object's true values.
 
     Fan-beam data are cosine-weighted and filtered on the virtual detector through the rotation centre.
@@ -185,4 +198,4 @@ def fbp(sinogram: torch.Tensor, geometry: Geometry, filter: str = "ram-lak") -> 
         filtered = filter_sinogram(sinogram, geometry.det_spacing, filter)
     else:
         raise TypeError(f"no FBP for geometry {type(geometry).__name__}")
-    return backproject_filtered(filtered, geometry)
+    return backproject_filtered(filtered, geometry, chunk_bytes)

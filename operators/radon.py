@@ -6,8 +6,9 @@ import torch
 
 from sparsect.operators import fbp as _fbp
 from sparsect.operators.backends import make_backend
-from sparsect.operators.filters import filter_sinogram
 from sparsect.operators.geometry import FanBeam, Geometry
+from sparsect.operators.rays import check_model
+from sparsect.operators.system_matrix import DEFAULT_MATRIX_BYTES
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -34,6 +35,16 @@ class _Backproject(torch.autograd.Function):
         return _Project.apply(grad.contiguous(), ctx.backend), None
 
 
+#: Default working-memory budget of one projector call beyond its input and output (bytes).
+DEFAULT_CHUNK_BYTES = 256 << 20
+
+
+def _check_bytes(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer number of bytes >= {minimum}, got {value!r}")
+    return value
+
+
 class Radon:
     """Forward model ``A`` of a 2D CT scan: line integrals of an image along the rays of ``geometry``.
 
@@ -43,6 +54,23 @@ class Radon:
     autograd functions (also twice differentiable), for float32/float64 on any device and half
     precision on CUDA.
 
+    How products are computed (backend "torch"/"auto"): matrix-free by default. Every call walks the
+    rays (compiled kernels on the CPU, vectorised torch in chunks of rays on other devices), so a new
+    geometry costs nothing to set up and memory grows with the images, not with views x pixels. The
+    sparse system matrix is a cache for the many-iteration case, under this policy:
+
+    - It is built only after the caller announces at least ``MATRIX_MIN_CALLS`` (20) products with
+      :meth:`expect_calls`, never on the first call of a geometry otherwise; it is then built on the
+      next call, for that call's dtype and device (a few projections' worth of time).
+    - Only when its exact size (a counting pass over the rays: nnz x (index + value) for A and A^T)
+      is at most ``matrix_bytes``; a larger one is not built and the calls stay matrix-free.
+    - Built matrices stay in a process-wide least-recently-used cache capped at
+      ``operators.system_matrix.MATRICES.max_bytes`` (2 GiB), and any ``Radon`` of the same geometry,
+      model, dtype and device uses one found there.
+
+    So the page, the CLI and batch jobs get the matrix-free projector for simulation, FBP and one-off
+    products, and the matrix where an iterative method or a network fit announces its iterations.
+
     Parameters
     ----------
     geometry : :class:`operators.ParallelBeam` or :class:`operators.FanBeam`.
@@ -50,14 +78,31 @@ class Radon:
     model : pixel model, "linear" (Joseph, ASTRA ``linear``) or "line" (intersection lengths, ASTRA
         ``line``/``line_fanflat``); default "linear" for parallel and "line" for fan beams, matching
         ASTRA's CPU projectors for each.
+    chunk_bytes : working memory of one matrix-free call beyond its input and output, in bytes
+        (default 256 MiB): chunks of rays on GPUs, per-thread image buffers of the CPU adjoint.
+    matrix_bytes : largest cached matrix pair to build, in bytes (default 2 GiB).
     """
 
-    def __init__(self, geometry: Geometry, backend: str = "auto", model: str | None = None) -> None:
+    def __init__(self, geometry: Geometry, backend: str = "auto", model: str | None = None,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, matrix_bytes: int = DEFAULT_MATRIX_BYTES) -> None:
         if not isinstance(geometry, Geometry):
             raise TypeError(f"geometry must be a ParallelBeam or FanBeam, got {type(geometry).__name__}")
         self.geometry = geometry
-        self.model = model or ("line" if isinstance(geometry, FanBeam) else "linear")
-        self._backend = make_backend(backend, geometry, self.model)
+        self.model = check_model(model or ("line" if isinstance(geometry, FanBeam) else "linear"))
+        self.chunk_bytes = _check_bytes("chunk_bytes", chunk_bytes, 1 << 16)
+        self.matrix_bytes = _check_bytes("matrix_bytes", matrix_bytes, 0)
+        self._backend = make_backend(backend, geometry, self.model, self.chunk_bytes, self.matrix_bytes)
+
+    def expect_calls(self, calls: int) -> Radon:
+        """Announce about ``calls`` more forward/adjoint products with this geometry (an iterative method).
+
+        From ``MATRIX_MIN_CALLS`` (20) on, the next product builds the cached sparse matrix if it fits
+        ``matrix_bytes`` (see the class docstring); fewer calls change nothing. Returns ``self``.
+        """
+        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
+            raise ValueError(f"calls must be an integer >= 0, got {calls!r}")
+        self._backend.expect_calls(calls)
+        return self
 
     @property
     def backend(self) -> str:
@@ -96,30 +141,11 @@ class Radon:
         self._check(sinograms, self.geometry.sinogram_shape, "sinograms")
         return self._apply(_Backproject, sinograms, self._backend)
 
-    backprojection = adjoint
-
-    def filter_sinogram(self, sinograms: torch.Tensor, filter: str = "ram-lak") -> torch.Tensor:
-        """Ramp-filter sinograms along the detector axis (parallel-beam scaling)."""
-        self._check(sinograms, self.geometry.sinogram_shape, "sinograms")
-        return filter_sinogram(sinograms, self.geometry.det_spacing, filter)
-
     def fbp(self, sinograms: torch.Tensor, filter: str = "ram-lak") -> torch.Tensor:
         """Filtered backprojection (..., n_angles, det_count) -> (..., H, W), in the object's units
         (line integrals in pixel units give attenuation per pixel)."""
         self._check(sinograms, self.geometry.sinogram_shape, "sinograms")
         flat = sinograms.reshape(-1, *sinograms.shape[-2:])
         work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
-        images = _fbp.fbp(work, self.geometry, filter).to(sinograms.dtype)
+        images = _fbp.fbp(work, self.geometry, filter, self.chunk_bytes).to(sinograms.dtype)
         return images.reshape(*sinograms.shape[:-2], *images.shape[-2:])
-
-    def operator_norm(self, iterations: int = 30, device: torch.device | str = "cpu") -> float:
-        """Largest singular value of ``A`` (power iteration on A^T A, float64, deterministic start)."""
-        generator = torch.Generator().manual_seed(0)
-        x = torch.rand(self.geometry.image_size, dtype=torch.float64, generator=generator).to(device)
-        value = 0.0
-        with torch.no_grad():
-            for _ in range(iterations):
-                x = self.adjoint(self.forward(x))
-                value = float(x.norm())
-                x = x / value
-        return value ** 0.5

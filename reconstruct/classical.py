@@ -231,6 +231,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if not 0 < relaxation < 2:
         raise ValueError(f"relaxation must lie in (0, 2), got {relaxation!r}")
     y, squeeze = _prepare(sinogram, A)
@@ -296,6 +297,7 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     y, squeeze = _prepare(sinogram, A)
     _synchronize(y.device)
     start = time.perf_counter()
@@ -378,6 +380,7 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if not 0 < relaxation < 2:
         raise ValueError(f"relaxation must lie in (0, 2), got {relaxation!r}")
     n_angles = A.geometry.n_angles
@@ -541,6 +544,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
     iterations = _check_iterations(iterations)
+    A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if init not in ("fbp", "zeros"):
         raise ValueError(f"init must be 'fbp' or 'zeros', got {init!r}")
     if not tol >= 0:

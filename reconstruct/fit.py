@@ -425,6 +425,7 @@ def fit(
     with torch.random.fork_rng(devices=fork_devices, enabled=config.seed is not None):
         if config.seed is not None:
             torch.manual_seed(config.seed)
+        radon.expect_calls(2 * config.iterations)  # a forward and an adjoint per main-loop step
         run = _Fit(network, batch, radon, sinogram, config, device, callback, stop)
         if init_image is not None:
             run.warm_start_source = "image"

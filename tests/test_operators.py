@@ -12,8 +12,9 @@ from skimage.transform import iradon, radon, resize
 
 from sparsect import operators
 from sparsect.operators import FanBeam, ParallelBeam, Radon
-from sparsect.operators.fbp import _parker, backproject_filtered, parker_weights
+from sparsect.operators.fbp import _backproject_torch, _parker, backproject_filtered, parker_weights
 from sparsect.operators.filters import filter_sinogram
+from sparsect.operators.system_matrix import MATRICES, MatrixCache
 
 try:  # optional extra: the ASTRA comparisons skip without it, everything else still runs (e.g. on GPU machines)
     import astra
@@ -22,6 +23,24 @@ except ImportError:
 
 needs_astra = pytest.mark.skipif(astra is None, reason="astra-toolbox is not installed")
 BACKENDS = ["torch", pytest.param("astra", marks=needs_astra)]
+
+
+#: The three ways the torch backend computes: compiled CPU kernels (the default), the vectorised torch
+#: path (what CUDA runs) and the cached sparse matrix (after an announcement).
+PATHS = ["compiled", "torch", "matrix"]
+
+
+def _radon(geometry, path="compiled", **kwargs):
+    A = Radon(geometry, **kwargs)
+    if path == "torch":
+        A._backend.compiled_cpu = False
+    elif path == "matrix":
+        A.expect_calls(100)
+    return A
+
+
+def _uses_matrix(A, dtype=torch.float64):
+    return MATRICES.get(A._backend._key(dtype, torch.device("cpu"))) is not None
 
 
 def _random_image(size, seed=0, dtype=torch.float64):
@@ -63,41 +82,55 @@ GRID = [
 ]
 
 
-@needs_astra
-@pytest.mark.parametrize("size,factor,spacing,n_views,arc", GRID)
-def test_parallel_matches_astra_linear(size, factor, spacing, n_views, arc):
-    det_count = math.ceil(size * factor)
-    geometry = ParallelBeam(operators.evenly_spaced_angles(n_views, arc), det_count, spacing, (size, size))
-    A = Radon(geometry)
-    image = _random_image((size, size), seed=size)
-    sinogram = _random_image(geometry.sinogram_shape, seed=size + 1)
-    astra_sino, astra_bp = _astra_forward_and_back(geometry, "linear", image.numpy(), sinogram.numpy())
+def _check_against_astra(geometry, kind, path, **kwargs):
+    A = _radon(geometry, path, **kwargs)
+    size = geometry.image_size
+    image = _random_image(size, seed=size[0])
+    sinogram = _random_image(geometry.sinogram_shape, seed=size[0] + 1)
+    astra_sino, astra_bp = _astra_forward_and_back(geometry, kind, image.numpy(), sinogram.numpy())
     assert _relative_error(A(image).numpy(), astra_sino) < 0.01
     assert _relative_error(A.adjoint(sinogram).numpy(), astra_bp) < 0.01
+    assert _uses_matrix(A) == (path == "matrix")
 
 
 @needs_astra
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("size,factor,spacing,n_views,arc", GRID)
-def test_fan_matches_astra_line_fanflat(size, factor, spacing, n_views, arc):
+def test_parallel_matches_astra_linear(size, factor, spacing, n_views, arc, path):
+    det_count = math.ceil(size * factor)
+    geometry = ParallelBeam(operators.evenly_spaced_angles(n_views, arc), det_count, spacing, (size, size))
+    _check_against_astra(geometry, "linear", path)
+
+
+@needs_astra
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("size,factor,spacing,n_views,arc", GRID)
+def test_fan_matches_astra_line_fanflat(size, factor, spacing, n_views, arc, path):
     det_count = math.ceil(size * factor * 1.5)
     geometry = FanBeam(operators.evenly_spaced_angles(n_views, 2 * arc), det_count, source_distance=2.0 * size,
                        detector_distance=1.0 * size, det_spacing=spacing, image_size=(size, size))
-    A = Radon(geometry)
-    image = _random_image((size, size), seed=size)
-    sinogram = _random_image(geometry.sinogram_shape, seed=size + 1)
-    astra_sino, astra_bp = _astra_forward_and_back(geometry, "line_fanflat", image.numpy(), sinogram.numpy())
-    assert _relative_error(A(image).numpy(), astra_sino) < 0.01
-    assert _relative_error(A.adjoint(sinogram).numpy(), astra_bp) < 0.01
+    _check_against_astra(geometry, "line_fanflat", path)
 
 
 @needs_astra
-def test_parallel_line_model_matches_astra_line():
+@pytest.mark.parametrize("path", PATHS)
+def test_parallel_line_model_matches_astra_line(path):
     # An even detector count keeps rays off pixel edges at 0 and 90 degrees, where the intersection
     # model is ambiguous (ASTRA then picks one of the two pixels by floating-point rounding).
     geometry = ParallelBeam.sparse(40, (96, 80), det_count=126)
-    image = _random_image((96, 80))
-    astra_sino, _ = _astra_forward_and_back(geometry, "line", image.numpy(), np.zeros(geometry.sinogram_shape))
-    assert _relative_error(Radon(geometry, model="line")(image).numpy(), astra_sino) < 0.01
+    _check_against_astra(geometry, "line", path, model="line")
+
+
+@needs_astra
+@pytest.mark.slow
+def test_matches_astra_at_512_with_720_views():
+    geometry = ParallelBeam.sparse(720, (512, 512))
+    image = _random_image((512, 512), dtype=torch.float32)
+    sinogram = _random_image(geometry.sinogram_shape, seed=1, dtype=torch.float32)
+    astra_sino, astra_bp = _astra_forward_and_back(geometry, "linear", image.numpy(), sinogram.numpy())
+    A = Radon(geometry)
+    assert _relative_error(A(image).numpy(), astra_sino) < 0.01
+    assert _relative_error(A.adjoint(sinogram).numpy(), astra_bp) < 0.01
 
 
 def test_matches_skimage_radon_on_phantom():
@@ -119,6 +152,34 @@ GEOMETRIES = {
     "fan": lambda: FanBeam.sparse(11, (20, 20)),
     "fan-partial": lambda: FanBeam(np.linspace(0, math.pi, 9), 40, 50.0, 30.0, 1.3, (18, 22)),
 }
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("model", operators.PIXEL_MODELS)
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_adjoint_identity_of_every_path(name, model, path):
+    geometry = GEOMETRIES[name]()
+    A = _radon(geometry, path, model=model)
+    x = torch.randn(2, 3, *geometry.image_size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randn(2, 3, *geometry.sinogram_shape, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(2))
+    lhs = float((A(x) * y).sum())
+    rhs = float((x * A.adjoint(y)).sum())
+    assert abs(lhs - rhs) <= 1e-12 * max(abs(lhs), abs(rhs))
+
+
+@pytest.mark.parametrize("model", operators.PIXEL_MODELS)
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_paths_agree_with_the_float64_matrix(name, model):
+    """The compiled and vectorised walks equal a product with the explicit float64 system matrix."""
+    geometry = GEOMETRIES[name]()
+    matrix = operators.system_matrix(geometry, model).to_dense()
+    x = _random_image((3, 1, *geometry.image_size))
+    y = _random_image((3, 1, *geometry.sinogram_shape), seed=1)
+    for path in ("compiled", "torch"):
+        A = _radon(geometry, path, model=model)
+        torch.testing.assert_close(A(x).reshape(3, -1), x.reshape(3, -1) @ matrix.T, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(A.adjoint(y).reshape(3, -1), y.reshape(3, -1) @ matrix, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -145,9 +206,10 @@ def test_backends_agree_batched(backend):
     assert _relative_error(out.numpy(), reference.numpy()) < 1e-5
 
 
-def test_gradcheck_both_directions():
+@pytest.mark.parametrize("path", PATHS)
+def test_gradcheck_both_directions(path):
     geometry = ParallelBeam.sparse(5, (6, 7))
-    A = Radon(geometry)
+    A = _radon(geometry, path)
     x = torch.rand(1, 1, 6, 7, dtype=torch.float64, requires_grad=True)
     y = torch.rand(1, 1, *geometry.sinogram_shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(A, (x,))
@@ -360,3 +422,141 @@ def test_cuda_matches_cpu(dtype):
     y = torch.rand(2, 1, *geometry.sinogram_shape, dtype=torch.float64)
     assert _relative_error(A.adjoint(y.to("cuda", dtype)).double().cpu().numpy(),
                            A.adjoint(y).numpy()) < tolerance
+
+
+@pytest.mark.parametrize("geometry", [ParallelBeam.sparse(30, (24, 20)), FanBeam.sparse(40, (20, 26))],
+                         ids=["parallel", "fan"])
+def test_fbp_backprojection_paths_agree(geometry):
+    filtered = _random_image((2, *geometry.sinogram_shape))
+    compiled = backproject_filtered(filtered, geometry)
+    vectorised = _backproject_torch(filtered, geometry, chunk_bytes=1 << 16)  # several chunks of views
+    torch.testing.assert_close(compiled, vectorised, rtol=1e-12, atol=1e-12)
+
+
+def test_matrix_is_built_only_when_announced_and_its_size_is_exact():
+    geometry = ParallelBeam.sparse(17, (30, 26))
+    x = _random_image((1, 1, 30, 26))
+    A = Radon(geometry)
+    A(x)
+    A.expect_calls(5)  # too few to pay for a build
+    A.adjoint(A(x))
+    assert not _uses_matrix(A)
+    A.expect_calls(50)
+    A(x)
+    forward, transpose = MATRICES.get(A._backend._key(torch.float64, torch.device("cpu")))
+    held = sum(t.numel() * t.element_size() for m in (forward, transpose)
+               for t in (m.crow_indices(), m.col_indices(), m.values()))
+    assert A._backend.matrix_size(torch.float64) == held
+    # Both have sorted columns in every row, as CSR kernels expect.
+    for m in (forward, transpose):
+        rows = torch.repeat_interleave(torch.arange(m.shape[0]), m.crow_indices().diff())
+        keys = rows.long() * m.shape[1] + m.col_indices().long()
+        assert torch.all(keys.diff() > 0)
+
+
+@needs_astra
+def test_geometry_too_large_for_the_matrix_budget_stays_matrix_free():
+    geometry = ParallelBeam.sparse(24, (40, 40))
+    A = Radon(geometry, matrix_bytes=10_000).expect_calls(1000)
+    image = _random_image((40, 40))
+    astra_sino, _ = _astra_forward_and_back(geometry, "linear", image.numpy(), np.zeros(geometry.sinogram_shape))
+    assert _relative_error(A(image).numpy(), astra_sino) < 0.01
+    assert not _uses_matrix(A)
+    assert A._backend.matrix_size(torch.float64) > 10_000
+
+
+def test_matrix_cache_keeps_its_byte_budget():
+    cache = MatrixCache(max_bytes=100)
+    cache.put("a", 1, 60)
+    cache.put("b", 2, 30)
+    assert cache.get("a") == 1  # now the most recently used
+    cache.put("c", 3, 40)  # evicts "b", the least recently used
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    cache.put("d", 4, 500)  # larger than the budget on its own: stored alone
+    assert cache.total_bytes() == 500 and cache.get("d") == 4
+
+
+_PEAK_MEMORY_SCRIPT = """
+import resource, sys, torch
+from sparsect.operators import ParallelBeam, Radon
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+announce = sys.argv[1] == "matrix"
+x = torch.rand(1, 1, 128, 128)
+for calls in (0, 100):  # loads (or on a fresh checkout compiles) every kernel before measuring
+    warm = Radon(ParallelBeam.sparse(4, (128, 128))).expect_calls(calls)
+    warm.adjoint(warm(x))
+peaks = []
+for views in (60, 960):
+    A = Radon(ParallelBeam.sparse(views, (128, 128)))
+    if announce:
+        A.expect_calls(100)
+    A.adjoint(A(x))
+    peaks.append(peak_mb())
+print(peaks[1] - peaks[0])
+"""
+
+
+@pytest.mark.parametrize("path", ["compiled", "matrix"])
+def test_matrix_free_memory_does_not_grow_with_views(path):
+    """Peak resident memory (getrusage, in a fresh interpreter) from 60 to 960 views at 128²: the
+    matrix-free path grows only with the sinogram (its rays' setup, ~150 bytes a ray: measured 24 MB),
+    the cached matrix by its 453 MB."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _PEAK_MEMORY_SCRIPT, path], capture_output=True, text=True,
+                          check=True)
+    growth_mb = float(done.stdout.split()[-1])
+    if path == "compiled":
+        assert growth_mb < 64
+    else:
+        assert growth_mb > 200  # the measurement does see a matrix
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"chunk_bytes": 10}, "chunk_bytes must be an integer number of bytes >= 65536"),
+    ({"chunk_bytes": 1.5e8}, "chunk_bytes"),
+    ({"matrix_bytes": -1}, "matrix_bytes"),
+    ({"model": "cubic"}, "unknown pixel model"),
+])
+def test_bad_projector_options_are_rejected_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Radon(ParallelBeam.sparse(4, (8, 8)), **kwargs)
+    with pytest.raises(ValueError, match="calls must be an integer"):
+        Radon(ParallelBeam.sparse(4, (8, 8))).expect_calls(-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", operators.PIXEL_MODELS)
+@pytest.mark.parametrize("geometry", [ParallelBeam.sparse(30, (64, 48)), FanBeam.sparse(40, (48, 48))],
+                         ids=["parallel", "fan"])
+def test_cuda_paths_match_cpu(geometry, model):
+    x = _random_image((2, 1, *geometry.image_size))
+    y = _random_image((2, 1, *geometry.sinogram_shape), seed=1)
+    reference = Radon(geometry, model=model)
+    for path in ("compiled", "matrix"):  # on CUDA: the vectorised torch path, then the cached matrix
+        A = _radon(geometry, path, model=model)
+        for dtype, tolerance in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+            out = A(x.to("cuda", dtype))
+            back = A.adjoint(y.to("cuda", dtype))
+            assert _relative_error(out.double().cpu().numpy(), reference(x).numpy()) < tolerance
+            assert _relative_error(back.double().cpu().numpy(), reference.adjoint(y).numpy()) < tolerance
+    sinogram = reference(x)
+    torch.testing.assert_close(reference.fbp(sinogram.cuda()).cpu(), reference.fbp(sinogram), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.gpu
+def test_cuda_matrix_free_memory_does_not_grow_with_views():
+    x = torch.rand(1, 1, 256, 256, device="cuda")
+    peaks = []
+    for views in (90, 1440):
+        A = Radon(ParallelBeam.sparse(views, (256, 256)))
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        A.adjoint(A(x))
+        torch.cuda.synchronize()
+        sinogram_bytes = 4 * views * A.geometry.det_count
+        peaks.append(torch.cuda.max_memory_allocated() - base - 8 * sinogram_bytes)  # rays and the sinogram
+    assert peaks[1] < peaks[0] + (16 << 20)
