@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sparsect import data
-from sparsect.app.pipeline import MethodOutcome
+from sparsect.app.pipeline import SCORE_DIGITS, MethodOutcome
 from sparsect.app.settings import MethodSettings
 from sparsect.operators import Radon
 from sparsect.reconstruct import metrics, registry
@@ -137,7 +137,7 @@ class MeasuredOutcome:
         """The strict-JSON summary of :meth:`app.pipeline.MethodOutcome.record`, plus ``scored_against`` (what
         the scores compare to, None without a reference: then psnr, ssim and rmse_hu are null) and
         ``data_rmse`` (RMS of the data-consistency residual, line-integral units, over all measured views)."""
-        scores = self.metrics or {"psnr": math.nan, "ssim": math.nan, "rmse_hu": math.nan}
+        scores = self.metrics or dict.fromkeys(SCORE_DIGITS, math.nan)
         record = MethodOutcome(self.method, self.reconstruction, scores).record(measured.sparse.n_views)
         if not self.metrics:
             record.pop("note", None)
