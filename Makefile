@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: install test lint run bench clean
+.PHONY: install test lint run bench clean docker-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile docker/*.Containerfile
 
 test: lint
 	$(BIN)/python -m pytest
@@ -31,6 +31,11 @@ run: install
 
 bench: install
 	$(BIN)/python benchmarks/projector.py
+
+# Build the Dockerfile on a debootstrapped Debian + CPU torch base (no registry) and run a batch job inside
+# it (docker/smoke.sh; needs root, debootstrap and podman).
+docker-smoke:
+	bash docker/smoke.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -14,7 +14,8 @@ from rich.table import Table
 from sparsect import __version__, data
 from sparsect.app import outputs, pipeline, settings, stopping
 from sparsect.app.batch.command import register
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
+from sparsect.app.help import ITERATIONS_HELP, MEASURED_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
+from sparsect.app.measured_cli import reconstruct_scan
 from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
 from sparsect.app.tables import narrow_table
@@ -62,9 +63,11 @@ def samples() -> None:
 
 @cli.command()
 def reconstruct(
-    input: Annotated[str, typer.Argument(help="DICOM file, folder or .zip archive of CT images, or a sample name "
-                                               "(see `sparsect samples`).")],
-    views: Annotated[int, typer.Option(help="Number of evenly spaced views over the arc.")] = 60,
+    input: Annotated[str | None, typer.Argument(help="DICOM file, folder or .zip archive of CT images, or a sample "
+                                                      "name (see `sparsect samples`).", show_default=False)] = None,
+    views: Annotated[int | None, typer.Option(help="Number of evenly spaced views over the arc (default 60); with "
+                                                   "--scan, measured views kept (default all).", show_default=False)
+                     ] = None,
     method: Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP)] = ["fbp"],  # noqa: B006
     iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False)] = None,
     preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
@@ -95,20 +98,47 @@ def reconstruct(
     window: Annotated[str, typer.Option(help="Display window of the PNG: full, brain, soft_tissue, lung, bone...")
                       ] = "full",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per method, one per line.")] = False,
+    scan: Annotated[str | None, typer.Option(help=MEASURED_HELP["scan"], show_default=False)] = None,
+    geometry: Annotated[str | None, typer.Option(help=MEASURED_HELP["geometry"], show_default=False)] = None,
+    center: Annotated[str | None, typer.Option(help=MEASURED_HELP["center"], show_default=False)] = None,
+    row: Annotated[int | None, typer.Option(help=MEASURED_HELP["row"], show_default=False)] = None,
+    reference: Annotated[str | None, typer.Option(help=MEASURED_HELP["reference"], show_default=False)] = None,
 ) -> None:
-    """Simulate a sparse-view scan of a CT slice, reconstruct it and score each method against the slice.
+    """Simulate a sparse-view scan of a CT slice, reconstruct it and score each method against the slice; or, with
+    --scan FILE, reconstruct a measured scan (scores against --reference on all measured views).
 
     Every option is checked before any reconstruction runs. Ctrl-C stops the running method after its current
     iteration, skips the others and reports and writes what was obtained (exit status 130); a second Ctrl-C
     aborts at once without writing anything."""
     staging: outputs.Staging | None = None
+    if scan is not None or input is None:
+        try:
+            if input is not None or scan is None:
+                raise InputError("give INPUT (a slice to simulate a scan of) or --scan FILE (a measured scan), "
+                                 "not both" if input is not None else "give INPUT or --scan FILE")
+            if photons is not None or slice_index is not None:
+                raise InputError("--photons and --slice apply to simulated scans, not to --scan")
+            _check_window(window)
+            reconstruct_scan(scan, settings.parse_methods(method),
+                             settings.method_settings(iterations, preset, variant or None, seed, device),
+                             geometry=geometry, views=views, center=center, row=row, size=size, reference=reference,
+                             out=out, window=window, as_json=as_json, console=console)
+        except (*_known_errors(), OSError) as error:
+            fail(str(error))
+        except KeyboardInterrupt:
+            fail("aborted by Ctrl-C", EXIT_INTERRUPTED)
+        return
+    if geometry is not None or center is not None or row is not None or reference is not None:
+        fail("--geometry, --center, --row and --reference apply to measured scans (--scan FILE)")
+    views = 60 if views is None else views
     try:
         try:
             methods = settings.parse_methods(method)
             method_settings = settings.method_settings(iterations, preset, variant or None, seed, device)
-            scan = settings.scan_settings(views=views, photons=photons, seed=seed, geometry=beam, simulation=simulation,
-                                          size=size, source_distance_mm=source_distance_mm,
-                                          detector_distance_mm=detector_distance_mm)
+            scan_setup = settings.scan_settings(views=views, photons=photons, seed=seed, geometry=beam,
+                                                simulation=simulation, size=size,
+                                                source_distance_mm=source_distance_mm,
+                                                detector_distance_mm=detector_distance_mm)
             _check_window(window)
             if anonymize and out is None:
                 raise InputError("--anonymize applies to the DICOM written to --out; give --out too")
@@ -118,7 +148,7 @@ def reconstruct(
                     raise InputError("--out must not be the input path; inputs are never overwritten")
                 staging = outputs.Staging(out, _planned_outputs(methods))
             with stopping.GracefulStop(_say_stopping) as graceful:
-                simulation, outcomes = _run_with_progress(ct, methods, scan, method_settings, quiet=as_json,
+                simulation, outcomes = _run_with_progress(ct, methods, scan_setup, method_settings, quiet=as_json,
                                                           stop=graceful.event)
             records = [outcome.record(views, simulation) for outcome in outcomes]
             if as_json:

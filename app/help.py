@@ -16,3 +16,27 @@ SIZE_HELP = ("Reconstruct on a SIZE x SIZE working grid (default: the slice's ow
 SIMULATION_HELP = ("honest: the scan is simulated from a finer image than the one reconstructed, with exact ray/pixel "
                    "intersections and 4 rays per detector bin. same-grid: projected with the reconstruction's own "
                    "operator on its own grid (the 'inverse crime', which flatters every iterative method).")
+
+
+#: ``sparsect reconstruct --scan``'s options (app/measured_cli.py).
+MEASURED_HELP = {
+    "scan": "A measured scan instead of INPUT: .npy/.npz, HDF5 Data Exchange (.h5), a folder of TIFF projections "
+            "with flat*/dark* files, or a Helsinki Tomography Challenge 2022 .mat file.",
+    "geometry": "JSON geometry file of the measured scan (beam, detector_pixel_mm, center_offset, angles_deg, "
+                "source_distance_mm, detector_distance_mm); fills what the scan file lacks.",
+    "center": "Rotation centre of a measured scan: auto (estimated from opposing views) or an offset in detector "
+              "bins; default the file's.",
+    "row": "Detector row of a 3D projection stack (default the middle one).",
+    "reference": "What a measured scan's scores are against: fbp, tv (run on all measured views) or none (data "
+                 "consistency only); default fbp when --views drops views, else none.",
+}
+
+#: ``sparsect batch``'s PACS options (app/batch/pacs.py). Credentials only from SPARSECT_DICOMWEB_USER and
+#: SPARSECT_DICOMWEB_PASSWORD (asked for on a terminal if missing) or SPARSECT_DICOMWEB_TOKEN.
+PACS_HELP = {
+    "dicomweb": "DICOMweb base URL of a PACS (e.g. http://pacs:8042/dicom-web): pull --study into IN_DIR first. "
+                "Credentials come from SPARSECT_DICOMWEB_USER/PASSWORD or SPARSECT_DICOMWEB_TOKEN, never options.",
+    "study": "StudyInstanceUID to pull with --dicomweb.",
+    "series": "SeriesInstanceUID: pull only this series of --study.",
+    "push": "Store the study's derived series back on the --dicomweb server (STOW-RS) after the batch.",
+}

@@ -8,23 +8,34 @@ Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate` (honest by default
 Writing: :func:`write_series` (derived CT series, optional de-identification with a keyed
 :class:`Anonymizer`); :mod:`data.atomic` (the atomic-write helper every writer uses).
 Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
+PACS: :class:`DicomWeb` (QIDO-RS search, WADO-RS retrieve/pull, STOW-RS store; credentials from the
+environment, :class:`Credentials`); failures raise :class:`DicomWebError`.
+Measured scans: :func:`load_scan` (NumPy, HDF5 Data Exchange, TIFF stacks, HTC2022 .mat, with a JSON geometry
+file) gives a :class:`MeasuredScan`; :func:`flat_dark_correct`, :func:`estimate_center_offset`. Problems raise
+:class:`ScanError`.
 """
 
 from .anonymize import Anonymizer
 from .dicom_read import load, load_bytes, load_slice, load_slice_bytes, scan, scan_bytes
 from .dicom_write import write_series
+from .dicomweb import Credentials, DicomWeb
 from .errors import (
     AmbiguousSeriesError,
     CorruptDicomError,
     DicomError,
     DicomNotFoundError,
+    DicomWebError,
     NoCTSeriesError,
     NoPixelDataError,
     NotCTError,
     NotDicomError,
+    ScanError,
+    ScanNotFoundError,
     UnsupportedDicomError,
 )
 from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
+from .measured import MeasuredScan, flat_dark_correct, load_scan, load_scan_bytes
+from .measured_center import estimate_center_offset
 from .phantoms import shepp_logan_hu
 from .regrid import area_average
 from .samples import UnknownSampleError, load_sample, samples
@@ -41,10 +52,11 @@ from .simulate import (
 
 __all__ = [
     "AIR_HU", "COUNT_GUARD", "MU_WATER", "SIMULATIONS", "SUB_RAYS", "Anonymizer",
-    "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "NoCTSeriesError",
-    "NoPixelDataError", "NotCTError", "NotDicomError", "UnknownSampleError", "UnsupportedDicomError",
-    "CTSeries", "CTSlice", "ScanResult", "Simulation",
-    "area_average", "counts_to_line_integrals", "hu_to_mu", "load", "load_bytes", "load_sample", "load_slice",
-    "load_slice_bytes", "mu_to_hu", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",
-    "simulate_counts", "write_series",
+    "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "DicomWebError",
+    "NoCTSeriesError", "NoPixelDataError", "NotCTError", "NotDicomError", "ScanError", "ScanNotFoundError",
+    "UnknownSampleError", "UnsupportedDicomError",
+    "CTSeries", "CTSlice", "Credentials", "DicomWeb", "MeasuredScan", "ScanResult", "Simulation",
+    "area_average", "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct", "hu_to_mu", "load",
+    "load_bytes", "load_sample", "load_scan", "load_scan_bytes", "load_slice", "load_slice_bytes", "mu_to_hu",
+    "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate", "simulate_counts", "write_series",
 ]

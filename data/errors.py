@@ -1,5 +1,7 @@
 """Exceptions raised by the :mod:`data` package.
 
+Measured scans (:mod:`data.measured`) raise :class:`ScanError`, a ``ValueError``.
+
 Every problem with an input path or DICOM object raises a subclass of :class:`DicomError`, so callers
 (CLI, Streamlit app) can catch a single type and show ``str(err)``, one line saying what is wrong with
 which file. The long list of what is supported (:data:`SUPPORTED`) is for help texts, said once, never
@@ -71,6 +73,20 @@ class AmbiguousSeriesError(DicomError):
                 f"Choose one {how} or point to its folder.")
 
 
+class ScanError(ValueError):
+    """A measured scan (:func:`data.load_scan`) or its geometry cannot be used; the message says what and how
+    to fix it."""
+
+
+class ScanNotFoundError(ScanError, FileNotFoundError):
+    """The scan or geometry path does not exist."""
+
+
+class DicomWebError(Exception):
+    """A DICOMweb request failed (network, HTTP 4xx/5xx, refused instances) or its settings are wrong; the
+    one-line message names the operation and server and never holds credentials."""
+
+
 __all__ = [
     "INPUT_HINT",
     "SUPPORTED",
@@ -78,9 +94,12 @@ __all__ = [
     "CorruptDicomError",
     "DicomError",
     "DicomNotFoundError",
+    "DicomWebError",
     "NoCTSeriesError",
     "NoPixelDataError",
     "NotCTError",
     "NotDicomError",
+    "ScanError",
+    "ScanNotFoundError",
     "UnsupportedDicomError",
 ]

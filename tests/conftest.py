@@ -1,7 +1,22 @@
-"""Shared pytest fixtures and GPU skipping."""
+"""Shared pytest fixtures (a local Orthanc PACS) and GPU skipping."""
 
+import json
+import queue
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
 import pytest
+import requests
 import torch
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 
 def pytest_collection_modifyitems(config, items):
@@ -21,3 +36,104 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+# --- a real Orthanc with its DICOMweb plugin, for the PACS tests ------------------------------------------------
+
+ORTHANC_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
+
+
+@dataclass(frozen=True)
+class Orthanc:
+    """A running Orthanc: REST API at ``url``, DICOMweb at ``dicomweb``, one basic-auth user."""
+
+    url: str
+    dicomweb: str
+    user: str
+    password: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _dicomweb_plugin() -> Path | None:
+    for folder in ORTHANC_PLUGIN_DIRS:
+        found = sorted(Path(folder).glob("libOrthancDicomWeb.so*"))
+        if found:
+            return found[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
+    """Orthanc on 127.0.0.1 and a free port, with a temporary configuration and storage folder; started
+    once per test session (waiting for its "started" log line and its REST API), stopped afterwards.
+    Orthanc 1.10 has no bind-address option: it listens on all interfaces but, with RemoteAccessAllowed
+    false, answers only local clients."""
+    binary, plugin = shutil.which("Orthanc"), _dicomweb_plugin()
+    if binary is None:
+        pytest.skip("Orthanc is not installed (Debian package orthanc)")
+    if plugin is None:
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian package orthanc-dicomweb)")
+    folder = tmp_path_factory.mktemp("orthanc")
+    port, password = _free_port(), secrets.token_urlsafe(16)
+    config = {"Name": "sparsect-test", "StorageDirectory": str(folder / "storage"),
+              "IndexDirectory": str(folder / "storage"), "HttpPort": port, "DicomServerEnabled": False,
+              "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
+              "RegisteredUsers": {"sparsect": password}, "Plugins": [str(plugin)],
+              "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    process = subprocess.Popen([binary, str(folder / "orthanc.json")], cwd=folder, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:  # also keeps the pipe from filling up while the tests run
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    log: list[str] = []
+    try:
+        while True:
+            line = lines.get(timeout=120)  # a generous bound on start-up, not a pacing delay
+            if line is None:
+                pytest.fail(f"Orthanc exited with status {process.wait()} before starting: {''.join(log[-5:])}")
+            log.append(line)
+            if "Orthanc has started" in line:
+                break
+        server = Orthanc(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/dicom-web", "sparsect", password)
+        assert requests.get(f"{server.url}/system", auth=(server.user, password), timeout=60).ok
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def make_ct_series():
+    """``make_ct_series(n)``: ``n`` slices of a new CT series (new study, series and instance UIDs, 5 mm apart)
+    made from pydicom's CT_small.dcm, a new patient ID (SPARSECT-<hex>) per series, accession ACC-4711, study
+    date 2024-01-02; each slice's pixels shifted by 10 per slice so they differ."""
+    def make(n: int) -> list[pydicom.Dataset]:
+        study, series, patient = generate_uid(), generate_uid(), f"SPARSECT-{secrets.token_hex(4)}"
+        slices = []
+        for i in range(n):
+            ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+            ds.PatientID, ds.AccessionNumber, ds.StudyDate = patient, "ACC-4711", "20240102"
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.InstanceNumber = i + 1
+            ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 5 * i]
+            ds.SliceLocation = float(ds.ImagePositionPatient[2])
+            ds.PixelData = (ds.pixel_array + 10 * i).astype(ds.pixel_array.dtype).tobytes()
+            slices.append(ds)
+        return slices
+
+    return make

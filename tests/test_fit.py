@@ -297,7 +297,8 @@ def test_reconstruct_neural_variants(problem):
     assert result.parameters["tv_weight"] > 0 and result.parameters["warm_start"] == "fbp"
     assert result.parameters["warm_start_steps"] == FBP_INIT_STEPS and result.warm_start_iterations == FBP_INIT_STEPS
     assert result.parameters["lr"] == pytest.approx(get_preset("siren", "preview").optim.lr * FBP_INIT_LR_FACTOR)
-    assert result.model.config.coord_scale == pytest.approx(1.0)  # ramp finished at half the budget
+    assert result.parameters["coordinate_ramp"] == {"start": 0.25, "until": 0.5}
+    assert result.model.config.coord_scale == 1.0  # the ramp scales the coordinates fed in, not the model
     with pytest.raises(ValueError, match="variant"):
         _neural("siren", problem, 2, variant="bogus")
 

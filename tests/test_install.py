@@ -28,8 +28,8 @@ def test_wheel_installs_only_the_sparsect_namespace(tmp_path):
     new = {p.name for p in site.iterdir() if p.name not in before and not p.name.startswith(("pip-", "setuptools-"))}
     assert {n for n in new if not n.endswith(".dist-info")} == {"sparsect"}, new
     listed = _run(str(python), "-m", "pip", "show", "-f", "sparsect").split("Files:")[1].split()
-    assert {entry.split("/")[0] for entry in listed} <= {"sparsect", wheel.name.split("-py")[0] + ".dist-info",
-                                                          "../../../bin"}, listed
+    inside = {entry.split("/")[0] for entry in listed if not entry.startswith("..")}  # ../../../bin/sparsect
+    assert inside == {"sparsect", wheel.name.split("-py")[0] + ".dist-info"}, listed
 
     # the dependencies come from this interpreter's environment (a .pth file), not from the network
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")

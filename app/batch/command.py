@@ -26,9 +26,9 @@ from rich.table import Table
 
 from sparsect import data
 from sparsect.app import stopping
-from sparsect.app.batch import executors, work
+from sparsect.app.batch import executors, pacs, work
 from sparsect.app.batch.store import OutDirBusy, Store
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, SIMULATION_HELP, VARIANT_HELP
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, SIMULATION_HELP, VARIANT_HELP
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
 from sparsect.app.tables import narrow_table
 
@@ -312,12 +312,31 @@ def register(cli: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option(help="List the work units (todo/done) and exit.")] = False,
         quiet: Annotated[bool, typer.Option(help="No progress bar or table: only the structured log lines.")
                          ] = False,
+        dicomweb: Annotated[str | None, typer.Option(help=PACS_HELP["dicomweb"], show_default=False)] = None,
+        study: Annotated[str | None, typer.Option(help=PACS_HELP["study"], show_default=False)] = None,
+        series: Annotated[str | None, typer.Option(help=PACS_HELP["series"], show_default=False)] = None,
+        push: Annotated[bool, typer.Option(help=PACS_HELP["push"])] = False,
     ) -> None:
         """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
-        failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume)."""
+        failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume). With
+        --dicomweb, the study is first pulled into IN_DIR (and with --push the results stored back)."""
+        console, link = Console(stderr=True), None
+        try:
+            link = pacs.Link.from_options(dicomweb, study, series, push, anonymize)
+            if link is not None:
+                link.pull(in_dir, Log(console))
+        except (InputError, data.DicomWebError) as error:
+            console.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(EXIT_CANNOT_START) from None
         code = run_batch(in_dir, out_dir, views=views, methods=method, preset=preset, variant=variant or None,
                          iterations=iterations, photons=photons, seed=seed, slices=slices, device=device,
                          anonymize=anonymize, workers=workers, batch_size=batch_size, shard=shard,
                          executor=executor, ray_address=ray_address, dry_run=dry_run, quiet=quiet,
                          simulation=simulation)
+        if link is not None and link.push and not dry_run and code in (EXIT_OK, EXIT_FAILURES):
+            try:
+                link.store(out_dir, Log(console))
+            except data.DicomWebError as error:  # the local outputs stay as they are
+                console.print(f"[bold red]error:[/] {error}", highlight=False)
+                code = EXIT_FAILURES
         raise typer.Exit(code)

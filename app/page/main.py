@@ -22,6 +22,8 @@ from sparsect.app.help import SIMULATION_HELP
 from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
+from sparsect.app.page import measured as page_measured
+from sparsect.app.page import pacs as page_pacs
 from sparsect.app.page import reader as pr
 from sparsect.app.page.run_cache import RunCache
 from sparsect.reconstruct import registry
@@ -74,7 +76,11 @@ sb.title("sparsect")
 sb.caption("Simulate a sparse-view CT scan of a slice and compare reconstructions against it.")
 
 sb.header("1 Input", divider="gray")
-source = sb.radio("Source", ["Sample", "Upload DICOM"], horizontal=True, key="source")
+source = sb.radio("Source", ["Sample", "Upload DICOM", "Load from PACS", "Measured scan"], horizontal=True,
+                  key="source")
+if source == "Measured scan":  # its own flow: no simulation, no ground truth (app/page/measured.py)
+    page_measured.render(st, state)
+    st.stop()
 size = SIZES[sb.selectbox("Working size", list(SIZES), index=1, key="size",
                           help="The grid the methods reconstruct on. The scan is simulated from the slice's own "
                                "pixels when they are at least 2x finer, else from the slice upsampled (bilinear) "
@@ -93,11 +99,14 @@ if source == "Sample":
     except (data.DicomError, pipeline.InputError, ValueError) as exc:
         input_error = f"The sample could not be loaded: {exc}"
 else:
-    uploaded = sb.file_uploader("DICOM files or a .zip of a series folder", accept_multiple_files=True,
-                                key="upload", help="Processed in memory only; nothing is written to disk.\n\n"
-                                + data.errors.SUPPORTED)
-    if uploaded:
-        files = [(f.name, f.getvalue()) for f in uploaded]
+    if source == "Load from PACS":
+        files = page_pacs.load_widget(sb, state)
+    else:
+        uploaded = sb.file_uploader("DICOM files or a .zip of a series folder", accept_multiple_files=True,
+                                    key="upload", help="Processed in memory only; nothing is written to disk.\n\n"
+                                    + data.errors.SUPPORTED)
+        files = [(f.name, f.getvalue()) for f in uploaded] if uploaded else None
+    if files:
         digest = pc.upload_digest(files)
         summary = state["uploads"].get(digest) or state["uploads"].put(digest, pc.read_uploads(files))
         if summary.skipped and summary.series:
@@ -124,7 +133,7 @@ else:
                 input_key = f"upload:{digest}:{series_index}:{slice_index}:{size}"
             except (pipeline.InputError, ValueError, IndexError) as exc:
                 input_error = f"This slice cannot be used: {exc}"
-    else:
+    elif source == "Upload DICOM":
         sb.info("Upload one or more CT DICOM files (one series), or a .zip of the series folder.")
 
 # ----------------------------------------------------------------------------------------------------
@@ -484,6 +493,8 @@ elif runs:
                            lambda: pc.dicom_zip(ct, runs, scan.views, anonymize=not keep_phi),
                            file_name="sparsect_dicom.zip", mime="application/zip", key="dl_dicom",
                            icon=":material/folder_zip:", width="stretch")
+        if source == "Load from PACS":
+            page_pacs.send_widget(d3, state, ct, runs, scan.views, {r.method: pc.label(r.method) for r in runs})
 
 # ---------------------------------------------------------------------------------------------- errors of the last run
 if job is not None and not job.running:
