@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 from rich.console import Console
 
 from sparsect.app.batch import command as batch
+from sparsect.app.batch import plan as batch_plan
 from sparsect.app.batch import store as batch_store
 from sparsect.app.batch import work as batch_work
 from sparsect.app.settings import recommended_variants
@@ -179,9 +180,9 @@ def test_dry_run_lists_units(inputs, reference, tmp_path):
 
 @pytest.mark.parametrize("n", [1, 3, 5, 11])
 def test_shards_cover_every_unit_once(inputs, n):
-    units, _ = batch_work.plan(__import__("sparsect.data").data.scan(inputs).series, inputs,
-                               batch_work.BatchSettings(views=(16, 20, 30), methods=("fbp", "tv", "sirt")))
-    shares = [batch_work.shard(units, k, n) for k in range(1, n + 1)]
+    units, _ = batch_plan.plan(__import__("sparsect.data").data.scan(inputs).series, inputs,
+                               batch_plan.BatchSettings(views=(16, 20, 30), methods=("fbp", "tv", "sirt")))
+    shares = [batch_plan.shard(units, k, n) for k in range(1, n + 1)]
     keys = [u.key for share in shares for u in share]
     assert sorted(keys) == sorted(u.key for u in units) and len(set(keys)) == len(units) == 18
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
@@ -313,11 +314,11 @@ def test_variant_is_recorded_and_a_changed_variant_redoes_the_network_units(inpu
 
 
 def test_payload_carries_the_variant():
-    settings = batch_work.BatchSettings(methods=("lrnn",), variant=("fbp_init", "ramp_loss"))
-    unit = batch_work.Unit(0, "uid", ".", (0,), 16, "lrnn")
+    settings = batch_plan.BatchSettings(methods=("lrnn",), variant=("fbp_init", "ramp_loss"))
+    unit = batch_plan.Unit(0, "uid", ".", (0,), 16, "lrnn")
     series = type("S", (), {"hu": np.zeros((1, 8, 8), np.float32), "spacing": (1.0, 1.0)})()
     assert batch_work.make_payload(unit, series, settings, "cpu", 0)["variant"] == ["fbp_init", "ramp_loss"]
-    assert batch_work.BatchSettings().variant == recommended_variants()
+    assert batch_plan.BatchSettings().variant == recommended_variants()
 
 
 def test_auto_batch_size_on_cpu():
@@ -338,7 +339,7 @@ def _holder(out: Path, in_dir: Path, shard: str = "1/1") -> subprocess.Popen:
     """A process that takes the OUT_DIR lock and waits for stdin to close."""
     k, n = shard.split("/")
     code = ("import sys; from pathlib import Path; from sparsect.app.batch.store import Store; "
-            "from sparsect.app.batch.work import BatchSettings; "
+            "from sparsect.app.batch.plan import BatchSettings; "
             f"s = Store(Path({str(out)!r}), Path({str(in_dir)!r}), BatchSettings()); s.acquire({k}, {n}); "
             "print('locked', flush=True); sys.stdin.read()")
     process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -371,7 +372,7 @@ def test_only_disjoint_shards_of_one_split_share_an_out_dir(tmp_path):
     try:
         stores = {}
         for shard in ("2/2", "1/2", "1/3", "1/1"):
-            store = batch_store.Store(tmp_path / "out", tmp_path, batch_work.BatchSettings())
+            store = batch_store.Store(tmp_path / "out", tmp_path, batch_plan.BatchSettings())
             try:
                 store.acquire(*map(int, shard.split("/")))
                 stores[shard] = "ok"

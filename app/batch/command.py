@@ -24,9 +24,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sparsect import data
+from sparsect import __version__, data
 from sparsect.app import stopping
-from sparsect.app.batch import executors, pacs, work
+from sparsect.app.batch import executors, pacs, plan, work
 from sparsect.app.batch.store import OutDirBusy, Store
 from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, SIMULATION_HELP, VARIANT_HELP
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
@@ -101,17 +101,17 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
         else:
             resolved = parse_device(device)
         methods_run = method_settings(iterations, preset, variant, device="cpu")
-        parsed_views = tuple(work.parse_views(views))
+        parsed_views = tuple(plan.parse_views(views))
         for count in parsed_views:
             scan_settings(views=count, photons=photons, simulation=simulation)
-        batch_settings = work.BatchSettings(
-            views=parsed_views, methods=parse_methods(methods), slices=work.check_slices(slices),
+        batch_settings = plan.BatchSettings(
+            views=parsed_views, methods=parse_methods(methods), slices=plan.check_slices(slices),
             preset=methods_run.preset, variant=methods_run.variant, iterations=methods_run.iterations,
             photons=photons, simulation=simulation)
-        k_n = work.parse_shard(shard)
+        k_n = plan.parse_shard(shard)
         if workers < 0 or batch_size < 0:
             raise InputError("--workers and --batch-size must be >= 0 (0: automatic)")
-    except (work.PlanError, InputError) as error:
+    except (plan.PlanError, InputError) as error:
         raise CannotStart(str(error)) from None
     if not in_dir.exists():
         raise CannotStart(f"IN_DIR {str(in_dir)!r} does not exist")
@@ -129,6 +129,121 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
     return batch_settings, k_n, resolved
 
 
+@dataclasses.dataclass
+class _Job:
+    """A planned batch: the units of this shard, which of them are still to do, and where they go."""
+
+    settings: plan.BatchSettings
+    scan: Any
+    units: list[plan.Unit]
+    mine: list[plan.Unit]
+    todo: list[plan.Unit]
+    input_failures: list[dict[str, str]]
+    store: Store
+    fingerprints: dict[str, str]
+
+
+def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: int, log: Log) -> _Job:
+    """Scan IN_DIR, plan every unit, keep shard ``k`` of ``n`` and find the units still to do."""
+    try:
+        scan = data.scan(in_dir)
+    except (data.DicomError, OSError) as error:
+        raise CannotStart(f"cannot scan IN_DIR: {error}") from None
+    if not scan.series and not scan.skipped:
+        raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
+    units, problems = plan.plan(scan.series, in_dir, settings)
+    input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped + problems]
+    mine = plan.shard(units, k, n)
+    store = Store(out_dir, in_dir, settings)
+    fingerprints = {u.id: store.fingerprint(u, scan.series[u.series_index]) for u in mine}
+    todo = [u for u in mine if not store.is_done(u, fingerprints[u.id])]
+    log("run.plan", series=len(scan.series), skipped_inputs=len(input_failures), units=len(units),
+        shard_units=len(mine), already_done=len(mine) - len(todo), todo=len(todo))
+    return _Job(settings, scan, units, mine, todo, input_failures, store, fingerprints)
+
+
+def _list_units(job: _Job, stdout: Console, log: Log) -> None:
+    """``--dry-run``: one tab-separated line per unit of this shard (todo/done), for scripts."""
+    pending = {u.id for u in job.todo}
+    for unit in job.mine:
+        status = "todo" if unit.id in pending else "done"
+        stdout.file.write(f"{status}\t{unit.out_rel}\t{unit.series_uid}\t{_describe(unit)}\t"
+                          f"views={unit.views}\tmethod={unit.method}\n")
+    stdout.file.flush()
+    _log_skipped(job, log)
+
+
+def _log_skipped(job: _Job, log: Log) -> None:
+    for failure in job.input_failures:
+        log("input.skipped", level="warning", file=failure["file"], reason=failure["reason"])
+
+
+def _open_out_dir(job: _Job, out_dir: Path, k: int, n: int, held: contextlib.ExitStack) -> None:
+    """Create OUT_DIR, take its lock (released by ``held``) and prepare the units' markers."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        job.store.acquire(k, n)
+        held.callback(job.store.release)
+        job.store.prepare(job.mine)
+    except OutDirBusy as error:
+        raise CannotStart(str(error)) from None
+    except OSError as error:
+        raise CannotStart(f"cannot write OUT_DIR {str(out_dir)!r}: {error.strerror or error}") from None
+
+
+class _Recorder:
+    """Commits each finished unit to the store (or records its failure), logs it and advances the bar."""
+
+    def __init__(self, job: _Job, log: Log, progress: Progress, extra: dict[str, Any], run_version: str) -> None:
+        self.job, self.log, self.progress, self.extra, self.run_version = job, log, progress, extra, run_version
+        self.task = progress.add_task("batch", total=len(job.todo))
+        self.completed = 0
+        self.failed: list[str] = []
+
+    def __call__(self, unit: Any, result: dict[str, Any]) -> None:
+        series = self.job.scan.series[unit.series_index]
+        if result.get("ok"):
+            try:
+                rows = self.job.store.commit(unit, series, result, self.job.fingerprints[unit.id], self.run_version)
+                self.completed += 1
+                scored = [r["psnr"] for r in rows if r["psnr"] is not None]  # None: equal to the reference
+                mean = sum(scored) / len(scored) if scored else float("inf")
+                self.log("unit.done", unit=unit.out_rel, series=unit.series_uid, slices=len(rows),
+                         psnr=f"{mean:.2f}", seconds=f"{sum(r['seconds'] for r in rows):.2f}",
+                         device=rows[0]["device"], batch=result.get("batch_size"))
+            except Exception as error:  # e.g. disk full while writing: record it, go on
+                result = {"ok": False, "error": f"writing outputs failed: {type(error).__name__}: {error}"}
+        if not result.get("ok"):
+            self.failed.append(unit.id)
+            self.job.store.fail(unit, series.sources[0], result["error"])
+            self.log("unit.failed", level="error", unit=unit.out_rel, file=series.sources[0], reason=result["error"])
+        self.job.store.rebuild(self.job.input_failures, self.extra)
+        self.progress.advance(self.task)
+
+
+def _execute(job: _Job, recorder: _Recorder, should_stop: Any, executor: str, device: str, workers: int,
+             batch_size: int, ray_address: str | None, log: Log) -> None:
+    """Run the units still to do: on Ray, in a process pool (several workers or GPUs) or in this process."""
+    def jobs():
+        for unit in job.todo:
+            series = job.scan.series[unit.series_index]
+            yield unit, (lambda u=unit, s=series: work.make_payload(u, s, job.settings, device, batch_size))
+
+    if executor == "ray":
+        executors.run_ray(jobs(), recorder, should_stop, ray_address, device, workers, log)
+        return
+    devices = None
+    count = workers or 1
+    if device == "cuda" and not workers:  # auto: one process per GPU
+        count = torch.cuda.device_count()
+    if device == "cuda" and count > 1:
+        devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(count)]
+    if count > 1 and len(job.todo) > 1:
+        executors.run_pool(jobs(), recorder, should_stop, count, devices)
+    else:
+        executors.run_inline(jobs(), recorder, should_stop)
+
+
 def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
          variant: list[str] | None, iterations: int | None, photons: float | None, seed: int, slices: str,
          device: str, anonymize: bool, workers: int, batch_size: int, shard: str | None, executor: str,
@@ -137,123 +252,46 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
                                          slices, device, workers, batch_size, shard, executor, simulation)
     settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
-    run_version = work.version()
     started = time.perf_counter()
     log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
         methods=",".join(settings.methods), variant=",".join(settings.variant), simulation=settings.simulation,
-        slices=settings.slices,
-        shard=f"{k}/{n}", executor=executor, device=device, version=run_version)
-    try:
-        scan = data.scan(in_dir)
-    except (data.DicomError, OSError) as error:
-        raise CannotStart(f"cannot scan IN_DIR: {error}") from None
-    if not scan.series and not scan.skipped:
-        raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
-    units, problems = work.plan(scan.series, in_dir, settings)
-    input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped]
-    input_failures += [{"kind": "input", "file": name, "reason": reason} for name, reason in problems]
-    mine = work.shard(units, k, n)
-    store = Store(out_dir, in_dir, settings)
-    fingerprints = {u.id: store.fingerprint(u, scan.series[u.series_index]) for u in mine}
-    todo = [u for u in mine if not store.is_done(u, fingerprints[u.id])]
-    log("run.plan", series=len(scan.series), skipped_inputs=len(input_failures), units=len(units),
-        shard_units=len(mine), already_done=len(mine) - len(todo), todo=len(todo))
-
+        slices=settings.slices, shard=f"{k}/{n}", executor=executor, device=device, version=__version__)
+    job = _plan(in_dir, out_dir, settings, k, n, log)
     if dry_run:
-        pending = {u.id for u in todo}
-        for unit in mine:
-            status = "todo" if unit.id in pending else "done"
-            stdout.file.write(f"{status}\t{unit.out_rel}\t{unit.series_uid}\t{_describe(unit)}\t"
-                              f"views={unit.views}\tmethod={unit.method}\n")  # tab-separated, for scripts
-        stdout.file.flush()
-        for failure in input_failures:
-            log("input.skipped", level="warning", file=failure["file"], reason=failure["reason"])
+        _list_units(job, stdout, log)
         return EXIT_OK
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        store.acquire(k, n)
-        held.callback(store.release)
-        store.prepare(mine)
-    except OutDirBusy as error:
-        raise CannotStart(str(error)) from None
-    except OSError as error:
-        raise CannotStart(f"cannot write OUT_DIR {str(out_dir)!r}: {error.strerror or error}") from None
-    for failure in input_failures:
-        log("input.skipped", level="warning", file=failure["file"], reason=failure["reason"])
+    _open_out_dir(job, out_dir, k, n, held)
+    _log_skipped(job, log)
 
     graceful = stopping.GracefulStop(
         lambda signum: log("run.stopping", level="warning", signal=signal.Signals(signum).name,
                            detail="finishing the current unit; run the same command again to resume"),
         signals=(signal.SIGINT, signal.SIGTERM))
-    stop = graceful.event
-
-    extra = {"version": run_version, "in_dir": str(in_dir), "settings": dataclasses.asdict(settings)}
-    failed: list[str] = []
-    completed = 0
-
-    def jobs():
-        for unit in todo:
-            series = scan.series[unit.series_index]
-            yield unit, (lambda u=unit, s=series: work.make_payload(u, s, settings, device, batch_size))
-
+    extra = {"version": __version__, "in_dir": str(in_dir), "settings": dataclasses.asdict(settings)}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("units"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     progress = Progress(*columns, console=console, disable=quiet, transient=False)
-    task = progress.add_task("batch", total=len(todo))
-
-    def on_result(unit: Any, result: dict[str, Any]) -> None:
-        nonlocal completed
-        series = scan.series[unit.series_index]
-        if result.get("ok"):
-            try:
-                rows = store.commit(unit, series, result, fingerprints[unit.id], run_version)
-                completed += 1
-                scored = [r["psnr"] for r in rows if r["psnr"] is not None]  # None: equal to the reference
-                mean = sum(scored) / len(scored) if scored else float("inf")
-                log("unit.done", unit=unit.out_rel, series=unit.series_uid, slices=len(rows),
-                    psnr=f"{mean:.2f}", seconds=f"{sum(r['seconds'] for r in rows):.2f}", device=rows[0]["device"],
-                    batch=result.get("batch_size"))
-            except Exception as error:  # e.g. disk full while writing: record it, go on
-                result = {"ok": False, "error": f"writing outputs failed: {type(error).__name__}: {error}"}
-        if not result.get("ok"):
-            failed.append(unit.id)
-            store.fail(unit, series.sources[0], result["error"])
-            log("unit.failed", level="error", unit=unit.out_rel, file=series.sources[0], reason=result["error"])
-        store.rebuild(input_failures, extra)
-        progress.advance(task)
-
+    recorder = _Recorder(job, log, progress, extra, __version__)
     interrupted = False
     try:
         with graceful, progress:
-            if executor == "ray":
-                executors.run_ray(jobs(), on_result, stop.is_set, ray_address, device, workers, log)
-            else:
-                devices = None
-                count = workers or 1
-                if device == "cuda" and not workers:  # auto: one process per GPU
-                    count = torch.cuda.device_count()
-                if device == "cuda" and count > 1:
-                    devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(count)]
-                if count > 1 and len(todo) > 1:
-                    executors.run_pool(jobs(), on_result, stop.is_set, count, devices)
-                else:
-                    executors.run_inline(jobs(), on_result, stop.is_set)
+            _execute(job, recorder, graceful.event.is_set, executor, device, workers, batch_size, ray_address, log)
     except KeyboardInterrupt:
         interrupted = True
 
-    summary = store.rebuild(input_failures, dict(extra, seconds=round(time.perf_counter() - started, 2)))
+    summary = job.store.rebuild(job.input_failures, dict(extra, seconds=round(time.perf_counter() - started, 2)))
+    done_before, failed = len(job.mine) - len(job.todo), len(recorder.failed)
     if not quiet:
-        _print_summary(stdout, summary, completed, len(mine) - len(todo), len(failed))
-    counted_inputs = input_failures if k == 1 else []
+        _print_summary(stdout, summary, recorder.completed, done_before, failed)
     if interrupted or graceful.received:
         code = graceful.exit_code or EXIT_INTERRUPTED
-        log("run.interrupted", level="warning", done=completed, remaining=len(todo) - completed - len(failed),
-            exit_code=code)
+        log("run.interrupted", level="warning", done=recorder.completed,
+            remaining=len(job.todo) - recorder.completed - failed, exit_code=code)
         return code
-    code = EXIT_FAILURES if (failed or counted_inputs) else EXIT_OK
-    log("run.end", done=completed, already_done=len(mine) - len(todo), failed=len(failed),
-        skipped_inputs=len(input_failures), seconds=f"{time.perf_counter() - started:.1f}", exit_code=code)
+    counted_inputs = job.input_failures if k == 1 else []
+    code = EXIT_FAILURES if (recorder.failed or counted_inputs) else EXIT_OK
+    log("run.end", done=recorder.completed, already_done=done_before, failed=failed,
+        skipped_inputs=len(job.input_failures), seconds=f"{time.perf_counter() - started:.1f}", exit_code=code)
     return code
 
 

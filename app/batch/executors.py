@@ -1,4 +1,4 @@
-"""Executors for ``sparsect batch``: run :func:`app.batch_work.compute` on work units.
+"""Executors for ``sparsect batch``: run :func:`sparsect.app.batch.work.compute` on work units.
 
 Every executor takes the same arguments -- an iterator of ``(unit, make_payload)``, a callback
 ``on_result(unit, result)`` called in the main process as each unit finishes, and ``stop()`` -- and stops
@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from sparsect.app.batch.work import Unit, compute
+from sparsect.app.batch.plan import Unit
+from sparsect.app.batch.work import compute
 
 Jobs = Iterator[tuple[Unit, Callable[[], dict[str, Any]]]]
 OnResult = Callable[[Unit, dict[str, Any]], None]

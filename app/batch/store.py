@@ -45,7 +45,7 @@ from PIL import Image
 
 from sparsect import data
 from sparsect.app import outputs, pipeline
-from sparsect.app.batch.work import BatchSettings, Unit
+from sparsect.app.batch.plan import BatchSettings, Unit
 from sparsect.data.atomic import PART_SUFFIX, atomic_write, temporary_owner
 from sparsect.reconstruct import registry
 
