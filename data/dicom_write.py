@@ -15,6 +15,7 @@ import math
 import os
 import re
 from collections.abc import Sequence as SequenceABC
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,107 +175,30 @@ def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice 
     refs = _references(reference, images.shape[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    description = str(description)[:64]
-    derivation = (derivation or f"sparsect reconstruction: {description}")[:1024]
-    series_uid = generate_uid()
-    anonymizer = anonymize if isinstance(anonymize, Anonymizer) else (Anonymizer() if anonymize else None)
     synthetic = _synthetic_source(reference)
+    description = str(description)[:64]
     now = _dt.datetime.now()
-    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
-    stem = f"{_slug(description)}_{hashlib.sha1(series_uid.encode()).hexdigest()[:8]}"
+    series = _DerivedSeries(
+        uid=generate_uid(), number=_series_number(series_number, refs[0][0] if refs[0][0] is not None else synthetic),
+        description=description, derivation=(derivation or f"sparsect reconstruction: {description}")[:1024],
+        date=now.strftime("%Y%m%d"), time=now.strftime("%H%M%S.%f"), window=window)
+    anonymizer = anonymize if isinstance(anonymize, Anonymizer) else (Anonymizer() if anonymize else None)
+    stem = f"{_slug(description)}_{hashlib.sha1(series.uid.encode()).hexdigest()[:8]}"
     paths: list[Path] = []
     for i, (image, (source, frame, src_hu)) in enumerate(zip(images, refs, strict=True)):
         src = source if source is not None else synthetic
-        sop_uid = generate_uid()
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds.file_meta.ImplementationVersionName = "SPARSECT_010"
-
-        if "SpecificCharacterSet" in src:
-            ds.SpecificCharacterSet = src.SpecificCharacterSet
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        for keyword in _PATIENT + _STUDY:
-            if keyword in src:
-                setattr(ds, keyword, src[keyword].value)
-        for keyword in _TYPE2:
-            if keyword not in ds:
-                setattr(ds, keyword, "")
-        if "StudyInstanceUID" not in ds or not ds.StudyInstanceUID:
-            ds.StudyInstanceUID = synthetic.StudyInstanceUID
-        ds.FrameOfReferenceUID = src.get("FrameOfReferenceUID") or synthetic.FrameOfReferenceUID
-        ds.PositionReferenceIndicator = ""
-
-        ds.Modality = "CT"
-        ds.SeriesInstanceUID = series_uid
-        if series_number is None:
-            try:
-                series_number = int(src.get("SeriesNumber")) + 1000
-            except (TypeError, ValueError):
-                series_number = 1000
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = description
-        ds.SeriesDate, ds.SeriesTime = date, time
-        ds.Manufacturer = "sparsect"
-        ds.ManufacturerModelName = "sparsect"
-        ds.SoftwareVersions = SOFTWARE
-        for keyword in _ACQUISITION:
-            if keyword in src and (src[keyword].value not in (None, "") or keyword == "Laterality"):
-                setattr(ds, keyword, src[keyword].value)
-        thickness = _lookup(src, 0 if frame is None else frame - 1, "PixelMeasuresSequence", "SliceThickness")
-        ds.SliceThickness = "" if thickness is None else thickness
-        if "KVP" not in ds:
-            ds.KVP = ""
-        if "BodyPartExamined" not in ds and "Laterality" not in ds:
-            ds.Laterality = ""  # type 2C: laterality unknown
-        if "PatientPosition" not in ds:
-            ds.PatientPosition = ""
-        ds.AcquisitionNumber = ""
-
-        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        ds.InstanceNumber = i + 1
-        ds.ContentDate, ds.ContentTime = date, time
-        ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-        ds.DerivationDescription = derivation
-        if source is not None and "SOPInstanceUID" in source:
-            refs_seq = []
-            for _ in range(2):
-                item = Dataset()
-                item.ReferencedSOPClassUID = source.get("SOPClassUID", CTImageStorage)
-                item.ReferencedSOPInstanceUID = source.SOPInstanceUID
-                if frame is not None:
-                    item.ReferencedFrameNumber = frame
-                refs_seq.append(item)
-            ds.SourceImageSequence = Sequence([refs_seq[0]])
-            ds.ReferencedImageSequence = Sequence([refs_seq[1]])
-
+        ds = _new_instance()
+        _copy_patient_and_study(ds, src, synthetic)
+        _set_series_and_equipment(ds, series)
+        _copy_acquisition(ds, src, frame)
+        _set_image(ds, series, i + 1, source, frame)
         spacing, iop, ipp = _geometry(source, frame, src_hu.shape, _source_spacing(reference), image.shape)
         ds.PixelSpacing = [_ds_number(v) for v in spacing]
         ds.ImageOrientationPatient = [_ds_number(v) for v in iop]
         ds.ImagePositionPatient = [_ds_number(v) for v in ipp]
         if source is not None and "SliceLocation" in source:
             ds.SliceLocation = source.SliceLocation
-
-        stored, slope, intercept = _encode(image)
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = stored.shape
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = _ds_number(intercept)
-        ds.RescaleSlope = _ds_number(slope)
-        ds.RescaleType = "HU"
-        center, width = _window(source, window)
-        ds.WindowCenter = _ds_number(center)
-        ds.WindowWidth = _ds_number(width)
-        ds.PixelData = stored.astype("<i2").tobytes()
-
+        _set_pixels(ds, image, _window(source, series.window))
         if anonymizer is not None:
             anonymizer.apply(ds)
         path = out / f"{stem}_{i + 1:04d}.dcm"
@@ -282,6 +206,127 @@ def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice 
             pydicom.dcmwrite(stream, ds, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+@dataclass(frozen=True)
+class _DerivedSeries:
+    """What every instance of one derived series shares."""
+
+    uid: str
+    number: int
+    description: str
+    derivation: str
+    date: str
+    time: str
+    window: tuple[float, float] | None
+
+
+def _series_number(requested: int | None, source: Dataset) -> int:
+    """The requested SeriesNumber, else the source's + 1000, else 1000."""
+    if requested is not None:
+        return requested
+    try:
+        return int(source.get("SeriesNumber")) + 1000
+    except (TypeError, ValueError):
+        return 1000
+
+
+def _new_instance() -> Dataset:
+    """An empty CT Image Storage instance with its file meta information and a fresh SOPInstanceUID."""
+    sop_uid = generate_uid()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta.ImplementationVersionName = "SPARSECT_010"
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid
+    return ds
+
+
+def _copy_patient_and_study(ds: Dataset, src: Dataset, synthetic: Dataset) -> None:
+    """Patient, general study and frame-of-reference modules from the source (type 2 attributes empty if absent)."""
+    if "SpecificCharacterSet" in src:
+        ds.SpecificCharacterSet = src.SpecificCharacterSet
+    for keyword in _PATIENT + _STUDY:
+        if keyword in src:
+            setattr(ds, keyword, src[keyword].value)
+    for keyword in _TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    if "StudyInstanceUID" not in ds or not ds.StudyInstanceUID:
+        ds.StudyInstanceUID = synthetic.StudyInstanceUID
+    ds.FrameOfReferenceUID = src.get("FrameOfReferenceUID") or synthetic.FrameOfReferenceUID
+    ds.PositionReferenceIndicator = ""
+
+
+def _set_series_and_equipment(ds: Dataset, series: _DerivedSeries) -> None:
+    ds.Modality = "CT"
+    ds.SeriesInstanceUID = series.uid
+    ds.SeriesNumber = series.number
+    ds.SeriesDescription = series.description
+    ds.SeriesDate, ds.SeriesTime = series.date, series.time
+    ds.Manufacturer = "sparsect"
+    ds.ManufacturerModelName = "sparsect"
+    ds.SoftwareVersions = SOFTWARE
+
+
+def _copy_acquisition(ds: Dataset, src: Dataset, frame: int | None) -> None:
+    """The source's acquisition attributes (CT image module), type 2 ones empty when unknown."""
+    for keyword in _ACQUISITION:
+        if keyword in src and (src[keyword].value not in (None, "") or keyword == "Laterality"):
+            setattr(ds, keyword, src[keyword].value)
+    thickness = _lookup(src, 0 if frame is None else frame - 1, "PixelMeasuresSequence", "SliceThickness")
+    ds.SliceThickness = "" if thickness is None else thickness
+    if "KVP" not in ds:
+        ds.KVP = ""
+    if "BodyPartExamined" not in ds and "Laterality" not in ds:
+        ds.Laterality = ""  # type 2C: laterality unknown
+    if "PatientPosition" not in ds:
+        ds.PatientPosition = ""
+    ds.AcquisitionNumber = ""
+
+
+def _set_image(ds: Dataset, series: _DerivedSeries, number: int, source: Dataset | None, frame: int | None) -> None:
+    """General image module: derived image type, numbering, dates and the references to the source instance."""
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.InstanceNumber = number
+    ds.ContentDate, ds.ContentTime = series.date, series.time
+    ds.InstanceCreationDate, ds.InstanceCreationTime = series.date, series.time
+    ds.DerivationDescription = series.derivation
+    if source is None or "SOPInstanceUID" not in source:
+        return
+    items = []
+    for _ in range(2):  # one item per sequence: a Dataset belongs to one sequence only
+        item = Dataset()
+        item.ReferencedSOPClassUID = source.get("SOPClassUID", CTImageStorage)
+        item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+        if frame is not None:
+            item.ReferencedFrameNumber = frame
+        items.append(item)
+    ds.SourceImageSequence = Sequence([items[0]])
+    ds.ReferencedImageSequence = Sequence([items[1]])
+
+
+def _set_pixels(ds: Dataset, image: np.ndarray, window: tuple[float, float]) -> None:
+    """Image pixel module: signed 16-bit HU with rescale slope/intercept and the display window."""
+    stored, slope, intercept = _encode(image)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept = _ds_number(intercept)
+    ds.RescaleSlope = _ds_number(slope)
+    ds.RescaleType = "HU"
+    center, width = window
+    ds.WindowCenter = _ds_number(center)
+    ds.WindowWidth = _ds_number(width)
+    ds.PixelData = stored.astype("<i2").tobytes()
 
 
 def _source_spacing(reference: CTSlice | CTSeries) -> tuple[float, float]:
