@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsect import operators
+
 from .hu import MU_WATER, hu_to_mu, mu_to_hu
 from .regrid import area_average, upsample_bilinear
 from .series import CTSlice
@@ -194,8 +196,6 @@ def _fan_distances(source_mm: float | None, detector_mm: float | None, working: 
 
 def _make_geometry(kind: str, n_views: int, image_size: tuple[int, int], arc: float, det_count: int | None,
                    source_distance: float | None, detector_distance: float | None) -> Any:
-    from sparsect import operators  # physics package; imported lazily so reading DICOM does not need it
-
     if kind == "parallel":
         if source_distance is not None or detector_distance is not None:
             raise ValueError("source and detector distances apply to fan beams only (geometry='fan')")
@@ -210,8 +210,6 @@ def _refined(geometry: Any, grid: tuple[int, int], scale: float, sub_rays: int) 
     """``geometry`` on a ``scale`` times finer grid (lengths in the fine pixels) whose detector has
     ``sub_rays`` bins of 1/sub_rays the width in place of each bin: bin ``k``'s sub-bins are
     ``k * sub_rays ... k * sub_rays + sub_rays - 1``, centred within it."""
-    from sparsect import operators
-
     det_count, spacing = geometry.det_count * sub_rays, geometry.det_spacing * scale / sub_rays
     if isinstance(geometry, operators.FanBeam):
         return operators.FanBeam(geometry.angles, det_count, geometry.source_distance * scale,
@@ -223,8 +221,6 @@ def _honest_projections(mu_source: np.ndarray, geometry: Any, pixel_size_mm: flo
                         ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Line integrals (float64 (n_views, det_count)) of the working ``geometry`` simulated from the finest
     image (see the module docstring), and the simulation grid. ``pixel_size_mm`` is the working pixel's."""
-    from sparsect import operators
-
     working = geometry.image_size
     if min(s / w for s, w in zip(mu_source.shape, working, strict=True)) >= MIN_REFINEMENT:
         image = mu_source
@@ -269,8 +265,6 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     Simulation with ``sinogram`` float32 (n_views, det_count), the working ``geometry``, ground truth
     ``mu`` (1/mm) on the working grid, ``pixel_size_mm`` of the working grid, ...
     """
-    from sparsect import operators
-
     hu, source_pixel_mm = _source_image(image_hu, pixel_size_mm)
     if simulation not in SIMULATIONS:
         raise ValueError(f"simulation must be one of {', '.join(map(repr, SIMULATIONS))}, got {simulation!r}")

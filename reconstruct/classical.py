@@ -35,6 +35,7 @@ import torch
 
 from sparsect import operators
 from sparsect.data.hu import MU_WATER, mu_to_hu
+from sparsect.reconstruct.checks import check_iterations, check_photons
 from sparsect.reconstruct.result import ProgressCallback, Reconstruction, StopLike, report_progress, stop_requested
 
 SinogramLike = torch.Tensor | np.ndarray
@@ -87,12 +88,6 @@ def _check_pixel_size(pixel_size_mm: float) -> float:
     if not (math.isfinite(pixel_size_mm) and pixel_size_mm > 0):
         raise ValueError(f"pixel_size_mm must be a positive length in mm, got {pixel_size_mm!r}")
     return pixel_size_mm
-
-
-def _check_iterations(iterations: int) -> int:
-    if int(iterations) != iterations or iterations < 1:
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-    return int(iterations)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -230,7 +225,7 @@ def sirt(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 100, 
     """
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
-    iterations = _check_iterations(iterations)
+    iterations = check_iterations(iterations)
     A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if not 0 < relaxation < 2:
         raise ValueError(f"relaxation must lie in (0, 2), got {relaxation!r}")
@@ -296,7 +291,7 @@ def cgls(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 20, n
     """
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
-    iterations = _check_iterations(iterations)
+    iterations = check_iterations(iterations)
     A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     y, squeeze = _prepare(sinogram, A)
     _synchronize(y.device)
@@ -379,7 +374,7 @@ def os_sart(sinogram: SinogramLike, geometry: GeometryLike, iterations: int = 10
     """
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
-    iterations = _check_iterations(iterations)
+    iterations = check_iterations(iterations)
     A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if not 0 < relaxation < 2:
         raise ValueError(f"relaxation must lie in (0, 2), got {relaxation!r}")
@@ -457,12 +452,6 @@ def object_attenuation(image: torch.Tensor) -> torch.Tensor:
     return torch.where(peak[:, 0] > 0, mean, torch.ones_like(mean))
 
 
-def _check_photons(photons: float | None) -> None:
-    """Reject a photon count that is not > 0 (None: unknown, ``math.inf``: noise-free; NaN is rejected)."""
-    if photons is not None and not photons > 0:
-        raise ValueError(f"photons must be > 0 (math.inf for noise-free data) or None, got {photons!r}")
-
-
 def poisson_noise_std(sinogram: SinogramLike, photons: float) -> torch.Tensor:
     """Root-mean-square noise of line integrals measured with ``photons`` incident photons per bin, shape
     (B,): ``sqrt(mean(exp(y) / photons))`` over the bins that see the object (``y`` above 1 % of its peak),
@@ -491,7 +480,7 @@ def default_tv_lambda(sinogram: SinogramLike, geometry: GeometryLike, factor: fl
     """
     A = _operator(geometry)
     y, _ = _prepare(sinogram, A)
-    _check_photons(photons)
+    check_photons(photons)
     with torch.no_grad():
         peak = A.adjoint(y).abs().amax(dim=(1, 2, 3))
         if factor is None and photons is None:
@@ -586,7 +575,7 @@ def tv(sinogram: SinogramLike, geometry: GeometryLike, lam: float | None = None,
     """
     A = _operator(geometry)
     pixel_size_mm = _check_pixel_size(pixel_size_mm)
-    iterations = _check_iterations(iterations)
+    iterations = check_iterations(iterations)
     A.expect_calls(2 * iterations)  # a forward and an adjoint per iteration: the cached matrix may pay
     if init not in ("fbp", "zeros"):
         raise ValueError(f"init must be 'fbp' or 'zeros', got {init!r}")

@@ -419,7 +419,6 @@ def fit(
     if tuple(sinogram.shape[-2:]) != expected or sinogram.numel() != batch * math.prod(expected):
         wanted = expected if batch == 1 else (batch, 1, *expected)
         raise ValueError(f"sinogram must have shape {wanted} for {batch} model(s), got {tuple(sinogram.shape)}")
-    config.scales(batch)  # validates the number of output scales
     device = resolve_device(config.device)
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices, enabled=config.seed is not None):

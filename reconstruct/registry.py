@@ -17,6 +17,7 @@ import torch
 
 from sparsect import operators
 from sparsect.reconstruct import classical
+from sparsect.reconstruct.checks import check_iterations, check_photons
 from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.models import PRESET_NAMES, get_preset
 from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS, VARIANTS, canonical_variants, reconstruct_neural
@@ -88,9 +89,8 @@ def check(name: str, iterations: int | None = None, preset: str = "preview",
           variant: str | Iterable[str] | None = None) -> None:
     """Raise ``ValueError`` unless :func:`run` accepts these settings (checked before any work)."""
     method(name)
-    if iterations is not None and (isinstance(iterations, bool) or int(iterations) != iterations
-                                   or iterations < 1):
-        raise ValueError(f"iterations must be a whole number >= 1, got {iterations!r}")
+    if iterations is not None:
+        check_iterations(iterations)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     canonical_variants(variant)
@@ -123,8 +123,7 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     :class:`reconstruct.result.Reconstruction` with ``image_hu`` (H, W) or (B, H, W) in HU.
     """
     check(name, iterations, preset, variant)
-    if photons is not None and not photons > 0:
-        raise ValueError(f"photons must be > 0 (math.inf for noise-free data) or None, got {photons!r}")
+    check_photons(photons)
     spec = METHODS[name]
     target = resolve_device(device)
     sinogram = torch.as_tensor(sinogram).to(target)
