@@ -202,6 +202,8 @@ def _tiff_rows(files: list[TiffSource], row: int | None, shape: list[tuple[int, 
     for name, source in files:
         try:
             with tifffile.TiffFile(source) as tif:
+                if not len(tif.pages):  # a truncated file opens with no pages: it must not drop a view silently
+                    raise ScanError(f"{name} is not a readable TIFF file: it holds no image")
                 for page in tif.pages:
                     image = np.asarray(page.asarray())
                     if image.ndim != 2:
