@@ -34,8 +34,9 @@ from .errors import (
     UnsupportedDicomError,
 )
 from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
-from .measured import MeasuredScan, flat_dark_correct, load_scan, load_scan_bytes
+from .measured import MeasuredScan, flat_dark_correct, load_scan, load_scan_bytes, load_tiff_bytes
 from .measured_center import estimate_center_offset
+from .measured_formats import tiff_rows
 from .phantoms import shepp_logan_hu
 from .regrid import area_average
 from .samples import UnknownSampleError, load_sample, samples
@@ -58,5 +59,6 @@ __all__ = [
     "CTSeries", "CTSlice", "Credentials", "DicomWeb", "MeasuredScan", "ScanResult", "Simulation",
     "area_average", "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct", "hu_to_mu", "load",
     "load_bytes", "load_sample", "load_scan", "load_scan_bytes", "load_slice", "load_slice_bytes", "mu_to_hu",
-    "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate", "simulate_counts", "write_series",
+    "load_tiff_bytes", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate", "simulate_counts",
+    "tiff_rows", "write_series",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import ScanError, ScanNotFoundError
-from .measured_formats import read_scan_bytes, read_scan_file
+from .measured_formats import read_scan_bytes, read_scan_file, read_tiff_bytes
 from .measured_geometry import BEAMS, merge_geometry, read_geometry
 
 #: Transmissions below this (after flat/dark correction) are raised to it before the log, so dead or
@@ -267,6 +267,15 @@ def load_scan_bytes(name: str, content: bytes, geometry: str | os.PathLike | Map
     return _assemble(read_scan_bytes(name, content, row), geometry, name, name)
 
 
+def load_tiff_bytes(files: Sequence[tuple[str, bytes]],
+                    geometry: str | os.PathLike | Mapping[str, Any] | None = None, row: int | None = None
+                    ) -> MeasuredScan:
+    """:func:`load_scan` of a TIFF stack uploaded as files held in memory: ``files`` are (name, bytes) of
+    the projections (one image per view, natural name order), the ``flat*`` and optional ``dark*`` fields;
+    ``row`` the detector row (image row) to reconstruct, default the middle one. Nothing is written to disk."""
+    return _assemble(read_tiff_bytes(files, row), geometry, "uploaded TIFF stack", "the uploaded TIFF stack")
+
+
 def _assemble(found: Any, geometry: str | os.PathLike | Mapping[str, Any] | None, source: str,
               name: str) -> MeasuredScan:
     extra = read_geometry(geometry) if geometry is not None else {}
@@ -292,4 +301,5 @@ def _assemble(found: Any, geometry: str | os.PathLike | Mapping[str, Any] | None
                         format=found.format, notes=tuple(notes))
 
 
-__all__ = ["MIN_TRANSMISSION", "MeasuredScan", "flat_dark_correct", "load_scan", "load_scan_bytes"]
+__all__ = ["MIN_TRANSMISSION", "MeasuredScan", "flat_dark_correct", "load_scan", "load_scan_bytes",
+           "load_tiff_bytes"]

@@ -8,9 +8,10 @@
 - HDF5 Data Exchange (``.h5``, ``.hdf5``, ``.hdf``, ``.dxf``): raw intensities ``/exchange/data`` (views,
   rows, columns), flat fields ``/exchange/data_white``, dark fields ``/exchange/data_dark`` (optional),
   angles ``/exchange/theta`` (degrees unless its ``units`` attribute says radians).
-- TIFF: a folder of ``.tif``/``.tiff`` files (each one or more pages): names starting with ``flat`` or
-  ``white`` are flat fields, ``dark`` dark fields, the rest projections in natural name order (``p2``
-  before ``p10``), one page per view. Angles come from the JSON file.
+- TIFF: a folder of ``.tif``/``.tiff`` files (each one or more pages), or the same files uploaded together
+  (:func:`read_tiff_bytes`): names starting with ``flat`` or ``white`` are flat fields, ``dark`` dark fields,
+  the rest projections in natural name order (``p2`` before ``p10``), one page per view. Angles come from
+  the JSON file.
 - Helsinki Tomography Challenge 2022 ``.mat`` (MATLAB v5, scipy.io): the struct ``CtDataFull`` or
   ``CtDataLimited`` with ``sinogram`` (views, bins; already flat-field corrected, log transformed and
   centred by its authors) and ``parameters`` (``angles`` in degrees, ``distanceSourceOrigin``,
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -185,51 +186,86 @@ def read_hdf5(source: Path | BinaryIO, name: str, row: int | None) -> FoundScan:
     return found
 
 
-def _natural_key(path: Path) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+#: A TIFF file of a stack: its name (which says flat, dark or projection, and the order) and where it is
+#: (a path, or the bytes of an upload as a stream).
+TiffSource = tuple[str, "Path | BinaryIO"]
 
 
-def _tiff_rows(files: list[Path], row: int | None, shape: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _tiff_rows(files: list[TiffSource], row: int | None, shape: list[tuple[int, int]]) -> Iterator[np.ndarray]:
     """One detector row of every page of ``files``; ``shape`` collects the page shape to check they agree."""
     import tifffile
 
-    for file in files:
+    for name, source in files:
         try:
-            with tifffile.TiffFile(file) as tif:
+            with tifffile.TiffFile(source) as tif:
+                if not len(tif.pages):  # a truncated file opens with no pages: it must not drop a view silently
+                    raise ScanError(f"{name} is not a readable TIFF file: it holds no image")
                 for page in tif.pages:
                     image = np.asarray(page.asarray())
                     if image.ndim != 2:
-                        raise ScanError(f"{file.name} has a page of shape {image.shape}; expected 2D grayscale")
+                        raise ScanError(f"{name} has a page of shape {image.shape}; expected 2D grayscale")
                     if not shape:
                         shape.append(image.shape)
                     if image.shape != shape[0]:
-                        raise ScanError(f"{file.name} has a page of shape {image.shape}, the first projection "
+                        raise ScanError(f"{name} has a page of shape {image.shape}, the first projection "
                                         f"{shape[0]}: all images must have the same size")
-                    yield image[_row_index(image.shape[0], row, file.name)]
-        except (tifffile.TiffFileError, OSError) as exc:
-            raise ScanError(f"{file.name} is not a readable TIFF file: {exc}") from None
+                    yield image[_row_index(image.shape[0], row, name)]
+        except (tifffile.TiffFileError, OSError, ValueError) as exc:
+            raise ScanError(f"{name} is not a readable TIFF file: {exc}") from None
+
+
+def _tiff_stack(files: list[TiffSource], row: int | None, where: str) -> FoundScan:
+    """Projections, flat and dark fields of the TIFF files of one stack (``where`` names it in messages)."""
+    files = sorted(files, key=lambda file: _natural_key(file[0]))
+    flats = [f for f in files if f[0].lower().startswith(("flat", "white"))]
+    darks = [f for f in files if f[0].lower().startswith("dark")]
+    projections = [f for f in files if f not in flats and f not in darks]
+    if not projections:
+        raise ScanError(f"no TIFF projections in {where}")
+    if not flats:
+        raise ScanError(f"no flat field in {where}: add flat*.tif (and dark*.tif) next to the projections")
+    shape: list[tuple[int, int]] = []
+    found = FoundScan("tiff", projections=np.stack(list(_tiff_rows(projections, row, shape))))
+    found.flat = np.stack(list(_tiff_rows(flats, row, shape)))
+    found.dark = np.stack(list(_tiff_rows(darks, row, shape))) if darks else None
+    found.notes.append(f"{found.projections.shape[0]} projections from {len(projections)} files, detector row "
+                       f"{_row_index(shape[0][0], row, where)} of {shape[0][0]}")
+    return found
 
 
 def read_tiff(path: Path, row: int | None) -> FoundScan:
     if not path.is_dir():
         raise ScanError(f"{path.name} is a single TIFF file, which holds no flat field: put the projections "
                         "with flat*.tif (and dark*.tif) files in one folder and give the folder")
-    files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES),
-                   key=_natural_key)
-    flats = [p for p in files if p.name.lower().startswith(("flat", "white"))]
-    darks = [p for p in files if p.name.lower().startswith("dark")]
-    projections = [p for p in files if p not in flats and p not in darks]
-    if not projections:
-        raise ScanError(f"no TIFF projections in {str(path)!r}")
-    if not flats:
-        raise ScanError(f"no flat field in {str(path)!r}: add flat*.tif (and dark*.tif) next to the projections")
-    shape: list[tuple[int, int]] = []
-    found = FoundScan("tiff", projections=np.stack(list(_tiff_rows(projections, row, shape))))
-    found.flat = np.stack(list(_tiff_rows(flats, row, shape)))
-    found.dark = np.stack(list(_tiff_rows(darks, row, shape))) if darks else None
-    found.notes.append(f"{found.projections.shape[0]} projections from {len(projections)} files, detector row "
-                       f"{_row_index(shape[0][0], row, path.name)} of {shape[0][0]}")
-    return found
+    files = [(p.name, p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES]
+    return _tiff_stack(files, row, repr(str(path)))
+
+
+def read_tiff_bytes(files: Sequence[tuple[str, bytes]], row: int | None) -> FoundScan:
+    """:func:`read_tiff` of uploaded TIFF files held in memory: (name, bytes) of every projection, flat
+    (``flat*``/``white*``) and dark (``dark*``) file; files of other suffixes are refused."""
+    others = [name for name, _ in files if Path(name).suffix.lower() not in TIFF_SUFFIXES]
+    if others:
+        raise ScanError(f"{Path(others[0]).name} is not a TIFF file: a TIFF stack takes only .tif/.tiff files")
+    return _tiff_stack([(Path(name).name, io.BytesIO(content)) for name, content in files], row, "the upload")
+
+
+def tiff_rows(name: str, content: bytes) -> int:
+    """The number of detector rows (the image height) of the first page of one TIFF file held in memory."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(content)) as tif:
+            shape = tif.pages[0].shape
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        raise ScanError(f"{Path(name).name} is not a readable TIFF file: {exc}") from None
+    if len(shape) != 2:
+        raise ScanError(f"{Path(name).name} has a page of shape {shape}; expected 2D grayscale")
+    return int(shape[0])
 
 
 def _htc_struct(values: dict[str, Any], name: str) -> dict[str, Any]:
@@ -314,4 +350,5 @@ def read_scan_bytes(name: str, content: bytes, row: int | None) -> FoundScan:
     return _read_one(io.BytesIO(content), name, row)
 
 
-__all__ = ["FoundScan", "read_hdf5", "read_htc_mat", "read_numpy", "read_scan_bytes", "read_scan_file", "read_tiff"]
+__all__ = ["FoundScan", "TiffSource", "read_hdf5", "read_htc_mat", "read_numpy", "read_scan_bytes", "read_scan_file",
+           "read_tiff", "read_tiff_bytes", "tiff_rows"]

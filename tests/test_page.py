@@ -490,3 +490,22 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
     assert [c[3] for c in calls] == [("fbp_init", "ramp_loss"), ("fbp_init", "tv"), ("paper",)]
+
+
+def test_page_script_is_a_main_with_short_section_functions():
+    """Issue #13: module level of the page script is imports, constants, definitions and the main() call;
+    no function of the page modules is longer than 80 lines."""
+    import ast
+
+    tree = ast.parse(Path(PAGE).read_text())
+    allowed = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.ClassDef)
+    docstring = lambda node: isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)  # noqa: E731
+    statements = [node for node in tree.body if not docstring(node)]
+    *definitions, guard = statements
+    assert all(isinstance(node, allowed) for node in definitions), [ast.dump(n)[:80] for n in definitions
+                                                                     if not isinstance(n, allowed)]
+    assert ast.unparse(guard) == "if __name__ == '__main__':\n    main()"
+    for path in (ROOT / "app" / "page").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno < 80, f"{path.name}: {node.name} is too long"

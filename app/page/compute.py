@@ -337,6 +337,12 @@ class Job:
 
         return update
 
+    def _execute(self, task: Task, progress: Progress) -> tuple[Any, dict[str, float]]:
+        """One task's reconstruction and its scores (a subclass may run and score differently)."""
+        reconstruction = self._runner(task.method, self.simulation, task.settings,
+                                      callback=self._callback(progress), stop=self.stop_event)
+        return reconstruction, pipeline.score(reconstruction.image_hu, self.simulation)
+
     def _run(self) -> None:
         for task in self.tasks:
             progress = self.progress[task.method]
@@ -346,9 +352,7 @@ class Job:
             progress.status, progress.started = "running", time.perf_counter()
             progress.iterations = registry.iterations_for(task.method, task.settings.iterations, task.settings.preset)
             try:
-                reconstruction = self._runner(task.method, self.simulation, task.settings,
-                                              callback=self._callback(progress), stop=self.stop_event)
-                scores = pipeline.score(reconstruction.image_hu, self.simulation)
+                reconstruction, scores = self._execute(task, progress)
             except Exception as exc:  # shown as a message on the page, never as a traceback
                 log.exception("%s failed", task.method)
                 progress.status, progress.finished = "error", time.perf_counter()

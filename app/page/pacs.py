@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sparsect import data
+from sparsect.app.page import keys
 
-#: session-state keys of the PACS widgets
-URL, RESULTS, SERIES, FILES = "pacs_url", "pacs_studies", "pacs_series", "pacs_files"
+#: session-state keys of the PACS widgets (named in app/page/keys.py)
+URL, RESULTS, SERIES, FILES = keys.PACS_URL, keys.PACS_STUDIES, keys.PACS_SERIES, keys.PACS_FILES
 
 
 def study_label(study: dict[str, Any]) -> str:

@@ -1,0 +1,228 @@
+"""The sidebar sections of the comparison page: input, sparse scan and methods. Each wires its widgets to
+the pure helpers of app/page/compute.py and returns what the user chose; nothing here computes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+import torch
+
+from sparsect import data
+from sparsect.app import pipeline
+from sparsect.app import settings as settings_module
+from sparsect.app.help import SIMULATION_HELP
+from sparsect.app.page import compute as pc
+from sparsect.app.page import figures as pf
+from sparsect.app.page import keys
+from sparsect.app.page import pacs as page_pacs
+from sparsect.reconstruct import registry
+
+SOURCES = ("Sample", "Upload DICOM", "Load from PACS", "Measured scan")
+MEASURED, PACS = "Measured scan", "Load from PACS"
+SIZES = {"64 x 64": 64, "128 x 128": 128, "256 x 256": 256, "512 x 512": 512, "Original": None}
+VIEW_PRESETS = (30, 60, 90, 120, 180)
+PHOTONS = (1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6)
+DEFAULT_METHODS = ("fbp", "cgls", "lrnn")
+SIZE_HELP = ("The grid the methods reconstruct on. The scan is simulated from the slice's own pixels when they "
+             "are at least 2x finer, else from the slice upsampled (bilinear) to 2x.")
+
+
+@dataclass
+class InputChoice:
+    """The slice to scan (None with ``error`` or before an upload), ``key`` naming it in run keys."""
+
+    source: str
+    ct: data.CTSlice | None = None
+    size: int | None = None
+    key: str = ""
+    error: str | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ScanChoice:
+    settings: settings_module.ScanSettings
+    arc_deg: int
+    beam: str
+    photons: float | None
+
+
+@dataclass
+class MethodChoice:
+    chosen: list[str]
+    preset: str
+    variants: list[str]
+    iterations_classical: int | None
+    iterations_neural: int | None
+    run_clicked: bool
+    reader_mode: bool
+
+
+def fmt_photons(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def show_skipped(container: Any, skipped: list[tuple[str, str]], expanded: bool = False) -> None:
+    """The files of an upload that were skipped, with why (at most 50)."""
+    with container.expander(f"{len(skipped)} file(s) skipped", expanded=expanded):
+        for file_name, reason in skipped[:50]:
+            st.caption(f"**{Path(file_name).name}**: {reason}")
+
+
+def source_section(sb: Any) -> str:
+    """Title and the input source radio."""
+    sb.title("sparsect")
+    sb.caption("Simulate a sparse-view CT scan of a slice and compare reconstructions against it.")
+    sb.header("1 Input", divider="gray")
+    return sb.radio("Source", list(SOURCES), horizontal=True, key="source")
+
+
+def input_section(sb: Any, source: str, sample_slice: Callable[[str, int | None], data.CTSlice]) -> InputChoice:
+    """Working size and the slice of a sample, an upload or the PACS; ``sample_slice`` is the cached loader."""
+    size = SIZES[sb.selectbox("Working size", list(SIZES), index=1, key="size", help=SIZE_HELP)]
+    choice = _slice_input(sb, source, size, sample_slice)
+    choice.size = size
+    return choice
+
+
+def _slice_input(sb: Any, source: str, size: int | None,
+                 sample_slice: Callable[[str, int | None], data.CTSlice]) -> InputChoice:
+    if source == "Sample":
+        samples = data.samples()
+        name = sb.selectbox("Sample", list(samples), key="sample", help="Bundled with pydicom / scikit-image.")
+        sb.caption(samples[name])
+        try:
+            return InputChoice(source, sample_slice(name, size), f"sample:{name}:{size}")
+        except (data.DicomError, pipeline.InputError, ValueError) as exc:
+            return InputChoice(source, error=f"The sample could not be loaded: {exc}")
+    if source == PACS:
+        files = page_pacs.load_widget(sb, st.session_state)
+    else:
+        uploaded = sb.file_uploader("DICOM files or a .zip of a series folder", accept_multiple_files=True,
+                                    key="upload", help="Processed in memory only; nothing is written to disk.\n\n"
+                                    + data.errors.SUPPORTED)
+        files = [(f.name, f.getvalue()) for f in uploaded] if uploaded else None
+    if not files:
+        if source != PACS:
+            sb.info("Upload one or more CT DICOM files (one series), or a .zip of the series folder.")
+        return InputChoice(source)
+    return _series_input(sb, source, files, size)
+
+
+def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]], size: int | None) -> InputChoice:
+    """Series and slice pickers of uploaded (or pulled) DICOM files."""
+    digest = pc.upload_digest(files)
+    uploads = st.session_state[keys.UPLOADS]
+    summary = uploads.get(digest) or uploads.put(digest, pc.read_uploads(files))
+    if summary.skipped and summary.series:
+        show_skipped(sb, summary.skipped)
+    if summary.error:
+        sb.warning("This upload cannot be used; the reason is shown on the right.", icon=":material/error:")
+        return InputChoice(source, error=summary.error, skipped=summary.skipped)
+    series_index = 0
+    if len(summary.series) > 1:
+        series_index = sb.selectbox("Series", range(len(summary.series)), key="series",
+                                    format_func=lambda i: pc.series_label(summary.series[i]))
+    series = summary.series[series_index]
+    n = len(series)
+    slice_index = sb.slider("Slice", 0, n - 1, n // 2, key="slice_index") if n > 1 else n // 2
+    sb.image(pf.thumbnail(series.hu[slice_index]), caption=f"{pc.series_label(series)}: slice "
+             f"{slice_index + 1}/{n}", width=160)
+    try:
+        ct = pc.prepare_slice(series.slice(slice_index), size)
+    except (pipeline.InputError, ValueError, IndexError) as exc:
+        return InputChoice(source, error=f"This slice cannot be used: {exc}")
+    return InputChoice(source, ct, f"upload:{digest}:{series_index}:{slice_index}:{size}")
+
+
+def _set_views(value: int) -> None:
+    st.session_state[keys.VIEWS] = value
+
+
+def _fan_distances(sb: Any) -> tuple[float | None, float | None]:
+    cols = sb.columns(2)
+    source_mm = cols[0].number_input("Source distance (mm)", 0.0, 5000.0, 0.0, step=50.0, key="source_mm",
+                                     help="Source to rotation centre; 0 = twice the image diagonal.")
+    detector_mm = cols[1].number_input("Detector distance (mm)", 0.0, 5000.0, 0.0, step=50.0, key="detector_mm",
+                                       help="Rotation centre to detector; 0 = one image diagonal.")
+    return source_mm or None, detector_mm or None
+
+
+def scan_section(sb: Any, size: int | None) -> ScanChoice | None:
+    """The sparse-scan settings, validated; None (with the reason shown) when they cannot be used."""
+    sb.header("2 Sparse scan", divider="gray")
+    for col, value in zip(sb.columns(len(VIEW_PRESETS)), VIEW_PRESETS, strict=True):
+        col.button(str(value), key=f"views_{value}", on_click=_set_views, args=(value,), width="stretch",
+                   type="primary" if st.session_state[keys.VIEWS] == value else "secondary")
+    views = sb.slider("Number of views", 4, 360, key=keys.VIEWS)
+    beam = sb.radio("Beam", settings_module.BEAMS, horizontal=True, key="beam", format_func=str.capitalize,
+                    help="Parallel beam over a half turn, or fan beam (flat detector) over a full turn.")
+    source_mm, detector_mm = _fan_distances(sb) if beam == "fan" else (None, None)
+    arc_deg = sb.slider("Arc (degrees)", 90, 360, 360 if beam == "fan" else 180, step=15, key=f"arc_{beam}")
+    low_dose = sb.toggle("Low-dose noise", value=False, key="low_dose",
+                         help="Poisson noise on the detected photon counts.")
+    photons = None
+    if low_dose:
+        photons = sb.select_slider("Photons per ray", PHOTONS, value=1e5, format_func=fmt_photons, key="photons")
+    det_count = sb.number_input("Detector bins (0 = automatic)", 0, 4096, 0, step=16, key="det_count",
+                                help="Automatic covers the whole image diagonal.")
+    simulation = sb.selectbox("Simulation", settings_module.SIMULATIONS, key="simulation",
+                              format_func=lambda name: pc.SIMULATION_LABELS[name], help=SIMULATION_HELP)
+    try:
+        scan = settings_module.scan_settings(views=int(views), arc=math.radians(arc_deg), photons=photons,
+                                             det_count=int(det_count) or None, geometry=beam, simulation=simulation,
+                                             size=size, source_distance_mm=source_mm,
+                                             detector_distance_mm=detector_mm)
+    except pipeline.InputError as exc:
+        sb.error(f"These scan settings cannot be used: {exc}")
+        return None
+    return ScanChoice(scan, arc_deg, beam, photons)
+
+
+def _iteration_inputs(sb: Any) -> tuple[int | None, int | None]:
+    cols = sb.columns(2)
+    budgets = ", ".join(str(registry.iterations_for(m, None)) for m in ("sirt", "cgls", "os_sart", "tv"))
+    classical = cols[0].number_input("Iterations (classical)", 1, 5000, None, step=10, key="iters_classical",
+                                     placeholder="default",
+                                     help=f"SIRT, CGLS, OS-SART, TV; empty = each method's default ({budgets}).")
+    neural = cols[1].number_input("Iterations (networks)", 1, 50000, None, step=50, key="iters_neural",
+                                  placeholder="preset", help="LRNN, WIRE, SIREN main loop (the warm start comes on "
+                                                             "top); empty = the preset's budget.")
+    return classical, neural
+
+
+def _device_caption(sb: Any) -> None:
+    if settings_module.parse_device("auto").startswith("cuda"):
+        sb.caption(f":material/memory: Device: **GPU** ({torch.cuda.get_device_name(0)})")
+    else:
+        sb.caption(f":material/memory: Device: **CPU** ({torch.get_num_threads()} threads)")
+
+
+def methods_section(sb: Any, can_run: bool) -> MethodChoice:
+    """Method checkboxes, network preset and fit options, iteration budgets, Run and the reader-study toggle."""
+    sb.header("3 Methods", divider="gray")
+    method_cols = sb.columns(2)
+    chosen = [method for i, method in enumerate(registry.METHODS)
+              if method_cols[i % 2].checkbox(pc.label(method), value=method in DEFAULT_METHODS, key=f"use_{method}")]
+    preset = sb.selectbox("Network preset", registry.PRESETS, key="preset",
+                          help="preview: 128x128 in under a minute on a laptop CPU; paper and quality take longer.")
+    variant_options, variant_default = pc.variant_options()
+    variants = sb.multiselect("Network fit options", variant_options, default=variant_default, key="variants",
+                              format_func=pc.variant_label, help=pc.VARIANT_HELP,
+                              placeholder="None: the published formulation")
+    iterations_classical, iterations_neural = _iteration_inputs(sb)
+    _device_caption(sb)
+    run_clicked = sb.button("Run", type="primary", key="run", width="stretch", disabled=not can_run or not chosen,
+                            icon=":material/play_arrow:")
+    reader_mode = sb.toggle("Reader study mode", key="reader_mode",
+                            help="Show the methods under random labels, without names or metrics.")
+    return MethodChoice(chosen, preset, variants, iterations_classical, iterations_neural, run_clicked, reader_mode)
+
+
+__all__ = ["MEASURED", "PACS", "SIZES", "InputChoice", "MethodChoice", "ScanChoice", "input_section",
+           "methods_section", "scan_section", "show_skipped", "source_section"]
