@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sparsect import data
-from sparsect.app import stopping
+from sparsect.app import limits, stopping
 from sparsect.app.batch import executors, pacs, work
 from sparsect.app.batch.store import OutDirBusy, Store
 from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, SIMULATION_HELP, VARIANT_HELP
@@ -150,6 +150,8 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     if not scan.series and not scan.skipped:
         raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
     units, problems = work.plan(scan.series, in_dir, settings)
+    if (too_large := limits.batch_problem(scan.series, units, settings, device)) is not None:
+        raise CannotStart(too_large)
     input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped]
     input_failures += [{"kind": "input", "file": name, "reason": reason} for name, reason in problems]
     mine = work.shard(units, k, n)
