@@ -100,8 +100,9 @@ def series_label(series: data.CTSeries) -> str:
 def prepare_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
     """``ct`` as the scan's source for a ``size`` working grid (:func:`sparsect.app.pipeline.source_slice`):
     unchanged when square, since the honest simulation scans its own pixels; the working grid is
-    ``ScanSettings.size``."""
-    return pipeline.source_slice(ct, size)
+    ``ScanSettings.size``. A slice that cannot be scored (too small, constant) raises
+    :class:`settings.InputError`, as in ``sparsect reconstruct``."""
+    return pipeline.check_slice(pipeline.source_slice(ct, size))
 
 
 def check_memory(ct: data.CTSlice, scan: settings.ScanSettings,
