@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sparsect import __version__, data
-from sparsect.app import outputs, pipeline, settings, stopping
+from sparsect.app import limits, outputs, pipeline, settings, stopping
 from sparsect.app.batch.command import register
 from sparsect.app.help import ITERATIONS_HELP, MEASURED_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
 from sparsect.app.measured_cli import reconstruct_scan
@@ -143,6 +143,7 @@ def reconstruct(
             if anonymize and out is None:
                 raise InputError("--anonymize applies to the DICOM written to --out; give --out too")
             ct = pipeline.load_input(input, size=size, index=slice_index, series_uid=series)
+            limits.check_memory(ct.hu.shape[0], scan_setup, methods, method_settings)
             if out is not None:
                 if Path(input).exists() and out.resolve() == Path(input).resolve():
                     raise InputError("--out must not be the input path; inputs are never overwritten")

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sparsect import __version__, data
-from sparsect.app import stopping
+from sparsect.app import limits, stopping
 from sparsect.app.batch import executors, pacs, plan, work
 from sparsect.app.batch.store import OutDirBusy, Store
 from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, SIMULATION_HELP, VARIANT_HELP
@@ -143,8 +143,10 @@ class _Job:
     fingerprints: dict[str, str]
 
 
-def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: int, log: Log) -> _Job:
-    """Scan IN_DIR, plan every unit, keep shard ``k`` of ``n`` and find the units still to do."""
+def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: int, device: str, log: Log
+          ) -> _Job:
+    """Scan IN_DIR, plan every unit (refusing a job that would not fit in memory on ``device``), keep shard
+    ``k`` of ``n`` and find the units still to do."""
     try:
         scan = data.scan(in_dir)
     except (data.DicomError, OSError) as error:
@@ -152,6 +154,8 @@ def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: 
     if not scan.series and not scan.skipped:
         raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
     units, problems = plan.plan(scan.series, in_dir, settings)
+    if (too_large := limits.batch_problem(scan.series, units, settings, device)) is not None:
+        raise CannotStart(too_large)
     input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped + problems]
     mine = plan.shard(units, k, n)
     store = Store(out_dir, in_dir, settings)
@@ -256,7 +260,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
         methods=",".join(settings.methods), variant=",".join(settings.variant), simulation=settings.simulation,
         slices=settings.slices, shard=f"{k}/{n}", executor=executor, device=device, version=__version__)
-    job = _plan(in_dir, out_dir, settings, k, n, log)
+    job = _plan(in_dir, out_dir, settings, k, n, device, log)
     if dry_run:
         _list_units(job, stdout, log)
         return EXIT_OK

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sparsect import data
-from sparsect.app import outputs, pipeline, settings
+from sparsect.app import limits, outputs, pipeline, settings
 from sparsect.data.hu import MU_WATER, mu_to_hu
 from sparsect.reconstruct import metrics, registry
 
@@ -100,8 +100,21 @@ def series_label(series: data.CTSeries) -> str:
 def prepare_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
     """``ct`` as the scan's source for a ``size`` working grid (:func:`sparsect.app.pipeline.source_slice`):
     unchanged when square, since the honest simulation scans its own pixels; the working grid is
-    ``ScanSettings.size``."""
-    return pipeline.source_slice(ct, size)
+    ``ScanSettings.size``. A slice that cannot be scored (too small, constant) raises
+    :class:`settings.InputError`, as in ``sparsect reconstruct``."""
+    return pipeline.check_slice(pipeline.source_slice(ct, size))
+
+
+def check_memory(ct: data.CTSlice, scan: settings.ScanSettings,
+                 method_settings: dict[str, settings.MethodSettings]) -> None:
+    """:class:`settings.InputError` (one line: what the settings need, what is available, a smaller view
+    count or grid that fits) when simulating ``scan`` of ``ct`` (as :func:`prepare_slice` made it) and running
+    a method of ``method_settings`` (method -> its settings) would not fit the memory available."""
+    for method, chosen in method_settings.items():
+        problem = limits.memory_problem(max(ct.hu.shape), scan, (method,), chosen, views_option="Number of views",
+                                        size_option="working grid")
+        if problem is not None:
+            raise settings.InputError(problem)
 
 
 def identifying_fields(ct: data.CTSlice) -> dict[str, str]:
