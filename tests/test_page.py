@@ -420,6 +420,15 @@ def test_page_corrupt_upload_shows_a_message():
     assert "Uploaded series" in _texts(at.caption)
 
 
+def test_page_refuses_settings_that_do_not_fit_in_memory(monkeypatch):
+    monkeypatch.setenv("SPARSECT_AVAILABLE_MEMORY", str(2**20))  # 1 MiB: nothing fits
+    at = _app()
+    assert not at.exception, at.exception
+    message = _texts(at.main.error)
+    assert "cannot be used" in message and "needs about" in message and "available" in message
+    assert len(message) < 300
+
+
 def test_a_reload_offers_the_finished_runs_back():
     def page():
         at = _app()

@@ -89,15 +89,17 @@ def simulate_section(choice: sidebar.InputChoice, scan: sidebar.ScanChoice) -> d
 
 def request_section(choice: sidebar.InputChoice, scan: sidebar.ScanChoice,
                     methods: sidebar.MethodChoice) -> Request | None:
-    """The simulation and each chosen method's settings and run key; None with the reason shown."""
-    simulation = simulate_section(choice, scan)
-    if simulation is None:
-        return None
+    """The simulation and each chosen method's settings and run key; None with the reason shown. The settings
+    and the memory they need are checked before the scan is simulated."""
     try:
         settings = {m: pc.method_settings(m, methods.iterations_classical, methods.iterations_neural,
                                           methods.preset, "auto", methods.variants) for m in methods.chosen}
+        pc.check_memory(choice.ct, scan.settings, settings)
     except pipeline.InputError as exc:
         st.error(f"These settings cannot be used: {exc}")
+        return None
+    simulation = simulate_section(choice, scan)
+    if simulation is None:
         return None
     run_keys = {m: pc.run_key(choice.key, scan.settings, m, settings[m]) for m in methods.chosen}
     return Request(choice, scan, methods, simulation, settings, run_keys)
