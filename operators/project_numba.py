@@ -27,11 +27,18 @@ _LOCK = threading.Lock()
 @contextlib.contextmanager
 def kernel_call() -> Iterator[int]:
     """Hold the kernels' lock with numba's thread count set to torch's (so ``torch.set_num_threads``
-    limits both); yields that thread count."""
+    limits both); yields that thread count. Torch's own count is restored afterwards: numba's OpenMP layer
+    shares torch's libgomp and raises it to ``NUMBA_NUM_THREADS`` when it starts, which made a one-thread
+    network fit on a busy machine 30x slower (docs/BENCHMARKS.md, "Thread counts")."""
     with _LOCK:
-        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        torch_threads = torch.get_num_threads()
+        threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
         numba.set_num_threads(threads)
-        yield threads
+        try:
+            yield threads
+        finally:
+            if torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)
 
 
 @numba.njit(cache=True, inline="always")

@@ -1,6 +1,9 @@
 """The projector against ASTRA, scikit-image and float64 linear algebra."""
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -505,7 +508,6 @@ def test_matrix_free_memory_does_not_grow_with_views(path):
     """Peak resident memory (VmHWM, reset after the kernels are loaded, in a fresh interpreter) from 60 to
     960 views at 128²: the matrix-free path grows only with the sinogram (its rays' setup, ~150 bytes a
     ray: measured 24 MB), the cached matrix by its 453 MB."""
-    import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", _PEAK_MEMORY_SCRIPT, path], capture_output=True, text=True,
@@ -563,3 +565,18 @@ def test_cuda_matrix_free_memory_does_not_grow_with_views():
         sinogram_bytes = 4 * views * A.geometry.det_count
         peaks.append(torch.cuda.max_memory_allocated() - base - 8 * sinogram_bytes)  # rays and the sinogram
     assert peaks[1] < peaks[0] + (16 << 20)
+
+
+def test_projector_keeps_torch_thread_count():
+    """numba's OpenMP layer shares torch's libgomp; starting it must not raise torch's thread count (a
+    one-thread network fit beside a projector call ran 30x slower on a busy machine)."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs at least 2 cores for numba to want more threads than torch")
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from sparsect.operators import ParallelBeam, Radon\n"
+            "A = Radon(ParallelBeam.sparse(8, (32, 32)))\n"
+            "A.adjoint(A(torch.rand(1, 1, 32, 32)))\n"
+            "print(torch.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split()[-1] == "1"
