@@ -508,8 +508,6 @@ def test_matrix_free_memory_does_not_grow_with_views(path):
     """Peak resident memory (VmHWM, reset after the kernels are loaded, in a fresh interpreter) from 60 to
     960 views at 128²: the matrix-free path grows only with the sinogram (its rays' setup, ~150 bytes a
     ray: measured 24 MB), the cached matrix by its 453 MB."""
-    import sys
-
     done = subprocess.run([sys.executable, "-c", _PEAK_MEMORY_SCRIPT, path], capture_output=True, text=True,
                           check=True)
     growth_mb = float(done.stdout.split()[-1])
