@@ -578,3 +578,13 @@ def test_projector_keeps_torch_thread_count():
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split()[-1] == "1"
+
+
+@pytest.mark.parametrize("chosen,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_sparsect_makes_idle_openmp_threads_sleep_unless_chosen(chosen, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if chosen is not None:
+        env["OMP_WAIT_POLICY"] = chosen
+    code = "import os, sparsect; print(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == expected
