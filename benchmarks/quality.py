@@ -104,6 +104,29 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_summary_markdown(rows: list[dict]) -> str:
+    """One row per case (sample, size, views, photons), one column per method: "PSNR dB / SSIM range /
+    soft-tissue RMSE HU"; the best PSNR of each row in bold."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cases: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        cases.setdefault((r["sample"], r["size"], r["views"], r["noise"]), {})[r["method"]] = r
+    lines = ["| sample | size | views | photons | " + " | ".join(methods) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(methods)]
+    for (sample, size, views, noise), found in cases.items():
+        best = max(r["psnr"] for r in found.values())
+        cells = []
+        for method in methods:
+            r = found.get(method)
+            if r is None:
+                cells.append("-")
+                continue
+            psnr = f"**{r['psnr']:.2f}**" if r["psnr"] == best else f"{r['psnr']:.2f}"
+            cells.append(f"{psnr} / {r['ssim_range']:.3f} / {r['rmse_soft_hu']:.1f}")
+        lines.append(f"| {sample} | {size} | {views} | {noise} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
@@ -135,10 +158,11 @@ def main(argv: list[str] | None = None) -> None:
               f"defaults of each method; {data.SIMULATIONS[args.simulation]} simulation; metrics over the "
               f"inscribed circle: PSNR/SSIM in the full window [-1024, 3071] HU, range: the reference's own "
               f"min..max, soft: reference pixels at -200..200 HU.\n")
-    print(table + footer)
+    summary = to_summary_markdown(rows)
+    print(summary + "\n" + table + footer)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("# Reconstruction quality\n\n" + table + footer)
+        args.out.write_text("# Reconstruction quality\n\n" + summary + "\n" + table + footer)
 
 
 if __name__ == "__main__":
