@@ -8,7 +8,8 @@ its library), which times our first forward+adjoint, its peak resident memory ab
 (getrusage), then ASTRA's first forward+adjoint in the same process (projector creation included).
 Steady state: best of --repeat for forward+adjoint per batch: ours matrix-free (compiled CPU kernels),
 ours vectorised torch (the path CUDA runs), ours with the cached matrix (announced; build timed
-apart), ASTRA CPU, torchtomo's CPU path and scikit-image. Other projectors are skipped when absent.
+apart), ASTRA CPU, torchtomo's CPU path, deepinv's ``Tomography`` and scikit-image. Other projectors are
+skipped when absent.
 Prints markdown tables; all ratios come from one process, side by side.
 """
 
@@ -93,7 +94,7 @@ def first_calls(cases: list[tuple[int, int]], astra_limit: int) -> None:
 def _others(size: int, views: int, geometry: ParallelBeam, batch: int, repeat: int, skip_slow: bool) -> dict:
     """fwd+adj seconds of the other projectors on the same images (absent ones give nan)."""
     x = torch.rand(batch, 1, size, size)
-    times = {"astra": float("nan"), "torchtomo": float("nan"), "skimage": float("nan")}
+    times = {"astra": float("nan"), "torchtomo": float("nan"), "deepinv": float("nan"), "skimage": float("nan")}
     if astra_available():
         B = Radon(geometry, backend="astra")
         y = B(x)
@@ -106,6 +107,15 @@ def _others(size: int, views: int, geometry: ParallelBeam, batch: int, repeat: i
         P = torchtomo.ParallelBeam(img_size=size, n_angles=views, circle=False)
         P.adjoint(P.forward(x))
         times["torchtomo"] = _best_of(lambda: P.adjoint(P.forward(x)), repeat)
+    try:
+        from deepinv.physics import Tomography
+    except ImportError:
+        Tomography = None
+    if Tomography is not None:
+        D = Tomography(angles=torch.rad2deg(geometry.angles).float(), img_width=size, circle=False,
+                       normalize=False, device="cpu")
+        D.A_adjoint(D.A(x))
+        times["deepinv"] = _best_of(lambda: D.A_adjoint(D.A(x)), repeat)
     if not skip_slow:
         from skimage.transform import iradon, radon
 
@@ -123,8 +133,8 @@ def _others(size: int, views: int, geometry: ParallelBeam, batch: int, repeat: i
 
 def steady_state(cases: list[tuple[int, int]], batches: list[int], repeat: int, skip_slow: bool) -> None:
     columns = ["size x views", "batch", "ours matrix-free s", "ours torch-vectorised s", "matrix build s",
-               "ours cached matrix s", "astra s", "torchtomo s", "skimage s", "matrix-free vs astra",
-               "matrix-free vs torchtomo", "cached matrix vs astra"]
+               "ours cached matrix s", "astra s", "torchtomo s", "deepinv s", "skimage s", "matrix-free vs astra",
+               "matrix-free vs torchtomo", "matrix-free vs deepinv", "cached matrix vs astra"]
     print(_row(columns))
     print(_row(["---"] * len(columns)))
     for size, views in cases:
@@ -151,8 +161,9 @@ def steady_state(cases: list[tuple[int, int]], batches: list[int], repeat: int, 
             cached_s = _best_of(lambda: cached.adjoint(cached(x)), repeat)  # noqa: B023
             print(_row([f"{size}² x {views}", batch, f"{free_s:.4f}", f"{vectorised_s:.3f}", f"{build:.2f}",
                         f"{cached_s:.4f}", f"{others['astra']:.4f}", f"{others['torchtomo']:.4f}",
-                        f"{others['skimage']:.3f}", f"{others['astra'] / free_s:.2f}x",
-                        f"{others['torchtomo'] / free_s:.2f}x", f"{others['astra'] / cached_s:.2f}x"]), flush=True)
+                        f"{others['deepinv']:.4f}", f"{others['skimage']:.3f}", f"{others['astra'] / free_s:.2f}x",
+                        f"{others['torchtomo'] / free_s:.2f}x", f"{others['deepinv'] / free_s:.2f}x",
+                        f"{others['astra'] / cached_s:.2f}x"]), flush=True)
             if torch.cuda.is_available():
                 xc = x.cuda()
                 cached(xc)
