@@ -109,3 +109,70 @@ def test_the_registry_offers_the_ensemble_with_the_other_variants(small_scan):
     assert (result.uncertainty_hu > 0).mean() > 0.5
     with pytest.raises(ValueError, match="ensemble_size"):
         _fit(small_scan, variant="ensemble", ensemble_size=0)
+
+
+# -- where the maps go: --out, batch units, the page's pictures ---------------------------------------
+
+
+def _saved_geometry(arrays) -> operators.ParallelBeam:
+    size = arrays["reference_hu"].shape
+    return operators.ParallelBeam(torch.from_numpy(arrays["angles_rad"]), arrays["sinogram"].shape[1],
+                                  image_size=size)
+
+
+def test_out_writes_the_maps_as_npz_and_png(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from sparsect.app.cli import cli
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["reconstruct", "shepp_logan", "--size", "16", "--views", "8", "--method",
+                                      "fbp,siren", "--variant", "ensemble", "--iterations", "2", "--device", "cpu",
+                                      "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    arrays = np.load(out / "results.npz")
+    pixel = float(arrays["pixel_spacing_mm"][0])
+    for method in ("fbp", "siren"):
+        mu = MU_WATER * (1 + arrays[f"{method}_hu"].astype(np.float64) / 1000)  # HU back to 1/mm, unclipped
+        expected = data_consistency_hu(mu, arrays["sinogram"], _saved_geometry(arrays), pixel)
+        np.testing.assert_allclose(arrays[f"{method}_consistency_hu"], expected, atol=0.5)
+    assert "fbp_uncertainty_hu" not in arrays and arrays["siren_uncertainty_hu"].shape == (16, 16)
+    assert arrays["siren_uncertainty_hu"].max() > 0
+    with Image.open(out / "consistency.png") as consistency, Image.open(out / "uncertainty.png") as uncertainty:
+        assert consistency.size == (32, 16) and uncertainty.size == (16, 16)
+
+
+def test_a_batch_unit_carries_its_maps():
+    from sparsect.app import pipeline
+    from sparsect.app.batch import work
+    from sparsect.app.settings import ScanSettings
+    from sparsect.data import CTSlice, load_sample
+
+    slices = np.stack([load_sample("shepp_logan", 16).hu, load_sample("shepp_logan", 16).hu[::-1].copy()])
+    payload = {"unit_id": "u", "method": "fbp", "views": 8, "slices": [0, 1], "hu": slices, "spacing": (1.0, 1.0),
+               "preset": "preview", "variant": [], "iterations": None, "photons": None, "seed": 0, "device": "cpu",
+               "batch_size": 2, "simulation": "same-grid"}
+    result = work.compute(payload)
+    assert result["ok"], result
+    assert result["consistency"].shape == (2, 16, 16) and result["uncertainty"] is None
+    for index in (0, 1):  # one slice at a time, simulated and reconstructed again
+        scan = pipeline.simulate(CTSlice(hu=slices[index], spacing=(1.0, 1.0)),
+                                 ScanSettings(views=8, seed=index, simulation="same-grid"))
+        fbp = registry.run("fbp", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm, device="cpu")
+        expected = data_consistency_hu(fbp.mu, scan.sinogram, scan.geometry, scan.pixel_size_mm)
+        np.testing.assert_allclose(result["consistency"][index], expected, atol=0.5)
+
+
+def test_map_pictures_share_one_scale():
+    from sparsect.app import outputs
+    from sparsect.app.page import figures
+
+    small, large = np.full((8, 8), 1.0), np.full((8, 8), -40.0)
+    tiles = outputs.map_tiles({"a": small, "b": large})
+    assert list(tiles) == ["a +/-50 HU", "b +/-50 HU"]  # one limit for both, from the larger map
+    a, b = (np.asarray(t) for t in tiles.values())
+    assert (a[..., 0] > a[..., 2]).all() and (b[..., 2] > b[..., 0]).all()  # red above 0, blue below
+    spread = np.asarray(figures.map_tile(np.full((8, 8), 50.0), 50.0, 16, signed=False))
+    assert spread.shape == (16, 16, 3) and (spread[..., 0] > spread[..., 2]).all()
+    assert figures.colorbar(50.0, 200, signed=False).size == (200, 54)
