@@ -187,7 +187,8 @@ def _check_window(window: str) -> None:
 
 def _planned_outputs(methods: tuple[str, ...]) -> dict[str, str]:
     """What ``--out`` receives: relative path -> "file" or "folder"."""
-    planned = {"comparison.png": "file", "results.npz": "file", "metrics.json": "file", "dicom": "folder"}
+    planned = {"comparison.png": "file", "results.npz": "file", "metrics.json": "file", "dicom": "folder",
+               f"{outputs.CONSISTENCY}.png": "file", f"{outputs.UNCERTAINTY}.png": "file"}
     for name in methods:
         planned[f"{name}.png"] = "file"
         planned[f"dicom/{name}"] = "folder"
@@ -278,12 +279,15 @@ def _write_outputs(staging: outputs.Staging, ct, views: int, simulation, outcome
     folder = staging.folder
     images = {"reference": simulation.reference_hu} | {o.method: o.reconstruction.image_hu for o in outcomes}
     outputs.write_png(folder / "comparison.png", outputs.comparison_image(images, window))
+    trust = outputs.trust_maps({o.method: o.reconstruction for o in outcomes}, simulation.sinogram,
+                               simulation.geometry, simulation.pixel_size_mm)
+    outputs.write_trust_pngs(folder, trust)
     outputs.write_npz(folder / "results.npz", {
         "reference_hu": simulation.reference_hu, "slice_hu": ct.hu, "slice_spacing_mm": ct.spacing,
         "sinogram": simulation.sinogram.cpu().numpy(), "angles_rad": simulation.geometry.angles.numpy(),
         "pixel_spacing_mm": (simulation.pixel_size_mm,) * 2, "simulation": simulation.label,
         "simulation_grid": simulation.simulation_grid, "sub_rays": simulation.sub_rays,
-        **{f"{o.method}_hu": o.reconstruction.image_hu for o in outcomes}})
+        **{f"{o.method}_hu": o.reconstruction.image_hu for o in outcomes}, **outputs.trust_arrays(trust)})
     outputs.write_json(folder / "metrics.json", records)
     for number, o in enumerate(outcomes, start=1001):
         outputs.write_png(folder / f"{o.method}.png",

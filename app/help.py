@@ -8,8 +8,9 @@ ITERATIONS_HELP = ("Main-loop iterations of every iterative method (epochs for O
 VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comma-separate. ramp_loss: "
                 "ramp-filter-weighted sinogram loss, a preconditioner worth several dB at the same budget; "
                 "fbp_init: warm start from the FBP image; tv: small total-variation penalty; coarse_to_fine: "
-                "coordinate scale ramped up over the first half of the fit. `--variant paper` alone gives the "
-                "published formulation. Default: the recommended set "
+                "coordinate scale ramped up over the first half of the fit; ensemble: 4 networks from consecutive "
+                "seeds, their mean image and per-pixel spread (uncertainty, HU), 4x the work. `--variant paper` "
+                "alone gives the published formulation. Default: the recommended set "
                 f"({','.join(registry.RECOMMENDED_VARIANTS)}).")
 SIZE_HELP = ("Reconstruct on a SIZE x SIZE working grid (default: the slice's own). The scan is simulated from the "
              "slice's own pixels when they are at least 2x finer, else from the slice upsampled (bilinear) to 2x.")

@@ -1,4 +1,5 @@
-"""Writing results to disk atomically: PNG images, NPZ arrays and a JSON summary."""
+"""Writing results to disk atomically: PNG images, NPZ arrays and a JSON summary; the pictures of the
+data-consistency and uncertainty maps (:func:`trust_maps`) that the page, ``--out`` and batch jobs share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,11 @@ from PIL import Image, ImageDraw
 from sparsect.app.settings import InputError
 from sparsect.data.atomic import atomic_write
 from sparsect.reconstruct import metrics
+from sparsect.reconstruct.consistency import data_consistency_hu
+from sparsect.reconstruct.result import Reconstruction
+
+#: Labels of the trust maps in pictures and the NPZ key suffix of each (``<method>_consistency_hu``).
+CONSISTENCY, UNCERTAINTY = "consistency", "uncertainty"
 
 
 def to_display(image_hu: np.ndarray, window: metrics.WindowLike = "full") -> np.ndarray:
@@ -24,22 +30,103 @@ def to_display(image_hu: np.ndarray, window: metrics.WindowLike = "full") -> np.
     return np.round(metrics.normalize(image_hu, window) * 255).astype(np.uint8)
 
 
-def comparison_image(images_hu: Mapping[str, np.ndarray], window: metrics.WindowLike = "full",
-                     scale: int = 1) -> Image.Image:
-    """A row of labelled tiles (one per named HU image, all the same size) under one shared window."""
-    tiles = []
-    for label, image in images_hu.items():
-        tile = Image.fromarray(to_display(image, window)).convert("RGB")
+def labelled_row(tiles: Mapping[str, Image.Image], scale: int = 1) -> Image.Image:
+    """The tiles side by side, each labelled in its top-left corner, optionally magnified ``scale`` times."""
+    sheet = Image.new("RGB", (sum(t.width * scale for t in tiles.values()),
+                              max(t.height * scale for t in tiles.values())))
+    x = 0
+    for label, tile in tiles.items():
         if scale != 1:
             tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
         ImageDraw.Draw(tile).text((4, 4), label, fill=(255, 210, 0))
-        tiles.append(tile)
-    sheet = Image.new("RGB", (sum(t.width for t in tiles), max(t.height for t in tiles)))
-    x = 0
-    for tile in tiles:
         sheet.paste(tile, (x, 0))
         x += tile.width
     return sheet
+
+
+def comparison_image(images_hu: Mapping[str, np.ndarray], window: metrics.WindowLike = "full",
+                     scale: int = 1) -> Image.Image:
+    """A row of labelled tiles (one per named HU image, all the same size) under one shared window."""
+    return labelled_row({label: Image.fromarray(to_display(image, window)).convert("RGB")
+                          for label, image in images_hu.items()}, scale)
+
+
+# Diverging colour map (blue - white - red) as control points on [0, 1].
+_DIVERGING = np.array([[0.02, 0.19, 0.38], [0.26, 0.58, 0.76], [0.97, 0.97, 0.97], [0.84, 0.38, 0.30],
+                       [0.40, 0.0, 0.12]])
+
+
+def diverging(values: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) of values in [-1, 1] under a blue-white-red map (white at 0)."""
+    t = (np.clip(values, -1.0, 1.0) + 1.0) / 2.0 * (len(_DIVERGING) - 1)
+    low = np.clip(np.floor(t).astype(int), 0, len(_DIVERGING) - 2)
+    frac = (t - low)[..., None]
+    rgb = _DIVERGING[low] * (1 - frac) + _DIVERGING[low + 1] * frac
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def coloured(values_hu: np.ndarray, limit: float, signed: bool = True) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of an HU map: blue-white-red over [-limit, +limit] (``signed``), else white (0) to
+    red over [0, limit] (a spread, never negative)."""
+    scaled = np.asarray(values_hu, dtype=np.float64) / limit
+    return diverging(scaled if signed else np.clip(scaled, 0.0, 1.0))
+
+
+def difference_limit(differences: Sequence[np.ndarray], percentile: float = 99.0) -> float:
+    """A shared symmetric colour limit (HU) for maps: the largest per-image percentile of |d| inside the
+    reconstruction circle (corners outside it are not measured), rounded up to a readable step."""
+    if not differences:
+        return 100.0
+    mask = metrics.circle_mask(differences[0].shape)
+    value = max(float(np.percentile(np.abs(d[mask]), percentile)) for d in differences)
+    value = max(value, 1.0)
+    step = 10 ** np.floor(np.log10(value))
+    for m in (1, 2, 2.5, 5, 10):
+        if value <= m * step:
+            return float(m * step)
+    return float(10 * step)
+
+
+def map_tiles(maps_hu: Mapping[str, np.ndarray], signed: bool = True) -> dict[str, Image.Image]:
+    """The HU maps as RGB tiles under one shared colour scale (:func:`coloured` up to :func:`difference_limit`
+    of them), keyed by their names with the scale added ("fbp +/-50 HU")."""
+    limit = difference_limit(list(maps_hu.values()))
+    span = f"+/-{limit:g}" if signed else f"0-{limit:g}"
+    return {f"{label} {span} HU": Image.fromarray(coloured(values, limit, signed)) for label, values in maps_hu.items()}
+
+
+def map_image(maps_hu: Mapping[str, np.ndarray], signed: bool = True, scale: int = 1) -> Image.Image:
+    """A row of labelled HU maps under one shared colour scale (:func:`map_tiles`)."""
+    return labelled_row(map_tiles(maps_hu, signed), scale)
+
+
+def trust_maps(reconstructions: Mapping[str, Reconstruction], sinogram: Any, geometry: Any,
+               pixel_size_mm: float) -> dict[str, dict[str, np.ndarray]]:
+    """The maps that say where to trust each image: ``{"consistency": {name: map}, "uncertainty": {...}}``.
+
+    consistency : every reconstruction's data-consistency map against ``sinogram`` (see
+        :func:`reconstruct.consistency.data_consistency_hu`), HU, the layout of its ``image_hu``.
+    uncertainty : the per-pixel spread (HU) of the reconstructions fitted as a seed ensemble; empty if none.
+    """
+    return {CONSISTENCY: {name: data_consistency_hu(r.mu, sinogram, geometry, pixel_size_mm)
+                          for name, r in reconstructions.items()},
+            UNCERTAINTY: {name: np.asarray(r.uncertainty_hu, dtype=np.float32)
+                          for name, r in reconstructions.items() if r.uncertainty_hu is not None}}
+
+
+def trust_arrays(maps: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """:func:`trust_maps` as NPZ entries: ``<name>_consistency_hu``, ``<name>_uncertainty_hu``."""
+    return {f"{name}_{kind}_hu": values for kind, named in maps.items() for name, values in named.items()}
+
+
+def write_trust_pngs(folder: Path, maps: Mapping[str, Mapping[str, np.ndarray]], prefix: str = "") -> list[Path]:
+    """``<prefix>consistency.png`` (signed scale) and, when any map is there, ``<prefix>uncertainty.png``
+    (0 to limit) in ``folder``, one labelled tile per (H, W) map."""
+    written = []
+    for kind, named in maps.items():
+        if named:
+            written.append(write_png(folder / f"{prefix}{kind}.png", map_image(named, signed=kind == CONSISTENCY)))
+    return written
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -1,7 +1,9 @@
 """Coordinate-network reconstruction: build a network from a preset, apply the fit variants, fit it.
 
 Each fit variant is a function from a :class:`reconstruct.fit.FitConfig` to a changed one
-(:data:`VARIANTS`); "paper" is the published formulation (no change). Why the recommended set and its
+(:data:`VARIANTS`); "paper" is the published formulation (no change). One more variant, "ensemble"
+(:data:`ENSEMBLE`), changes no setting: it fits ``ENSEMBLE_SIZE`` networks from consecutive seeds side by
+side and returns their mean image with the per-pixel spread (``uncertainty_hu``). Why the recommended set and its
 constants: docs/BENCHMARKS.md, "Coordinate networks with the ramp-weighted data term".
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 
 from sparsect.operators import Geometry, Radon
@@ -46,17 +49,28 @@ def _ramp_loss(config: FitConfig) -> FitConfig:
     return dataclasses.replace(config, data_weighting="ramp")
 
 
+def _unchanged(config: FitConfig) -> FitConfig:
+    return config
+
+
 #: Fit variants: name -> FitConfig transform. "tv": TV penalty ``TV_WEIGHT``; "fbp_init": warm start from
 #: the FBP image for ``FBP_INIT_STEPS`` steps, then the fit at ``FBP_INIT_LR_FACTOR`` times the preset's rate;
 #: "coarse_to_fine": coordinates ramped from ``COARSE_START`` to 1 over the first half of the budget;
 #: "ramp_loss": the sinogram residual weighted by the ramp filter (a preconditioner).
 VARIANTS: dict[str, Callable[[FitConfig], FitConfig]] = {
-    "paper": lambda config: config,
+    "paper": _unchanged,
     "tv": _tv,
     "fbp_init": _fbp_init,
     "coarse_to_fine": _coarse_to_fine,
     "ramp_loss": _ramp_loss,
 }
+#: The variant that fits an ensemble: ``ENSEMBLE_SIZE`` networks initialised from seeds ``seed, seed + 1, ...``
+#: (combinable with the others, which then apply to every member).
+ENSEMBLE = "ensemble"
+#: Networks fitted by the "ensemble" variant.
+ENSEMBLE_SIZE = 4
+#: Every variant name: the FitConfig transforms, then the ensemble.
+VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE)
 #: What the app, the command line and batch jobs fit with unless told otherwise (sorted).
 RECOMMENDED_VARIANTS: tuple[str, ...] = ("fbp_init", "ramp_loss")
 
@@ -66,10 +80,10 @@ def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:
     formulation (None, "paper" or nothing). Raises ``ValueError`` for unknown names and for "paper"
     combined with other variants."""
     names = set() if variant is None else ({variant} if isinstance(variant, str) else set(variant))
-    unknown = names - set(VARIANTS)
+    unknown = names - set(VARIANT_NAMES)
     if unknown:
         raise ValueError(f"unknown variant {', '.join(map(repr, sorted(unknown)))}; choose from "
-                         f"{', '.join(VARIANTS)} (any combination of the others, or paper alone)")
+                         f"{', '.join(VARIANT_NAMES)} (any combination of the others, or paper alone)")
     if "paper" in names and len(names) > 1:
         raise ValueError("variant 'paper' is the published formulation and cannot be combined with "
                          f"{', '.join(sorted(names - {'paper'}))}")
@@ -86,7 +100,7 @@ def fit_config(method: str, preset: str | Preset = "preview", iterations: int | 
     config = FitConfig(iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
                        final_lr_factor=optim.final_lr_factor, schedule="exponential", method=method, **fields)
     for name in canonical_variants(variant):
-        config = VARIANTS[name](config)
+        config = VARIANTS.get(name, _unchanged)(config)
     return config
 
 
@@ -102,6 +116,7 @@ def reconstruct_neural(
     variant: str | Iterable[str] | None = None,
     callback: Callable[[FitProgress], None] | None = None,
     stop: StopLike = None,
+    ensemble_size: int = ENSEMBLE_SIZE,
     **fit_fields,
 ) -> FitResult:
     """Reconstruct an image with coordinate network ``method`` ("lrnn", "wire" or "siren").
@@ -116,35 +131,92 @@ def reconstruct_neural(
     preset : model preset ("preview", "paper", "quality"): the network and the optimiser recipe.
     iterations : overrides the preset's main-loop budget (warm-start steps come on top).
     seed : seeds the network initialisation and the fit (the global RNG state is left untouched).
-    variant : fit variants (see :data:`VARIANTS`); None or "paper": the published formulation.
+    variant : fit variants (see :data:`VARIANTS` and :data:`ENSEMBLE`); None or "paper": the published
+        formulation.
     callback, stop : see :func:`reconstruct.fit.fit`.
+    ensemble_size : networks per sinogram with the "ensemble" variant (seeds ``seed`` to
+        ``seed + ensemble_size - 1``, fitted side by side); ignored without it.
     fit_fields : further :class:`reconstruct.fit.FitConfig` fields (chunk_size, amp, output_scale, ...).
 
     Returns
     -------
     :class:`reconstruct.fit.FitResult` (a :class:`reconstruct.result.Reconstruction`), method = ``method``;
-    ``parameters`` also records the preset and the canonical variant list.
+    ``parameters`` also records the preset and the canonical variant list. With the "ensemble" variant the
+    images (``image_hu``, ``mu``, ``image``) are the members' mean, ``uncertainty_hu`` is their per-pixel
+    standard deviation (HU, ddof 0; zeros for one member) and ``parameters`` adds ``ensemble_size`` and
+    ``ensemble_seeds``; ``curve`` is the mean loss over the members.
     """
     spec = preset if isinstance(preset, Preset) else get_preset(method, preset)
+    variants = canonical_variants(variant)
+    members = _members(variants, ensemble_size)
     radon = Radon(geometry)
     sinogram = torch.as_tensor(sinogram)
-    rows = sinogram.reshape(-1, *geometry.sinogram_shape)
-    models = []
-    for _ in range(rows.shape[0]):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            models.append(build_model(method, spec))
+    rows = sinogram.reshape(-1, *geometry.sinogram_shape).repeat_interleave(members, dim=0)
+    models = [_seeded_model(method, spec, seed + k) for _ in range(rows.shape[0] // members) for k in range(members)]
     model = models[0] if len(models) == 1 else StackedModels(models)
     if "output_scale" not in fit_fields:
         # the network outputs O(1) values: scaled by the object's typical attenuation per pixel
         with torch.no_grad():
             fit_fields["output_scale"] = tuple(object_attenuation(radon.fbp(rows.float().cpu()[:, None])).tolist())
-    config = fit_config(method, spec, iterations, variant, seed=seed, device=str(device),
+    config = fit_config(method, spec, iterations, variants, seed=seed, device=str(device),
                         pixel_size_mm=pixel_size_mm, **fit_fields)
-    result = fit(model, radon, sinogram, config, callback=callback, stop=stop)
-    result.parameters.update(preset=spec.name, variant=list(canonical_variants(variant)))
+    target = sinogram if ENSEMBLE not in variants else rows[:, None]
+    single = rows.shape[0] == members
+    result = fit(model, radon, target, config, stop=stop,
+                 callback=callback if ENSEMBLE not in variants else _mean_progress(callback, members, single))
+    result.parameters.update(preset=spec.name, variant=list(variants))
+    if ENSEMBLE in variants:
+        _reduce_ensemble(result, members, single)
+        result.parameters.update(ensemble_size=members, ensemble_seeds=[seed + k for k in range(members)])
     return result
 
 
-__all__ = ["COARSE_START", "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS",
-           "canonical_variants", "fit_config", "reconstruct_neural"]
+def _members(variants: tuple[str, ...], ensemble_size: int) -> int:
+    """Networks fitted per sinogram: ``ensemble_size`` with the ensemble variant, else 1."""
+    if ENSEMBLE not in variants:
+        return 1
+    if isinstance(ensemble_size, bool) or not isinstance(ensemble_size, int) or ensemble_size < 1:
+        raise ValueError(f"ensemble_size must be a whole number >= 1, got {ensemble_size!r}")
+    return ensemble_size
+
+
+def _seeded_model(method: str, spec: Preset, seed: int) -> torch.nn.Module:
+    """Network ``method`` of ``spec`` initialised from ``seed`` (the global RNG state is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(method, spec)
+
+
+def _mean_progress(callback: Callable[[FitProgress], None] | None, members: int, single: bool
+                   ) -> Callable[[FitProgress], None] | None:
+    """``callback`` seeing an ensemble fit's progress as one fit per sinogram: previews averaged over members."""
+    if callback is None:
+        return None
+
+    def report(progress: FitProgress) -> None:
+        if progress.image is not None:
+            image = progress.image.reshape(-1, members, *progress.image.shape[-2:]).mean(axis=1)
+            progress = dataclasses.replace(progress, image=image[0] if single else image)
+        callback(progress)
+
+    return report
+
+
+def _reduce_ensemble(result: FitResult, members: int, single: bool) -> None:
+    """Replace the members' images of ``result`` (``members`` consecutive ones per sinogram) by their mean
+    and set ``uncertainty_hu``, the per-pixel standard deviation of the members' HU (population, ddof 0)."""
+    shape = result.image_hu.shape[-2:]
+    hu = np.asarray(result.image_hu, dtype=np.float64).reshape(-1, members, *shape)
+    mu = result.mu.reshape(-1, members, 1, *shape).mean(dim=1)
+    image = result.image.reshape(-1, members, *shape).mean(dim=1)
+    result.image_hu = hu.mean(axis=1).astype(np.float32)
+    result.uncertainty_hu = hu.std(axis=1).astype(np.float32)
+    result.mu, result.image = mu, image
+    if single:
+        result.image_hu, result.uncertainty_hu = result.image_hu[0], result.uncertainty_hu[0]
+        result.mu, result.image = mu[0, 0], image[0]
+
+
+__all__ = ["COARSE_START", "ENSEMBLE", "ENSEMBLE_SIZE", "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS",
+           "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "fit_config",
+           "reconstruct_neural"]

@@ -18,9 +18,10 @@ import torch
 from sparsect import operators
 from sparsect.reconstruct import classical
 from sparsect.reconstruct.checks import check_iterations, check_photons
+from sparsect.reconstruct.consistency import data_consistency_hu
 from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.models import PRESET_NAMES, get_preset
-from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS, VARIANTS, canonical_variants, reconstruct_neural
+from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS, VARIANT_NAMES, canonical_variants, reconstruct_neural
 from sparsect.reconstruct.result import Reconstruction, StopLike
 
 
@@ -56,7 +57,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 CLASSICAL_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if not m.is_network)
 NETWORK_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.is_network)
 PRESETS: tuple[str, ...] = PRESET_NAMES
-VARIANT_NAMES: tuple[str, ...] = tuple(VARIANTS)
 PAPER_VARIANT = "paper"
 
 
@@ -140,5 +140,5 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
 
 
 __all__ = ["CLASSICAL_METHODS", "METHODS", "Method", "NETWORK_METHODS", "PAPER_VARIANT", "PRESETS",
-           "RECOMMENDED_VARIANTS", "VARIANT_NAMES", "canonical_variants", "check", "iterations_for", "label",
-           "method", "run"]
+           "RECOMMENDED_VARIANTS", "VARIANT_NAMES", "canonical_variants", "check", "data_consistency_hu",
+           "iterations_for", "label", "method", "run"]

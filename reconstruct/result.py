@@ -77,6 +77,8 @@ class Reconstruction:
         (see :class:`reconstruct.fit.FitResult`).
     warm_start_iterations : steps spent before the main iterations (a network's warm start), not counted
         in ``iterations``; 0 for the classical methods.
+    uncertainty_hu : per-pixel standard deviation in HU across the members of a network ensemble (the
+        "ensemble" fit variant), the layout of ``image_hu``; None for a single fit and the classical methods.
     """
 
     image_hu: np.ndarray
@@ -90,6 +92,7 @@ class Reconstruction:
     n_parameters: int = 0
     stop_reason: str = "completed"
     warm_start_iterations: int = 0
+    uncertainty_hu: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

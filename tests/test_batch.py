@@ -125,6 +125,11 @@ def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
                               for m in ("fbp", "tv") for v in (16, 20)]
     assert all(len(v) == (3 if "ct_a" in k else 2) and v[0].shape == (128, 128) for k, v in images.items())
     assert all((reference / f"{k}.png").is_file() for k in images)
+    for k, slices in images.items():  # where to trust each unit: its data-consistency maps (no ensemble: no spread)
+        with np.load(reference / f"{k}_maps.npz") as maps:
+            assert maps["consistency_hu"].shape == (len(slices), 128, 128) and "uncertainty_hu" not in maps
+            assert list(maps["slices"]) == list(range(len(slices)))
+        assert (reference / f"{k}_consistency.png").is_file() and not (reference / f"{k}_uncertainty.png").exists()
     assert not (reference / "misc").exists()
     failures = [json.loads(line) for line in (reference / "failures.jsonl").read_text().splitlines()]
     assert {Path(f["file"]).name for f in failures} == BAD_FILES

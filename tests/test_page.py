@@ -362,6 +362,8 @@ def test_page_run_fbp_compare_windows_and_reader_study():
     assert {"Ground truth", "FBP", "CGLS"} <= set(captions)
     assert "45 views" in _texts(at.caption) and "honest simulation" in _texts(at.caption)
     assert "PSNR range (dB)" in table.columns and "SSIM window" in table.columns
+    assert "sinogram residual A x - y" in _texts(at.caption)  # a data-consistency row beside the differences
+    assert "seed ensemble" not in _texts(at.caption)  # no ensemble fitted: no uncertainty row
 
     for preset in ("brain", "bone", "lung", "full", "custom"):
         at.selectbox(key="window").set_value(preset).run()
@@ -461,6 +463,20 @@ def test_page_tiny_lrnn_run():
     table = _metrics(at)
     assert "LRNN" in table.index and table.loc["LRNN", "Iterations"] == 20
     assert table.loc["LRNN", "Parameters"] > 0
+
+
+def test_page_seed_ensemble_shows_its_uncertainty():
+    at = _app()
+    at.sidebar.selectbox(key="size").set_value("64 x 64")
+    at.sidebar.checkbox(key="use_cgls").uncheck()
+    at.sidebar.checkbox(key="use_lrnn").check()
+    at.sidebar.multiselect(key="variants").set_value(["ensemble"])
+    at.sidebar.number_input(key="iters_neural").set_value(5)
+    at.sidebar.button(key="run").click().run()
+    assert not at.exception and not at.error, (at.exception, _texts(at.error))
+    captions = _texts(at.caption)
+    assert "sinogram residual A x - y" in captions and "across the networks of a seed ensemble" in captions
+    assert _metrics(at).loc["LRNN", "Iterations"] == 5
 
 
 def test_page_network_progress_with_a_stand_in_model(monkeypatch):

@@ -1,7 +1,10 @@
 """The restartable output store of ``sparsect batch`` (OUT_DIR): derived series, contact sheets, markers, tables.
 
-A unit's outputs are one derived DICOM series (``OUT/<input folder>/<method>_<views>v/``) and a PNG contact
-sheet next to it (``<method>_<views>v.png``).
+A unit's outputs are one derived DICOM series (``OUT/<input folder>/<method>_<views>v/``), a PNG contact
+sheet next to it (``<method>_<views>v.png``) and where to trust it: ``<method>_<views>v_maps.npz`` (the
+slices' data-consistency maps ``consistency_hu``, (n_slices, H, W) in HU, with ``slices``; and
+``uncertainty_hu`` for seed ensembles) with their pictures ``<method>_<views>v_consistency.png`` (and
+``..._uncertainty.png``).
 
 Crash safety (SIGKILL at any moment):
 
@@ -88,11 +91,8 @@ def _json_bytes(payload: Any) -> bytes:
     return (json.dumps(payload, indent=2, default=str) + "\n").encode()
 
 
-def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int, ...], label: str,
-                  max_width: int = 2048) -> Any:
-    """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide."""
-    cells = [outputs.comparison_image({f"#{s}": ref, label: img}) for s, ref, img in
-             zip(slices, references, images, strict=True)]
+def _grid(cells: list[Image.Image], max_width: int = 2048) -> Image.Image:
+    """The same-sized cells in a near-square grid, shrunk to at most ``max_width`` pixels wide."""
     cols = max(1, math.ceil(math.sqrt(len(cells))))
     rows = math.ceil(len(cells) / cols)
     cw, ch = cells[0].width, cells[0].height
@@ -104,6 +104,19 @@ def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int,
             cell = cell.resize((cw, ch), Image.BILINEAR)
         sheet.paste(cell, ((n % cols) * cw, (n // cols) * ch))
     return sheet
+
+
+def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int, ...], label: str,
+                  max_width: int = 2048) -> Any:
+    """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide."""
+    return _grid([outputs.comparison_image({f"#{s}": ref, label: img}) for s, ref, img in
+                  zip(slices, references, images, strict=True)], max_width)
+
+
+def map_sheet(maps_hu: np.ndarray, slices: tuple[int, ...], signed: bool = True, max_width: int = 2048) -> Any:
+    """A grid of the slices' (n_slices, H, W) HU maps under one shared colour scale, each labelled."""
+    tiles = outputs.map_tiles({f"#{s}": m for s, m in zip(slices, maps_hu, strict=True)}, signed)
+    return _grid([outputs.labelled_row({label: tile}) for label, tile in tiles.items()], max_width)
 
 
 class OutDirBusy(Exception):
@@ -300,14 +313,15 @@ class Store:
                           anonymize=self.anonymizer() or False, series_number=self.series_number(unit, series))
         sheet = contact_sheet(series.hu[idx], result["images"], unit.slices, unit.method)
         outputs.write_png(staging / "sheet.png", sheet)
+        files = {"sheet.png": f"{unit.out_rel}.png"} | self._stage_maps(staging, unit, result)
 
         final_dir = self.root / unit.out_rel
-        final_png = self.root / f"{unit.out_rel}.png"
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         if final_dir.exists():
             shutil.rmtree(final_dir)
         os.rename(staging / "dicom", final_dir)
-        os.replace(staging / "sheet.png", final_png)
+        for staged, final in files.items():
+            os.replace(staging / staged, self.root / final)
         shutil.rmtree(staging, ignore_errors=True)
 
         series_id = self.series_id(unit.series_uid)
@@ -316,11 +330,25 @@ class Store:
                 for r in result["rows"]]
         record = {"unit": dataclasses.asdict(unit), "key": unit.key, "fingerprint": fingerprint,
                   "inputs": self.input_hashes(series), "settings": dataclasses.asdict(self.settings),
-                  "outputs": [unit.out_rel, f"{unit.out_rel}.png"], "rows": rows,
+                  "outputs": [unit.out_rel, *files.values()], "rows": rows,
                   "batch_size": result.get("batch_size"), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self._write(self.marker(unit), _json_bytes(record))
         self.marker(unit, "failed").unlink(missing_ok=True)
         return rows
+
+    @staticmethod
+    def _stage_maps(staging: Path, unit: Unit, result: dict[str, Any]) -> dict[str, str]:
+        """Stage the unit's trust maps (NPZ and PNGs); staged name -> final path relative to OUT_DIR."""
+        maps = {outputs.CONSISTENCY: result["consistency"]}
+        if result.get("uncertainty") is not None:
+            maps[outputs.UNCERTAINTY] = result["uncertainty"]
+        outputs.write_npz(staging / "maps.npz", {"slices": np.asarray(unit.slices),
+                                                 **{f"{kind}_hu": values for kind, values in maps.items()}})
+        files = {"maps.npz": f"{unit.out_rel}_maps.npz"}
+        for kind, values in maps.items():
+            outputs.write_png(staging / f"{kind}.png", map_sheet(values, unit.slices, kind == outputs.CONSISTENCY))
+            files[f"{kind}.png"] = f"{unit.out_rel}_{kind}.png"
+        return files
 
     def fail(self, unit: Unit, file: str, reason: str) -> dict[str, Any]:
         """Record that the unit's current attempt failed (cleared when that attempt later succeeds)."""

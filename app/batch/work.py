@@ -17,6 +17,7 @@ from sparsect.app import pipeline
 from sparsect.app.batch.plan import BatchSettings, Unit
 from sparsect.app.settings import MethodSettings, ScanSettings, parse_device
 from sparsect.reconstruct import registry
+from sparsect.reconstruct.consistency import data_consistency_hu
 
 
 def make_payload(unit: Unit, series: Any, settings: BatchSettings, device: str, batch_size: int) -> dict[str, Any]:
@@ -73,7 +74,8 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
                                 simulation=payload["simulation"])
             sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
         batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
-        images = np.empty_like(hu)
+        images, consistency = np.empty_like(hu), np.empty_like(hu)
+        uncertainty = None
         seconds: list[float] = []
         used_device = device
         i = 0
@@ -88,6 +90,12 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
                 torch.cuda.empty_cache()
                 continue
             images[i:i + b] = np.asarray(recon.image_hu, dtype=np.float32).reshape(b, *hu.shape[1:])
+            consistency[i:i + b] = data_consistency_hu(
+                recon.mu, torch.stack([s.sinogram for s in sims[i:i + b]]), sims[i].geometry,
+                sims[i].pixel_size_mm).reshape(b, *hu.shape[1:])
+            if recon.uncertainty_hu is not None:
+                uncertainty = np.zeros_like(hu) if uncertainty is None else uncertainty
+                uncertainty[i:i + b] = np.asarray(recon.uncertainty_hu).reshape(b, *hu.shape[1:])
             seconds += [float(recon.seconds) / b] * b
             used_device = recon.device
             i += b
@@ -95,6 +103,7 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
         for index, image, simulation, secs in zip(payload["slices"], images, sims, seconds, strict=True):
             rows.append({"slice": int(index), **pipeline.rounded_scores(pipeline.score(image, simulation)),
                          **simulation.record(), "seconds": round(secs, 3), "device": str(used_device)})
-        return {"ok": True, "images": images, "rows": rows, "batch_size": batch}
+        return {"ok": True, "images": images, "consistency": consistency, "uncertainty": uncertainty, "rows": rows,
+                "batch_size": batch}
     except Exception as error:  # one bad unit must not stop the batch
         return {"ok": False, "error": f"{type(error).__name__}: {error}"}

@@ -167,13 +167,15 @@ class LRU(OrderedDict):
 #: Sidebar names of the network fit variants ("paper", the published formulation, is no ticked option:
 #: it is what an empty selection gives).
 VARIANT_LABELS = {"ramp_loss": "Ramp-weighted loss", "fbp_init": "FBP warm start", "tv": "TV penalty",
-                  "coarse_to_fine": "Coarse to fine"}
+                  "coarse_to_fine": "Coarse to fine", "ensemble": "Seed ensemble (uncertainty)"}
 VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) formulation.\n\n"
                 "- **Ramp-weighted loss**: the sinogram error is weighted by the ramp filter, a preconditioner "
                 "worth several dB at the same iteration budget.\n"
                 "- **FBP warm start**: the network first learns the FBP image, then fits the sinogram.\n"
                 "- **TV penalty**: a small total-variation term against streaks and noise.\n"
-                "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.")
+                "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.\n"
+                "- **Seed ensemble**: four networks from different seeds; the image is their mean and the "
+                "*Uncertainty* maps show their per-pixel spread (4x the work).")
 
 
 #: Sidebar names of the simulations.

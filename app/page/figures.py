@@ -1,5 +1,5 @@
-"""Pictures for the page (numpy + PIL only): windowed tiles, zoom crops, difference maps, colour bars,
-sinograms and line profiles. All functions are pure."""
+"""Pictures for the page (numpy + PIL only): windowed tiles, zoom crops, difference, data-consistency and
+uncertainty maps, colour bars, sinograms and line profiles. All functions are pure."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sparsect.app import outputs
+from sparsect.app.outputs import difference_limit as difference_limit  # the page's colour limits: one rule
+from sparsect.app.outputs import diverging
 from sparsect.reconstruct import metrics
 
 #: Window presets shown on the page: key -> (label, center, width); "full" is the 12-bit CT range.
@@ -103,35 +105,6 @@ def tile(image_hu: np.ndarray, window: tuple[float, float], size: int, zoom: Zoo
     return picture
 
 
-# Diverging colour map (blue - white - red) as control points on [0, 1].
-_DIVERGING = np.array([[0.02, 0.19, 0.38], [0.26, 0.58, 0.76], [0.97, 0.97, 0.97], [0.84, 0.38, 0.30],
-                       [0.40, 0.0, 0.12]])
-
-
-def diverging(values: np.ndarray) -> np.ndarray:
-    """uint8 RGB (..., 3) of values in [-1, 1] under a blue-white-red map (white at 0)."""
-    t = (np.clip(values, -1.0, 1.0) + 1.0) / 2.0 * (len(_DIVERGING) - 1)
-    low = np.clip(np.floor(t).astype(int), 0, len(_DIVERGING) - 2)
-    frac = (t - low)[..., None]
-    rgb = _DIVERGING[low] * (1 - frac) + _DIVERGING[low + 1] * frac
-    return np.round(rgb * 255).astype(np.uint8)
-
-
-def difference_limit(differences: Sequence[np.ndarray], percentile: float = 99.0) -> float:
-    """A shared symmetric colour limit (HU) for difference maps: the largest per-image percentile of |d|
-    inside the reconstruction circle (corners outside it are not measured), rounded up to a readable step."""
-    if not differences:
-        return 100.0
-    mask = metrics.circle_mask(differences[0].shape)
-    value = max(float(np.percentile(np.abs(d[mask]), percentile)) for d in differences)
-    value = max(value, 1.0)
-    step = 10 ** np.floor(np.log10(value))
-    for m in (1, 2, 2.5, 5, 10):
-        if value <= m * step:
-            return float(m * step)
-    return float(10 * step)
-
-
 def _nice(value: float) -> float:
     """The nearest (in ratio) of 1, 2, 2.5, 5 times a power of ten."""
     value = max(float(value), 1.0)
@@ -160,15 +133,27 @@ def difference_tile(image_hu: np.ndarray, reference_hu: np.ndarray, limit: float
     return Image.fromarray(rgb).resize((size, size), Image.NEAREST if zoom is not None else Image.BILINEAR)
 
 
-def colorbar(limit: float, width: int = 512, height: int = 54) -> Image.Image:
-    """A horizontal colour bar from -limit to +limit HU with tick labels."""
+def map_tile(values_hu: np.ndarray, limit: float, size: int, signed: bool = True,
+             zoom: Zoom | None = None) -> Image.Image:
+    """RGB tile of an HU map (a data-consistency or uncertainty map) under :func:`app.outputs.coloured`."""
+    rgb = outputs.coloured(values_hu, limit, signed)
+    if zoom is not None:
+        rgb = crop(rgb, zoom)
+    return Image.fromarray(rgb).resize((size, size), Image.NEAREST if zoom is not None else Image.BILINEAR)
+
+
+def colorbar(limit: float, width: int = 512, height: int = 54, signed: bool = True) -> Image.Image:
+    """A horizontal colour bar from -limit (0 unless ``signed``) to +limit HU with tick labels."""
     bar_h = height // 2
     picture = Image.new("RGB", (width, height), (255, 255, 255))
-    ramp = diverging(np.linspace(-1, 1, width - 40)[None, :].repeat(bar_h, axis=0))
+    low = -1.0 if signed else 0.0
+    ramp = diverging(np.linspace(low, 1, width - 40)[None, :].repeat(bar_h, axis=0))
     picture.paste(Image.fromarray(ramp), (20, 2))
     draw = ImageDraw.Draw(picture)
     font = _font(13)
-    for frac, text in ((0.0, f"-{limit:g} HU"), (0.5, "0"), (1.0, f"+{limit:g} HU")):
+    ticks = ((0.0, f"-{limit:g} HU"), (0.5, "0"), (1.0, f"+{limit:g} HU")) if signed else \
+        ((0.0, "0"), (0.5, f"{limit / 2:g} HU"), (1.0, f"{limit:g} HU"))
+    for frac, text in ticks:
         x = 20 + frac * (width - 41)
         draw.line([(x, 2 + bar_h), (x, 6 + bar_h)], fill=(60, 60, 60))
         box = draw.textbbox((0, 0), text, font=font)

@@ -1,6 +1,6 @@
 """The result sections of the comparison page: the image grid (with zoom), the metrics table and the tabs
-(difference maps, line profile, loss curves, downloads). Pictures come from app/page/figures.py, tables
-and downloads from app/page/compute.py."""
+(difference, data-consistency and uncertainty maps, line profile, loss curves, downloads). Pictures come
+from app/page/figures.py, tables and downloads from app/page/compute.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from sparsect import data
+from sparsect.app import outputs
 from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
@@ -130,6 +131,34 @@ def difference_section(shown: Shown, window: tuple[float, float], zoom: pf.Zoom 
                "grey outside the reconstruction circle, where no method is scored")
 
 
+def _map_row(maps: dict[str, np.ndarray], signed: bool, per_row: int, zoom: pf.Zoom | None) -> float:
+    """One row of labelled maps on one shared colour scale with its colour bar; returns the scale's limit."""
+    limit = pf.difference_limit(list(maps.values()))
+    names = list(maps)
+    for start in range(0, len(names), per_row):
+        for col, name in zip(st.columns(per_row), names[start:start + per_row], strict=False):
+            col.image(pf.map_tile(maps[name], limit, TILE, signed=signed, zoom=zoom), caption=name, width="stretch")
+    st.image(pf.colorbar(limit, 640, signed=signed), width=640)
+    return limit
+
+
+def trust_section(shown: Shown, zoom: pf.Zoom | None) -> None:
+    """Where to trust each image: its data-consistency map and, for ensemble fits, the seeds' spread."""
+    simulation = shown.simulation
+    maps = outputs.trust_maps({pc.label(r.method): r.reconstruction for r in shown.runs}, simulation.sinogram,
+                              simulation.geometry, simulation.pixel_size_mm)
+    st.markdown("**Data consistency**")
+    _map_row(maps[outputs.CONSISTENCY], True, shown.per_row, zoom)
+    st.caption("Filtered backprojection of each image's sinogram residual A x - y, in HU (one colour scale for all "
+               "methods): 0 where the image explains the measured rays; red: more than the rays support, blue: "
+               "less. A consistent image can still be wrong where the sparse views cannot tell.")
+    if maps[outputs.UNCERTAINTY]:
+        st.markdown("**Uncertainty**")
+        _map_row(maps[outputs.UNCERTAINTY], False, shown.per_row, zoom)
+        st.caption("Per-pixel standard deviation in HU across the networks of a seed ensemble: where the seeds "
+                   "disagree, the data did not decide the image.")
+
+
 def profile_section(shown: Shown, window: tuple[float, float]) -> None:
     """A horizontal or vertical line through every image, plotted in HU."""
     h, w = shown.truth.shape
@@ -192,6 +221,7 @@ def results_section(shown: Shown) -> None:
     tabs = st.tabs(["Difference maps", "Line profile", "Loss curves", "Downloads"])
     with tabs[0]:
         difference_section(shown, window, zoom)
+        trust_section(shown, zoom)
     with tabs[1]:
         profile_section(shown, window)
     with tabs[2]:
@@ -201,4 +231,5 @@ def results_section(shown: Shown) -> None:
 
 
 __all__ = ["TILE", "Shown", "comparison_section", "difference_section", "downloads_section", "image_grid",
-           "loss_section", "metrics_section", "profile_section", "results_section", "window_controls"]
+           "loss_section", "metrics_section", "profile_section", "results_section", "trust_section",
+           "window_controls"]
