@@ -69,24 +69,31 @@ def largest_fitting(fits: Callable[[int], bool], low: int, high: int) -> int | N
 
 
 def memory_problem(source_side: int, scan: ScanSettings, methods: Iterable[str], method: MethodSettings,
-                   views_option: str = "--views", size_option: str | None = "--size") -> str | None:
+                   views_option: str = "--views", size_option: str | None = "--size", slices: int = 1,
+                   slices_option: str = "--batch-size") -> str | None:
     """None when the job fits the available memory, else the one-line refusal: what the settings need,
-    what is available and the largest view count (or working grid, ``size_option``) that fits.
+    what is available and the largest stack of slices (``slices_option``, when ``slices`` > 1 and fewer
+    fit), view count or working grid (``size_option``) that fits.
 
-    ``source_side``: side of the square source slice in pixels (the working grid is ``scan.size`` or it).
+    ``source_side``: side of the square source slice in pixels (the working grid is ``scan.size`` or it);
+    ``slices``: slices reconstructed in one call (stacked, as ``sparsect batch --batch-size`` does).
     """
     methods = tuple(methods)
     working = scan.size or source_side
     available = available_bytes(method.device if method.device.startswith("cuda") else "cpu")
 
-    def needs(views: int, side: int) -> int:
+    def needs(views: int, side: int, stack: int = slices) -> int:
         return memory.estimate(source_side, side, views, methods, method.preset, scan.geometry, scan.simulation,
-                               scan.det_count, iterations=method.iterations).total
+                               scan.det_count, slices=stack, iterations=method.iterations).total
 
     needed = needs(scan.views, working)
     if needed <= available:
         return None
     where = "the GPU has" if method.device.startswith("cuda") else "this machine has"
+    stack = largest_fitting(lambda n: needs(scan.views, working, n) <= available, 1, slices - 1)
+    if stack is not None:
+        return (f"{slices_option} {slices} needs about {gigabytes(needed)}; {where} {gigabytes(available)} "
+                f"available; at most {slices_option} {stack} fits")
     views = largest_fitting(lambda n: needs(n, working) <= available, MIN_VIEWS, scan.views - 1)
     side = largest_fitting(lambda n: needs(scan.views, n) <= available, MIN_SIZE, working - 1) if size_option else None
     by_size = side is not None and (views is None or scan.views <= working)
@@ -108,19 +115,41 @@ def check_memory(source_side: int, scan: ScanSettings, methods: Iterable[str], m
         raise InputError(problem)
 
 
-def batch_problem(series: Sequence[Any], units: Sequence[Any], batch: Any, device: str) -> str | None:
+def check_resample(source_shape: tuple[int, int], side: int, size_option: str = "--size") -> None:
+    """:class:`InputError` (one line, with the largest side that fits) when resampling an (H, W) slice to
+    ``side`` x ``side`` alone needs more than the available memory: checked before resampling, so that a
+    huge ``--size`` on a non-square slice is refused at once instead of allocating it."""
+    available = available_bytes("cpu")
+
+    def fits(n: int) -> bool:
+        return memory.resample_bytes(source_shape, n) <= available
+
+    if fits(side):
+        return
+    height, width = source_shape
+    head = (f"{size_option} {side} needs about {gigabytes(memory.resample_bytes(source_shape, side))} to resample "
+            f"the {height}x{width} slice; this machine has {gigabytes(available)} available")
+    largest = largest_fitting(fits, MIN_SIZE, side - 1)
+    raise InputError(f"{head}; at most {size_option} {largest} fits" if largest is not None
+                     else f"{head}; even {size_option} {MIN_SIZE} does not fit")
+
+
+def batch_problem(series: Sequence[Any], units: Sequence[Any], batch: Any, device: str,
+                  batch_size: int = 1) -> str | None:
     """:func:`memory_problem` of a batch, once for all its units (they share the settings): its largest
-    slice (``units[i].series_index`` into ``series``) at its largest view count; ``batch`` is the
-    ``BatchSettings``, ``device`` the resolved device."""
+    slice (``units[i].series_index`` into ``series``) at its largest view count, ``batch_size`` slices
+    stacked per call (at most a unit's slice count; 0, the automatic size, counts as 1: it shrinks on an
+    out-of-memory error); ``batch`` is the ``BatchSettings``, ``device`` the resolved device."""
     used = {unit.series_index for unit in units}
     if not used:
         return None
+    stacked = max(1, min(batch_size, max(len(unit.slices) for unit in units)))
     side = max(max(series[i].shape[1:]) for i in used)
     scan = ScanSettings(views=max(batch.views), photons=batch.photons, simulation=batch.simulation)
     method = MethodSettings(iterations=batch.iterations, preset=batch.preset,
                             device=device if device.startswith("cuda") else "cpu")
-    return memory_problem(side, scan, batch.methods, method, size_option=None)
+    return memory_problem(side, scan, batch.methods, method, size_option=None, slices=stacked)
 
 
-__all__ = ["AVAILABLE_MEMORY_ENV", "available_bytes", "batch_problem", "check_memory", "gigabytes", "largest_fitting",
-           "memory_problem"]
+__all__ = ["AVAILABLE_MEMORY_ENV", "available_bytes", "batch_problem", "check_memory", "check_resample", "gigabytes",
+           "largest_fitting", "memory_problem"]

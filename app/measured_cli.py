@@ -2,7 +2,9 @@
 
 Called by :func:`app.cli.reconstruct`, which parses the shared options; everything is checked before any
 reconstruction runs. ``--views N`` keeps N evenly spaced measured views; scores are against ``--reference``
-(FBP by default when views were dropped) on all measured views, and every score says so.
+(FBP by default when views were dropped) on all measured views, and every score says so. ``--out DIR``
+receives PNGs, ``results.npz``, ``metrics.json`` and ``dicom/<method>/`` (and ``dicom/reference/``): derived
+CT series of one synthetic study without patient identity, to open in a DICOM viewer or send to a PACS.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from sparsect import data
 from sparsect.app import measured, outputs, stopping
 from sparsect.app.settings import InputError, MethodSettings
+from sparsect.data.dicom_write import synthetic_source
 
 
 def parse_reference(value: str | None) -> str | None:
@@ -31,9 +36,14 @@ def parse_reference(value: str | None) -> str | None:
     return text
 
 
+#: The derived series' SeriesNumbers: the reference's, then the methods' in order.
+REFERENCE_SERIES, FIRST_METHOD_SERIES = 1000, 1001
+
+
 def _planned(methods: tuple[str, ...]) -> dict[str, str]:
     return {"comparison.png": "file", "consistency.png": "file", "results.npz": "file", "metrics.json": "file",
-            **{f"{name}.png": "file" for name in methods}}
+            "dicom": "folder", "dicom/reference": "folder", **{f"{name}.png": "file" for name in methods},
+            **{f"dicom/{name}": "folder" for name in methods}}
 
 
 def reconstruct_scan(path: str, methods: tuple[str, ...], method_settings: MethodSettings, *,
@@ -112,7 +122,28 @@ def _write(staging: outputs.Staging, prepared: measured.MeasuredInput, reference
     outputs.write_json(folder / "metrics.json", {"scan": prepared.dense.provenance(), "records": records})
     for o in outcomes:
         outputs.write_png(folder / f"{o.method}.png", outputs.comparison_image({o.method: images[o.method]}, window))
+    _write_dicom(folder / "dicom", prepared, reference, outcomes)
     return staging.commit()
+
+
+def _write_dicom(folder: Path, prepared: measured.MeasuredInput, reference: Any,
+                 outcomes: list[measured.MeasuredOutcome]) -> None:
+    """Each image as a derived CT series of one synthetic study (no patient: a measured file names none), the
+    study's UIDs derived from the measured sinogram and the grid, so every series of one scan joins it."""
+    dense, sparse = prepared.dense, prepared.sparse
+    content = (np.ascontiguousarray(dense.sinogram, dtype=np.float32).tobytes()
+               + repr((dense.n_views, dense.det_count, prepared.image_size, prepared.pixel_size_mm)).encode())
+    header = synthetic_source(content, "MEASURED", f"Measured {dense.beam}-beam scan, {dense.n_views} views")
+    source = data.CTSlice(hu=np.zeros(prepared.image_size, np.float32),
+                          spacing=(prepared.pixel_size_mm, prepared.pixel_size_mm), dataset=header)
+    if reference is not None:
+        data.write_series(folder / "reference", reference.image_hu, source,
+                          f"{prepared.reference.upper()} reference {dense.n_views} of {dense.n_views} measured views",
+                          series_number=REFERENCE_SERIES)
+    for number, o in enumerate(outcomes, start=FIRST_METHOD_SERIES):
+        data.write_series(folder / o.method, o.reconstruction.image_hu, source,
+                          f"{o.method.upper()} {sparse.n_views} of {dense.n_views} measured views",
+                          series_number=number)
 
 
 __all__ = ["parse_reference", "reconstruct_scan"]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sparsect import data
+from sparsect.app import limits
 from sparsect.app.settings import InputError, MethodSettings, ScanSettings
 from sparsect.reconstruct import metrics, registry
 from sparsect.reconstruct.result import Reconstruction, StopLike, stop_requested
@@ -92,11 +93,14 @@ def check_slice(ct: data.CTSlice) -> data.CTSlice:
 def source_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
     """``ct`` as the scan's source: unchanged when square (the honest simulation uses its own pixels and
     ``ScanSettings.size`` sets the working grid), else resampled to a square of ``size`` (None: its larger
-    side), the working grid being square."""
+    side), the working grid being square. :class:`InputError` before resampling when that alone would not
+    fit in the available memory (:func:`sparsect.app.limits.check_resample`)."""
     height, width = ct.hu.shape
     if height == width:
         return ct
-    return data.resample(ct, int(size or max(height, width)))
+    side = int(size or max(height, width))
+    limits.check_resample((height, width), side)
+    return data.resample(ct, side)
 
 
 def load_input(source: str, size: int | None = None, index: int | None = None,

@@ -140,6 +140,31 @@ def _synthetic_source(reference: CTSlice | CTSeries) -> Dataset:
     return ds
 
 
+def synthetic_source(content: bytes, label: str, description: str) -> Dataset:
+    """Patient/study modules for images of a source that is not DICOM and names no patient (a measured scan).
+
+    Parameters
+    ----------
+    content : bytes identifying the source (e.g. its sinogram); the study and frame-of-reference UIDs derive
+        from them, so every series written from one source joins one study.
+    label : PatientID and StudyID (uppercase ASCII, no identity), e.g. ``"MEASURED"``.
+    description : StudyDescription (truncated to 64 characters).
+
+    Returns
+    -------
+    A header to use as ``CTSlice.dataset`` of the reference passed to :func:`write_series`.
+    """
+    digest = hashlib.sha256(content).hexdigest()
+    ds = Dataset()
+    ds.PatientName = f"{label}^ANONYMOUS"
+    ds.PatientID = label
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", digest])
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=["frame", digest])
+    ds.StudyID = label[:16]
+    ds.StudyDescription = str(description)[:64]
+    return ds
+
+
 def _slug(text: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
     return slug[:40] or "series"
@@ -333,4 +358,4 @@ def _source_spacing(reference: CTSlice | CTSeries) -> tuple[float, float]:
     return float(reference.spacing[0]), float(reference.spacing[1])
 
 
-__all__ = ["write_series"]
+__all__ = ["synthetic_source", "write_series"]

@@ -83,6 +83,13 @@ def _matrix_bytes(geometry: operators.Geometry, model: str) -> int:
     return min(size, DEFAULT_MATRIX_BYTES)
 
 
+def resample_bytes(source_shape: tuple[int, int], side: int) -> int:
+    """Peak bytes of resampling an (H, W) source slice to ``side`` x ``side`` (:func:`sparsect.data.resample`):
+    the float64 source and its anti-aliasing copy, the float64 result and its float32 copy."""
+    height, width = source_shape
+    return 2 * FLOAT64 * height * width + (FLOAT64 + FLOAT32) * side**2
+
+
 def activations_per_pixel(method: str, preset: str) -> int:
     """Values one pixel's coordinate produces in one forward pass of ``method``'s ``preset`` network."""
     config = get_preset(method, preset).config
@@ -128,4 +135,4 @@ def estimate(source_side: int, working_side: int, views: int, methods: Iterable[
                           networks=slices * ACTIVATION_COPIES * FLOAT32 * networks * pixels)
 
 
-__all__ = ["MemoryEstimate", "activations_per_pixel", "estimate", "simulation_grid"]
+__all__ = ["MemoryEstimate", "activations_per_pixel", "estimate", "resample_bytes", "simulation_grid"]

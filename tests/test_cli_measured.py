@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 from PIL import Image
@@ -71,3 +74,53 @@ def test_errors_are_one_line(scan_files, args, message):
     args = [str(scan) if a == "SCAN" else str(geometry) if a == "GEOMETRY" else a for a in args]
     result = runner.invoke(cli, ["reconstruct", *args])
     assert result.exit_code == 2 and message in result.output and result.output.count("error:") == 1
+
+
+def test_out_holds_derived_dicom_of_one_study(scan_files, tmp_path):
+    scan, geometry = scan_files
+    scan = shutil.copy(scan, tmp_path / "DOE_JOHN_4711.npy")  # a name that must not reach the headers
+    out = tmp_path / "out"
+    _records(runner.invoke(cli, ["reconstruct", "--scan", str(scan), "--geometry", str(geometry), "--views", "30",
+                                 "-m", "fbp,sirt", "--iterations", "5", "--size", "32", "--json", "--out", str(out)]))
+    series = {name: [pydicom.dcmread(p) for p in sorted((out / "dicom" / name).glob("*.dcm"))]
+              for name in ("reference", "fbp", "sirt")}
+    assert all(len(files) == 1 for files in series.values()), series
+    datasets = {name: files[0] for name, files in series.items()}
+    with np.load(out / "results.npz") as results:
+        expected = {"reference": results["reference_hu"], "fbp": results["fbp_hu"], "sirt": results["sirt_hu"]}
+    for name, ds in datasets.items():
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_allclose(hu, expected[name], atol=float(ds.RescaleSlope) / 2 + 1e-3)
+        # 64 bins of 0.5 mm at the rotation centre on a 32-pixel grid: 1 mm pixels
+        assert [float(v) for v in ds.PixelSpacing] == pytest.approx([1.0, 1.0])
+        assert ds.ImageType[0] == "DERIVED" and ds.Modality == "CT"
+    assert len({ds.StudyInstanceUID for ds in datasets.values()}) == 1
+    assert len({ds.FrameOfReferenceUID for ds in datasets.values()}) == 1
+    assert len({ds.SeriesInstanceUID for ds in datasets.values()}) == 3
+    assert sorted(int(ds.SeriesNumber) for ds in datasets.values()) == [1000, 1001, 1002]
+    assert datasets["sirt"].SeriesDescription == "SIRT 30 of 120 measured views"
+    assert datasets["reference"].SeriesDescription == "FBP reference 120 of 120 measured views"
+    # nothing of the user's file (its name or folder) reaches the headers
+    for ds in datasets.values():
+        text = " ".join(str(element.value) for element in ds.iterall() if element.keyword != "PixelData")
+        assert "DOE" not in text and "4711" not in text and str(tmp_path) not in text
+        assert str(ds.PatientName) == "MEASURED^ANONYMOUS"
+    if shutil.which("dciodvfy") is not None:
+        for name in datasets:
+            path = next((out / "dicom" / name).glob("*.dcm"))
+            done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+            errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
+            assert errors == [], errors
+    assert not list(tmp_path.glob(".out.staging-*"))
+
+
+def test_two_runs_of_one_scan_join_one_study(scan_files, tmp_path):
+    scan, geometry = scan_files
+    study = []
+    for method in ("fbp", "sirt"):
+        out = tmp_path / method
+        _records(runner.invoke(cli, ["reconstruct", "--scan", str(scan), "--geometry", str(geometry), "-m", method,
+                                     "--iterations", "3", "--json", "--out", str(out)]))
+        assert not (out / "dicom" / "reference").exists()  # all views and no reference asked for
+        study.append(pydicom.dcmread(next((out / "dicom" / method).glob("*.dcm"))).StudyInstanceUID)
+    assert study[0] == study[1]

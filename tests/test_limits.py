@@ -7,7 +7,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from rich.console import Console
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 from sparsect import data
 from sparsect.app import limits, settings
 from sparsect.app.batch import command as batch
+from sparsect.app.batch import plan
 from sparsect.app.cli import cli
 from sparsect.app.page import compute as pc
 from sparsect.reconstruct import memory
@@ -132,3 +136,48 @@ def test_page_check_raises_the_page_error(monkeypatch):
         pc.check_memory(ct, settings.scan_settings(views=60, size=512), chosen)
     monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, "1e12")
     pc.check_memory(ct, settings.scan_settings(views=60, size=512), chosen)
+
+
+def test_a_huge_size_on_a_non_square_slice_is_refused_before_resampling(tmp_path, monkeypatch):
+    """Resampling the 128x96 slice to 100000² would allocate ~120 GB: refused first, in one line."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PixelData = ds.pixel_array[:, :96].copy().tobytes()
+    ds.Columns = 96
+    ds.save_as(tmp_path / "wide.dcm")
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, "1e9")
+    called = []
+    monkeypatch.setattr(data, "resample", lambda *args: called.append(args))
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["reconstruct", str(tmp_path / "wide.dcm"), "--size", "100000", "--out", str(out)])
+    line = _refusal(result)
+    match = re.fullmatch(r"error: --size 100000 needs about [\d.]+ GB to resample the 128x96 slice; this machine "
+                         r"has 1\.0 GB available; at most --size (\d+) fits", line)
+    assert match, line
+    assert called == [] and not out.exists()
+    # a float64 result and its float32 copy of the suggested side fit in 1 GB; a float64 side² alone of
+    # 10^9 / 8 pixels would not
+    suggested = int(match.group(1))
+    assert 12 * suggested**2 < 1e9 < 8 * (np.sqrt(1e9 / 8) + 1) ** 2
+    assert 8_000 < suggested < int(np.sqrt(1e9 / 8))
+    limits.check_resample((128, 96), suggested)
+    with pytest.raises(settings.InputError):
+        limits.check_resample((128, 96), suggested + 1)
+
+
+def test_batch_estimate_counts_the_stacked_slices(monkeypatch):
+    series = [SimpleNamespace(shape=(8, 256, 256))]
+    units = [SimpleNamespace(series_index=0, slices=tuple(range(8)))]
+    chosen = plan.BatchSettings(views=(60,), methods=("lrnn",))
+    one, two = (memory.estimate(256, 256, 60, ("lrnn",), slices=n).total for n in (1, 2))
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str((one + two) // 2))
+    assert limits.batch_problem(series, units, chosen, "cpu") is None  # the old call: one slice per call
+    assert limits.batch_problem(series, units, chosen, "cpu", batch_size=0) is None  # automatic size
+    problem = limits.batch_problem(series, units, chosen, "cpu", batch_size=4)
+    assert re.fullmatch(r"--batch-size 4 needs about [\d.]+ GB; this machine has [\d.]+ GB available; at most "
+                        r"--batch-size 1 fits", problem or ""), problem
+    # a unit of 8 slices never stacks more than 8: the estimate (and the line) is that of 8
+    eight = memory.estimate(256, 256, 60, ("lrnn",), slices=8).total
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str(eight))
+    assert limits.batch_problem(series, units, chosen, "cpu", batch_size=16) is None
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str(eight - 1))
+    assert limits.batch_problem(series, units, chosen, "cpu", batch_size=16).startswith("--batch-size 8 needs")
