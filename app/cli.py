@@ -110,38 +110,61 @@ def reconstruct(
     Every option is checked before any reconstruction runs. Ctrl-C stops the running method after its current
     iteration, skips the others and reports and writes what was obtained (exit status 130); a second Ctrl-C
     aborts at once without writing anything."""
-    staging: outputs.Staging | None = None
     if scan is not None or input is None:
-        try:
-            if input is not None or scan is None:
-                raise InputError("give INPUT (a slice to simulate a scan of) or --scan FILE (a measured scan), "
-                                 "not both" if input is not None else "give INPUT or --scan FILE")
-            if photons is not None or slice_index is not None:
-                raise InputError("--photons and --slice apply to simulated scans, not to --scan")
-            _check_window(window)
-            reconstruct_scan(scan, settings.parse_methods(method),
-                             settings.method_settings(iterations, preset, variant or None, seed, device),
-                             geometry=geometry, views=views, center=center, row=row, size=size, reference=reference,
-                             out=out, window=window, as_json=as_json, console=console)
-        except (*_known_errors(), OSError) as error:
-            fail(str(error))
-        except KeyboardInterrupt:
-            fail("aborted by Ctrl-C", EXIT_INTERRUPTED)
+        if input is not None or scan is None:
+            fail("give INPUT (a slice to simulate a scan of) or --scan FILE (a measured scan), not both"
+                 if input is not None else "give INPUT or --scan FILE")
+        if photons is not None or slice_index is not None:
+            fail("--photons and --slice apply to simulated scans, not to --scan")
+        _reconstruct_measured(scan, method, iterations, preset, variant, seed, device, geometry=geometry, views=views,
+                              center=center, row=row, size=size, reference=reference, out=out, window=window,
+                              as_json=as_json)
         return
     if geometry is not None or center is not None or row is not None or reference is not None:
         fail("--geometry, --center, --row and --reference apply to measured scans (--scan FILE)")
-    views = 60 if views is None else views
+    try:
+        methods = settings.parse_methods(method)
+        method_settings = settings.method_settings(iterations, preset, variant or None, seed, device)
+        scan_setup = settings.scan_settings(views=60 if views is None else views, photons=photons, seed=seed,
+                                            geometry=beam, simulation=simulation, size=size,
+                                            source_distance_mm=source_distance_mm,
+                                            detector_distance_mm=detector_distance_mm)
+        _check_window(window)
+        if anonymize and out is None:
+            raise InputError("--anonymize applies to the DICOM written to --out; give --out too")
+    except _known_errors() as error:
+        fail(str(error))
+    _reconstruct_simulated(input, methods, method_settings, scan_setup, size=size, slice_index=slice_index,
+                           series=series, out=out, window=window, anonymize=anonymize, as_json=as_json)
+
+
+def _reconstruct_measured(scan: str, method: list[str], iterations: int | None, preset: str,
+                          variant: list[str] | None, seed: int, device: str, *, geometry: str | None,
+                          views: int | None, center: str | None, row: int | None, size: int | None,
+                          reference: str | None, out: Path | None, window: str, as_json: bool) -> None:
+    """``reconstruct --scan FILE``: parse the options, then :func:`reconstruct_scan`; one ``error:`` line and the
+    exit status on failure or a second Ctrl-C."""
+    try:
+        _check_window(window)
+        reconstruct_scan(scan, settings.parse_methods(method),
+                         settings.method_settings(iterations, preset, variant or None, seed, device),
+                         geometry=geometry, views=views, center=center, row=row, size=size, reference=reference,
+                         out=out, window=window, as_json=as_json, console=console)
+    except (*_known_errors(), OSError) as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        fail("aborted by Ctrl-C", EXIT_INTERRUPTED)
+
+
+def _reconstruct_simulated(input: str, methods: tuple[str, ...], method_settings: settings.MethodSettings,
+                           scan_setup: settings.ScanSettings, *, size: int | None, slice_index: int | None,
+                           series: str | None, out: Path | None, window: str, anonymize: bool, as_json: bool) -> None:
+    """Load the slice, check the job fits in memory, simulate its scan, run ``methods``, print and write
+    (``out``) the results; one ``error:`` line and the exit status on failure or Ctrl-C."""
+    staging: outputs.Staging | None = None
+    views = scan_setup.views
     try:
         try:
-            methods = settings.parse_methods(method)
-            method_settings = settings.method_settings(iterations, preset, variant or None, seed, device)
-            scan_setup = settings.scan_settings(views=views, photons=photons, seed=seed, geometry=beam,
-                                                simulation=simulation, size=size,
-                                                source_distance_mm=source_distance_mm,
-                                                detector_distance_mm=detector_distance_mm)
-            _check_window(window)
-            if anonymize and out is None:
-                raise InputError("--anonymize applies to the DICOM written to --out; give --out too")
             ct = pipeline.load_input(input, size=size, index=slice_index, series_uid=series)
             limits.check_memory(ct.hu.shape[0], scan_setup, methods, method_settings)
             if out is not None:

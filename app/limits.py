@@ -15,6 +15,7 @@ from typing import Any
 
 from sparsect.app.settings import InputError, MethodSettings, ScanSettings
 from sparsect.reconstruct import memory
+from sparsect.reconstruct.neural import ENSEMBLE, ENSEMBLE_SIZE
 
 #: Environment variable that sets the available memory in bytes (overrides what the machine reports).
 AVAILABLE_MEMORY_ENV = "SPARSECT_AVAILABLE_MEMORY"
@@ -80,11 +81,12 @@ def memory_problem(source_side: int, scan: ScanSettings, methods: Iterable[str],
     """
     methods = tuple(methods)
     working = scan.size or source_side
+    ensemble = ENSEMBLE_SIZE if ENSEMBLE in method.variant else 1
     available = available_bytes(method.device if method.device.startswith("cuda") else "cpu")
 
     def needs(views: int, side: int, stack: int = slices) -> int:
         return memory.estimate(source_side, side, views, methods, method.preset, scan.geometry, scan.simulation,
-                               scan.det_count, slices=stack, iterations=method.iterations).total
+                               scan.det_count, slices=stack, iterations=method.iterations, ensemble=ensemble).total
 
     needed = needs(scan.views, working)
     if needed <= available:
@@ -146,7 +148,7 @@ def batch_problem(series: Sequence[Any], units: Sequence[Any], batch: Any, devic
     stacked = max(1, min(batch_size, max(len(unit.slices) for unit in units)))
     side = max(max(series[i].shape[1:]) for i in used)
     scan = ScanSettings(views=max(batch.views), photons=batch.photons, simulation=batch.simulation)
-    method = MethodSettings(iterations=batch.iterations, preset=batch.preset,
+    method = MethodSettings(iterations=batch.iterations, preset=batch.preset, variant=batch.variant,
                             device=device if device.startswith("cuda") else "cpu")
     return memory_problem(side, scan, batch.methods, method, size_option=None, slices=stacked)
 

@@ -104,7 +104,7 @@ def activations_per_pixel(method: str, preset: str) -> int:
 
 def estimate(source_side: int, working_side: int, views: int, methods: Iterable[str], preset: str = "preview",
              beam: str = "parallel", simulation: str = "honest", det_count: int | None = None,
-             slices: int = 1, iterations: int | None = None) -> MemoryEstimate:
+             slices: int = 1, iterations: int | None = None, ensemble: int = 1) -> MemoryEstimate:
     """Peak bytes of simulating a ``views``-view scan of a square ``source_side`` slice onto a
     ``working_side`` grid and reconstructing ``slices`` slices of it with each of ``methods`` in turn.
 
@@ -116,6 +116,7 @@ def estimate(source_side: int, working_side: int, views: int, methods: Iterable[
     beam : "parallel" or "fan"; ``simulation`` "honest" or "same-grid".
     slices : slices reconstructed in one call (networks fitted together).
     iterations : the methods' budget (None: each one's default); it decides whether the matrix is built.
+    ensemble : networks fitted per slice (the ``ensemble`` variant's size; 1 otherwise).
     """
     from sparsect.reconstruct.registry import CLASSICAL_METHODS, iterations_for
 
@@ -132,7 +133,7 @@ def estimate(source_side: int, working_side: int, views: int, methods: Iterable[
     projector = n_rays * RAY_BYTES + chunks + (_matrix_bytes(geometry, model) if iterative else 0)
     networks = max((activations_per_pixel(m, preset) for m in methods if m not in CLASSICAL_METHODS), default=0)
     return MemoryEstimate(simulation=sim, methods=method_bytes, projector=projector,
-                          networks=slices * ACTIVATION_COPIES * FLOAT32 * networks * pixels)
+                          networks=slices * ensemble * ACTIVATION_COPIES * FLOAT32 * networks * pixels)
 
 
 __all__ = ["MemoryEstimate", "activations_per_pixel", "estimate", "resample_bytes", "simulation_grid"]

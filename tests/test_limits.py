@@ -181,3 +181,15 @@ def test_batch_estimate_counts_the_stacked_slices(monkeypatch):
     assert limits.batch_problem(series, units, chosen, "cpu", batch_size=16) is None
     monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str(eight - 1))
     assert limits.batch_problem(series, units, chosen, "cpu", batch_size=16).startswith("--batch-size 8 needs")
+
+
+def test_the_ensemble_variant_counts_its_networks(monkeypatch):
+    scan = settings.scan_settings(views=60, size=256)
+    plain = settings.method_settings(variant="ramp_loss")
+    ensemble = settings.method_settings(variant="ensemble,ramp_loss")
+    one = memory.estimate(256, 256, 60, ("lrnn",))
+    four = memory.estimate(256, 256, 60, ("lrnn",), ensemble=4)
+    assert four.networks == 4 * one.networks and four.total - one.total == 3 * one.networks
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str((one.total + four.total) // 2))
+    assert limits.memory_problem(256, scan, ("lrnn",), plain) is None
+    assert "needs about" in limits.memory_problem(256, scan, ("lrnn",), ensemble)

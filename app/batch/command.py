@@ -143,10 +143,10 @@ class _Job:
     fingerprints: dict[str, str]
 
 
-def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: int, device: str, log: Log
-          ) -> _Job:
-    """Scan IN_DIR, plan every unit (refusing a job that would not fit in memory on ``device``), keep shard
-    ``k`` of ``n`` and find the units still to do."""
+def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: int, device: str, batch_size: int,
+          log: Log) -> _Job:
+    """Scan IN_DIR, plan every unit (refusing a job that would not fit in memory on ``device`` with
+    ``batch_size`` slices per call), keep shard ``k`` of ``n`` and find the units still to do."""
     try:
         scan = data.scan(in_dir)
     except (data.DicomError, OSError) as error:
@@ -154,7 +154,7 @@ def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: 
     if not scan.series and not scan.skipped:
         raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
     units, problems = plan.plan(scan.series, in_dir, settings)
-    if (too_large := limits.batch_problem(scan.series, units, settings, device)) is not None:
+    if (too_large := limits.batch_problem(scan.series, units, settings, device, batch_size)) is not None:
         raise CannotStart(too_large)
     input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped + problems]
     mine = plan.shard(units, k, n)
@@ -260,7 +260,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
         methods=",".join(settings.methods), variant=",".join(settings.variant), simulation=settings.simulation,
         slices=settings.slices, shard=f"{k}/{n}", executor=executor, device=device, version=__version__)
-    job = _plan(in_dir, out_dir, settings, k, n, device, log)
+    job = _plan(in_dir, out_dir, settings, k, n, device, batch_size, log)
     if dry_run:
         _list_units(job, stdout, log)
         return EXIT_OK
