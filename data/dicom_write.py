@@ -129,18 +129,11 @@ def _synthetic_source(reference: CTSlice | CTSeries) -> Dataset:
 
     The UIDs derive from the source images, so every series written from one phantom joins one study."""
     hu = np.ascontiguousarray(reference.hu, dtype=np.float32)
-    content = hashlib.sha256(hu.tobytes() + repr((hu.shape, _source_spacing(reference))).encode()).hexdigest()
-    ds = Dataset()
-    ds.PatientName = "PHANTOM^SYNTHETIC"
-    ds.PatientID = "PHANTOM"
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", content])
-    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=["frame", content])
-    ds.StudyID = "PHANTOM"
-    ds.StudyDescription = "Synthetic phantom"
-    return ds
+    content = hu.tobytes() + repr((hu.shape, _source_spacing(reference))).encode()
+    return synthetic_source(content, "PHANTOM", "Synthetic phantom", patient_name="PHANTOM^SYNTHETIC")
 
 
-def synthetic_source(content: bytes, label: str, description: str) -> Dataset:
+def synthetic_source(content: bytes, label: str, description: str, patient_name: str | None = None) -> Dataset:
     """Patient/study modules for images of a source that is not DICOM and names no patient (a measured scan).
 
     Parameters
@@ -149,6 +142,7 @@ def synthetic_source(content: bytes, label: str, description: str) -> Dataset:
         from them, so every series written from one source joins one study.
     label : PatientID and StudyID (uppercase ASCII, no identity), e.g. ``"MEASURED"``.
     description : StudyDescription (truncated to 64 characters).
+    patient_name : PatientName; default ``"<label>^ANONYMOUS"``.
 
     Returns
     -------
@@ -156,7 +150,7 @@ def synthetic_source(content: bytes, label: str, description: str) -> Dataset:
     """
     digest = hashlib.sha256(content).hexdigest()
     ds = Dataset()
-    ds.PatientName = f"{label}^ANONYMOUS"
+    ds.PatientName = patient_name or f"{label}^ANONYMOUS"
     ds.PatientID = label
     ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", digest])
     ds.FrameOfReferenceUID = generate_uid(entropy_srcs=["frame", digest])
