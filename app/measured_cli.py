@@ -41,7 +41,7 @@ REFERENCE_SERIES, FIRST_METHOD_SERIES = 1000, 1001
 
 
 def _planned(methods: tuple[str, ...]) -> dict[str, str]:
-    return {"comparison.png": "file", "consistency.png": "file", "results.npz": "file", "metrics.json": "file",
+    return {"comparison.png": "file", "residual_sinograms.png": "file", "results.npz": "file", "metrics.json": "file",
             "dicom": "folder", "dicom/reference": "folder", **{f"{name}.png": "file" for name in methods},
             **{f"dicom/{name}": "folder" for name in methods}}
 
@@ -110,7 +110,7 @@ def _write(staging: outputs.Staging, prepared: measured.MeasuredInput, reference
         images = {f"{prepared.reference} (all views)": reference.image_hu} | images
     outputs.write_png(folder / "comparison.png", outputs.comparison_image(images, window))
     scale = max(float(abs(o.residual).max()) for o in outcomes) or 1.0
-    outputs.write_png(folder / "consistency.png", outputs.comparison_image(
+    outputs.write_png(folder / "residual_sinograms.png", outputs.comparison_image(
         {f"{o.method} A x - y": o.residual for o in outcomes}, (-scale, scale)))
     arrays = {"sinogram": prepared.dense.sinogram, "angles_rad": prepared.dense.angles,
               "views_used": prepared.sparse.angles, "pixel_size_mm": prepared.pixel_size_mm,

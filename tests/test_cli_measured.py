@@ -50,7 +50,7 @@ def test_sparse_views_scored_against_fbp_of_all_views(scan_files, tmp_path):
     assert written["scan"]["views"] == 120 and written["records"] == records
     with np.load(out / "results.npz") as results:
         assert results["fbp_residual"].shape == (120, 64) and results["reference_hu"].shape == (64, 64)
-    assert Image.open(out / "consistency.png").size == (2 * 64, 120)  # two residual tiles of 120 views x 64 bins
+    assert Image.open(out / "residual_sinograms.png").size == (2 * 64, 120)  # two residual tiles of 120 views x 64 bins
 
 
 def test_all_views_without_reference_has_no_scores(scan_files):
