@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sparsect.app.settings import InputError, MethodSettings, ScanSettings
 from sparsect.reconstruct import memory
 from sparsect.reconstruct.neural import ENSEMBLE, ENSEMBLE_SIZE
@@ -43,7 +45,6 @@ def available_bytes(device: str = "cpu") -> int:
         except ValueError:
             raise InputError(f"{AVAILABLE_MEMORY_ENV} must be a number of bytes, got {override!r}") from None
     if device.startswith("cuda"):
-        import torch
 
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
     found = _meminfo_available()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from skimage.transform import resize
 
 
 def _shape(shape: int | Sequence[int]) -> tuple[int, int]:
@@ -58,7 +59,6 @@ def upsample_bilinear(image: np.ndarray, shape: int | Sequence[int]) -> np.ndarr
     Bilinear, not cubic, so no over- or undershoot at air/bone edges: the values stay within the
     input's range (attenuation stays non-negative).
     """
-    from skimage.transform import resize
 
     height, width = _shape(shape)
     return resize(np.asarray(image, dtype=np.float64), (height, width), order=1, mode="edge",

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from skimage.transform import resize
 
 
 @dataclass
@@ -40,7 +41,6 @@ class CTSlice:
 def resample(ct: CTSlice, size: int) -> CTSlice:
     """``ct`` resampled to (size, size) pixels (anti-aliased, bilinear), pixel spacing scaled so the field of
     view is kept; the source header is kept for writing derived series."""
-    from skimage.transform import resize
 
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")

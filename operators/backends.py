@@ -115,7 +115,7 @@ def _ray_args(rays: StripRays) -> tuple:
 
 def _numba_project(images: torch.Tensor, rays: StripRays, linear: bool) -> torch.Tensor:
     """(B, H * W) contiguous CPU images to (B, R) sinograms with the compiled kernel."""
-    from sparsect.operators import project_numba
+    from sparsect.operators import project_numba  # loads numba and the kernels (0.5-3 s): only when first needed
 
     out = images.new_empty(images.shape[0], rays.n_rays)
     with project_numba.kernel_call():
@@ -129,7 +129,7 @@ def _numba_backproject(sinograms: torch.Tensor, rays: StripRays, linear: bool, c
     Each thread accumulates into its own image buffer; at most ``chunk_bytes`` of buffers beyond the
     result are allocated (fewer threads share the work when the images are large).
     """
-    from sparsect.operators import project_numba
+    from sparsect.operators import project_numba  # loads numba and the kernels (0.5-3 s): only when first needed
 
     image_bytes = sinograms.shape[0] * rays.height * rays.width * sinograms.element_size()
     with project_numba.kernel_call() as threads:

@@ -156,7 +156,7 @@ def backproject_filtered(filtered: torch.Tensor, geometry: Geometry, chunk_bytes
     """
     if filtered.device.type != "cpu":
         return _backproject_torch(filtered, geometry, chunk_bytes)
-    from sparsect.operators import project_numba
+    from sparsect.operators import project_numba  # loads numba and the kernels (0.5-3 s): only when first needed
 
     height, width = geometry.image_size
     work = filtered.detach().contiguous()

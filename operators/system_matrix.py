@@ -31,7 +31,7 @@ def _ray_arrays(rays: StripRays) -> tuple[np.ndarray, ...]:
 
 def row_lengths(rays: StripRays, model: str) -> np.ndarray:
     """Number of nonzero weights of every ray (int64 (R,)), by the compiled counting kernel."""
-    from sparsect.operators import project_numba
+    from sparsect.operators import project_numba  # loads numba and the kernels (0.5-3 s): only when first needed
 
     counts = np.empty(rays.n_rays, dtype=np.int64)
     with project_numba.kernel_call():
@@ -59,7 +59,7 @@ def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, size: tuple[int, in
 def projection_pair(rays: StripRays, model: str, dtype: torch.dtype, device: torch.device | str,
                     counts: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, A^T) as CSR tensors of ``dtype`` on ``device``; ``counts`` are :func:`row_lengths` if known."""
-    from sparsect.operators import project_numba
+    from sparsect.operators import project_numba  # loads numba and the kernels (0.5-3 s): only when first needed
 
     counts = row_lengths(rays, model) if counts is None else counts
     n_rays, n_pixels = rays.n_rays, rays.height * rays.width

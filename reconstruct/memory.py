@@ -24,6 +24,7 @@ from sparsect.operators.backends import MATRIX_MIN_CALLS
 from sparsect.operators.radon import DEFAULT_CHUNK_BYTES
 from sparsect.operators.system_matrix import DEFAULT_MATRIX_BYTES, matrix_bytes
 from sparsect.reconstruct.models import LRNNConfig, SIRENConfig, WIREConfig, get_preset
+from sparsect.reconstruct.registry import CLASSICAL_METHODS, iterations_for
 
 FLOAT32, FLOAT64 = 4, 8
 #: Bytes one ray costs while its strip walk is built: points and directions (4 float64), the walk's
@@ -118,8 +119,6 @@ def estimate(source_side: int, working_side: int, views: int, methods: Iterable[
     iterations : the methods' budget (None: each one's default); it decides whether the matrix is built.
     ensemble : networks fitted per slice (the ``ensemble`` variant's size; 1 otherwise).
     """
-    from sparsect.reconstruct.registry import CLASSICAL_METHODS, iterations_for
-
     methods = tuple(methods)
     geometry = _geometry(beam, views, working_side, det_count)
     n_rays, pixels = geometry.n_angles * geometry.det_count, working_side**2
