@@ -3,7 +3,9 @@ and photon count, next to the noise the Poisson model gives (:func:`reconstruct.
 the data the noise-aware default weight was fitted to.
 
 Run as ``python benchmarks/tv_lambda.py [--sizes 128 256] [--views 30 60 100] [--photons 0 1e5 1e4]
-[--factors 0.25 0.5 1 2 4 8 16] [--samples head_693 ct_small shepp_logan] [--threads 2]``. Prints one markdown
+[--factors 0.25 0.5 1 2 4 8 16] [--samples head_693 ct_small shepp_logan] [--simulation honest|same-grid]
+[--threads 2]``. Each sample is simulated from its own pixels onto the size x size working grid, as in
+``benchmarks/quality.py``. Prints one markdown
 row per case: the noise level, PSNR at each factor of the noise-blind ``default_tv_lambda``, the best factor,
 and PSNR with the noise-blind default and with the noise-aware one (``photons`` given, ``math.inf`` when
 noise-free; in brackets the factor it chose relative to the noise-blind weight).
@@ -27,6 +29,8 @@ def main() -> None:
     parser.add_argument("--photons", type=float, nargs="+", default=[0.0, 1e5, 1e4])
     parser.add_argument("--factors", type=float, nargs="+", default=[0.25, 0.5, 1, 2, 4, 8, 16])
     parser.add_argument("--samples", nargs="+", default=["head_693", "ct_small", "shepp_logan"])
+    parser.add_argument("--simulation", default="honest", choices=list(data.SIMULATIONS),
+                        help="honest (default) or same-grid (the inverse crime, as the older tables)")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
@@ -37,10 +41,11 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|" + "---:|" * (len(args.factors) + 3))
     for sample in args.samples:
         for size in args.sizes:
-            ct = data.load_sample(sample, size)
+            ct = data.load_sample(sample)  # native pixels: the honest simulation scans them (as quality.py)
             for views in args.views:
                 for photons in args.photons:
-                    sim = data.simulate(ct, views, photons=photons or None, seed=0)
+                    sim = data.simulate(ct, views, photons=photons or None, seed=0, size=size,
+                                        simulation=args.simulation)
 
                     def psnr(sim=sim, **options) -> tuple[float, classical.Reconstruction]:
                         result = classical.tv(sim.sinogram, sim.geometry, pixel_size_mm=sim.pixel_size_mm, **options)
