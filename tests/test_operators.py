@@ -580,11 +580,16 @@ def test_projector_keeps_torch_thread_count():
     assert done.stdout.split()[-1] == "1"
 
 
-@pytest.mark.parametrize("chosen,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_sparsect_makes_idle_openmp_threads_sleep_unless_chosen(chosen, expected):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if chosen is not None:
-        env["OMP_WAIT_POLICY"] = chosen
+def test_idle_openmp_threads_sleep_on_a_busy_machine_only():
+    from sparsect import busy_machine_wait_policy
+
+    assert busy_machine_wait_policy(load=2.0, cores=2) == "PASSIVE"
+    assert busy_machine_wait_policy(load=7.5, cores=2) == "PASSIVE"
+    assert busy_machine_wait_policy(load=0.6, cores=2) is None
+
+
+def test_importing_sparsect_keeps_the_users_openmp_wait_policy():
+    env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")
     code = "import os, sparsect; print(os.environ['OMP_WAIT_POLICY'])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.strip() == expected
+    assert done.stdout.strip() == "ACTIVE"
