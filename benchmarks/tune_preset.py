@@ -8,9 +8,10 @@ Run as::
 Every combination of the ``--grid`` values (model config fields such as ``w0``, ``rank``; optimiser fields
 ``lr``, ``warmup``, ``final_lr_factor``) replaces the preset's value; the first row is the preset unchanged
 unless ``--no-base``.
-The problem is ``data.load_sample(sample, size)`` simulated noise-free with ``views`` views; metrics as in
-``benchmarks/quality.py``. Use it to pick settings for a budget too large to sweep (a GPU preset) on a
-problem of the same shape ratio; the chosen values still have to be confirmed at full size.
+The problem is ``data.load_sample(sample)`` simulated noise-free onto a size x size grid with ``views``
+views (the honest simulation, as in ``benchmarks/quality.py``); metrics as there. Use it to pick settings
+for a budget too large to sweep (a GPU preset) on a problem of the same shape ratio; the chosen values
+still have to be confirmed at full size.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = get_preset(args.model, args.preset)
-    simulation = data.simulate(data.load_sample(args.sample, args.size), args.views, seed=0)
+    simulation = data.simulate(data.load_sample(args.sample), args.views, seed=0, size=args.size)  # as quality.py
     variants = f" + {', '.join(args.variant)}" if args.variant else ""
     print(f"{args.model} {args.preset}{variants}, {args.sample} {args.size}² {args.views} views, {args.iterations} "
           f"iterations, {torch.get_num_threads()} threads")
