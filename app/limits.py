@@ -45,7 +45,6 @@ def available_bytes(device: str = "cpu") -> int:
         except ValueError:
             raise InputError(f"{AVAILABLE_MEMORY_ENV} must be a number of bytes, got {override!r}") from None
     if device.startswith("cuda"):
-
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
     found = _meminfo_available()
     if found is None:

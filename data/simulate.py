@@ -217,16 +217,21 @@ def _refined(geometry: Any, grid: tuple[int, int], scale: float, sub_rays: int) 
     return operators.ParallelBeam(geometry.angles, det_count, spacing, grid)
 
 
+def simulation_grid(source_shape: tuple[int, int], working: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the image the honest simulation projects: the source's own when it is at least
+    ``MIN_REFINEMENT`` times finer than the ``working`` grid, else ``MIN_REFINEMENT`` times the working grid."""
+    if min(s / w for s, w in zip(source_shape, working, strict=True)) >= MIN_REFINEMENT:
+        return int(source_shape[0]), int(source_shape[1])
+    return MIN_REFINEMENT * working[0], MIN_REFINEMENT * working[1]
+
+
 def _honest_projections(mu_source: np.ndarray, geometry: Any, pixel_size_mm: float, sub_rays: int
                         ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Line integrals (float64 (n_views, det_count)) of the working ``geometry`` simulated from the finest
     image (see the module docstring), and the simulation grid. ``pixel_size_mm`` is the working pixel's."""
     working = geometry.image_size
-    if min(s / w for s, w in zip(mu_source.shape, working, strict=True)) >= MIN_REFINEMENT:
-        image = mu_source
-    else:
-        image = upsample_bilinear(mu_source, (MIN_REFINEMENT * working[0], MIN_REFINEMENT * working[1]))
-    grid = tuple(image.shape)
+    grid = simulation_grid(mu_source.shape, working)
+    image = mu_source if grid == tuple(mu_source.shape) else upsample_bilinear(mu_source, grid)
     scale = grid[1] / working[1]
     fine = operators.Radon(_refined(geometry, grid, scale, sub_rays), model="line")
     sub = fine(torch.from_numpy(image).to(torch.float32)).to(torch.float64) * (pixel_size_mm / scale)
@@ -296,4 +301,4 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
 
 
 __all__ = ["COUNT_GUARD", "MIN_REFINEMENT", "SIMULATIONS", "SUB_RAYS", "Simulation", "counts_to_line_integrals",
-           "make_generator", "simulate", "simulate_counts"]
+           "make_generator", "simulate", "simulate_counts", "simulation_grid"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from sparsect import operators
-from sparsect.data.simulate import MIN_REFINEMENT, SUB_RAYS
+from sparsect.data.simulate import SUB_RAYS, simulation_grid
 from sparsect.operators.backends import MATRIX_MIN_CALLS
 from sparsect.operators.radon import DEFAULT_CHUNK_BYTES
 from sparsect.operators.system_matrix import DEFAULT_MATRIX_BYTES, matrix_bytes
@@ -58,18 +58,12 @@ def _geometry(beam: str, views: int, side: int, det_count: int | None) -> operat
     return operators.ParallelBeam.sparse(views, image_size=(side, side), det_count=det_count)
 
 
-def simulation_grid(source_side: int, working_side: int) -> int:
-    """Side (pixels) of the image the honest simulation projects: the source when it is at least
-    ``MIN_REFINEMENT`` times finer than the working grid, else ``MIN_REFINEMENT`` times the working grid."""
-    return source_side if source_side >= MIN_REFINEMENT * working_side else MIN_REFINEMENT * working_side
-
-
 def _simulation_bytes(source_side: int, working_side: int, n_rays: int, honest: bool) -> int:
     """The source in float64 HU and mu, the projected grid and its rays, and the working sinograms."""
     source = 2 * FLOAT64 * source_side**2
     if not honest:
         return source + n_rays * (RAY_BYTES + 3 * FLOAT64)
-    grid = simulation_grid(source_side, working_side)
+    grid = simulation_grid((source_side, source_side), (working_side, working_side))[0]
     fine_rays = n_rays * SUB_RAYS
     return source + (FLOAT64 + FLOAT32) * grid**2 + fine_rays * (RAY_BYTES + FLOAT32 + FLOAT64) + 3 * FLOAT64 * n_rays
 
@@ -135,4 +129,4 @@ def estimate(source_side: int, working_side: int, views: int, methods: Iterable[
                           networks=slices * ensemble * ACTIVATION_COPIES * FLOAT32 * networks * pixels)
 
 
-__all__ = ["MemoryEstimate", "activations_per_pixel", "estimate", "resample_bytes", "simulation_grid"]
+__all__ = ["MemoryEstimate", "activations_per_pixel", "estimate", "resample_bytes"]
