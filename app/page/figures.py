@@ -128,15 +128,17 @@ def difference_tile(image_hu: np.ndarray, reference_hu: np.ndarray, limit: float
     diff = np.asarray(image_hu, dtype=np.float64) - np.asarray(reference_hu, dtype=np.float64)
     rgb = diverging(diff / limit)
     rgb[~metrics.circle_mask(diff.shape)] = UNSCORED_COLOUR
-    if zoom is not None:
-        rgb = crop(rgb, zoom)
-    return Image.fromarray(rgb).resize((size, size), Image.NEAREST if zoom is not None else Image.BILINEAR)
+    return _rgb_tile(rgb, size, zoom)
 
 
 def map_tile(values_hu: np.ndarray, limit: float, size: int, signed: bool = True,
              zoom: Zoom | None = None) -> Image.Image:
     """RGB tile of an HU map (a data-consistency or uncertainty map) under :func:`app.outputs.coloured`."""
-    rgb = outputs.coloured(values_hu, limit, signed)
+    return _rgb_tile(outputs.coloured(values_hu, limit, signed), size, zoom)
+
+
+def _rgb_tile(rgb: np.ndarray, size: int, zoom: Zoom | None) -> Image.Image:
+    """(H, W, 3) uint8 colours as a ``size`` x ``size`` tile, cropped to ``zoom`` (then magnified pixel by pixel)."""
     if zoom is not None:
         rgb = crop(rgb, zoom)
     return Image.fromarray(rgb).resize((size, size), Image.NEAREST if zoom is not None else Image.BILINEAR)
