@@ -155,28 +155,39 @@ def _run(method: str, scan: data.MeasuredScan, measured: MeasuredInput, settings
                         stop=stop)
 
 
+def run_reference(measured: MeasuredInput, device: str = "cpu") -> Reconstruction | None:
+    """The reference: ``measured.reference`` on all measured views with its default budget; None without one."""
+    if measured.reference is None:
+        return None
+    return _run(measured.reference, measured.dense, measured, MethodSettings(device=device), None, None)
+
+
+def run_method(measured: MeasuredInput, method: str, settings: MethodSettings, reference: Reconstruction | None,
+               callback: Callable[[Any], None] | None = None, stop: StopLike = None) -> MeasuredOutcome:
+    """``method`` on the sparse views, its data-consistency residual over all views, and its scores against
+    ``reference`` (from :func:`run_reference`; none without it)."""
+    reconstruction = _run(method, measured.sparse, measured, settings, callback, stop)
+    residual = consistency_map(reconstruction.mu.reshape(measured.image_size), measured)
+    scores = {} if reference is None else {
+        key: float(value) for key, value in metrics.compare(reconstruction.image_hu, reference.image_hu).items()}
+    return MeasuredOutcome(method, reconstruction, residual, scores)
+
+
 def run_methods(measured: MeasuredInput, methods: tuple[str, ...], settings: MethodSettings,
                 on_progress: Callable[[str, Any], None] | None = None, stop: StopLike = None
                 ) -> tuple[Reconstruction | None, list[MeasuredOutcome]]:
-    """The reference (``measured.reference`` on all measured views, default budget) and every method on the
-    sparse views, scored against the reference when there is one. ``stop`` as in
-    :func:`app.pipeline.run_methods`: the running method returns its result so far, the rest are skipped."""
-    reference = None
-    if measured.reference is not None:
-        reference = _run(measured.reference, measured.dense, measured,
-                         MethodSettings(device=settings.device), None, None)
+    """The reference (:func:`run_reference`) and every method on the sparse views (:func:`run_method`).
+    ``stop`` as in :func:`app.pipeline.run_methods`: the running method returns its result so far, the rest
+    are skipped."""
+    reference = run_reference(measured, settings.device)
     outcomes = []
     for method in methods:
         if stop_requested(stop):
             break
         callback = (lambda progress, m=method: on_progress(m, progress)) if on_progress else None
-        reconstruction = _run(method, measured.sparse, measured, settings, callback, stop)
-        residual = consistency_map(reconstruction.mu.reshape(measured.image_size), measured)
-        scores = {} if reference is None else {
-            key: float(value) for key, value in metrics.compare(reconstruction.image_hu, reference.image_hu).items()}
-        outcomes.append(MeasuredOutcome(method, reconstruction, residual, scores))
+        outcomes.append(run_method(measured, method, settings, reference, callback, stop))
     return reference, outcomes
 
 
 __all__ = ["REFERENCE_METHODS", "MeasuredInput", "MeasuredOutcome", "consistency_map", "parse_center", "prepare",
-           "prepare_scan", "run_methods", "score_label"]
+           "prepare_scan", "run_method", "run_methods", "run_reference", "score_label"]

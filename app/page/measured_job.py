@@ -4,7 +4,6 @@ rest are skipped) with the reference on all measured views run first and every m
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -12,7 +11,6 @@ from collections.abc import Sequence
 from sparsect.app import measured
 from sparsect.app.page import compute as pc
 from sparsect.app.settings import MethodSettings
-from sparsect.reconstruct import metrics
 from sparsect.reconstruct.result import Reconstruction
 
 log = logging.getLogger(__name__)
@@ -36,7 +34,7 @@ class MeasuredJob(pc.Job):
         self.prepared = prepared
         self.reference: Reconstruction | None = None
         self.outcomes: dict[str, measured.MeasuredOutcome] = {}
-        self._reference_settings = MethodSettings(device=settings.device)  # the reference takes its defaults
+        self._device = settings.device
         if prepared.reference is not None:
             self.progress = {REFERENCE: pc.Progress(prepared.reference)} | self.progress
 
@@ -53,7 +51,7 @@ class MeasuredJob(pc.Job):
         progress = self.progress[REFERENCE]
         progress.status, progress.started = "running", time.perf_counter()
         try:
-            self.reference, _ = measured.run_methods(self.prepared, (), self._reference_settings)
+            self.reference = measured.run_reference(self.prepared, self._device)
         except Exception as exc:  # shown as a message on the page; the methods still run, unscored
             log.exception("the reference failed")
             progress.status, progress.finished = "error", time.perf_counter()
@@ -64,16 +62,8 @@ class MeasuredJob(pc.Job):
         progress.status, progress.finished = "done", time.perf_counter()
 
     def _execute(self, task: pc.Task, progress: pc.Progress) -> tuple[Reconstruction, dict[str, float]]:
-        update = self._callback(progress)
-        unreferenced = dataclasses.replace(self.prepared, reference=None)  # the reference ran once, above
-        _, outcomes = measured.run_methods(unreferenced, (task.method,), task.settings,
-                                           on_progress=lambda _method, state: update(state), stop=self.stop_event)
-        if not outcomes:
-            raise RuntimeError("stopped before it started")
-        outcome = outcomes[0]
-        if self.reference is not None:
-            outcome.metrics = {key: float(value) for key, value in
-                               metrics.compare(outcome.reconstruction.image_hu, self.reference.image_hu).items()}
+        outcome = measured.run_method(self.prepared, task.method, task.settings, self.reference,
+                                      callback=self._callback(progress), stop=self.stop_event)
         self.outcomes[task.method] = outcome
         return outcome.reconstruction, outcome.metrics
 
