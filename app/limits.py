@@ -110,9 +110,11 @@ def memory_problem(source_side: int, scan: ScanSettings, methods: Iterable[str],
     return f"{head}; even {views_option} {MIN_VIEWS} does not fit"
 
 
-def check_memory(source_side: int, scan: ScanSettings, methods: Iterable[str], method: MethodSettings) -> None:
-    """:class:`InputError` with :func:`memory_problem`'s line when the job does not fit."""
-    problem = memory_problem(source_side, scan, methods, method)
+def check_memory(source_side: int, scan: ScanSettings, methods: Iterable[str], method: MethodSettings,
+                 views_option: str = "--views", size_option: str | None = "--size") -> None:
+    """:class:`InputError` with :func:`memory_problem`'s line (naming the settings ``views_option`` and
+    ``size_option``) when the job does not fit."""
+    problem = memory_problem(source_side, scan, methods, method, views_option, size_option)
     if problem is not None:
         raise InputError(problem)
 

@@ -111,10 +111,8 @@ def check_memory(ct: data.CTSlice, scan: settings.ScanSettings,
     count or grid that fits) when simulating ``scan`` of ``ct`` (as :func:`prepare_slice` made it) and running
     a method of ``method_settings`` (method -> its settings) would not fit the memory available."""
     for method, chosen in method_settings.items():
-        problem = limits.memory_problem(max(ct.hu.shape), scan, (method,), chosen, views_option="Number of views",
-                                        size_option="working grid")
-        if problem is not None:
-            raise settings.InputError(problem)
+        limits.check_memory(max(ct.hu.shape), scan, (method,), chosen, views_option="Number of views",
+                            size_option="working grid")
 
 
 def identifying_fields(ct: data.CTSlice) -> dict[str, str]:
