@@ -1,6 +1,7 @@
 """Option help shared by ``sparsect reconstruct`` and ``sparsect batch`` (one wording for one option)."""
 
 from sparsect.reconstruct import registry
+from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
 METHOD_HELP = f"{', '.join(registry.METHODS)}; repeat or comma-separate."
 ITERATIONS_HELP = ("Main-loop iterations of every iterative method (epochs for OS-SART, Adam steps for the networks, "
@@ -8,8 +9,9 @@ ITERATIONS_HELP = ("Main-loop iterations of every iterative method (epochs for O
 VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comma-separate. ramp_loss: "
                 "ramp-filter-weighted sinogram loss, a preconditioner worth several dB at the same budget; "
                 "fbp_init: warm start from the FBP image; tv: small total-variation penalty; coarse_to_fine: "
-                "coordinate scale ramped up over the first half of the fit; ensemble: 4 networks from consecutive "
-                "seeds, their mean image and per-pixel spread (uncertainty, HU), 4x the work. `--variant paper` "
+                "coordinate scale ramped up over the first half of the fit; ensemble: "
+                f"{ENSEMBLE_SIZE} networks from consecutive seeds, their mean image and per-pixel spread "
+                f"(uncertainty, HU), {ENSEMBLE_SIZE}x the work. `--variant paper` "
                 "alone gives the published formulation. Default: the recommended set "
                 f"({','.join(registry.RECOMMENDED_VARIANTS)}).")
 SIZE_HELP = ("Reconstruct on a SIZE x SIZE working grid (default: the slice's own). The scan is simulated from the "

@@ -26,6 +26,7 @@ from sparsect import data
 from sparsect.app import limits, outputs, pipeline, settings
 from sparsect.data.hu import MU_WATER, mu_to_hu
 from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
 log = logging.getLogger("sparsect.page")
 
@@ -172,8 +173,8 @@ VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) form
                 "- **FBP warm start**: the network first learns the FBP image, then fits the sinogram.\n"
                 "- **TV penalty**: a small total-variation term against streaks and noise.\n"
                 "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.\n"
-                "- **Seed ensemble**: four networks from different seeds; the image is their mean and the "
-                "*Uncertainty* maps show their per-pixel spread (4x the work).")
+                f"- **Seed ensemble**: {ENSEMBLE_SIZE} networks from different seeds; the image is their mean and the "
+                f"*Uncertainty* maps show their per-pixel spread ({ENSEMBLE_SIZE}x the work).")
 
 
 #: Sidebar names of the simulations.
