@@ -345,6 +345,29 @@ def test_page_fan_beam_and_the_same_grid_simulation():
     assert list(_metrics(at).index) == ["FBP"]
 
 
+def test_page_shows_a_run_that_finished_before_its_progress_section(monkeypatch):
+    """A fast run can end while the page is still drawing the input row: its results appear all the same."""
+    def start_and_finish(job):
+        job._thread.start()
+        job._thread.join()
+        job.queried = False
+        return job
+
+    def running_only_when_first_asked(job):  # still running just after Run, finished a moment later
+        first, job.queried = not getattr(job, "queried", True), True
+        return first or job._thread.is_alive()
+
+    monkeypatch.setattr(pc.Job, "start", start_and_finish)
+    monkeypatch.setattr(pc.Job, "running", property(running_only_when_first_asked))
+    at = _app()
+    at.sidebar.selectbox(key="size").set_value("64 x 64")
+    at.sidebar.checkbox(key="use_cgls").uncheck()
+    at.sidebar.checkbox(key="use_lrnn").uncheck()
+    at.sidebar.button(key="run").click().run()
+    assert not at.exception and not at.error, (at.exception, _texts(at.error))
+    assert list(_metrics(at).index) == ["FBP"]
+
+
 def test_page_run_fbp_compare_windows_and_reader_study():
     at = _app()
     assert at.sidebar.selectbox(key="sample").value == "ct_small"

@@ -189,6 +189,9 @@ def progress_section(box: DeltaGenerator, job: pc.Job | None, reader_mode: bool)
     if job is None:
         return
     if not job.running:
+        if not job.collected:  # finished before this section was reached: show its results on a rerun
+            collect(job)
+            st.rerun()
         page_progress.show_errors(box, job)
         return
     names = {m: f"Method {k + 1}" for k, m in enumerate(job.progress)} if reader_mode else None
