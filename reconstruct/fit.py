@@ -39,6 +39,7 @@ from torch import nn
 from sparsect.data.hu import MU_WATER, mu_to_hu
 from sparsect.operators import Radon
 from sparsect.operators.filters import padded_length, ramp_response
+from sparsect.reconstruct import classical
 from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.models import count_parameters
 from sparsect.reconstruct.models.stacked import StackedModels
@@ -95,8 +96,9 @@ class FitResult(Reconstruction):
     peak_memory_bytes : CUDA ``max_memory_allocated``; on CPU the growth of the process's peak
         resident set during the fit (0 if the peak was reached earlier); None if unavailable.
     events : divergence recoveries, early/requested stops, fallbacks, in order.
-    stop_reason : "completed", "early_stop", "stopped" or "diverged".
-    timings : extra wall times in seconds ("loop_seconds", "warm_start_seconds").
+    stop_reason : "completed", "early_stop", "discrepancy", "stopped" or "diverged".
+    timings : extra wall times in seconds ("loop_seconds", "warm_start_seconds", and
+        "warm_start_image_seconds" for a TV warm start).
     warm_start_iterations (inherited): warm-start steps run before the main loop (not in ``iterations``).
     model : the trained network (on the fitting device); a :class:`StackedModels` for several, whose
         original networks also hold their trained parameters.
@@ -167,6 +169,26 @@ def _unbatched(images: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 DATA_WEIGHTINGS = ("uniform", "ramp")
+#: The warm-start images :class:`FitConfig` can name.
+WARM_STARTS = (None, "fbp", "tv")
+#: Sharpness of the softplus of ``FitConfig.positive`` (in units of the output scale).
+POSITIVE_BETA = 10.0
+
+
+def poisson_weights(sinogram: torch.Tensor) -> torch.Tensor:
+    """Inverse Poisson variance of each bin of (B, 1, n_angles, det_count) line integrals, up to a constant:
+    ``exp(-y)`` normalised to a mean of 1 per slice (same shape). The variance of ``-log(counts / photons)``
+    is ``exp(y) / photons`` to first order, so the photon count drops out of the normalised weights."""
+    weights = torch.exp(-sinogram.clamp_min(0))
+    return weights / weights.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def expected_noise_mse(sinogram: torch.Tensor, photons: float) -> torch.Tensor:
+    """Expected mean square of the Poisson noise on (B, 1, n_angles, det_count) line integrals measured with
+    ``photons`` incident photons per bin, shape (B,): ``mean(exp(y)) / photons`` (0 for ``math.inf``)."""
+    if math.isinf(photons):
+        return torch.zeros(sinogram.shape[0], dtype=sinogram.dtype, device=sinogram.device)
+    return torch.exp(sinogram.clamp_min(0)).mean(dim=(1, 2, 3)) / float(photons)
 
 
 def _data_norm(weighting: str, det_count: int, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -212,9 +234,9 @@ class _Renderer:
 
     def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor, batch: int,
                  image_size: tuple[int, int], output_scale: torch.Tensor, chunk_size: int | None,
-                 amp: bool) -> None:
+                 amp: bool, positive: bool = False) -> None:
         self.net, self.coords, self.batch, self.image_size = net, coords, batch, image_size
-        self.output_scale, self.amp = output_scale.reshape(batch, 1), amp
+        self.output_scale, self.amp, self.positive = output_scale.reshape(batch, 1), amp, positive
         self.coord_factor = 1.0  # multiplies the coordinates (see FitConfig.coordinate_ramp)
         n = coords.shape[0]
         step = n if chunk_size is None or chunk_size <= 0 else min(int(chunk_size), n)
@@ -228,7 +250,10 @@ class _Renderer:
                 out = self.net(coords)
         else:
             out = self.net(coords)
-        return out.reshape(self.batch, -1).float() * self.output_scale
+        out = out.reshape(self.batch, -1).float()
+        if self.positive:
+            out = torch.nn.functional.softplus(out, beta=POSITIVE_BETA)
+        return out * self.output_scale
 
     def image(self) -> torch.Tensor:
         """Differentiable (B, H, W) image (only used without chunking)."""
@@ -296,13 +321,25 @@ class FitConfig:
         "ramp": each projection's squared spectrum weighted by the ramp filter's response |w| (floored at
         its first non-zero frequency). ``A^T ramp A`` is close to the identity (it is what FBP inverts),
         so this preconditions the fit; noise-free, consistent data have the same solutions either way.
-    warm_start : None, or "fbp": before the main loop the network is pre-fitted to the FBP image of the
-        sinogram (image-domain MSE) for ``warm_start_steps`` Adam steps, then the main loop starts with a
-        fresh optimiser. A network pre-fit smooths the FBP streaks it cannot represent quickly, unlike a
+    warm_start : None, "fbp" or "tv": before the main loop the network is pre-fitted to the FBP image of
+        the sinogram, or to :func:`reconstruct.classical.tv` with its default (noise-aware when ``photons``
+        is given) weight, (image-domain MSE) for ``warm_start_steps`` Adam steps, then the main loop starts
+        with a fresh optimiser. A network pre-fit smooths the FBP streaks it cannot represent quickly, unlike a
         fixed base image whose streaks the network would have to cancel. :func:`fit`'s ``init_image``
         gives any other warm-start image.
     warm_start_steps : pre-fit steps of the warm start.
     coordinate_ramp : :class:`CoordinateRamp` (coarse to fine), or None.
+    photons : incident photons per detector bin of the scan (``math.inf`` noise-free, None unknown): the
+        noise level that ``discrepancy`` and the "tv" warm start's weight read.
+    noise_weighting : weight each bin's residual by its inverse Poisson variance, ``exp(-y)`` normalised to a
+        mean of 1 per slice (weighted least squares; the measured ``y`` stands in for the true one). Combines
+        with either ``data_weighting`` (the ramp weighting then applies to the weighted residual).
+    discrepancy : None, or a factor ``tau``: stop the main loop (``stop_reason`` "discrepancy") once the plain
+        sinogram MSE of every slice is at most ``tau`` times the noise's expected MSE,
+        ``mean(exp(y)) / photons`` (the discrepancy principle: fitting further fits the noise). Needs a finite
+        ``photons``; ignored (with an event) without one.
+    positive : the image is ``output_scale * softplus(net, beta=POSITIVE_BETA)``: attenuation cannot be
+        negative (TV's constraint), at the cost of a bend below the output scale's ~1/beta.
     pixel_size_mm, mu_water : for the result's ``mu`` [1/mm] and ``image_hu``.
     snapshot_every, max_recoveries : divergence handling (good-state snapshot period, most roll-backs).
         A non-finite loss or gradient, or a loss above ``BLOWUP_FACTOR`` times the lowest so far,
@@ -329,6 +366,10 @@ class FitConfig:
     warm_start: str | None = None
     warm_start_steps: int = 300
     coordinate_ramp: CoordinateRamp | None = None
+    photons: float | None = None
+    noise_weighting: bool = False
+    discrepancy: float | None = None
+    positive: bool = False
     pixel_size_mm: float = 1.0
     mu_water: float = MU_WATER
     snapshot_every: int = 25
@@ -346,8 +387,12 @@ class FitConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose 'cosine' or 'exponential'")
         if self.data_weighting not in DATA_WEIGHTINGS:
             raise ValueError(f"data_weighting must be one of {DATA_WEIGHTINGS}, got {self.data_weighting!r}")
-        if self.warm_start not in (None, "fbp"):
-            raise ValueError(f"warm_start must be None or 'fbp', got {self.warm_start!r}")
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start must be None, 'fbp' or 'tv', got {self.warm_start!r}")
+        if self.photons is not None and not (float(self.photons) > 0):
+            raise ValueError(f"photons must be a positive number (math.inf: noise-free) or None, got {self.photons!r}")
+        if self.discrepancy is not None and not (math.isfinite(self.discrepancy) and self.discrepancy > 0):
+            raise ValueError(f"discrepancy must be a positive number or None, got {self.discrepancy!r}")
         if isinstance(self.early_stop, int) and not isinstance(self.early_stop, bool):
             object.__setattr__(self, "early_stop", EarlyStop(patience=self.early_stop))
         if not isinstance(self.output_scale, (int, float)):
@@ -401,7 +446,7 @@ def fit(
         (B, 1, n_angles, det_count) or (B, n_angles, det_count) for ``B`` networks.
     config : the :class:`FitConfig`; ``overrides`` replace its fields (``fit(..., iterations=50, lr=0.1)``).
     init_image : a warm-start image (attenuation per pixel unit, (H, W) or (B, H, W)) the network is
-        pre-fitted to for ``config.warm_start_steps`` steps; ``config.warm_start="fbp"`` uses the FBP image.
+        pre-fitted to for ``config.warm_start_steps`` steps; ``config.warm_start`` ("fbp", "tv") names one instead.
     callback : ``callback(FitProgress)`` during the warm start (phase "warm_start") and the main loop.
     stop : ``threading.Event`` or callable returning True to stop early; the image so far is returned.
     """
@@ -428,10 +473,9 @@ def fit(
         run = _Fit(network, batch, radon, sinogram, config, device, callback, stop)
         if init_image is not None:
             run.warm_start_source = "image"
-        elif config.warm_start == "fbp":
-            run.warm_start_source = "fbp"
-            with torch.no_grad():
-                init_image = radon.fbp(run.target.cpu()).to(device)
+        elif config.warm_start is not None:
+            run.warm_start_source = config.warm_start
+            init_image = run.warm_start_image()
         if init_image is not None and config.warm_start_steps > 0:
             run.warm_start(init_image)
         run.main_loop()
@@ -518,7 +562,15 @@ class _Fit:
         self.target = sinogram.detach().to(device=device, dtype=torch.float32).reshape(
             batch, 1, *radon.geometry.sinogram_shape)
         self.data_norm = _data_norm(config.data_weighting, radon.geometry.det_count, device)
-        self.power = self.data_norm(self.target).clamp_min(1e-30)  # normalises each slice's data term
+        self.root_weights = poisson_weights(self.target).sqrt() if config.noise_weighting else None
+        weighted_target = self.target if self.root_weights is None else self.target * self.root_weights
+        self.power = self.data_norm(weighted_target).clamp_min(1e-30)  # normalises each slice's data term
+        self.discrepancy_mse: torch.Tensor | None = None  # stop once every slice's MSE is below its value
+        if config.discrepancy is not None:
+            if config.photons is None or math.isinf(config.photons):
+                self.note("discrepancy stop needs a finite photon count (the noise level); running the full budget")
+            else:
+                self.discrepancy_mse = config.discrepancy * expected_noise_mse(self.target, config.photons)
         self.scale = torch.tensor(config.scales(batch), dtype=torch.float32, device=device).reshape(batch, 1, 1)
         self.net: Callable[[torch.Tensor], torch.Tensor] = model
         if config.compile:
@@ -527,7 +579,7 @@ class _Fit:
             except Exception as exc:  # noqa: BLE001 - optional acceleration
                 self.note(f"torch.compile unavailable ({exc!r}); running eager")
         self.renderer = _Renderer(self.net, pixel_grid(self.image_size, device), batch, self.image_size,
-                                  self.scale, config.chunk_size, self.use_amp)
+                                  self.scale, config.chunk_size, self.use_amp, config.positive)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.warm_start_iterations = 0
         self.warm_start_source: str | None = None  # "fbp", "image" (init_image) or None
@@ -550,7 +602,10 @@ class _Fit:
         """(objective to minimise, plain sinogram MSE per slice (B,)) of a (B, H, W) float32 image."""
         residual = self.radon(image[:, None]) - self.target
         mse = residual.pow(2).mean(dim=(1, 2, 3))
-        data_term = mse if self.config.data_weighting == "uniform" else self.data_norm(residual)
+        if self.root_weights is not None:
+            data_term = self.data_norm(residual * self.root_weights)
+        else:
+            data_term = mse if self.config.data_weighting == "uniform" else self.data_norm(residual)
         total = (data_term / self.power).sum()
         if self.config.tv_weight:
             total = total + self.config.tv_weight * smoothed_total_variation(image / self.scale).sum()
@@ -584,6 +639,17 @@ class _Fit:
             for p in self.params:
                 p.grad = None
             return self.step_grads(image_loss)
+
+    def warm_start_image(self) -> torch.Tensor:
+        """The (B, 1, H, W) warm-start image named by ``config.warm_start`` (attenuation per pixel unit)."""
+        with torch.no_grad():
+            if self.config.warm_start == "fbp":
+                return self.radon.fbp(self.target.cpu()).to(self.device)
+            t0 = time.perf_counter()
+            result = classical.tv(self.target, self.radon, photons=self.config.photons)
+            self.timings["warm_start_image_seconds"] = time.perf_counter() - t0
+            self.note(f"warm start image: TV, {result.iterations} iterations")
+            return result.mu.reshape(self.batch, 1, *self.image_size).to(self.device)
 
     def warm_start(self, init_image: torch.Tensor) -> None:
         """Pre-fit the network to ``init_image`` (image-domain MSE), reporting phase "warm_start"."""
@@ -667,6 +733,11 @@ class _Fit:
                 self._report(FitProgress(
                     iteration=it + 1, iterations=iterations, loss=loss_value, elapsed=time.perf_counter() - self.start,
                     lr=current_lr, image=_unbatched(image, self.batch).float().cpu().numpy() if preview else None))
+            if self.discrepancy_mse is not None and bool((mse <= self.discrepancy_mse).all()):
+                self.stop_reason = "discrepancy"
+                self.note(f"discrepancy stop at iteration {it + 1}: the sinogram MSE reached "
+                          f"{self.config.discrepancy:g} x the noise's expected MSE")
+                break
             if plateau is not None and plateau.reached(it + 1, slice_losses):
                 self.stop_reason = "early_stop"
                 self.note(f"early stop at iteration {it + 1}: no {config.early_stop.tolerance:g} relative "
@@ -719,5 +790,5 @@ class _Fit:
         )
 
 
-__all__ = ["CoordinateRamp", "EarlyStop", "FitConfig", "FitProgress", "FitResult", "fit", "lr_at", "pixel_grid",
-           "smoothed_total_variation"]
+__all__ = ["POSITIVE_BETA", "WARM_STARTS", "CoordinateRamp", "EarlyStop", "FitConfig", "FitProgress", "FitResult",
+           "expected_noise_mse", "fit", "lr_at", "pixel_grid", "poisson_weights", "smoothed_total_variation"]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from sparsect.operators import Geometry, Radon
+from sparsect.reconstruct import classical
 from sparsect.reconstruct.classical import object_attenuation
 from sparsect.reconstruct.fit import CoordinateRamp, FitConfig, FitProgress, FitResult, fit
 from sparsect.reconstruct.models import Preset, build_model, get_preset
@@ -30,6 +31,8 @@ FBP_INIT_LR_FACTOR = 0.3
 FBP_INIT_STEPS = 100
 #: Coordinate factor at the start of the "coarse_to_fine" ramp (reaches 1 at half of the budget).
 COARSE_START = 0.25
+#: The "discrepancy" variant stops once the sinogram MSE is this multiple of the noise's expected MSE.
+DISCREPANCY_FACTOR = 1.0
 
 
 def _tv(config: FitConfig) -> FitConfig:
@@ -39,6 +42,23 @@ def _tv(config: FitConfig) -> FitConfig:
 def _fbp_init(config: FitConfig) -> FitConfig:
     return dataclasses.replace(config, warm_start="fbp", warm_start_steps=FBP_INIT_STEPS,
                                lr=config.lr * FBP_INIT_LR_FACTOR)
+
+
+def _tv_init(config: FitConfig) -> FitConfig:
+    return dataclasses.replace(config, warm_start="tv", warm_start_steps=FBP_INIT_STEPS,
+                               lr=config.lr * FBP_INIT_LR_FACTOR)
+
+
+def _wls(config: FitConfig) -> FitConfig:
+    return dataclasses.replace(config, noise_weighting=True)
+
+
+def _discrepancy(config: FitConfig) -> FitConfig:
+    return dataclasses.replace(config, discrepancy=DISCREPANCY_FACTOR)
+
+
+def _positive(config: FitConfig) -> FitConfig:
+    return dataclasses.replace(config, positive=True)
 
 
 def _coarse_to_fine(config: FitConfig) -> FitConfig:
@@ -55,22 +75,38 @@ def _unchanged(config: FitConfig) -> FitConfig:
 
 #: Fit variants: name -> FitConfig transform. "tv": TV penalty ``TV_WEIGHT``; "fbp_init": warm start from
 #: the FBP image for ``FBP_INIT_STEPS`` steps, then the fit at ``FBP_INIT_LR_FACTOR`` times the preset's rate;
+#: "tv_init": the same with the TV image (its default, noise-aware weight) instead of FBP's;
 #: "coarse_to_fine": coordinates ramped from ``COARSE_START`` to 1 over the first half of the budget;
-#: "ramp_loss": the sinogram residual weighted by the ramp filter (a preconditioner).
+#: "ramp_loss": the sinogram residual weighted by the ramp filter (a preconditioner); "wls": each bin weighted
+#: by its inverse Poisson variance; "discrepancy": stop when the residual reaches ``DISCREPANCY_FACTOR`` times
+#: the expected noise (needs the photon count); "positive": a softplus keeps attenuation >= 0.
 VARIANTS: dict[str, Callable[[FitConfig], FitConfig]] = {
     "paper": _unchanged,
     "tv": _tv,
     "fbp_init": _fbp_init,
+    "tv_init": _tv_init,
     "coarse_to_fine": _coarse_to_fine,
     "ramp_loss": _ramp_loss,
+    "wls": _wls,
+    "discrepancy": _discrepancy,
+    "positive": _positive,
 }
+#: Variants that cannot be combined: each set names alternatives.
+EXCLUSIVE_VARIANTS: tuple[frozenset[str], ...] = (frozenset({"fbp_init", "tv_init"}),)
 #: The variant that fits an ensemble: ``ENSEMBLE_SIZE`` networks initialised from seeds ``seed, seed + 1, ...``
 #: (combinable with the others, which then apply to every member).
 ENSEMBLE = "ensemble"
 #: Networks fitted by the "ensemble" variant.
 ENSEMBLE_SIZE = 4
-#: Every variant name: the FitConfig transforms, then the ensemble.
-VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE)
+#: The variant that blends the fitted image with TV's: the result is ``TV_BLEND_WEIGHT`` times the network's image
+#: plus the rest times :func:`reconstruct.classical.tv`'s (its default, noise-aware weight). The two err in
+#: different ways (TV: flat patches and lost texture; the network: ringing at strong edges), so their mean is
+#: closer to the object than either on the bundled samples (docs/BENCHMARKS.md). Combinable with the others.
+TV_BLEND = "tv_blend"
+#: The network's share of the "tv_blend" image.
+TV_BLEND_WEIGHT = 0.5
+#: Every variant name: the FitConfig transforms, then the ensemble and the TV blend.
+VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND)
 #: What the app, the command line and batch jobs fit with unless told otherwise (sorted).
 RECOMMENDED_VARIANTS: tuple[str, ...] = ("fbp_init", "ramp_loss")
 
@@ -84,6 +120,9 @@ def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown variant {', '.join(map(repr, sorted(unknown)))}; choose from "
                          f"{', '.join(VARIANT_NAMES)} (any combination of the others, or paper alone)")
+    for alternatives in EXCLUSIVE_VARIANTS:
+        if len(names & alternatives) > 1:
+            raise ValueError(f"variants {' and '.join(sorted(names & alternatives))} are alternatives; choose one")
     if "paper" in names and len(names) > 1:
         raise ValueError("variant 'paper' is the published formulation and cannot be combined with "
                          f"{', '.join(sorted(names - {'paper'}))}")
@@ -117,6 +156,7 @@ def reconstruct_neural(
     callback: Callable[[FitProgress], None] | None = None,
     stop: StopLike = None,
     ensemble_size: int = ENSEMBLE_SIZE,
+    photons: float | None = None,
     **fit_fields,
 ) -> FitResult:
     """Reconstruct an image with coordinate network ``method`` ("lrnn", "wire" or "siren").
@@ -136,12 +176,17 @@ def reconstruct_neural(
     callback, stop : see :func:`reconstruct.fit.fit`.
     ensemble_size : networks per sinogram with the "ensemble" variant (seeds ``seed`` to
         ``seed + ensemble_size - 1``, fitted side by side); ignored without it.
+    photons : the scan's noise level (incident photons per bin, ``math.inf`` noise-free, None unknown), read
+        by the "discrepancy", "tv_init" and "tv_blend" variants.
     fit_fields : further :class:`reconstruct.fit.FitConfig` fields (chunk_size, amp, output_scale, ...).
 
     Returns
     -------
     :class:`reconstruct.fit.FitResult` (a :class:`reconstruct.result.Reconstruction`), method = ``method``;
-    ``parameters`` also records the preset and the canonical variant list. With the "ensemble" variant the
+    ``parameters`` also records the preset and the canonical variant list. With "tv_blend" every image is the
+    blend (``TV_BLEND_WEIGHT`` network, the rest TV; ``uncertainty_hu`` scaled by the same weight),
+    ``parameters["tv_blend_weight"]`` records the share and ``timings["tv_blend_seconds"]`` TV's time; with
+    the "ensemble" variant the
     images (``image_hu``, ``mu``, ``image``) are the members' mean, ``uncertainty_hu`` is their per-pixel
     standard deviation (HU, ddof 0; zeros for one member) and ``parameters`` adds ``ensemble_size`` and
     ``ensemble_seeds``; ``curve`` is the mean loss over the members.
@@ -159,7 +204,7 @@ def reconstruct_neural(
         with torch.no_grad():
             fit_fields["output_scale"] = tuple(object_attenuation(radon.fbp(rows.float().cpu()[:, None])).tolist())
     config = fit_config(method, spec, iterations, variants, seed=seed, device=str(device),
-                        pixel_size_mm=pixel_size_mm, **fit_fields)
+                        pixel_size_mm=pixel_size_mm, photons=photons, **fit_fields)
     target = sinogram if ENSEMBLE not in variants else rows[:, None]
     single = rows.shape[0] == members
     result = fit(model, radon, target, config, stop=stop,
@@ -168,7 +213,27 @@ def reconstruct_neural(
     if ENSEMBLE in variants:
         _reduce_ensemble(result, members, single)
         result.parameters.update(ensemble_size=members, ensemble_seeds=[seed + k for k in range(members)])
+    if TV_BLEND in variants:
+        _blend_with_tv(result, sinogram, radon, photons, stop)
     return result
+
+
+def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photons: float | None,
+                   stop: StopLike) -> None:
+    """Replace ``result``'s images by ``TV_BLEND_WEIGHT`` times them plus the rest times TV's of ``sinogram``."""
+    pixel_size_mm = float(result.parameters["pixel_size_mm"])
+    tv = classical.tv(sinogram, radon, photons=photons, pixel_size_mm=pixel_size_mm, stop=stop)
+    w = TV_BLEND_WEIGHT
+    tv_hu = np.asarray(tv.image_hu, dtype=np.float64)
+    result.image_hu = (w * np.asarray(result.image_hu, dtype=np.float64) + (1 - w) * tv_hu).astype(np.float32)
+    result.mu = w * result.mu + (1 - w) * tv.mu.to(result.mu).reshape(result.mu.shape)
+    result.image = w * result.image + (1 - w) * (tv.mu.cpu() * pixel_size_mm).reshape(result.image.shape)
+    if result.uncertainty_hu is not None:
+        result.uncertainty_hu = (w * result.uncertainty_hu).astype(np.float32)
+    result.parameters["tv_blend_weight"] = w
+    result.timings["tv_blend_seconds"] = tv.seconds
+    result.seconds += tv.seconds
+    result.events.append(f"blended with TV ({tv.iterations} iterations), network share {w:g}")
 
 
 def _members(variants: tuple[str, ...], ensemble_size: int) -> int:
@@ -217,6 +282,7 @@ def _reduce_ensemble(result: FitResult, members: int, single: bool) -> None:
         result.mu, result.image = mu[0, 0], image[0]
 
 
-__all__ = ["COARSE_START", "ENSEMBLE", "ENSEMBLE_SIZE", "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS",
+__all__ = ["COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE", "EXCLUSIVE_VARIANTS",
+           "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "TV_BLEND", "TV_BLEND_WEIGHT",
            "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "fit_config",
            "reconstruct_neural"]

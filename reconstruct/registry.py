@@ -112,7 +112,8 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
         passes :data:`RECOMMENDED_VARIANTS`) and seed; ignored by the classical methods.
     device : "auto", "cpu", "cuda" or "cuda:N"; the sinogram is moved there.
     photons : the scan's noise level (incident photons per ray, ``math.inf`` noise-free, None unknown);
-        sets the defaults of the methods that use it (TV's weight).
+        sets the defaults of the methods that use it (TV's weight; the networks' "discrepancy" and "tv_init"
+        variants).
     callback : progress of the iterative methods (:class:`reconstruct.result.IterationProgress`) and the
         networks (:class:`reconstruct.fit.FitProgress`); FBP reports none.
     stop : ``threading.Event`` or callable; the iterative methods return the result so far with
@@ -130,7 +131,7 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     if spec.is_network:
         return reconstruct_neural(name, sinogram, geometry, pixel_size_mm=pixel_size_mm, preset=preset,
                                   iterations=iterations, seed=seed, device=target, variant=variant,
-                                  callback=callback, stop=stop)
+                                  photons=photons, callback=callback, stop=stop)
     if not spec.iterative:
         return classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
     options: dict[str, Any] = {"iterations": iterations_for(name, iterations), "stop": stop, "callback": callback}

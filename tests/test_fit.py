@@ -394,3 +394,87 @@ def test_ramp_loss_variant_beats_the_plain_fit(problem):
     assert ramp.parameters["data_weighting"] == "ramp" and plain.parameters["data_weighting"] == "uniform"
     assert psnr(ramp.image, truth) > psnr(plain.image, truth) + 5.0
     assert psnr(ramp.image, truth) > psnr(radon.fbp(radon(truth)), truth) + 5.0
+
+
+# ------------------------------------------------------------------------------------ noise-aware fit options
+
+
+def _poisson_draws(line_integrals: np.ndarray, photons: float, draws: int, seed: int = 0) -> np.ndarray:
+    """``draws`` noisy copies of ``line_integrals`` measured with ``photons`` per bin (numpy Poisson counts)."""
+    counts = np.random.default_rng(seed).poisson(photons * np.exp(-line_integrals), size=(draws, *line_integrals.shape))
+    return -np.log(np.maximum(counts, 1) / photons)
+
+
+def test_poisson_weights_and_expected_noise_match_monte_carlo():
+    from sparsect.reconstruct.fit import expected_noise_mse, poisson_weights
+
+    y = np.linspace(0.0, 3.0, 40).reshape(1, 1, 4, 10)
+    photons = 2e4
+    noise = _poisson_draws(y, photons, 4000) - y
+    variance = noise.var(axis=0)  # per bin
+    weights = poisson_weights(torch.as_tensor(y, dtype=torch.float64)).numpy()
+    inverse = 1 / variance
+    np.testing.assert_allclose(weights, inverse / inverse.mean(), rtol=0.08)
+    expected = float(expected_noise_mse(torch.as_tensor(y, dtype=torch.float64), photons)[0])
+    assert expected == pytest.approx(float(np.mean(noise**2)), rel=0.03)
+    assert float(expected_noise_mse(torch.as_tensor(y), math.inf)[0]) == 0.0
+
+
+def test_discrepancy_stop_ends_the_fit_at_the_noise_level(problem):
+    _, radon, sinogram = problem
+    photons = 3e3
+    noisy = torch.as_tensor(_poisson_draws(sinogram.double().numpy(), photons, 1, seed=1)[0], dtype=torch.float32)
+    noise_mse = float(np.mean(np.exp(np.clip(noisy.double().numpy(), 0, None))) / photons)
+    result = fit(_tiny(), radon, noisy, **{**FIT, "iterations": 600, "lr": 3e-3}, discrepancy=1.0, photons=photons)
+    assert result.stop_reason == "discrepancy" and result.iterations < 600
+    assert result.curve[-1] <= noise_mse < result.curve[-2]
+    unknown = fit(_tiny(), radon, noisy, **{**FIT, "iterations": 3}, discrepancy=1.0, photons=None)
+    assert unknown.stop_reason == "completed" and any("photon count" in e for e in unknown.events)
+
+
+def test_positive_output_and_weighted_fit(problem):
+    truth, radon, sinogram = problem
+    result = fit(_tiny(), radon, sinogram, **{**FIT, "iterations": 200}, positive=True, noise_weighting=True)
+    assert float(result.image.min()) >= 0
+    assert psnr(result.image, truth) > psnr(radon.fbp(sinogram)[0, 0].clamp_min(0), truth)
+    # the reported loss stays the plain sinogram MSE, whatever the data term weighs
+    with torch.no_grad():
+        plain = float((radon(result.image) - sinogram).double().pow(2).mean())
+    assert result.final_loss == pytest.approx(plain, rel=0.05)
+
+
+def test_tv_warm_start_prefits_the_tv_image(problem):
+    from sparsect.reconstruct import classical
+
+    truth, radon, sinogram = problem
+    result = fit(_tiny(), radon, sinogram, **{**FIT, "iterations": 0, "lr": 1e-3}, warm_start="tv",
+                 warm_start_steps=400, photons=math.inf)
+    assert result.parameters["warm_start"] == "tv" and "warm_start_image_seconds" in result.timings
+    tv_image = classical.tv(sinogram, radon, photons=math.inf).mu
+    assert psnr(result.image, tv_image) > 25  # the network holds the TV image after the pre-fit
+
+
+def test_alternative_warm_starts_are_rejected():
+    from sparsect.reconstruct.neural import canonical_variants
+
+    with pytest.raises(ValueError, match="alternatives"):
+        canonical_variants(["fbp_init", "tv_init"])
+    assert canonical_variants(["wls", "tv_init", "discrepancy", "positive"]) == (
+        "discrepancy", "positive", "tv_init", "wls")
+
+
+def test_tv_blend_is_the_weighted_mean_of_the_network_and_tv(problem):
+    from sparsect.reconstruct import classical
+    from sparsect.reconstruct.neural import TV_BLEND_WEIGHT
+
+    truth, radon, sinogram = problem
+    _, _, plain = _neural("lrnn", problem, 20, variant=["ramp_loss"], photons=math.inf)
+    _, _, blend = _neural("lrnn", problem, 20, variant=["ramp_loss", "tv_blend"], photons=math.inf)
+    tv = classical.tv(sinogram, radon, photons=math.inf)
+    w = TV_BLEND_WEIGHT
+    np.testing.assert_allclose(blend.image_hu, w * plain.image_hu + (1 - w) * tv.image_hu, atol=1e-3)
+    np.testing.assert_allclose(blend.image.numpy(), w * plain.image.numpy() + (1 - w) * tv.mu.numpy(), atol=1e-6)
+    assert blend.parameters["tv_blend_weight"] == w and blend.timings["tv_blend_seconds"] > 0
+    _, _, members = _neural("lrnn", problem, 5, variant=["ensemble", "tv_blend"], ensemble_size=2, photons=math.inf)
+    _, _, alone = _neural("lrnn", problem, 5, variant=["ensemble"], ensemble_size=2, photons=math.inf)
+    np.testing.assert_allclose(members.uncertainty_hu, w * alone.uncertainty_hu, rtol=1e-5, atol=1e-3)

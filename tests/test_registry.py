@@ -102,7 +102,11 @@ def test_fit_config_validates_itself():
     with pytest.raises(ValueError, match="lr"):
         fit.FitConfig(lr=0)
     with pytest.raises(ValueError, match="warm_start"):
-        fit.FitConfig(warm_start="tv")
+        fit.FitConfig(warm_start="sirt")
+    with pytest.raises(ValueError, match="discrepancy"):
+        fit.FitConfig(discrepancy=0)
+    with pytest.raises(ValueError, match="photons"):
+        fit.FitConfig(photons=-1)
     assert fit.FitConfig(early_stop=5).early_stop == fit.EarlyStop(patience=5)
 
 

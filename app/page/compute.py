@@ -165,13 +165,22 @@ class LRU(OrderedDict):
 
 #: Sidebar names of the network fit variants ("paper", the published formulation, is no ticked option:
 #: it is what an empty selection gives).
-VARIANT_LABELS = {"ramp_loss": "Ramp-weighted loss", "fbp_init": "FBP warm start", "tv": "TV penalty",
-                  "coarse_to_fine": "Coarse to fine", "ensemble": "Seed ensemble (uncertainty)"}
+VARIANT_LABELS = {"ramp_loss": "Ramp-weighted loss", "fbp_init": "FBP warm start", "tv_init": "TV warm start",
+                  "tv": "TV penalty", "coarse_to_fine": "Coarse to fine", "wls": "Poisson-weighted loss",
+                  "discrepancy": "Stop at the noise level", "positive": "Non-negative attenuation",
+                  "tv_blend": "Blend with TV", "ensemble": "Seed ensemble (uncertainty)"}
 VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) formulation.\n\n"
                 "- **Ramp-weighted loss**: the sinogram error is weighted by the ramp filter, a preconditioner "
                 "worth several dB at the same iteration budget.\n"
                 "- **FBP warm start**: the network first learns the FBP image, then fits the sinogram.\n"
+                "- **TV warm start**: the same from the TV image (not with the FBP warm start).\n"
                 "- **TV penalty**: a small total-variation term against streaks and noise.\n"
+                "- **Poisson-weighted loss**: each ray weighted by its inverse noise variance.\n"
+                "- **Stop at the noise level**: the fit ends once its residual reaches the expected noise "
+                "(needs a photon count).\n"
+                "- **Non-negative attenuation**: a softplus keeps the image >= -1000 HU.\n"
+                "- **Blend with TV**: the image is the mean of the network's and TV's; the two err in "
+                "different ways.\n"
                 "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.\n"
                 f"- **Seed ensemble**: {ENSEMBLE_SIZE} networks from different seeds; the image is their mean and the "
                 f"*Uncertainty* maps show their per-pixel spread ({ENSEMBLE_SIZE}x the work).")
