@@ -18,7 +18,9 @@ values below -1000 HU become -1000 HU).
 Methods are named as for ``sparsect reconstruct`` and run through :func:`sparsect.reconstruct.run` with the
 scan's photons per bin (``math.inf`` noise-free, as the app passes it); a network may carry fit variants,
 "NETWORK+VARIANT[+VARIANT...]" (e.g. "lrnn+ramp_loss+fbp_init"); a plain network name is the published
-formulation.
+formulation. ``--fit FIELD=VALUE`` sets a :class:`sparsect.reconstruct.fit.FitConfig` field of every network
+fit (e.g. ``--fit tv_weight=0.1``; the rows' method names carry it). With ``tv`` among the methods a last table
+gives every other method minus TV in the reference-range scores (the goal of the LRNN-vs-TV issue).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 import torch
 
 from sparsect import data
-from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct import metrics, neural, registry
 from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.result import Reconstruction
 
@@ -41,6 +43,8 @@ Method = Callable[..., Reconstruction]
 
 #: Budget of the coordinate networks, set from the command line (--preset, --iterations, --device).
 NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"}
+#: FitConfig fields set on every network fit (--fit FIELD=VALUE).
+FIT_FIELDS: dict = {}
 
 
 def _lookup(name: str) -> Method | None:
@@ -53,6 +57,12 @@ def _lookup(name: str) -> Method | None:
     budget = NEURAL_BUDGET if method in registry.NETWORK_METHODS else {}
 
     def reconstruct(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
+        if budget and FIT_FIELDS:  # registry.run takes no FitConfig fields: the same call it makes, with them
+            device = resolve_device(budget["device"])
+            return neural.reconstruct_neural(method, torch.as_tensor(sinogram).to(device), geometry,
+                                             pixel_size_mm=pixel_size_mm, preset=budget["preset"],
+                                             iterations=budget["iterations"], seed=0, device=device,
+                                             variant=variants or None, photons=photons, **FIT_FIELDS)
         return registry.run(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, photons=photons,
                             variant=variants or None, seed=0, **budget)
 
@@ -79,7 +89,7 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                                                  photons=count or math.inf)
                         scores = metrics.compare(result.image_hu, scan.reference_hu)
                         row = {"sample": sample, "size": size, "views": n_views,
-                               "noise": "none" if not count else f"{count:.0e}", "method": name,
+                               "noise": "none" if not count else f"{count:.0e}", "method": _label(name),
                                **{key: float(value) for key, value in scores.items()}, "simulation": scan.label,
                                "iterations": result.iterations, "seconds": result.seconds,
                                "parameters": result.n_parameters,
@@ -89,6 +99,44 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                               f"PSNR {row['psnr']:6.2f} SSIM {row['ssim']:.4f} RMSE {row['rmse_hu']:7.1f} HU "
                               f"it {row['iterations']:4d} {row['seconds']:6.2f} s", file=sys.stderr, flush=True)
     return rows
+
+
+def _label(name: str) -> str:
+    """A method's name in the tables: a network's carries the --fit fields."""
+    if FIT_FIELDS and name.split("+")[0] in registry.NETWORK_METHODS:
+        return name + "[" + ",".join(f"{k}={v}" for k, v in FIT_FIELDS.items()) + "]"
+    return name
+
+
+def _fit_field(text: str) -> tuple[str, object]:
+    """FIELD=VALUE of --fit: the value as an int, a float, true/false or the text."""
+    field, _, value = text.partition("=")
+    for convert in (int, float):
+        try:
+            return field, convert(value)
+        except ValueError:
+            pass
+    return field, {"true": True, "false": False}.get(value.lower(), value)
+
+
+def to_goal_markdown(rows: list[dict], reference: str = "tv") -> str:
+    """Every method minus ``reference`` per case: PSNR range dB, SSIM range, PSNR dB, and the method's seconds."""
+    cases: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        cases.setdefault((r["sample"], r["size"], r["views"], r["noise"]), {})[r["method"]] = r
+    lines = [f"| sample | size | views | photons | method | - {reference}: PSNR range dB | SSIM range | PSNR dB "
+             "| seconds |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for (sample, size, views, noise), found in cases.items():
+        base = found.get(reference)
+        if base is None:
+            continue
+        for method, r in found.items():
+            if method != reference:
+                d_range, d_ssim = r["psnr_range"] - base["psnr_range"], r["ssim_range"] - base["ssim_range"]
+                lines.append(f"| {sample} | {size} | {views} | {noise} | {method} | {d_range:+.2f} | {d_ssim:+.4f} | "
+                             f"{r['psnr'] - base['psnr']:+.2f} | {r['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -143,8 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="preview", help="network preset (preview, paper, quality)")
     parser.add_argument("--iterations", type=int, default=None, help="network iteration budget (default: preset)")
     parser.add_argument("--device", default="auto", help="device for the networks")
+    parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a FitConfig field of every network fit (repeatable), e.g. tv_weight=0.1")
     args = parser.parse_args(argv)
     NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device)
+    FIT_FIELDS.update(_fit_field(text) for text in args.fit)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -159,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
               f"inscribed circle: PSNR/SSIM in the full window [-1024, 3071] HU, range: the reference's own "
               f"min..max, soft: reference pixels at -200..200 HU.\n")
     summary = to_summary_markdown(rows)
+    if any(r["method"] == "tv" for r in rows):
+        summary += "\n" + to_goal_markdown(rows)
     print(summary + "\n" + table + footer)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,7 @@ TV_BLEND_WEIGHT = 0.5
 #: Every variant name: the FitConfig transforms, then the ensemble and the TV blend.
 VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND)
 #: What the app, the command line and batch jobs fit with unless told otherwise (sorted).
-RECOMMENDED_VARIANTS: tuple[str, ...] = ("fbp_init", "ramp_loss")
+RECOMMENDED_VARIANTS: tuple[str, ...] = ("fbp_init", "ramp_loss", "tv_blend")
 
 
 def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import threading
 import zipfile
 from pathlib import Path
@@ -508,7 +509,8 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     calls = []
 
     def reconstruct_neural(method, sinogram, geometry, pixel_size_mm, preset, iterations, seed, device, variant,
-                           callback, stop):
+                           photons, callback, stop):
+        assert photons == math.inf or photons > 0  # the scan's noise level reaches the network's variants
         result = classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
         for i in range(1, iterations + 1):
             callback(SimpleNamespace(iteration=i, iterations=iterations, loss=1.0 / i, elapsed=0.01 * i, lr=1e-3,
@@ -525,19 +527,20 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     at.sidebar.number_input(key="iters_neural").set_value(20)
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
-    assert calls == [("wire", "preview", 20, ("fbp_init", "ramp_loss"))]  # the recommended fit options by default
+    # the recommended fit options by default
+    assert calls == [("wire", "preview", 20, ("fbp_init", "ramp_loss", "tv_blend"))]
     table = _metrics(at)
     assert table.loc["WIRE", "Iterations"] == 20 and table.loc["WIRE", "Parameters"] == 3025
     assert "WIRE" in [c for img in at.image for c in img.captions]
 
     # the "Network fit options" selection reaches the fit (and is part of the result's cache key)
-    assert at.sidebar.multiselect(key="variants").value == ["fbp_init", "ramp_loss"]
+    assert at.sidebar.multiselect(key="variants").value == ["fbp_init", "ramp_loss", "tv_blend"]
     at.sidebar.multiselect(key="variants").set_value(["tv", "fbp_init"]).run()
     at.sidebar.button(key="run").click().run()
     at.sidebar.multiselect(key="variants").set_value([]).run()
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
-    assert [c[3] for c in calls] == [("fbp_init", "ramp_loss"), ("fbp_init", "tv"), ("paper",)]
+    assert [c[3] for c in calls] == [("fbp_init", "ramp_loss", "tv_blend"), ("fbp_init", "tv"), ("paper",)]
 
 
 def test_page_script_is_a_main_with_short_section_functions():
