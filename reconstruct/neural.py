@@ -1,10 +1,11 @@
 """Coordinate-network reconstruction: build a network from a preset, apply the fit variants, fit it.
 
 Each fit variant is a function from a :class:`reconstruct.fit.FitConfig` to a changed one
-(:data:`VARIANTS`); "paper" is the published formulation (no change). One more variant, "ensemble"
-(:data:`ENSEMBLE`), changes no setting: it fits ``ENSEMBLE_SIZE`` networks from consecutive seeds side by
-side and returns their mean image with the per-pixel spread (``uncertainty_hu``). Why the recommended set and its
-constants: docs/BENCHMARKS.md, "Coordinate networks with the ramp-weighted data term".
+(:data:`VARIANTS`); "paper" is the published formulation (no change). Two more change no fit setting: "ensemble"
+(:data:`ENSEMBLE`) fits ``ENSEMBLE_SIZE`` networks from consecutive seeds side by
+side and returns their mean image with the per-pixel spread (``uncertainty_hu``); "tv_blend" (:data:`TV_BLEND`)
+averages the fitted image with TV's. Why the recommended set and its constants: docs/BENCHMARKS.md, "Levers
+for LRNN under the honest simulation" and "Coordinate networks with the ramp-weighted data term".
 """
 
 from __future__ import annotations
