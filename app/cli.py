@@ -20,6 +20,7 @@ from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
 from sparsect.app.tables import narrow_table
 from sparsect.reconstruct import metrics
+from sparsect.reconstruct.fit import PHASE_STEPS
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sparse-view CT reconstruction: simulate a sparse scan of a slice and reconstruct it.\n\n"
@@ -242,7 +243,7 @@ def _run_with_progress(ct, methods, scan, method_settings, quiet: bool, stop=Non
         def on_progress(name: str, state: Any) -> None:
             if name not in tasks:
                 tasks[name] = progress.add_task(name, total=state.iterations, status="")
-            phase = "warm start" if getattr(state, "phase", "fit") == "warm_start" else "it"
+            phase = PHASE_STEPS.get(getattr(state, "phase", "fit"), "iteration")
             progress.update(tasks[name], completed=state.iteration, total=state.iterations,
                             status=f"{phase} {state.iteration}/{state.iterations} loss {state.loss:.3e}")
 

@@ -57,6 +57,10 @@ class EarlyStop:
     min_iterations: int = 0
 
 
+#: How progress reports name the steps of each :class:`FitProgress` phase.
+PHASE_STEPS = {"warm_start": "warm start", "fit": "iteration", "tv_blend": "TV for the blend"}
+
+
 @dataclass
 class FitProgress:
     """What a :func:`fit` callback receives.
@@ -68,7 +72,8 @@ class FitProgress:
     image : numpy float32 attenuation per pixel unit on preview iterations, else None; (H, W) for one
         network, (B, H, W) for several.
     phase : "warm_start" while the network is pre-fitted to a warm-start image (iteration / iterations
-        then count the warm-start steps and loss is the image-domain MSE), "fit" in the main loop.
+        then count the warm-start steps and loss is the image-domain MSE), "fit" in the main loop,
+        "tv_blend" while the "tv_blend" variant runs TV after the fit (TV's iterations and objective).
     """
 
     iteration: int
@@ -790,5 +795,6 @@ class _Fit:
         )
 
 
-__all__ = ["POSITIVE_BETA", "WARM_STARTS", "CoordinateRamp", "EarlyStop", "FitConfig", "FitProgress", "FitResult",
-           "expected_noise_mse", "fit", "lr_at", "pixel_grid", "poisson_weights", "smoothed_total_variation"]
+__all__ = ["PHASE_STEPS", "POSITIVE_BETA", "WARM_STARTS", "CoordinateRamp", "EarlyStop", "FitConfig", "FitProgress",
+           "FitResult", "expected_noise_mse", "fit", "lr_at", "pixel_grid", "poisson_weights",
+           "smoothed_total_variation"]

@@ -11,6 +11,7 @@ for LRNN under the honest simulation" and "Coordinate networks with the ramp-wei
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -22,7 +23,7 @@ from sparsect.reconstruct.classical import object_attenuation
 from sparsect.reconstruct.fit import CoordinateRamp, FitConfig, FitProgress, FitResult, fit
 from sparsect.reconstruct.models import Preset, build_model, get_preset
 from sparsect.reconstruct.models.stacked import StackedModels
-from sparsect.reconstruct.result import StopLike
+from sparsect.reconstruct.result import IterationProgress, StopLike
 
 #: TV weight of the "tv" variant (objective = normalised data term + weight * TV(image / scale)).
 TV_WEIGHT = 1e-2
@@ -215,15 +216,23 @@ def reconstruct_neural(
         _reduce_ensemble(result, members, single)
         result.parameters.update(ensemble_size=members, ensemble_seeds=[seed + k for k in range(members)])
     if TV_BLEND in variants:
-        _blend_with_tv(result, sinogram, radon, photons, stop)
+        _blend_with_tv(result, sinogram, radon, photons, stop, callback)
     return result
 
 
 def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photons: float | None,
-                   stop: StopLike) -> None:
-    """Replace ``result``'s images by ``TV_BLEND_WEIGHT`` times them plus the rest times TV's of ``sinogram``."""
+                   stop: StopLike, callback: Callable[[FitProgress], None] | None) -> None:
+    """Replace ``result``'s images by ``TV_BLEND_WEIGHT`` times them plus the rest times TV's of ``sinogram``;
+    TV's iterations are reported to ``callback`` as phase "tv_blend"."""
     pixel_size_mm = float(result.parameters["pixel_size_mm"])
-    tv = classical.tv(sinogram, radon, photons=photons, pixel_size_mm=pixel_size_mm, stop=stop)
+    start = time.perf_counter()
+
+    def report(step: IterationProgress) -> None:
+        callback(FitProgress(step.iteration, step.iterations, step.loss, result.seconds + time.perf_counter() - start,
+                             lr=0.0, phase="tv_blend"))
+
+    tv = classical.tv(sinogram, radon, photons=photons, pixel_size_mm=pixel_size_mm, stop=stop,
+                      callback=report if callback is not None else None)
     w = TV_BLEND_WEIGHT
     tv_hu = np.asarray(tv.image_hu, dtype=np.float64)
     result.image_hu = (w * np.asarray(result.image_hu, dtype=np.float64) + (1 - w) * tv_hu).astype(np.float32)

@@ -469,12 +469,16 @@ def test_tv_blend_is_the_weighted_mean_of_the_network_and_tv(problem):
 
     truth, radon, sinogram = problem
     _, _, plain = _neural("lrnn", problem, 20, variant=["ramp_loss"], photons=math.inf)
-    _, _, blend = _neural("lrnn", problem, 20, variant=["ramp_loss", "tv_blend"], photons=math.inf)
+    phases = []
+    _, _, blend = _neural("lrnn", problem, 20, variant=["ramp_loss", "tv_blend"], photons=math.inf,
+                          callback=lambda p: phases.append((p.phase, p.iteration)))
     tv = classical.tv(sinogram, radon, photons=math.inf)
     w = TV_BLEND_WEIGHT
     np.testing.assert_allclose(blend.image_hu, w * plain.image_hu + (1 - w) * tv.image_hu, atol=1e-3)
     np.testing.assert_allclose(blend.image.numpy(), w * plain.image.numpy() + (1 - w) * tv.mu.numpy(), atol=1e-6)
     assert blend.parameters["tv_blend_weight"] == w and blend.timings["tv_blend_seconds"] > 0
+    # TV's iterations are reported after the fit's, as their own phase
+    assert phases[-1] == ("tv_blend", tv.iterations) and ("fit", 20) in phases
     _, _, members = _neural("lrnn", problem, 5, variant=["ensemble", "tv_blend"], ensemble_size=2, photons=math.inf)
     _, _, alone = _neural("lrnn", problem, 5, variant=["ensemble"], ensemble_size=2, photons=math.inf)
     np.testing.assert_allclose(members.uncertainty_hu, w * alone.uncertainty_hu, rtol=1e-5, atol=1e-3)

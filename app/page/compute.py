@@ -26,6 +26,7 @@ from sparsect import data
 from sparsect.app import limits, outputs, pipeline, settings
 from sparsect.data.hu import MU_WATER, mu_to_hu
 from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct.fit import PHASE_STEPS
 from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
 log = logging.getLogger("sparsect.page")
@@ -294,7 +295,7 @@ class Progress:
         if self.status == "error":
             return f"{name}: failed"
         if self.iterations:
-            step = "warm start" if self.phase == "warm_start" else "iteration"
+            step = PHASE_STEPS.get(self.phase, "iteration")
             parts.append(f"{step} {self.iteration}/{self.iterations}")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.3e}")
