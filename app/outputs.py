@@ -101,15 +101,22 @@ def map_image(maps_hu: Mapping[str, np.ndarray], signed: bool = True, scale: int
 
 
 def trust_maps(reconstructions: Mapping[str, Reconstruction], sinogram: Any, geometry: Any,
-               pixel_size_mm: float) -> dict[str, dict[str, np.ndarray]]:
+               pixel_size_mm: float, known: Mapping[str, np.ndarray | None] | None = None
+               ) -> dict[str, dict[str, np.ndarray]]:
     """The maps that say where to trust each image: ``{"consistency": {name: map}, "uncertainty": {...}}``.
 
     consistency : every reconstruction's data-consistency map against ``sinogram`` (see
-        :func:`reconstruct.consistency.data_consistency_hu`), HU, the layout of its ``image_hu``.
+        :func:`reconstruct.consistency.data_consistency_hu`), HU, the layout of its ``image_hu``; ``known``
+        gives maps already computed (by name; None: compute it).
     uncertainty : the per-pixel spread (HU) of the reconstructions fitted as a seed ensemble; empty if none.
     """
-    return {CONSISTENCY: {name: data_consistency_hu(r.mu, sinogram, geometry, pixel_size_mm)
-                          for name, r in reconstructions.items()},
+    known = known or {}
+
+    def consistency(name: str, r: Reconstruction) -> np.ndarray:
+        given = known.get(name)
+        return given if given is not None else data_consistency_hu(r.mu, sinogram, geometry, pixel_size_mm)
+
+    return {CONSISTENCY: {name: consistency(name, r) for name, r in reconstructions.items()},
             UNCERTAINTY: {name: np.asarray(r.uncertainty_hu, dtype=np.float32)
                           for name, r in reconstructions.items() if r.uncertainty_hu is not None}}
 

@@ -227,6 +227,23 @@ def test_job_runs_in_background_and_stop_keeps_the_partial_result():
     assert "stopped" in job.progress["lrnn"].text()
 
 
+def test_finished_runs_carry_their_consistency_map_and_the_page_reuses_it():
+    from sparsect.app import outputs
+    from sparsect.reconstruct.consistency import data_consistency_hu
+
+    _, simulation = _small_problem()
+    job = pc.Job([pc.Task(("k", "fbp"), "fbp", settings.MethodSettings())], simulation).start()
+    assert job.wait()
+    run = job.results[("k", "fbp")]
+    expected = data_consistency_hu(run.reconstruction.mu, simulation.sinogram, simulation.geometry,
+                                   simulation.pixel_size_mm)
+    np.testing.assert_allclose(run.consistency_hu, expected, atol=1e-4)
+    marker = np.full_like(expected, 7.0)  # a known map is used as it is, not recomputed
+    maps = outputs.trust_maps({"FBP": run.reconstruction}, simulation.sinogram, simulation.geometry,
+                              simulation.pixel_size_mm, known={"FBP": marker})
+    assert maps[outputs.CONSISTENCY]["FBP"] is marker
+
+
 def test_job_stop_interrupts_a_classical_method_mid_run():
     ct, simulation = _small_problem()
     checks = []

@@ -26,6 +26,7 @@ from sparsect import data
 from sparsect.app import limits, outputs, pipeline, settings
 from sparsect.data.hu import MU_WATER, mu_to_hu
 from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct.consistency import data_consistency_hu
 from sparsect.reconstruct.fit import PHASE_STEPS
 from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
@@ -239,6 +240,8 @@ class MethodRun:
     reconstruction: Any
     metrics: dict[str, float]
     stopped: bool = False
+    #: the data-consistency map (HU), computed once when the run finished; None: not computed
+    consistency_hu: np.ndarray | None = None
 
     @property
     def image_hu(self) -> np.ndarray:
@@ -377,6 +380,8 @@ class Job:
             progress.iterations = registry.iterations_for(task.method, task.settings.iterations, task.settings.preset)
             try:
                 reconstruction, scores = self._execute(task, progress)
+                consistency = data_consistency_hu(reconstruction.mu, self.simulation.sinogram,
+                                                  self.simulation.geometry, self.pixel_size_mm)
             except Exception as exc:  # shown as a message on the page, never as a traceback
                 log.exception("%s failed", task.method)
                 progress.status, progress.finished = "error", time.perf_counter()
@@ -387,7 +392,8 @@ class Job:
             if not progress.iterations:
                 progress.iterations = int(reconstruction.iterations) or None
             progress.status, progress.finished = ("stopped" if stopped else "done"), time.perf_counter()
-            self.results[task.key] = MethodRun(task.method, reconstruction, scores, stopped=stopped)
+            self.results[task.key] = MethodRun(task.method, reconstruction, scores, stopped=stopped,
+                                               consistency_hu=consistency)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ def trust_section(shown: Shown, zoom: pf.Zoom | None) -> None:
     """Where to trust each image: its data-consistency map and, for ensemble fits, the seeds' spread."""
     simulation = shown.simulation
     maps = outputs.trust_maps({pc.label(r.method): r.reconstruction for r in shown.runs}, simulation.sinogram,
-                              simulation.geometry, simulation.pixel_size_mm)
+                              simulation.geometry, simulation.pixel_size_mm,
+                              known={pc.label(r.method): r.consistency_hu for r in shown.runs})
     st.markdown("**Data consistency**")
     _map_row(maps[outputs.CONSISTENCY], True, shown.per_row, zoom)
     st.caption("Filtered backprojection of each image's sinogram residual A x - y, in HU (one colour scale for all "
