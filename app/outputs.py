@@ -194,17 +194,23 @@ class Staging:
 
     def commit(self) -> list[Path]:
         """Move the staged outputs into ``out``: planned folders replace their old copies whole, files are
-        renamed over old ones. Returns the files now in place."""
+        renamed over old ones, and a planned output this run did not produce (an uncertainty map without an
+        ensemble, a reference series without a reference) is removed if an earlier run left one, so that
+        nothing in ``out`` describes another run. Files ``out`` holds that are not planned outputs stay.
+        Returns the files now in place."""
         self.out.mkdir(exist_ok=True)
         moved: list[Path] = []
         for relative, kind in sorted(self.planned.items()):
             staged, target = self.folder / relative, self.out / relative
-            if not staged.exists() or (kind == "folder" and any(
-                    other != relative and other.startswith(relative + "/") for other in self.planned)):
-                continue  # not produced, or a parent folder whose planned children move one by one
+            if kind == "folder" and any(other.startswith(relative + "/") for other in self.planned):
+                continue  # a parent folder whose planned children move one by one
+            old = self.folder / f".old-{relative.replace('/', '_')}"
+            if not staged.exists():
+                if target.exists():
+                    os.replace(target, old)  # stale: from an earlier run; discard() deletes it
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if kind == "folder" and target.exists():
-                old = self.folder / f".old-{relative.replace('/', '_')}"
                 os.replace(target, old)
             os.replace(staged, target)
             moved += [target] if kind == "file" else sorted(p for p in target.rglob("*") if p.is_file())

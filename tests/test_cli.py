@@ -17,7 +17,7 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from sparsect import data
-from sparsect.app import pipeline, settings, stopping
+from sparsect.app import outputs, pipeline, settings, stopping
 from sparsect.app.cli import cli
 from sparsect.reconstruct import metrics
 from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS
@@ -102,6 +102,26 @@ def test_bad_input_gives_clear_error(args, message, monkeypatch):
     assert message in result.output
     assert "Traceback" not in result.output
     assert started == []  # found before any reconstruction ran
+
+
+def test_a_rerun_into_the_same_out_leaves_nothing_of_the_earlier_run(tmp_path):
+    out = tmp_path / "out"
+    (out / "dicom" / "reference").mkdir(parents=True)
+    (out / "uncertainty.png").write_bytes(b"an ensemble's map from an earlier run")
+    (out / "dicom" / "reference" / "old.dcm").write_bytes(b"earlier")
+    (out / "notes.txt").write_text("mine")
+    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert not (out / "uncertainty.png").exists()  # this run fitted no ensemble
+    assert (out / "fbp.png").exists() and (out / "notes.txt").read_text() == "mine"  # not ours: kept
+    # a planned folder this run did not fill (a measured scan's reference series) goes too
+    staging = outputs.Staging(out, {"dicom": "folder", "dicom/reference": "folder", "dicom/fbp": "folder"})
+    (staging.folder / "dicom" / "fbp").mkdir(parents=True)
+    (staging.folder / "dicom" / "fbp" / "new.dcm").write_bytes(b"new")
+    staging.commit()
+    staging.discard()
+    assert sorted(p.name for p in (out / "dicom").iterdir()) == ["fbp"]
+    assert (out / "dicom" / "fbp" / "new.dcm").read_bytes() == b"new"
 
 
 @pytest.mark.parametrize("layout", ["file", "dicom_is_a_file", "png_is_a_folder"])
