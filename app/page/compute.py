@@ -370,6 +370,11 @@ class Job:
                                       callback=self._callback(progress), stop=self.stop_event)
         return reconstruction, pipeline.score(reconstruction.image_hu, self.simulation)
 
+    def _consistency(self, reconstruction: Any) -> np.ndarray | None:
+        """A finished reconstruction's data-consistency map (HU) for its MethodRun (a subclass may keep none)."""
+        return data_consistency_hu(reconstruction.mu, self.simulation.sinogram, self.simulation.geometry,
+                                   self.pixel_size_mm)
+
     def _run(self) -> None:
         for task in self.tasks:
             progress = self.progress[task.method]
@@ -380,8 +385,7 @@ class Job:
             progress.iterations = registry.iterations_for(task.method, task.settings.iterations, task.settings.preset)
             try:
                 reconstruction, scores = self._execute(task, progress)
-                consistency = data_consistency_hu(reconstruction.mu, self.simulation.sinogram,
-                                                  self.simulation.geometry, self.pixel_size_mm)
+                consistency = self._consistency(reconstruction)
             except Exception as exc:  # shown as a message on the page, never as a traceback
                 log.exception("%s failed", task.method)
                 progress.status, progress.finished = "error", time.perf_counter()

@@ -61,6 +61,9 @@ class MeasuredJob(pc.Job):
         progress.iterations = progress.iteration or None
         progress.status, progress.finished = "done", time.perf_counter()
 
+    def _consistency(self, reconstruction: Reconstruction) -> None:
+        return None  # measured scans show their sinogram residual instead (app/page/measured.py)
+
     def _execute(self, task: pc.Task, progress: pc.Progress) -> tuple[Reconstruction, dict[str, float]]:
         outcome = measured.run_method(self.prepared, task.method, task.settings, self.reference,
                                       callback=self._callback(progress), stop=self.stop_event)
