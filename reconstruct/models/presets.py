@@ -65,9 +65,9 @@ _add(Preset("lrnn", "quality", LRNNConfig(depth=3, rank=96, proj_dim=16, width=8
 
 # --- WIRE -------------------------------------------------------------------------------------
 # preview: 44 complex features = 8,148 parameters, the size of LRNN's preview (8,097), so the two compare at an
-# equal parameter count and budget.
-_add(Preset("wire", "preview", WIREConfig(hidden_features=44),
-            OptimConfig(lr=5e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128,
+# equal parameter count and budget; w0 and lr retuned under the honest simulation (docs/BENCHMARKS.md, "Tuning notes").
+_add(Preset("wire", "preview", WIREConfig(hidden_features=44, w0=5.0),
+            OptimConfig(lr=2e-2, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128,
             notes="8,148 params"))
 _add(Preset("wire", "paper", WIREConfig(),
             OptimConfig(lr=5e-3, iterations=5000, warmup=0, final_lr_factor=0.1),
@@ -77,9 +77,10 @@ _add(Preset("wire", "quality", WIREConfig(),
             image_size=256, n_views=100))
 
 # --- SIREN ------------------------------------------------------------------------------------
-# preview: w0 and lr retuned for the 300-iteration budget (docs/BENCHMARKS.md, "Tuning notes").
+# preview: w0 and lr retuned for the 300-iteration budget under the honest simulation (docs/BENCHMARKS.md,
+# "Tuning notes").
 _add(Preset("siren", "preview", SIRENConfig(hidden_features=64, hidden_layers=2, w0=15.0),
-            OptimConfig(lr=1e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
+            OptimConfig(lr=3e-3, iterations=300, warmup=0, final_lr_factor=0.1), image_size=128))
 _add(Preset("siren", "paper", SIRENConfig(hidden_features=256, hidden_layers=2),
             OptimConfig(lr=1e-4, iterations=5000, warmup=0, final_lr_factor=0.1),
             image_size=256, n_views=100, notes="132,609 params"))
