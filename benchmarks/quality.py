@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from sparsect import data
-from sparsect.reconstruct import metrics, neural, registry
+from sparsect.reconstruct import metrics, registry
 from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.result import Reconstruction
 
@@ -57,14 +57,8 @@ def _lookup(name: str) -> Method | None:
     budget = NEURAL_BUDGET if method in registry.NETWORK_METHODS else {}
 
     def reconstruct(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
-        if budget and FIT_FIELDS:  # registry.run takes no FitConfig fields: the same call it makes, with them
-            device = resolve_device(budget["device"])
-            return neural.reconstruct_neural(method, torch.as_tensor(sinogram).to(device), geometry,
-                                             pixel_size_mm=pixel_size_mm, preset=budget["preset"],
-                                             iterations=budget["iterations"], seed=0, device=device,
-                                             variant=variants or None, photons=photons, **FIT_FIELDS)
         return registry.run(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, photons=photons,
-                            variant=variants or None, seed=0, **budget)
+                            variant=variants or None, seed=0, fit_fields=FIT_FIELDS, **budget)
 
     return reconstruct
 

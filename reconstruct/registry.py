@@ -9,7 +9,7 @@ OS-SART, Adam steps for the networks, whose warm-start steps come on top and are
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +99,8 @@ def check(name: str, iterations: int | None = None, preset: str = "preview",
 def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixel_size_mm: float = 1.0,
         iterations: int | None = None, preset: str = "preview", variant: str | Iterable[str] | None = None,
         seed: int = 0, device: str | torch.device = "auto", photons: float | None = None,
-        callback: Callable[[Any], None] | None = None, stop: StopLike = None) -> Reconstruction:
+        callback: Callable[[Any], None] | None = None, stop: StopLike = None,
+        fit_fields: Mapping[str, Any] | None = None) -> Reconstruction:
     """Reconstruct ``sinogram`` with method ``name`` (classical or network).
 
     Parameters
@@ -112,12 +113,14 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
         passes :data:`RECOMMENDED_VARIANTS`) and seed; ignored by the classical methods.
     device : "auto", "cpu", "cuda" or "cuda:N"; the sinogram is moved there.
     photons : the scan's noise level (incident photons per ray, ``math.inf`` noise-free, None unknown);
-        sets the defaults of the methods that use it (TV's weight; the networks' "discrepancy" and "tv_init"
-        variants).
+        sets the defaults of the methods that use it (TV's weight; the networks' "discrepancy", "tv_init" and
+        "tv_blend" variants).
     callback : progress of the iterative methods (:class:`reconstruct.result.IterationProgress`) and the
         networks (:class:`reconstruct.fit.FitProgress`); FBP reports none.
     stop : ``threading.Event`` or callable; the iterative methods return the result so far with
         ``stop_reason == "stopped"``.
+    fit_fields : further :class:`reconstruct.fit.FitConfig` fields of a network fit (e.g. ``tv_weight``);
+        ignored by the classical methods.
 
     Returns
     -------
@@ -131,7 +134,7 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     if spec.is_network:
         return reconstruct_neural(name, sinogram, geometry, pixel_size_mm=pixel_size_mm, preset=preset,
                                   iterations=iterations, seed=seed, device=target, variant=variant,
-                                  photons=photons, callback=callback, stop=stop)
+                                  photons=photons, callback=callback, stop=stop, **(fit_fields or {}))
     if not spec.iterative:
         return classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
     options: dict[str, Any] = {"iterations": iterations_for(name, iterations), "stop": stop, "callback": callback}

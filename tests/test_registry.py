@@ -62,6 +62,15 @@ def test_network_run_reports_its_warm_start_separately(scan):
     assert result.parameters["warm_start"] == "fbp" and result.parameters["variant"] == ["fbp_init"]
 
 
+def test_run_passes_fit_fields_to_the_networks_only(scan):
+    network = registry.run("lrnn", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm, iterations=2,
+                           device="cpu", fit_fields={"tv_weight": 0.25})
+    assert network.parameters["tv_weight"] == 0.25
+    classical_run = registry.run("fbp", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm,
+                                 fit_fields={"tv_weight": 0.25})
+    assert "tv_weight" not in classical_run.parameters
+
+
 def test_variants_are_fit_config_transforms():
     base = neural.fit_config("lrnn", "preview")
     assert base.lr == 0.1 and base.iterations == 300 and base.data_weighting == "uniform"
