@@ -587,7 +587,7 @@ class _Fit:
                                   self.scale, config.chunk_size, self.use_amp, config.positive)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.warm_start_iterations = 0
-        self.warm_start_source: str | None = None  # "fbp", "image" (init_image) or None
+        self.warm_start_source: str | None = None  # "fbp", "tv", "image" (init_image) or None
         self.curve: list[float] = []
         self.done = 0
         self.stop_reason = "completed"

@@ -41,14 +41,14 @@ def _tv(config: FitConfig) -> FitConfig:
     return dataclasses.replace(config, tv_weight=TV_WEIGHT)
 
 
-def _fbp_init(config: FitConfig) -> FitConfig:
-    return dataclasses.replace(config, warm_start="fbp", warm_start_steps=FBP_INIT_STEPS,
-                               lr=config.lr * FBP_INIT_LR_FACTOR)
+def _warm_start_from(image: str) -> Callable[[FitConfig], FitConfig]:
+    """The transform of a warm-start variant: ``FBP_INIT_STEPS`` pre-fit steps to ``image`` ("fbp" or "tv"), then
+    the fit at ``FBP_INIT_LR_FACTOR`` times the rate."""
+    def transform(config: FitConfig) -> FitConfig:
+        return dataclasses.replace(config, warm_start=image, warm_start_steps=FBP_INIT_STEPS,
+                                   lr=config.lr * FBP_INIT_LR_FACTOR)
 
-
-def _tv_init(config: FitConfig) -> FitConfig:
-    return dataclasses.replace(config, warm_start="tv", warm_start_steps=FBP_INIT_STEPS,
-                               lr=config.lr * FBP_INIT_LR_FACTOR)
+    return transform
 
 
 def _wls(config: FitConfig) -> FitConfig:
@@ -85,8 +85,8 @@ def _unchanged(config: FitConfig) -> FitConfig:
 VARIANTS: dict[str, Callable[[FitConfig], FitConfig]] = {
     "paper": _unchanged,
     "tv": _tv,
-    "fbp_init": _fbp_init,
-    "tv_init": _tv_init,
+    "fbp_init": _warm_start_from("fbp"),
+    "tv_init": _warm_start_from("tv"),
     "coarse_to_fine": _coarse_to_fine,
     "ramp_loss": _ramp_loss,
     "wls": _wls,
