@@ -1,8 +1,9 @@
 """Eager reference for the LRNN layer and a fwd+bwd timing table (reference vs fast model).
 
 Run as ``python benchmarks/lrnn_layer.py`` (``--compile`` adds a torch.compile column,
-``--repeats`` sets the number of timed iterations, ``--device cuda`` times on a GPU, where "fast" is the
-Triton kernel and a "portable ms" column times the torch kernel). The reference evaluates all ``r*d``
+``--repeats`` sets the number of timed iterations, ``--device cuda`` times on a GPU). "fast" is the model as
+it runs (the compiled component kernels: numba on the CPU, Triton on CUDA) and a "portable ms" column times it
+with the torch loop instead. The reference evaluates all ``r*d``
 component MLPs by materialising an ``(N, r*d, width)`` tensor and lets autograd do the rest.
 """
 
@@ -77,12 +78,14 @@ def main() -> None:
     torch.manual_seed(0)
     lin = torch.linspace(-1, 1, args.size)
     coords = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), -1).reshape(-1, 2).to(device)
-    triton_kernels = None
+    kernels = None
     if device.type == "cuda":
         try:
-            import sparsect.reconstruct.models.components_triton as triton_kernels
+            import sparsect.reconstruct.models.components_triton as kernels
         except ImportError:
             print("triton is not installed: 'fast' is the portable kernel")
+    else:
+        import sparsect.reconstruct.models.components_numba as kernels
     rows = []
     for preset in args.presets.split(","):
         model = build_model("lrnn", preset).to(device)
@@ -92,10 +95,10 @@ def main() -> None:
         t_ref = time_fwd_bwd(lambda x, m=model: reference_model_forward(m, x), coords, params, args.repeats)
         t_fast = time_fwd_bwd(model, coords, params, args.repeats)
         row = [preset, count_parameters(model), coords.shape[0], t_ref, t_fast, t_ref / t_fast, err]
-        if triton_kernels is not None:  # on CUDA "fast" is the Triton kernel; also time the portable one
-            triton_kernels.enabled = False
+        if kernels is not None:
+            kernels.enabled = False
             row.append(time_fwd_bwd(model, coords, params, args.repeats))
-            triton_kernels.enabled = True
+            kernels.enabled = True
         if args.compile:
             cmodel = build_model("lrnn", preset, compile=True).to(device)
             cmodel.load_state_dict(model.state_dict())
@@ -104,7 +107,7 @@ def main() -> None:
         rows.append(row)
 
     header = ["preset", "params", "points", "reference ms", "fast ms", "speedup", "max |diff|"]
-    if triton_kernels is not None:
+    if kernels is not None:
         header.append("portable ms")
     if args.compile:
         header.append("compiled ms")

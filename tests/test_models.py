@@ -20,6 +20,8 @@ from sparsect.reconstruct.models import (
     SIRENConfig,
     WIREConfig,
     build_model,
+    components,
+    components_numba,
     count_parameters,
     get_preset,
     lrnn_parameter_count,
@@ -27,6 +29,7 @@ from sparsect.reconstruct.models import (
     wire_parameter_count,
 )
 from sparsect.reconstruct.models.components import component_functions, component_functions_reference
+from sparsect.reconstruct.models.lrnn import _FactorProduct
 from sparsect.reconstruct.models.stacked import StackedModels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,14 +323,19 @@ def test_lrnn_ignores_autocast():
 
 
 def _check_triton_kernels(activation: str, device: str) -> None:
-    """Forward and backward of the Triton kernels (blocks that straddle both edges, every gradient) against
-    autograd of the plain formulation in float64."""
+    """The Triton kernels against the float64 reference (see :func:`_check_compiled_kernels`)."""
     import sparsect.reconstruct.models.components_triton as kernels
 
+    _check_compiled_kernels(kernels, activation, device)
+
+
+def _check_compiled_kernels(kernels, activation: str, device: str, n: int = 150, frequency: float = 3.0) -> None:
+    """Forward and backward of a compiled kernels' module (blocks that straddle both edges, every gradient)
+    against autograd of the plain formulation in float64; ``frequency`` scales the hidden weights and biases."""
     torch.manual_seed(4)
-    n, m, width = 150, 70, 3  # not multiples of the 64 x 64 blocks
+    m, width = 70, 3  # n, m: not multiples of the kernels' blocks
     z = torch.randn(n, m, dtype=torch.float64) * 2
-    a, c, v = (torch.randn(m, width, dtype=torch.float64) * 3 for _ in range(3))
+    a, c, v = (torch.randn(m, width, dtype=torch.float64) * frequency for _ in range(3))
     e = torch.randn(m, dtype=torch.float64)
     z[0, :4] = 0.0
     c[:4] = 0.0  # u = 0 exactly: spder's derivative must stay finite there
@@ -351,6 +359,76 @@ def _check_triton_kernels(activation: str, device: str) -> None:
         torch.testing.assert_close(got.double().cpu()[known], want[known], rtol=1e-4,
                                    atol=1e-4 * float(want[known].abs().max()))
     assert kernels.backward(f32(z), f32(a.t()), f32(c.t()), f32(v.t()), f32(gy), activation, False)[0] is None
+
+
+@pytest.mark.parametrize("activation", ["siren", "spder"])
+@pytest.mark.parametrize("n", [150, 1000])
+def test_numba_kernels_match_float64_reference(activation, n):
+    """The CPU kernels; 1000 rows make several row blocks in the backward pass."""
+    _check_compiled_kernels(components_numba, activation, "cpu", n=n)
+
+
+@pytest.mark.parametrize("activation", ["siren", "spder"])
+def test_numba_kernels_at_large_arguments_are_as_accurate_as_torch(activation, monkeypatch):
+    """Pre-activations of up to ~1000 rad (w0 = 30 on wide inputs), where the sine's range reduction matters:
+    against float64 math on the same float32 inputs, the kernels' error stays within 1.5x that of torch's own
+    float32 sin (the portable loop), which is set by rounding u = a z + c to float32."""
+    torch.manual_seed(5)
+    z = torch.randn(400, 40) * 3
+    a, c, v = torch.randn(40, 4) * 30, torch.randn(40, 4) * 30, torch.randn(40, 4)
+    e = torch.randn(40)
+    grad = torch.randn(400, 40)
+    exact = [t.double().requires_grad_() for t in (z, a, c, v, e)]
+    reference = component_functions_reference(*exact, activation)
+    ref_grads = torch.autograd.grad(reference, exact, grad.double())
+
+    def errors() -> list[float]:
+        inputs = [t.clone().requires_grad_() for t in (z, a, c, v, e)]
+        out = component_functions(*inputs, activation)
+        grads = torch.autograd.grad(out, inputs, grad)
+        return [float((got.detach().double() - want).abs().max()) for got, want in
+                zip((out, *grads), (reference, *ref_grads), strict=True)]
+
+    compiled = errors()
+    monkeypatch.setattr(components_numba, "enabled", False)
+    portable = errors()
+    for got, budget in zip(compiled, portable, strict=True):
+        assert got <= 1.5 * budget + 1e-6, (compiled, portable)
+
+
+def test_component_kernel_dispatch_on_cpu(monkeypatch):
+    """float32 siren/spder inputs take the numba kernels, everything else (and a switched-off flag) the portable
+    loop, and both give the same values."""
+    z = torch.randn(40, 6)
+    assert components._compiled_for(z, "siren") is components_numba
+    assert components._compiled_for(z, "spder") is components_numba
+    assert components._compiled_for(z, "spder_atan") is None
+    assert components._compiled_for(z.double(), "siren") is None
+    a, c, v = (torch.randn(6, 4) for _ in range(3))
+    e = torch.randn(6)
+    compiled = component_functions(z, a, c, v, e, "siren")
+    monkeypatch.setattr(components_numba, "enabled", False)
+    assert components._compiled_for(z, "siren") is None
+    torch.testing.assert_close(component_functions(z, a, c, v, e, "siren"), compiled, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, 7])
+def test_factor_product_matches_autograd_of_prod(d):
+    """The layer's product and its left/right-running-product backward against torch.prod's autograd in float64,
+    with zero factors (one, and two in one product), alone and under vmap."""
+    torch.manual_seed(d)
+    factors = torch.randn(3, 50, 6, d, dtype=torch.float64)
+    factors[0, 0, 0, 0] = 0.0
+    factors[1, 1, 1, : min(2, d)] = 0.0
+    factors.requires_grad_(True)
+    grad = torch.randn(3, 50, 6, dtype=torch.float64)
+    for product in (_FactorProduct.apply, torch.vmap(_FactorProduct.apply)):
+        out = product(factors)
+        torch.testing.assert_close(out, factors.prod(dim=-1), rtol=1e-12, atol=0)
+        got = torch.autograd.grad(out, factors, grad)[0]
+        want = torch.autograd.grad(factors.prod(dim=-1), factors, grad)[0]
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(_FactorProduct.apply, (factors[0, :3, :2].detach().clone().requires_grad_(),))
 
 
 @pytest.mark.parametrize("activation", ["siren", "spder"])

@@ -9,8 +9,10 @@ evaluated at every row of ``z`` (shape ``(N, M)``), giving ``(N, M)``.
 :func:`component_functions` is the fast path: a custom autograd function that walks
 over pixel chunks and the hidden ``width`` dimension with in-place accumulations, so it never
 materialises an ``(N, M, width)`` tensor and recomputes activations in the backward pass
-instead of storing them (memory ``O(N * M)``). On CUDA the same function runs the Triton kernels of
-:mod:`reconstruct.models.components_triton` (one pass over memory) when Triton is installed.
+instead of storing them (memory ``O(N * M)``). The same function runs compiled kernels that make one pass
+over memory where they apply: on CUDA those of :mod:`reconstruct.models.components_triton` (when Triton is
+installed), on the CPU those of :mod:`reconstruct.models.components_numba`; the torch loop here is the
+portable kernel for every other case (``spder_atan``, float64, other devices).
 """
 
 from __future__ import annotations
@@ -91,15 +93,20 @@ def _chunk_rows(n: int, per_row: int, device: torch.device) -> int:
     return max(1, min(n, budget // max(per_row, 1)))
 
 
-def _triton_for(z: Tensor, kind: str):
-    """The Triton kernels' module when they handle this input (CUDA, float32), else None."""
-    if not z.is_cuda:
+def _compiled_for(z: Tensor, kind: str):
+    """The compiled kernels' module when they handle this input (Triton on CUDA, numba on the CPU; float32),
+    else None. Imported on first use: numba's kernels take 0.5-3 s to load, Triton ships only with CUDA
+    builds of torch."""
+    if z.is_cuda:
+        try:
+            from . import components_triton as kernels
+        except ImportError:  # triton ships with torch's CUDA wheels on Linux; elsewhere the portable kernel runs
+            return None
+    elif z.device.type == "cpu":
+        from . import components_numba as kernels
+    else:
         return None
-    try:
-        from . import components_triton
-    except ImportError:  # triton ships with torch's CUDA wheels on Linux; elsewhere the portable kernel runs
-        return None
-    return components_triton if components_triton.usable(z, kind) else None
+    return kernels if kernels.usable(z, kind) else None
 
 
 class _ComponentSum(torch.autograd.Function):
@@ -113,7 +120,7 @@ class _ComponentSum(torch.autograd.Function):
 
     @staticmethod
     def forward(z: Tensor, aT: Tensor, cT: Tensor, vT: Tensor, e: Tensor, kind: str) -> Tensor:  # type: ignore[override]
-        fused = _triton_for(z, kind)
+        fused = _compiled_for(z, kind)
         out = fused.forward(z, aT, cT, vT, e, kind) if fused else None
         if out is not None:
             return out
@@ -145,7 +152,7 @@ class _ComponentSum(torch.autograd.Function):
         n, m = z.shape
         grad_out = grad_out.contiguous()
         ge = grad_out.sum(0) if ctx.needs_input_grad[4] else None
-        fused = _triton_for(z, ctx.kind)
+        fused = _compiled_for(z, ctx.kind)
         grads = fused.backward(z, aT, cT, vT, grad_out, ctx.kind, ctx.needs_input_grad[0]) if fused else None
         if grads is not None:
             return (*grads, ge, None)

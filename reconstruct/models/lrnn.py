@@ -51,6 +51,37 @@ class LRNNConfig:
     compile: bool = False  # torch.compile the layers (uses the plain formulation, fused by inductor)
 
 
+class _FactorProduct(torch.autograd.Function):
+    """``prod_j f[..., j]`` whose backward multiplies running products from the left and from the right:
+    torch.prod's own backward tests every factor for zero and divides, which on the CPU cost more than the
+    component kernels themselves (docs/BENCHMARKS.md, "LRNN layer speed: component kernels")."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(factors: Tensor) -> Tensor:  # type: ignore[override]
+        return factors.prod(dim=-1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (factors,) = ctx.saved_tensors
+        parts = factors.unbind(-1)
+        left = [grad]  # left[j] = grad * prod_{i < j} f_i
+        for part in parts[:-1]:
+            left.append(left[-1] * part)
+        grads = [left[-1]]
+        right = parts[-1]  # prod_{i > j} f_i
+        for j in range(len(parts) - 2, -1, -1):
+            grads.append(left[j] * right)
+            if j:
+                right = right * parts[j]
+        return torch.stack(grads[::-1], dim=-1)
+
+
 class LRNNLayer(nn.Module):
     """One multiplicative layer: ``(N, in_features) -> (N, rank)`` (LayerNorm included)."""
 
@@ -108,8 +139,15 @@ class LRNNLayer(nn.Module):
 
     def components(self, x: Tensor) -> Tensor:
         """Component values ``g`` of shape ``(N, r, d)`` for inputs ``x`` of shape ``(N, in_features)``."""
-        z = self.proj(x)
+        return self._component_sum(self.proj(x), *self.component_params())
+
+    def factors(self, x: Tensor) -> Tensor:
+        """The product's factors ``1 + gamma g``, shape ``(N, r, d)``: the same kernel with ``v`` and ``e``
+        scaled (``gamma v``, ``1 + gamma e``), so no ``(N, r, d)`` pass is spent on the affine map."""
         a, c, v, e = self.component_params()
+        return self._component_sum(self.proj(x), a, c, self.gamma * v, 1.0 + self.gamma * e)
+
+    def _component_sum(self, z: Tensor, a: Tensor, c: Tensor, v: Tensor, e: Tensor) -> Tensor:
         fn = component_functions if self.fused else component_functions_reference
         return fn(z, a, c, v, e, self.activation).view(-1, self.rank, self.proj_dim)
 
@@ -117,7 +155,8 @@ class LRNNLayer(nn.Module):
         """``(N, in_features) -> (N, rank)``: LayerNorm of ``prod_j (1 + gamma g_j)``, in float32 even under
         autocast (a bf16 projection would round ``z`` before ``sin(w0 z)``; the matmuls are small)."""
         with torch.autocast(x.device.type, enabled=False):
-            phi = torch.prod(1.0 + self.gamma * self.components(x.float()), dim=-1)
+            factors = self.factors(x.float())
+            phi = _FactorProduct.apply(factors) if self.fused else torch.prod(factors, dim=-1)
             return self.norm(phi)
 
 

@@ -3,7 +3,8 @@
 :class:`StackedModels` stacks the parameters of ``B`` networks along a new leading axis and evaluates
 them with :func:`torch.vmap` over :func:`torch.func.functional_call`: linear layers become batched
 matrix products and LRNN's component kernel folds the ``B`` networks into its component axis, so a
-GPU runs one set of kernels for ``B`` slices instead of ``B`` sets. The networks share no parameters;
+GPU runs one set of kernels for ``B`` slices instead of ``B`` sets. On the CPU the networks run one after the
+other instead (still one module, one optimiser and one loss). The networks share no parameters;
 with Adam (element-wise) and a summed loss, each one follows the same path it would follow alone.
 """
 
@@ -74,6 +75,11 @@ class StackedModels(nn.Module):
         def one(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self.template, (p, b), (x,))
 
+        if coords.device.type == "cpu":
+            # one network after the other: on the CPU vmap's batched layouts made 4 networks' step 1.7x slower
+            # (docs/BENCHMARKS.md, "Several slices fitted side by side"); a GPU gains from one set of kernels
+            return torch.stack([one({k: t[i] for k, t in params.items()}, {k: t[i] for k, t in buffers.items()},
+                                    coords) for i in range(len(self))])
         return torch.vmap(one, in_dims=(0, 0, None))(params, buffers, coords)
 
     def parameters_per_model(self) -> int:
