@@ -19,13 +19,15 @@ Methods are named as for ``sparsect reconstruct`` and run through :func:`sparsec
 scan's photons per bin (``math.inf`` noise-free, as the app passes it); a network may carry fit variants,
 "NETWORK+VARIANT[+VARIANT...]" (e.g. "lrnn+ramp_loss+fbp_init"); a plain network name is the published
 formulation. ``--fit FIELD=VALUE`` sets a :class:`sparsect.reconstruct.fit.FitConfig` field of every network
-fit (e.g. ``--fit tv_weight=0.1``; the rows' method names carry it). With ``tv`` among the methods a last table
+fit (e.g. ``--fit tv_weight=0.1``) and ``--model FIELD=VALUE`` a field of each network's configuration in the
+preset (e.g. ``--model rank=48``); the rows' method names carry both. With ``tv`` among the methods a last table
 gives every other method minus TV in the reference-range scores (the goal of the LRNN-vs-TV issue).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -37,6 +39,7 @@ import torch
 from sparsect import data
 from sparsect.reconstruct import metrics, registry
 from sparsect.reconstruct.device import resolve_device
+from sparsect.reconstruct.models import get_preset
 from sparsect.reconstruct.result import Reconstruction
 
 Method = Callable[..., Reconstruction]
@@ -45,6 +48,8 @@ Method = Callable[..., Reconstruction]
 NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"}
 #: FitConfig fields set on every network fit (--fit FIELD=VALUE).
 FIT_FIELDS: dict = {}
+#: Fields of the networks' model configuration replaced in the preset (--model FIELD=VALUE).
+MODEL_FIELDS: dict = {}
 
 
 def _lookup(name: str) -> Method | None:
@@ -54,7 +59,10 @@ def _lookup(name: str) -> Method | None:
         return None
     if not set(variants) <= set(registry.VARIANT_NAMES):
         return None
-    budget = NEURAL_BUDGET if method in registry.NETWORK_METHODS else {}
+    budget = dict(NEURAL_BUDGET) if method in registry.NETWORK_METHODS else {}
+    if budget and MODEL_FIELDS:
+        spec = get_preset(method, budget["preset"])
+        budget["preset"] = dataclasses.replace(spec, config=dataclasses.replace(spec.config, **MODEL_FIELDS))
 
     def reconstruct(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
         return registry.run(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, photons=photons,
@@ -96,14 +104,15 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
 
 
 def _label(name: str) -> str:
-    """A method's name in the tables: a network's carries the --fit fields."""
-    if FIT_FIELDS and name.split("+")[0] in registry.NETWORK_METHODS:
-        return name + "[" + ",".join(f"{k}={v}" for k, v in FIT_FIELDS.items()) + "]"
+    """A method's name in the tables: a network's carries the --fit and --model fields."""
+    fields = {**FIT_FIELDS, **MODEL_FIELDS}
+    if fields and name.split("+")[0] in registry.NETWORK_METHODS:
+        return name + "[" + ",".join(f"{k}={v}" for k, v in fields.items()) + "]"
     return name
 
 
-def _fit_field(text: str) -> tuple[str, object]:
-    """FIELD=VALUE of --fit: the value as an int, a float, true/false or the text."""
+def _field(text: str) -> tuple[str, object]:
+    """FIELD=VALUE of --fit and --model: the value as an int, a float, true/false or the text."""
     field, _, value = text.partition("=")
     for convert in (int, float):
         try:
@@ -187,9 +196,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="device for the networks")
     parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
                         help="a FitConfig field of every network fit (repeatable), e.g. tv_weight=0.1")
+    parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a field of the preset's network configuration (repeatable), e.g. rank=48")
     args = parser.parse_args(argv)
     NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device)
-    FIT_FIELDS.update(_fit_field(text) for text in args.fit)
+    FIT_FIELDS.update(_field(text) for text in args.fit)
+    MODEL_FIELDS.update(_field(text) for text in args.model)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from sparsect.reconstruct import classical
 from sparsect.reconstruct.checks import check_iterations, check_photons
 from sparsect.reconstruct.consistency import data_consistency_hu
 from sparsect.reconstruct.device import resolve_device
-from sparsect.reconstruct.models import PRESET_NAMES, get_preset
+from sparsect.reconstruct.models import PRESET_NAMES, Preset, get_preset
 from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS, VARIANT_NAMES, canonical_variants, reconstruct_neural
 from sparsect.reconstruct.result import Reconstruction, StopLike
 
@@ -85,19 +85,19 @@ def iterations_for(name: str, iterations: int | None, preset: str = "preview") -
     return int(inspect.signature(spec.function).parameters["iterations"].default)
 
 
-def check(name: str, iterations: int | None = None, preset: str = "preview",
+def check(name: str, iterations: int | None = None, preset: str | Preset = "preview",
           variant: str | Iterable[str] | None = None) -> None:
     """Raise ``ValueError`` unless :func:`run` accepts these settings (checked before any work)."""
     method(name)
     if iterations is not None:
         check_iterations(iterations)
-    if preset not in PRESETS:
+    if not isinstance(preset, Preset) and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     canonical_variants(variant)
 
 
 def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixel_size_mm: float = 1.0,
-        iterations: int | None = None, preset: str = "preview", variant: str | Iterable[str] | None = None,
+        iterations: int | None = None, preset: str | Preset = "preview", variant: str | Iterable[str] | None = None,
         seed: int = 0, device: str | torch.device = "auto", photons: float | None = None,
         callback: Callable[[Any], None] | None = None, stop: StopLike = None,
         fit_fields: Mapping[str, Any] | None = None) -> Reconstruction:
@@ -109,7 +109,8 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     geometry : the scan's geometry; its ``image_size`` is the output grid.
     pixel_size_mm : pixel size in mm.
     iterations : main-loop budget (see the module docstring); None: the method's default.
-    preset, variant, seed : the networks' preset, fit variants (None: the published formulation; the app
+    preset, variant, seed : the networks' preset (a name or a :class:`Preset`, e.g. with a changed network), fit
+        variants (None: the published formulation; the app
         passes :data:`RECOMMENDED_VARIANTS`) and seed; ignored by the classical methods.
     device : "auto", "cpu", "cuda" or "cuda:N"; the sinogram is moved there.
     photons : the scan's noise level (incident photons per ray, ``math.inf`` noise-free, None unknown);

@@ -10,6 +10,7 @@ import torch
 from sparsect import data, operators
 from sparsect.app import settings
 from sparsect.reconstruct import classical, fit, neural, registry
+from sparsect.reconstruct.models import get_preset, lrnn_parameter_count
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,17 @@ def test_run_passes_fit_fields_to_the_networks_only(scan):
     classical_run = registry.run("fbp", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm,
                                  fit_fields={"tv_weight": 0.25})
     assert "tv_weight" not in classical_run.parameters
+
+
+def test_run_takes_a_preset_with_a_changed_network(scan):
+    """A :class:`Preset` object (here the preview LRNN at rank 5) is accepted where a preset name is; the fitted
+    network has the closed-form parameter count of the changed configuration."""
+    spec = get_preset("lrnn", "preview")
+    changed = dataclasses.replace(spec, config=dataclasses.replace(spec.config, rank=5))
+    registry.check("lrnn", preset=changed)
+    result = registry.run("lrnn", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm, iterations=2,
+                          preset=changed, variant="ramp_loss", device="cpu")
+    assert result.n_parameters == lrnn_parameter_count(changed.config) != lrnn_parameter_count(spec.config)
 
 
 def test_variants_are_fit_config_transforms():
