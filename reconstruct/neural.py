@@ -98,8 +98,9 @@ EXCLUSIVE_VARIANTS: tuple[frozenset[str], ...] = (frozenset({"fbp_init", "tv_ini
 #: The variant that fits an ensemble: ``ENSEMBLE_SIZE`` networks initialised from seeds ``seed, seed + 1, ...``
 #: (combinable with the others, which then apply to every member).
 ENSEMBLE = "ensemble"
-#: Networks fitted by the "ensemble" variant.
-ENSEMBLE_SIZE = 4
+#: Networks fitted by the "ensemble" variant: three keep the recommended 128^2 fit within the CPU preview
+#: budget of a minute (docs/BENCHMARKS.md, "Levers for LRNN under the honest simulation").
+ENSEMBLE_SIZE = 3
 #: The variant that blends the fitted image with TV's: the result is ``TV_BLEND_WEIGHT`` times the network's image
 #: plus the rest times :func:`reconstruct.classical.tv`'s (its default, noise-aware weight). The two err in
 #: different ways (TV: flat patches and lost texture; the network: ringing at strong edges), so their mean is
@@ -110,7 +111,7 @@ TV_BLEND_WEIGHT = 0.5
 #: Every variant name: the FitConfig transforms, then the ensemble and the TV blend.
 VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND)
 #: What the app, the command line and batch jobs fit with unless told otherwise (sorted).
-RECOMMENDED_VARIANTS: tuple[str, ...] = ("fbp_init", "ramp_loss", "tv_blend")
+RECOMMENDED_VARIANTS: tuple[str, ...] = ("ensemble", "fbp_init", "ramp_loss", "tv_blend")
 
 
 def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from sparsect.app.batch import plan
 from sparsect.app.cli import cli
 from sparsect.app.page import compute as pc
 from sparsect.reconstruct import memory
+from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
 runner = CliRunner()
 
@@ -167,7 +168,7 @@ def test_a_huge_size_on_a_non_square_slice_is_refused_before_resampling(tmp_path
 def test_batch_estimate_counts_the_stacked_slices(monkeypatch):
     series = [SimpleNamespace(shape=(8, 256, 256))]
     units = [SimpleNamespace(series_index=0, slices=tuple(range(8)))]
-    chosen = plan.BatchSettings(views=(60,), methods=("lrnn",))
+    chosen = plan.BatchSettings(views=(60,), methods=("lrnn",), variant=("fbp_init", "ramp_loss"))  # one network
     one, two = (memory.estimate(256, 256, 60, ("lrnn",), slices=n).total for n in (1, 2))
     monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str((one + two) // 2))
     assert limits.batch_problem(series, units, chosen, "cpu") is None  # the old call: one slice per call
@@ -188,8 +189,9 @@ def test_the_ensemble_variant_counts_its_networks(monkeypatch):
     plain = settings.method_settings(variant="ramp_loss")
     ensemble = settings.method_settings(variant="ensemble,ramp_loss")
     one = memory.estimate(256, 256, 60, ("lrnn",))
-    four = memory.estimate(256, 256, 60, ("lrnn",), ensemble=4)
-    assert four.networks == 4 * one.networks and four.total - one.total == 3 * one.networks
-    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str((one.total + four.total) // 2))
+    members = memory.estimate(256, 256, 60, ("lrnn",), ensemble=ENSEMBLE_SIZE)
+    assert members.networks == ENSEMBLE_SIZE * one.networks
+    assert members.total - one.total == (ENSEMBLE_SIZE - 1) * one.networks
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, str((one.total + members.total) // 2))
     assert limits.memory_problem(256, scan, ("lrnn",), plain) is None
     assert "needs about" in limits.memory_problem(256, scan, ("lrnn",), ensemble)

@@ -545,19 +545,20 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
     # the recommended fit options by default
-    assert calls == [("wire", "preview", 20, ("fbp_init", "ramp_loss", "tv_blend"))]
+    recommended = tuple(sorted(registry.RECOMMENDED_VARIANTS))
+    assert calls == [("wire", "preview", 20, recommended)]
     table = _metrics(at)
     assert table.loc["WIRE", "Iterations"] == 20 and table.loc["WIRE", "Parameters"] == 3025
     assert "WIRE" in [c for img in at.image for c in img.captions]
 
     # the "Network fit options" selection reaches the fit (and is part of the result's cache key)
-    assert at.sidebar.multiselect(key="variants").value == ["fbp_init", "ramp_loss", "tv_blend"]
+    assert at.sidebar.multiselect(key="variants").value == list(recommended)
     at.sidebar.multiselect(key="variants").set_value(["tv", "fbp_init"]).run()
     at.sidebar.button(key="run").click().run()
     at.sidebar.multiselect(key="variants").set_value([]).run()
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
-    assert [c[3] for c in calls] == [("fbp_init", "ramp_loss", "tv_blend"), ("fbp_init", "tv"), ("paper",)]
+    assert [c[3] for c in calls] == [recommended, ("fbp_init", "tv"), ("paper",)]
 
 
 def test_page_script_is_a_main_with_short_section_functions():
