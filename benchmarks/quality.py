@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 
 from sparsect import data
-from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct import metrics, neural, registry
 from sparsect.reconstruct.device import resolve_device
-from sparsect.reconstruct.models import get_preset
+from sparsect.reconstruct.models import build_model, get_preset
 from sparsect.reconstruct.result import Reconstruction
 
 Method = Callable[..., Reconstruction]
@@ -101,6 +101,24 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                               f"PSNR {row['psnr']:6.2f} SSIM {row['ssim']:.4f} RMSE {row['rmse_hu']:7.1f} HU "
                               f"it {row['iterations']:4d} {row['seconds']:6.2f} s", file=sys.stderr, flush=True)
     return rows
+
+
+def check_network_fields(methods: list[str]) -> None:
+    """Raise ``ValueError`` (one line) unless every network of ``methods`` accepts the --fit and --model fields."""
+    for name in methods:
+        method, *variants = name.split("+")
+        if method not in registry.NETWORK_METHODS:
+            continue
+        spec = get_preset(method, NEURAL_BUDGET["preset"])
+        try:
+            spec = dataclasses.replace(spec, config=dataclasses.replace(spec.config, **MODEL_FIELDS))
+            build_model(method, spec)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--model: {exc}") from None
+        try:
+            neural.fit_config(method, spec, NEURAL_BUDGET["iterations"], variants or None, **FIT_FIELDS)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--fit: {exc}") from None
 
 
 def _label(name: str) -> str:
@@ -202,6 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device)
     FIT_FIELDS.update(_field(text) for text in args.fit)
     MODEL_FIELDS.update(_field(text) for text in args.model)
+    try:
+        check_network_fields(args.methods)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -136,11 +136,13 @@ def fit_config(method: str, preset: str | Preset = "preview", iterations: int | 
                variant: str | Iterable[str] | None = None, **fields) -> FitConfig:
     """The :class:`FitConfig` of network ``method`` under ``preset`` (a name or a :class:`Preset`: its
     optimiser recipe) and ``variant``; ``iterations`` overrides the preset's budget, ``fields`` set further
-    FitConfig fields before the variants apply."""
+    FitConfig fields, or replace the recipe's (``lr``, ``warmup``, ``final_lr_factor``), before the variants
+    apply (so "fbp_init" scales a given ``lr`` too)."""
     optim = (preset if isinstance(preset, Preset) else get_preset(method, preset)).optim
     budget = optim.iterations if iterations is None else int(iterations)
-    config = FitConfig(iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
-                       final_lr_factor=optim.final_lr_factor, schedule="exponential", method=method, **fields)
+    recipe = dict(iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
+                  final_lr_factor=optim.final_lr_factor, schedule="exponential", method=method)
+    config = FitConfig(**{**recipe, **fields})
     for name in canonical_variants(variant):
         config = VARIANTS.get(name, _unchanged)(config)
     return config

@@ -216,6 +216,36 @@ def test_build_model_inputs_and_errors():
         build_model("lrnn", "preview", activation="relu")
 
 
+@pytest.mark.parametrize("name, field, value", [
+    ("lrnn", "rank", 0), ("lrnn", "width", "4"), ("lrnn", "depth", True), ("lrnn", "w0", 0.0),
+    ("lrnn", "init_std", math.inf), ("lrnn", "shared", 1), ("wire", "hidden_features", 2.5),
+    ("wire", "s0", -1.0), ("siren", "hidden_w0", math.nan), ("siren", "hidden_layers", 0),
+])
+def test_model_configs_reject_bad_fields_in_one_line(name, field, value):
+    with pytest.raises(ValueError, match=rf"\.{field} must be") as raised:
+        build_model(name, "preview", **{field: value})
+    assert "\n" not in str(raised.value)
+
+
+def test_quality_benchmark_checks_fit_and_model_fields_before_running():
+    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    for fields, option in (({"bogus": 1}, "--fit"), ({"lr": -1.0}, "--fit")):
+        quality.FIT_FIELDS.clear()
+        quality.FIT_FIELDS.update(fields)
+        with pytest.raises(ValueError, match=option):
+            quality.check_network_fields(["tv", "lrnn+fbp_init"])
+    quality.FIT_FIELDS.clear()
+    quality.MODEL_FIELDS.update(rank=0)
+    with pytest.raises(ValueError, match="--model"):
+        quality.check_network_fields(["lrnn"])
+    quality.check_network_fields(["tv", "fbp"])  # classical methods take no network fields
+    quality.MODEL_FIELDS.clear()
+    quality.FIT_FIELDS.update(lr=0.05)
+    quality.check_network_fields(["lrnn+fbp_init", "wire", "siren"])
+
+
 def test_optim_schedule():
     optim = get_preset("wire", "paper").optim
     assert optim.lr == 5e-3 and optim.final_lr_factor == 0.1

@@ -93,6 +93,9 @@ def test_variants_are_fit_config_transforms():
         lr=base.lr * neural.FBP_INIT_LR_FACTOR, tv_weight=neural.TV_WEIGHT,
         coordinate_ramp=fit.CoordinateRamp(neural.COARSE_START, 0.5))
     assert neural.fit_config("lrnn", "preview", iterations=7).iterations == 7
+    # a field replaces the preset's recipe, and the warm start's factor still applies to it
+    assert neural.fit_config("lrnn", "preview", lr=0.05).lr == 0.05
+    assert neural.fit_config("lrnn", "preview", variant="fbp_init", lr=0.05).lr == 0.05 * neural.FBP_INIT_LR_FACTOR
 
 
 def test_coordinate_ramp_is_linear_then_flat():

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_config_fields
 from .components import ACTIVATIONS, activation_rms, component_functions, component_functions_reference
 
 
@@ -49,6 +50,12 @@ class LRNNConfig:
     coord_scale: float = 1.0  # input coordinates are multiplied by this (coarse-to-fine)
     fused: bool = True  # chunked/fused CPU kernel; False = plain autograd (materialises N*r*d*width)
     compile: bool = False  # torch.compile the layers (uses the plain formulation, fused by inductor)
+
+    def __post_init__(self) -> None:
+        check_config_fields(self)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"LRNNConfig.activation must be one of {', '.join(sorted(ACTIVATIONS))}, "
+                             f"got {self.activation!r}")
 
 
 class _FactorProduct(torch.autograd.Function):

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_config_fields
+
 
 @dataclass(frozen=True)
 class SIRENConfig:
@@ -20,6 +22,9 @@ class SIRENConfig:
     w0: float = 30.0  # first layer frequency
     hidden_w0: float = 30.0
     coord_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_config_fields(self)
 
 
 class SineLayer(nn.Module):

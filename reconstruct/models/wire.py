@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_config_fields
+
 
 @dataclass(frozen=True)
 class WIREConfig:
@@ -33,6 +35,9 @@ class WIREConfig:
     s0: float = 10.0
     trainable_w0_s0: bool = False
     coord_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_config_fields(self)
 
 
 class ComplexLinear(nn.Module):
