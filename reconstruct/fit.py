@@ -160,12 +160,35 @@ def lr_at(iteration: int, iterations: int, lr: float, warmup: int, final_lr_fact
     raise ValueError(f"unknown schedule {schedule!r}; choose 'cosine' or 'exponential'")
 
 
+def image_gradient(image: torch.Tensor) -> torch.Tensor:
+    """Forward differences of (..., H, W) images, (..., 2, H - 1, W - 1): x (along a row) then y (down a
+    column), each at the pixels that have both neighbours."""
+    dx = image[..., :-1, 1:] - image[..., :-1, :-1]
+    dy = image[..., 1:, :-1] - image[..., :-1, :-1]
+    return torch.stack((dx, dy), dim=-3)
+
+
 def smoothed_total_variation(image: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Mean isotropic total variation of an (..., H, W) image, one value per image (shape (...)),
     smoothed with ``eps`` to stay differentiable."""
-    dx = image[..., :-1, 1:] - image[..., :-1, :-1]
-    dy = image[..., 1:, :-1] - image[..., :-1, :-1]
-    return torch.sqrt(dx * dx + dy * dy + eps).mean(dim=(-2, -1))
+    return torch.sqrt(image_gradient(image).pow(2).sum(dim=-3) + eps).mean(dim=(-2, -1))
+
+
+def total_generalized_variation(image: torch.Tensor, field: torch.Tensor, second_order: float = 2.0,
+                                eps: float = 1e-8) -> torch.Tensor:
+    """Second-order total generalized variation of (..., H, W) images at a vector field ``w`` (..., 2, H - 1,
+    W - 1) laid out as :func:`image_gradient`, one value per image (shape (...)):
+    ``mean|grad u - w| + second_order * mean|E w|``, ``E w`` the symmetrised gradient of ``w`` (Frobenius norm),
+    smoothed with ``eps``. Minimised over ``w`` too this is TGV (Bredies, Kunisch and Pock 2010): affine
+    regions cost nothing, where TV prefers staircases. ``w = 0`` gives :func:`smoothed_total_variation`'s
+    first term alone."""
+    first = torch.sqrt((image_gradient(image) - field).pow(2).sum(dim=-3) + eps).mean(dim=(-2, -1))
+    wx, wy = field[..., 0, :, :], field[..., 1, :, :]
+    wx_x = wx[..., :-1, 1:] - wx[..., :-1, :-1]
+    wy_y = wy[..., 1:, :-1] - wy[..., :-1, :-1]
+    shear = 0.5 * ((wx[..., 1:, :-1] - wx[..., :-1, :-1]) + (wy[..., :-1, 1:] - wy[..., :-1, :-1]))
+    second = torch.sqrt(wx_x.pow(2) + wy_y.pow(2) + 2 * shear.pow(2) + eps).mean(dim=(-2, -1))
+    return first + second_order * second
 
 
 def _unbatched(images: torch.Tensor, batch: int) -> torch.Tensor:
@@ -178,6 +201,8 @@ DATA_WEIGHTINGS = ("uniform", "ramp")
 WARM_STARTS = (None, "fbp", "tv")
 #: Sharpness of the softplus of ``FitConfig.positive`` (in units of the output scale).
 POSITIVE_BETA = 10.0
+#: Weight of TGV's second-order term relative to its first (the usual choice of 2).
+TGV_SECOND_ORDER = 2.0
 
 
 def poisson_weights(sinogram: torch.Tensor) -> torch.Tensor:
@@ -322,6 +347,10 @@ class FitConfig:
     tv_weight : weight of a total-variation penalty on the normalised image ``image / output_scale``;
         the data term is normalised by the sinogram's power, so the weight is independent of the
         data's scale. The reported loss is always the plain sinogram MSE.
+    tgv_weight : weight of a second-order total generalized variation penalty on the normalised image
+        (:func:`total_generalized_variation`, second-order weight ``TGV_SECOND_ORDER``), its vector field
+        fitted with the network by the same optimiser, starting at the image's gradient when the main loop
+        starts.
     data_weighting : the data term's norm of the sinogram residual. "uniform": plain mean square.
         "ramp": each projection's squared spectrum weighted by the ramp filter's response |w| (floored at
         its first non-zero frequency). ``A^T ramp A`` is close to the identity (it is what FBP inverts),
@@ -367,6 +396,7 @@ class FitConfig:
     preview_every: int | None = 100
     output_scale: float | tuple[float, ...] = 1.0
     tv_weight: float = 0.0
+    tgv_weight: float = 0.0
     data_weighting: str = "uniform"
     warm_start: str | None = None
     warm_start_steps: int = 300
@@ -396,6 +426,10 @@ class FitConfig:
             raise ValueError(f"warm_start must be None, 'fbp' or 'tv', got {self.warm_start!r}")
         if self.photons is not None and not (float(self.photons) > 0):
             raise ValueError(f"photons must be a positive number (math.inf: noise-free) or None, got {self.photons!r}")
+        for name in ("tv_weight", "tgv_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.discrepancy is not None and not (math.isfinite(self.discrepancy) and self.discrepancy > 0):
             raise ValueError(f"discrepancy must be a positive number or None, got {self.discrepancy!r}")
         if isinstance(self.early_stop, int) and not isinstance(self.early_stop, bool):
@@ -529,6 +563,14 @@ class _DivergenceGuard:
             self.good_iteration = iteration
 
 
+class _WithField(nn.Module):
+    """The network and TGV's vector field as one module, so that snapshots and roll-backs cover both."""
+
+    def __init__(self, model: nn.Module, field: nn.Parameter) -> None:
+        super().__init__()
+        self.model, self.field = model, field
+
+
 class _Plateau:
     """The :class:`EarlyStop` rule over ``batch`` slices: done once every slice has plateaued."""
 
@@ -593,6 +635,7 @@ class _Fit:
         self.stop_reason = "completed"
         self.last_image: torch.Tensor | None = None
         self.guard: _DivergenceGuard | None = None
+        self.tgv_field: nn.Parameter | None = None  # TGV's vector field, fitted in the main loop
 
     def note(self, message: str, warn: bool = False) -> None:
         self.events.append(message)
@@ -614,6 +657,9 @@ class _Fit:
         total = (data_term / self.power).sum()
         if self.config.tv_weight:
             total = total + self.config.tv_weight * smoothed_total_variation(image / self.scale).sum()
+        if self.tgv_field is not None:
+            total = total + self.config.tgv_weight * total_generalized_variation(
+                image / self.scale, self.tgv_field, TGV_SECOND_ORDER).sum()
         return total, mse
 
     def step_grads(self, image_loss: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -622,8 +668,8 @@ class _Fit:
         if self.renderer.chunked:
             image = self.renderer.image_no_grad().requires_grad_(True)
             total, loss = image_loss(image)
-            (grad_image,) = torch.autograd.grad(total, image)
-            self.renderer.backward_chunks(grad_image)
+            total.backward()  # dLoss/dImage, and the gradient of any parameter of the objective itself
+            self.renderer.backward_chunks(image.grad)
         else:
             image = self.renderer.image()
             total, loss = image_loss(image)
@@ -699,8 +745,12 @@ class _Fit:
         """Adam on the sinogram objective with the learning-rate schedule, the divergence guard, the
         optional early stop, the stop request and progress reports."""
         config, iterations = self.config, self.config.iterations
-        optimizer = torch.optim.Adam(self.params, lr=config.lr)
-        self.guard = guard = _DivergenceGuard(self.model, optimizer, config, self.note)
+        trained, params = self.model, self.params
+        if config.tgv_weight:
+            self.tgv_field = nn.Parameter(image_gradient(self.renderer.image_no_grad() / self.scale))
+            trained, params = _WithField(self.model, self.tgv_field), [*self.params, self.tgv_field]
+        optimizer = torch.optim.Adam(params, lr=config.lr)
+        self.guard = guard = _DivergenceGuard(trained, optimizer, config, self.note)
         plateau = _Plateau(config.early_stop, self.batch) if config.early_stop is not None else None
         every = max(1, int(config.callback_every))
         warmup = config.warmup_iterations
@@ -755,9 +805,8 @@ class _Fit:
         config, batch = self.config, self.batch
         self.model.eval()
         if not _all_finite(self.model):
-            good = self.guard.good if self.guard is not None else None
-            if good is not None:
-                self.model.load_state_dict(good[0])
+            if self.guard is not None:
+                self.guard.model.load_state_dict(self.guard.good[0])
             self.note(f"final parameters non-finite: restored the state of iteration "
                       f"{self.guard.good_iteration if self.guard else 0}", warn=True)
         with torch.no_grad():
@@ -796,5 +845,5 @@ class _Fit:
 
 
 __all__ = ["PHASE_STEPS", "POSITIVE_BETA", "WARM_STARTS", "CoordinateRamp", "EarlyStop", "FitConfig", "FitProgress",
-           "FitResult", "expected_noise_mse", "fit", "lr_at", "pixel_grid", "poisson_weights",
-           "smoothed_total_variation"]
+           "FitResult", "TGV_SECOND_ORDER", "expected_noise_mse", "fit", "image_gradient", "lr_at",
+           "pixel_grid", "poisson_weights", "smoothed_total_variation", "total_generalized_variation"]

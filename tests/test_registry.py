@@ -131,6 +131,10 @@ def test_fit_config_validates_itself():
         fit.FitConfig(discrepancy=0)
     with pytest.raises(ValueError, match="photons"):
         fit.FitConfig(photons=-1)
+    for penalty in ("tv_weight", "tgv_weight"):
+        for bad in (-0.1, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=f"{penalty} must be a finite number >= 0"):
+                fit.FitConfig(**{penalty: bad})
     assert fit.FitConfig(early_stop=5).early_stop == fit.EarlyStop(patience=5)
 
 
