@@ -47,7 +47,7 @@ step batched 70 python3 benchmarks/batched_fit.py --device cuda --size 128 --bat
 step tune 150 python3 benchmarks/tune_preset.py --model lrnn --preset paper --size 256 --views 100 \
     --iterations 5000 --device cuda --no-base --grid w0=30 lr=1e-3
 step quality 600 python3 benchmarks/quality.py --sizes 256 --views 30 60 --photons 0 --samples head_693 \
-    --methods tv lrnn+ensemble+ramp_loss+fbp_init+tv_blend wire+ensemble+ramp_loss+fbp_init+tv_blend --preset paper --device cuda
+    --methods tv lrnn+ensemble+ramp_loss+fbp_init+band_blend wire+ensemble+ramp_loss+fbp_init+band_blend --preset paper --device cuda
 step projector 40 python3 benchmarks/projector.py --sizes 256 512 --batches 1 16 --skip-skimage --repeat 5
 step compile 90 python3 benchmarks/lrnn_layer.py --device cuda --size 256 --repeats 10 --presets paper --compile
 echo "total $(( $(date +%s) - start )) s" | tee -a "$out/summary.log"

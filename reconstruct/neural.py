@@ -4,8 +4,10 @@ Each fit variant is a function from a :class:`reconstruct.fit.FitConfig` to a ch
 (:data:`VARIANTS`); "paper" is the published formulation (no change). Two more change no fit setting: "ensemble"
 (:data:`ENSEMBLE`) fits ``ENSEMBLE_SIZE`` networks from consecutive seeds side by
 side and returns their mean image with the per-pixel spread (``uncertainty_hu``); "tv_blend" (:data:`TV_BLEND`)
-averages the fitted image with TV's. Why the recommended set and its constants: docs/BENCHMARKS.md, "Levers
-for LRNN under the honest simulation" and "Coordinate networks with the ramp-weighted data term".
+averages the fitted image with TV's, and "band_blend" (:data:`BAND_BLEND`) blends them by spatial frequency (mostly
+TV at coarse scales, mostly the network at fine ones; :mod:`reconstruct.blend`). Why the recommended set and its
+constants: docs/BENCHMARKS.md, "Levers for LRNN under the honest simulation", "The TV blend by frequency band"
+and "Coordinate networks with the ramp-weighted data term".
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from sparsect.operators import Geometry, Radon
-from sparsect.reconstruct import classical
+from sparsect.reconstruct import blend, classical
 from sparsect.reconstruct.classical import object_attenuation
 from sparsect.reconstruct.fit import CoordinateRamp, FitConfig, FitProgress, FitResult, fit
 from sparsect.reconstruct.models import Preset, build_model, get_preset
@@ -94,7 +96,8 @@ VARIANTS: dict[str, Callable[[FitConfig], FitConfig]] = {
     "positive": _positive,
 }
 #: Variants that cannot be combined: each set names alternatives.
-EXCLUSIVE_VARIANTS: tuple[frozenset[str], ...] = (frozenset({"fbp_init", "tv_init"}),)
+EXCLUSIVE_VARIANTS: tuple[frozenset[str], ...] = (frozenset({"fbp_init", "tv_init"}),
+                                                  frozenset({"tv_blend", "band_blend"}))
 #: The variant that fits an ensemble: ``ENSEMBLE_SIZE`` networks initialised from seeds ``seed, seed + 1, ...``
 #: (combinable with the others, which then apply to every member).
 ENSEMBLE = "ensemble"
@@ -108,10 +111,20 @@ ENSEMBLE_SIZE = 3
 TV_BLEND = "tv_blend"
 #: The network's share of the "tv_blend" image.
 TV_BLEND_WEIGHT = 0.5
-#: Every variant name: the FitConfig transforms, then the ensemble and the TV blend.
-VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND)
+#: The variant that blends the fitted image with TV's by spatial frequency (:func:`reconstruct.blend.blend`): the
+#: network's share is ``BAND_BLEND_COARSE`` at coarse scales and ``BAND_BLEND_FINE`` at fine ones, with a smooth
+#: step of ``BAND_BLEND_TRANSITION`` octaves either side of ``BAND_BLEND_CUTOFF`` cycles per pixel. Under the honest
+#: simulation the network's errors exceed TV's below about a quarter cycle per pixel and TV's exceed the network's
+#: above it (docs/BENCHMARKS.md, "The TV blend by frequency band"). An alternative to "tv_blend".
+BAND_BLEND = "band_blend"
+BAND_BLEND_COARSE = 0.25
+BAND_BLEND_FINE = 0.75
+BAND_BLEND_CUTOFF = 0.25
+BAND_BLEND_TRANSITION = 0.5
+#: Every variant name: the FitConfig transforms, then the ensemble and the two TV blends.
+VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND, BAND_BLEND)
 #: What the app, the command line and batch jobs fit with unless told otherwise (sorted).
-RECOMMENDED_VARIANTS: tuple[str, ...] = ("ensemble", "fbp_init", "ramp_loss", "tv_blend")
+RECOMMENDED_VARIANTS: tuple[str, ...] = ("band_blend", "ensemble", "fbp_init", "ramp_loss")
 
 
 def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -182,16 +195,17 @@ def reconstruct_neural(
     ensemble_size : networks per sinogram with the "ensemble" variant (seeds ``seed`` to
         ``seed + ensemble_size - 1``, fitted side by side); ignored without it.
     photons : the scan's noise level (incident photons per bin, ``math.inf`` noise-free, None unknown), read
-        by the "discrepancy", "tv_init" and "tv_blend" variants.
+        by the "discrepancy", "tv_init", "tv_blend" and "band_blend" variants.
     fit_fields : further :class:`reconstruct.fit.FitConfig` fields (chunk_size, amp, output_scale, ...).
 
     Returns
     -------
     :class:`reconstruct.fit.FitResult` (a :class:`reconstruct.result.Reconstruction`), method = ``method``;
     ``parameters`` also records the preset and the canonical variant list. With "tv_blend" every image is the
-    blend (``TV_BLEND_WEIGHT`` network, the rest TV; ``uncertainty_hu`` scaled by the same weight),
-    ``parameters["tv_blend_weight"]`` records the share and ``timings["tv_blend_seconds"]`` TV's time; with
-    the "ensemble" variant the
+    blend (``TV_BLEND_WEIGHT`` network, the rest TV) and ``parameters["tv_blend_weight"]`` records the share; with
+    "band_blend" the blend by frequency band, ``parameters["band_blend"]`` its shares, cutoff and transition.
+    Either way ``uncertainty_hu`` is the spread of the blended members and ``timings["tv_blend_seconds"]`` TV's
+    time. With the "ensemble" variant the
     images (``image_hu``, ``mu``, ``image``) are the members' mean, ``uncertainty_hu`` is their per-pixel
     standard deviation (HU, ddof 0; zeros for one member) and ``parameters`` adds ``ensemble_size`` and
     ``ensemble_seeds``; ``curve`` is the mean loss over the members.
@@ -215,17 +229,22 @@ def reconstruct_neural(
     result = fit(model, radon, target, config, stop=stop,
                  callback=callback if ENSEMBLE not in variants else _mean_progress(callback, members, single))
     result.parameters.update(preset=spec.name, variant=list(variants))
+    members_hu = None
     if ENSEMBLE in variants:
-        _reduce_ensemble(result, members, single)
+        members_hu = _reduce_ensemble(result, members, single)
         result.parameters.update(ensemble_size=members, ensemble_seeds=[seed + k for k in range(members)])
-    if TV_BLEND in variants:
-        _blend_with_tv(result, sinogram, radon, photons, stop, callback)
+    if TV_BLEND in variants or BAND_BLEND in variants:
+        _blend_with_tv(result, sinogram, radon, photons, stop, callback, band=BAND_BLEND in variants,
+                       members_hu=members_hu)
     return result
 
 
 def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photons: float | None,
-                   stop: StopLike, callback: Callable[[FitProgress], None] | None) -> None:
-    """Replace ``result``'s images by ``TV_BLEND_WEIGHT`` times them plus the rest times TV's of ``sinogram``;
+                   stop: StopLike, callback: Callable[[FitProgress], None] | None, band: bool,
+                   members_hu: np.ndarray | None) -> None:
+    """Replace ``result``'s images by their blend with TV's of ``sinogram``: ``TV_BLEND_WEIGHT`` of the network
+    at every frequency, or by frequency band (``band``). ``uncertainty_hu`` becomes the spread of the blended
+    ``members_hu`` ((n, members, H, W), the ensemble's HU images; without them it is scaled by the flat share).
     TV's iterations are reported to ``callback`` as phase "tv_blend"."""
     pixel_size_mm = float(result.parameters["pixel_size_mm"])
     start = time.perf_counter()
@@ -236,17 +255,37 @@ def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, phot
 
     tv = classical.tv(sinogram, radon, photons=photons, pixel_size_mm=pixel_size_mm, stop=stop,
                       callback=report if callback is not None else None)
-    w = TV_BLEND_WEIGHT
-    tv_hu = np.asarray(tv.image_hu, dtype=np.float64)
-    result.image_hu = (w * np.asarray(result.image_hu, dtype=np.float64) + (1 - w) * tv_hu).astype(np.float32)
-    result.mu = w * result.mu + (1 - w) * tv.mu.to(result.mu).reshape(result.mu.shape)
-    result.image = w * result.image + (1 - w) * (tv.mu.cpu() * pixel_size_mm).reshape(result.image.shape)
-    if result.uncertainty_hu is not None:
-        result.uncertainty_hu = (w * result.uncertainty_hu).astype(np.float32)
-    result.parameters["tv_blend_weight"] = w
+    rows, cols = result.image_hu.shape[-2:]
+    if band:
+        share: float | np.ndarray = blend.band_response((2 * rows, 2 * cols), BAND_BLEND_COARSE, BAND_BLEND_FINE,
+                                                        BAND_BLEND_CUTOFF, BAND_BLEND_TRANSITION)
+        result.parameters["band_blend"] = dict(coarse=BAND_BLEND_COARSE, fine=BAND_BLEND_FINE,
+                                               cutoff_cycles_per_pixel=BAND_BLEND_CUTOFF,
+                                               transition_octaves=BAND_BLEND_TRANSITION)
+        how = (f"by frequency band, network share {BAND_BLEND_COARSE:g} below and {BAND_BLEND_FINE:g} above "
+               f"{BAND_BLEND_CUTOFF:g} cycles/pixel")
+    else:
+        share = TV_BLEND_WEIGHT
+        result.parameters["tv_blend_weight"] = TV_BLEND_WEIGHT
+        how = f"network share {TV_BLEND_WEIGHT:g}"
+
+    def blended(network: np.ndarray | torch.Tensor, tv_image: np.ndarray | torch.Tensor) -> np.ndarray:
+        network = np.asarray(network.detach().cpu() if isinstance(network, torch.Tensor) else network)
+        tv_image = np.asarray(tv_image.detach().cpu() if isinstance(tv_image, torch.Tensor) else tv_image)
+        return blend.blend(tv_image.reshape(network.shape), network, share)
+
+    result.image_hu = blended(result.image_hu, tv.image_hu).astype(np.float32)
+    result.mu = torch.from_numpy(blended(result.mu, tv.mu)).to(result.mu)
+    result.image = torch.from_numpy(blended(result.image, tv.mu * pixel_size_mm)).to(result.image)
+    if members_hu is not None:
+        deviations = members_hu - members_hu.mean(axis=1, keepdims=True)
+        spread = np.sqrt(np.mean(blend.blend(np.zeros_like(deviations), deviations, share) ** 2, axis=1))
+        result.uncertainty_hu = spread.reshape(result.uncertainty_hu.shape).astype(np.float32)
+    elif result.uncertainty_hu is not None:
+        result.uncertainty_hu = (TV_BLEND_WEIGHT * result.uncertainty_hu).astype(np.float32)
     result.timings["tv_blend_seconds"] = tv.seconds
     result.seconds += tv.seconds
-    result.events.append(f"blended with TV ({tv.iterations} iterations), network share {w:g}")
+    result.events.append(f"blended with TV ({tv.iterations} iterations), {how}")
 
 
 def _members(variants: tuple[str, ...], ensemble_size: int) -> int:
@@ -280,9 +319,10 @@ def _mean_progress(callback: Callable[[FitProgress], None] | None, members: int,
     return report
 
 
-def _reduce_ensemble(result: FitResult, members: int, single: bool) -> None:
+def _reduce_ensemble(result: FitResult, members: int, single: bool) -> np.ndarray:
     """Replace the members' images of ``result`` (``members`` consecutive ones per sinogram) by their mean
-    and set ``uncertainty_hu``, the per-pixel standard deviation of the members' HU (population, ddof 0)."""
+    and set ``uncertainty_hu``, the per-pixel standard deviation of the members' HU (population, ddof 0).
+    Returns the members' HU images, (n_sinograms, members, H, W) float64."""
     shape = result.image_hu.shape[-2:]
     hu = np.asarray(result.image_hu, dtype=np.float64).reshape(-1, members, *shape)
     mu = result.mu.reshape(-1, members, 1, *shape).mean(dim=1)
@@ -293,9 +333,11 @@ def _reduce_ensemble(result: FitResult, members: int, single: bool) -> None:
     if single:
         result.image_hu, result.uncertainty_hu = result.image_hu[0], result.uncertainty_hu[0]
         result.mu, result.image = mu[0, 0], image[0]
+    return hu
 
 
 __all__ = ["COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE", "EXCLUSIVE_VARIANTS",
-           "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "TV_BLEND", "TV_BLEND_WEIGHT",
+           "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "TV_BLEND", "TV_BLEND_WEIGHT", "BAND_BLEND", "BAND_BLEND_COARSE",
+           "BAND_BLEND_CUTOFF", "BAND_BLEND_FINE", "BAND_BLEND_TRANSITION",
            "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "fit_config",
            "reconstruct_neural"]

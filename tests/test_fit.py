@@ -527,3 +527,27 @@ def test_tv_blend_is_the_weighted_mean_of_the_network_and_tv(problem):
     _, _, members = _neural("lrnn", problem, 5, variant=["ensemble", "tv_blend"], ensemble_size=2, photons=math.inf)
     _, _, alone = _neural("lrnn", problem, 5, variant=["ensemble"], ensemble_size=2, photons=math.inf)
     np.testing.assert_allclose(members.uncertainty_hu, w * alone.uncertainty_hu, rtol=1e-5, atol=1e-3)
+
+
+def test_band_blend_blends_the_ensemble_and_its_members_with_tv_by_frequency(problem):
+    """The image is TV's plus the band response of (network - TV); the uncertainty map is the spread of the
+    members blended one by one (each member as fitted alone from its seed)."""
+    from sparsect.reconstruct import blend, classical, neural
+
+    truth, radon, sinogram = problem
+    options = dict(ensemble_size=2, photons=math.inf)
+    _, _, banded = _neural("lrnn", problem, 5, variant=["ensemble", "band_blend"], **options)
+    _, _, mean = _neural("lrnn", problem, 5, variant=["ensemble"], **options)
+    tv = np.asarray(classical.tv(sinogram, radon, photons=math.inf).image_hu, dtype=np.float64)
+    response = blend.band_response((2 * SIZE, 2 * SIZE), neural.BAND_BLEND_COARSE, neural.BAND_BLEND_FINE,
+                                   neural.BAND_BLEND_CUTOFF, neural.BAND_BLEND_TRANSITION)
+    np.testing.assert_allclose(banded.image_hu, blend.blend(tv, mean.image_hu, response), atol=1e-2)
+    assert banded.parameters["band_blend"]["cutoff_cycles_per_pixel"] == neural.BAND_BLEND_CUTOFF
+    assert "band_blend" in banded.parameters["variant"] and banded.timings["tv_blend_seconds"] > 0
+    members = [np.asarray(_neural("lrnn", problem, 5, seed=k, photons=math.inf)[2].image_hu, np.float64)
+               for k in (0, 1)]
+    spread = np.std([blend.blend(tv, m, response) for m in members], axis=0)
+    np.testing.assert_allclose(banded.uncertainty_hu, spread, atol=0.02 * float(spread.max()))
+    assert not np.allclose(banded.uncertainty_hu, neural.TV_BLEND_WEIGHT * mean.uncertainty_hu, atol=1e-3)
+    with pytest.raises(ValueError, match="alternatives"):
+        neural.canonical_variants(["tv_blend", "band_blend"])

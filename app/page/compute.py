@@ -170,7 +170,8 @@ class LRU(OrderedDict):
 VARIANT_LABELS = {"ramp_loss": "Ramp-weighted loss", "fbp_init": "FBP warm start", "tv_init": "TV warm start",
                   "tv": "TV penalty", "coarse_to_fine": "Coarse to fine", "wls": "Poisson-weighted loss",
                   "discrepancy": "Stop at the noise level", "positive": "Non-negative attenuation",
-                  "tv_blend": "Blend with TV", "ensemble": "Seed ensemble (uncertainty)"}
+                  "tv_blend": "Blend with TV", "band_blend": "Blend with TV by frequency band",
+                  "ensemble": "Seed ensemble (uncertainty)"}
 VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) formulation.\n\n"
                 "- **Ramp-weighted loss**: the sinogram error is weighted by the ramp filter, a preconditioner "
                 "worth several dB at the same iteration budget.\n"
@@ -183,6 +184,8 @@ VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) form
                 "- **Non-negative attenuation**: a softplus keeps the image >= -1000 HU.\n"
                 "- **Blend with TV**: the image is the mean of the network's and TV's; the two err in "
                 "different ways.\n"
+                "- **Blend with TV by frequency band**: mostly TV's image at coarse scales and mostly the network's "
+                "at fine ones, where each errs less (instead of the plain blend).\n"
                 "- **Coarse to fine**: the coordinate scale ramps up over the first half of the fit.\n"
                 f"- **Seed ensemble**: {ENSEMBLE_SIZE} networks from different seeds; the image is their mean and the "
                 f"*Uncertainty* maps show their per-pixel spread ({ENSEMBLE_SIZE}x the work).")
