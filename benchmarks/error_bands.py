@@ -32,7 +32,7 @@ def band_rms(image: np.ndarray, circle: np.ndarray) -> list[float]:
     """RMS (the image's unit) of ``image`` inside ``circle`` per band of :data:`BAND_EDGES` (Parseval)."""
     rows, cols = image.shape
     spectrum = np.abs(np.fft.fft2(np.where(circle, image, 0.0))) ** 2 / (rows * cols * circle.sum())
-    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(cols), indexing="ij"))
+    radius = blend.radial_frequency((rows, cols))
     return [math.sqrt(spectrum[(radius >= low) & (radius < high)].sum())
             for low, high in zip(BAND_EDGES[:-1], BAND_EDGES[1:], strict=True)]
 
@@ -65,10 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                 tv = np.asarray(registry.run("tv", scan.sinogram, scan.geometry, **run).image_hu, dtype=np.float64)
                 network = np.asarray(registry.run(method, scan.sinogram, scan.geometry, variant=variants or None,
                                                   seed=0, **run).image_hu, dtype=np.float64)
-                rows, cols = reference.shape
-                response = blend.band_response((2 * rows, 2 * cols), neural.BAND_BLEND_COARSE, neural.BAND_BLEND_FINE,
-                                               neural.BAND_BLEND_CUTOFF, neural.BAND_BLEND_TRANSITION)
-                circle = metrics.circle_mask((rows, cols))
+                response = neural.band_blend_response(reference.shape)
+                circle = metrics.circle_mask(reference.shape)
                 images = {"reference minus its mean": reference - reference[circle].mean(),
                           "TV error": tv - reference, f"{args.network} error": network - reference,
                           "tv_blend error": blend.blend(tv, network, neural.TV_BLEND_WEIGHT) - reference,

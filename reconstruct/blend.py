@@ -15,6 +15,12 @@ import math
 import numpy as np
 
 
+def radial_frequency(shape: tuple[int, int]) -> np.ndarray:
+    """Radial spatial frequency (cycles per pixel) of each bin of an FFT grid of ``shape`` (rows, columns), float64
+    of that shape in ``numpy.fft.fftfreq`` order."""
+    return np.hypot(*np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij"))
+
+
 def band_response(shape: tuple[int, int], coarse: float, fine: float, cutoff: float,
                   transition: float) -> np.ndarray:
     """The share of :func:`blend`'s ``other`` image per frequency of an FFT grid of ``shape`` (rows, columns),
@@ -32,8 +38,7 @@ def band_response(shape: tuple[int, int], coarse: float, fine: float, cutoff: fl
     if not 0 < cutoff <= 0.5 or not (transition > 0 and math.isfinite(transition)):
         raise ValueError(f"cutoff must be in (0, 0.5] cycles/pixel and transition > 0 octaves, got {cutoff}, "
                          f"{transition}")
-    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij"))
-    octaves = np.log2(np.maximum(radius, 1e-12) / cutoff)
+    octaves = np.log2(np.maximum(radial_frequency(shape), 1e-12) / cutoff)
     t = np.clip((octaves / transition + 1) / 2, 0.0, 1.0)
     return coarse + (fine - coarse) * t * t * (3 - 2 * t)
 
@@ -61,4 +66,4 @@ def blend(base: np.ndarray, other: np.ndarray, response: float | np.ndarray) -> 
     return base + filtered[..., :rows, :cols]
 
 
-__all__ = ["band_response", "blend"]
+__all__ = ["band_response", "blend", "radial_frequency"]

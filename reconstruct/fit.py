@@ -180,8 +180,8 @@ def total_generalized_variation(image: torch.Tensor, field: torch.Tensor, second
     W - 1) laid out as :func:`image_gradient`, one value per image (shape (...)):
     ``mean|grad u - w| + second_order * mean|E w|``, ``E w`` the symmetrised gradient of ``w`` (Frobenius norm),
     smoothed with ``eps``. Minimised over ``w`` too this is TGV (Bredies, Kunisch and Pock 2010): affine
-    regions cost nothing, where TV prefers staircases. ``w = 0`` gives :func:`smoothed_total_variation`'s
-    first term alone."""
+    regions cost nothing, where TV prefers staircases. At ``w = 0`` the first term is
+    :func:`smoothed_total_variation`."""
     first = torch.sqrt((image_gradient(image) - field).pow(2).sum(dim=-3) + eps).mean(dim=(-2, -1))
     wx, wy = field[..., 0, :, :], field[..., 1, :, :]
     wx_x = wx[..., :-1, 1:] - wx[..., :-1, :-1]

@@ -127,6 +127,14 @@ VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND, BAND_BLEND)
 RECOMMENDED_VARIANTS: tuple[str, ...] = ("band_blend", "ensemble", "fbp_init", "ramp_loss")
 
 
+def band_blend_response(image_shape: tuple[int, ...]) -> np.ndarray:
+    """The "band_blend" network share for images of ``image_shape`` (..., H, W): :func:`reconstruct.blend.band_response`
+    of the (2H, 2W) grid that :func:`reconstruct.blend.blend` filters, with the ``BAND_BLEND_*`` constants."""
+    rows, cols = image_shape[-2:]
+    return blend.band_response((2 * rows, 2 * cols), BAND_BLEND_COARSE, BAND_BLEND_FINE, BAND_BLEND_CUTOFF,
+                               BAND_BLEND_TRANSITION)
+
+
 def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:
     """The canonical form of a variant selection: the sorted names, ``("paper",)`` for the published
     formulation (None, "paper" or nothing). Raises ``ValueError`` for unknown names and for "paper"
@@ -244,7 +252,7 @@ def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, phot
                    members_hu: np.ndarray | None) -> None:
     """Replace ``result``'s images by their blend with TV's of ``sinogram``: ``TV_BLEND_WEIGHT`` of the network
     at every frequency, or by frequency band (``band``). ``uncertainty_hu`` becomes the spread of the blended
-    ``members_hu`` ((n, members, H, W), the ensemble's HU images; without them it is scaled by the flat share).
+    ``members_hu`` ((n, members, H, W), the ensemble's HU images; None without an ensemble, which has no map).
     TV's iterations are reported to ``callback`` as phase "tv_blend"."""
     pixel_size_mm = float(result.parameters["pixel_size_mm"])
     start = time.perf_counter()
@@ -255,10 +263,8 @@ def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, phot
 
     tv = classical.tv(sinogram, radon, photons=photons, pixel_size_mm=pixel_size_mm, stop=stop,
                       callback=report if callback is not None else None)
-    rows, cols = result.image_hu.shape[-2:]
     if band:
-        share: float | np.ndarray = blend.band_response((2 * rows, 2 * cols), BAND_BLEND_COARSE, BAND_BLEND_FINE,
-                                                        BAND_BLEND_CUTOFF, BAND_BLEND_TRANSITION)
+        share: float | np.ndarray = band_blend_response(result.image_hu.shape)
         result.parameters["band_blend"] = dict(coarse=BAND_BLEND_COARSE, fine=BAND_BLEND_FINE,
                                                cutoff_cycles_per_pixel=BAND_BLEND_CUTOFF,
                                                transition_octaves=BAND_BLEND_TRANSITION)
@@ -281,8 +287,6 @@ def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, phot
         deviations = members_hu - members_hu.mean(axis=1, keepdims=True)
         spread = np.sqrt(np.mean(blend.blend(np.zeros_like(deviations), deviations, share) ** 2, axis=1))
         result.uncertainty_hu = spread.reshape(result.uncertainty_hu.shape).astype(np.float32)
-    elif result.uncertainty_hu is not None:
-        result.uncertainty_hu = (TV_BLEND_WEIGHT * result.uncertainty_hu).astype(np.float32)
     result.timings["tv_blend_seconds"] = tv.seconds
     result.seconds += tv.seconds
     result.events.append(f"blended with TV ({tv.iterations} iterations), {how}")
@@ -338,6 +342,6 @@ def _reduce_ensemble(result: FitResult, members: int, single: bool) -> np.ndarra
 
 __all__ = ["COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE", "EXCLUSIVE_VARIANTS",
            "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "TV_BLEND", "TV_BLEND_WEIGHT", "BAND_BLEND", "BAND_BLEND_COARSE",
-           "BAND_BLEND_CUTOFF", "BAND_BLEND_FINE", "BAND_BLEND_TRANSITION",
+           "BAND_BLEND_CUTOFF", "BAND_BLEND_FINE", "BAND_BLEND_TRANSITION", "band_blend_response",
            "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "fit_config",
            "reconstruct_neural"]
