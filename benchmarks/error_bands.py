@@ -9,8 +9,9 @@ Each sample is simulated as in ``benchmarks/quality.py`` (honest simulation, see
 noise-aware default) and by the network (``NETWORK+VARIANT...``, seed 0). The table gives the RMS error (HU)
 inside the inscribed circle (the metrics' mask) in bands of radial spatial frequency (cycles per pixel; the
 bands' squares add up to the total's) of TV, the network, their mean (the ``tv_blend`` image) and their blend by
-frequency band (the ``band_blend`` image: :mod:`sparsect.reconstruct.blend` with the constants of
-:mod:`sparsect.reconstruct.neural`). The reference's own content per band (minus its mean) comes first.
+frequency band (the ``band_blend`` image: :mod:`sparsect.reconstruct.blend` with the network's
+``BAND_BLEND_SHARES`` of :mod:`sparsect.reconstruct.neural`). The reference's own content per band (minus its mean)
+comes first.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                 tv = np.asarray(registry.run("tv", scan.sinogram, scan.geometry, **run).image_hu, dtype=np.float64)
                 network = np.asarray(registry.run(method, scan.sinogram, scan.geometry, variant=variants or None,
                                                   seed=0, **run).image_hu, dtype=np.float64)
-                response = neural.band_blend_response(reference.shape)
+                response = neural.band_blend_response(method, reference.shape)
                 circle = metrics.circle_mask(reference.shape)
                 images = {"reference minus its mean": reference - reference[circle].mean(),
                           "TV error": tv - reference, f"{args.network} error": network - reference,

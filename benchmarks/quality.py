@@ -52,7 +52,7 @@ FIT_FIELDS: dict = {}
 MODEL_FIELDS: dict = {}
 
 
-def _lookup(name: str) -> Method | None:
+def lookup(name: str) -> Method | None:
     """The reconstruction function of a benchmark method name, or None for an unknown one."""
     method, *variants = name.split("+")
     if method not in registry.METHODS or (variants and method not in registry.NETWORK_METHODS):
@@ -74,7 +74,7 @@ def _lookup(name: str) -> Method | None:
 def run(sizes: list[int], views: list[int], methods: list[str], samples: list[str],
         photons: list[float], simulation: str = "honest") -> list[dict]:
     """Run every combination; one dict per reconstruction with the metrics and settings."""
-    functions = {m: _lookup(m) for m in methods}
+    functions = {m: lookup(m) for m in methods}
     unknown = [m for m, function in functions.items() if function is None]
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; available: {', '.join(registry.METHODS)} "
@@ -91,7 +91,7 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                                                  photons=count or math.inf)
                         scores = metrics.compare(result.image_hu, scan.reference_hu)
                         row = {"sample": sample, "size": size, "views": n_views,
-                               "noise": "none" if not count else f"{count:.0e}", "method": _label(name),
+                               "noise": "none" if not count else f"{count:.0e}", "method": method_label(name),
                                **{key: float(value) for key, value in scores.items()}, "simulation": scan.label,
                                "iterations": result.iterations, "seconds": result.seconds,
                                "parameters": result.n_parameters,
@@ -121,7 +121,7 @@ def check_network_fields(methods: list[str]) -> None:
             raise ValueError(f"--fit: {exc}") from None
 
 
-def _label(name: str) -> str:
+def method_label(name: str) -> str:
     """A method's name in the tables: a network's carries the --fit and --model fields."""
     fields = {**FIT_FIELDS, **MODEL_FIELDS}
     if fields and name.split("+")[0] in registry.NETWORK_METHODS:
@@ -129,7 +129,7 @@ def _label(name: str) -> str:
     return name
 
 
-def _field(text: str) -> tuple[str, object]:
+def parse_field(text: str) -> tuple[str, object]:
     """FIELD=VALUE of --fit and --model: the value as an int, a float, true/false or the text."""
     field, _, value = text.partition("=")
     for convert in (int, float):
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a field of the preset's network configuration (repeatable), e.g. rank=48")
     args = parser.parse_args(argv)
     NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device)
-    FIT_FIELDS.update(_field(text) for text in args.fit)
-    MODEL_FIELDS.update(_field(text) for text in args.model)
+    FIT_FIELDS.update(parse_field(text) for text in args.fit)
+    MODEL_FIELDS.update(parse_field(text) for text in args.model)
     try:
         check_network_fields(args.methods)
     except ValueError as exc:

@@ -112,27 +112,43 @@ TV_BLEND = "tv_blend"
 #: The network's share of the "tv_blend" image.
 TV_BLEND_WEIGHT = 0.5
 #: The variant that blends the fitted image with TV's by spatial frequency (:func:`reconstruct.blend.blend`): the
-#: network's share is ``BAND_BLEND_COARSE`` at coarse scales and ``BAND_BLEND_FINE`` at fine ones, with a smooth
-#: step of ``BAND_BLEND_TRANSITION`` octaves either side of ``BAND_BLEND_CUTOFF`` cycles per pixel. Under the honest
-#: simulation the network's errors exceed TV's below about a quarter cycle per pixel and TV's exceed the network's
-#: above it (docs/BENCHMARKS.md, "The TV blend by frequency band"). An alternative to "tv_blend".
+#: network's share follows its :data:`BAND_BLEND_SHARES` (low at coarse scales, high at fine ones). Under the honest
+#: simulation TV's errors are the smaller ones at coarse scales and the networks' at fine ones (docs/BENCHMARKS.md,
+#: "The TV blend by frequency band"). An alternative to "tv_blend".
 BAND_BLEND = "band_blend"
-BAND_BLEND_COARSE = 0.25
-BAND_BLEND_FINE = 0.75
-BAND_BLEND_CUTOFF = 0.25
-BAND_BLEND_TRANSITION = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class BandShares:
+    """A network's share of the "band_blend" image: ``coarse`` well below ``cutoff`` (cycles per pixel), ``fine``
+    well above it, a smooth step of ``transition`` octaves either side (:func:`reconstruct.blend.band_response`)."""
+
+    coarse: float
+    fine: float
+    cutoff: float
+    transition: float
+
+
+#: Each network's band shares, chosen for it on the two bundled real slices (``benchmarks/blend_shares.py``;
+#: docs/BENCHMARKS.md, "Band shares per network"): WIRE's and SIREN's coarse-scale errors are larger than LRNN's,
+#: so they leave those scales to TV.
+BAND_BLEND_SHARES: dict[str, BandShares] = {
+    "lrnn": BandShares(coarse=0.25, fine=0.75, cutoff=0.25, transition=0.5),
+    "siren": BandShares(coarse=0.0, fine=0.75, cutoff=0.35, transition=1.0),
+    "wire": BandShares(coarse=0.0, fine=0.75, cutoff=0.35, transition=1.0),
+}
 #: Every variant name: the FitConfig transforms, then the ensemble and the two TV blends.
 VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND, BAND_BLEND)
 #: What the app, the command line and batch jobs fit with unless told otherwise (sorted).
 RECOMMENDED_VARIANTS: tuple[str, ...] = ("band_blend", "ensemble", "fbp_init", "ramp_loss")
 
 
-def band_blend_response(image_shape: tuple[int, ...]) -> np.ndarray:
-    """The "band_blend" network share for images of ``image_shape`` (..., H, W): :func:`reconstruct.blend.band_response`
-    of the (2H, 2W) grid that :func:`reconstruct.blend.blend` filters, with the ``BAND_BLEND_*`` constants."""
+def band_blend_response(method: str, image_shape: tuple[int, ...]) -> np.ndarray:
+    """Network ``method``'s "band_blend" share for images of ``image_shape`` (..., H, W): its
+    :data:`BAND_BLEND_SHARES` as :func:`reconstruct.blend.band_response` of the (2H, 2W) grid that
+    :func:`reconstruct.blend.blend` filters."""
     rows, cols = image_shape[-2:]
-    return blend.band_response((2 * rows, 2 * cols), BAND_BLEND_COARSE, BAND_BLEND_FINE, BAND_BLEND_CUTOFF,
-                               BAND_BLEND_TRANSITION)
+    return blend.band_response((2 * rows, 2 * cols), **dataclasses.asdict(BAND_BLEND_SHARES[method]))
 
 
 def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -242,17 +258,18 @@ def reconstruct_neural(
         members_hu = _reduce_ensemble(result, members, single)
         result.parameters.update(ensemble_size=members, ensemble_seeds=[seed + k for k in range(members)])
     if TV_BLEND in variants or BAND_BLEND in variants:
-        _blend_with_tv(result, sinogram, radon, photons, stop, callback, band=BAND_BLEND in variants,
-                       members_hu=members_hu)
+        _blend_with_tv(result, sinogram, radon, photons, stop, callback,
+                       band=method if BAND_BLEND in variants else None, members_hu=members_hu)
     return result
 
 
 def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photons: float | None,
-                   stop: StopLike, callback: Callable[[FitProgress], None] | None, band: bool,
+                   stop: StopLike, callback: Callable[[FitProgress], None] | None, band: str | None,
                    members_hu: np.ndarray | None) -> None:
     """Replace ``result``'s images by their blend with TV's of ``sinogram``: ``TV_BLEND_WEIGHT`` of the network
-    at every frequency, or by frequency band (``band``). ``uncertainty_hu`` becomes the spread of the blended
-    ``members_hu`` ((n, members, H, W), the ensemble's HU images; None without an ensemble, which has no map).
+    at every frequency, or by frequency band with network ``band``'s :data:`BAND_BLEND_SHARES` (None: not).
+    ``uncertainty_hu`` becomes the spread of the blended ``members_hu`` ((n, members, H, W), the ensemble's HU
+    images; None without an ensemble, which has no map).
     TV's iterations are reported to ``callback`` as phase "tv_blend"."""
     pixel_size_mm = float(result.parameters["pixel_size_mm"])
     start = time.perf_counter()
@@ -263,13 +280,14 @@ def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, phot
 
     tv = classical.tv(sinogram, radon, photons=photons, pixel_size_mm=pixel_size_mm, stop=stop,
                       callback=report if callback is not None else None)
-    if band:
-        share: float | np.ndarray = band_blend_response(result.image_hu.shape)
-        result.parameters["band_blend"] = dict(coarse=BAND_BLEND_COARSE, fine=BAND_BLEND_FINE,
-                                               cutoff_cycles_per_pixel=BAND_BLEND_CUTOFF,
-                                               transition_octaves=BAND_BLEND_TRANSITION)
-        how = (f"by frequency band, network share {BAND_BLEND_COARSE:g} below and {BAND_BLEND_FINE:g} above "
-               f"{BAND_BLEND_CUTOFF:g} cycles/pixel")
+    if band is not None:
+        shares = BAND_BLEND_SHARES[band]
+        share: float | np.ndarray = band_blend_response(band, result.image_hu.shape)
+        result.parameters["band_blend"] = dict(coarse=shares.coarse, fine=shares.fine,
+                                               cutoff_cycles_per_pixel=shares.cutoff,
+                                               transition_octaves=shares.transition)
+        how = (f"by frequency band, network share {shares.coarse:g} below and {shares.fine:g} above "
+               f"{shares.cutoff:g} cycles/pixel")
     else:
         share = TV_BLEND_WEIGHT
         result.parameters["tv_blend_weight"] = TV_BLEND_WEIGHT
@@ -341,7 +359,7 @@ def _reduce_ensemble(result: FitResult, members: int, single: bool) -> np.ndarra
 
 
 __all__ = ["COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE", "EXCLUSIVE_VARIANTS",
-           "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "TV_BLEND", "TV_BLEND_WEIGHT", "BAND_BLEND", "BAND_BLEND_COARSE",
-           "BAND_BLEND_CUTOFF", "BAND_BLEND_FINE", "BAND_BLEND_TRANSITION", "band_blend_response",
+           "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "TV_BLEND", "TV_BLEND_WEIGHT", "BAND_BLEND", "BAND_BLEND_SHARES",
+           "BandShares", "band_blend_response",
            "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "fit_config",
            "reconstruct_neural"]

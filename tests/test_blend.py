@@ -83,3 +83,35 @@ def test_error_bands_benchmark_splits_the_masked_mean_square_over_its_bands():
     full = np.ones((N, N), dtype=bool)
     tone_bands = bench.band_rms(tone, full)
     assert tone_bands[3] ** 2 > 0.95 * sum(v * v for v in tone_bands)  # 0.3 cycles/pixel: the 1/4-1/2 band
+
+
+def test_blend_shares_benchmark_scores_the_plain_ends_as_tv_and_the_network(tmp_path, monkeypatch):
+    """benchmarks/blend_shares.py: share 0 is TV (margin 0), share 1 the network (its own margin, computed here
+    with the metrics directly), a flat band response the plain mean; a saved cell is read back without a fit."""
+    import importlib.util
+    from pathlib import Path
+
+    from sparsect.reconstruct import metrics
+
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    spec = importlib.util.spec_from_file_location("blend_shares_bench", benchmarks / "blend_shares.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    yy, xx = np.mgrid[:N, :N]
+    reference = np.where(np.hypot(yy - N / 2, xx - N / 2) < N / 3, 40.0, -1000.0)
+    rng = np.random.default_rng(2)
+    cell = {"reference": reference, "tv": reference + rng.normal(0, 30, reference.shape),
+            "network": reference + rng.normal(0, 20, reference.shape)}
+    grid = bench.blend_grid([0.5], [0.5], [0.25], [0.5], "lrnn")
+    scores = bench.margins(cell, grid)
+    assert scores["plain 0.0"] == (0.0, 0.0)
+    expected = (metrics.psnr_range(cell["network"], reference, "circle")
+                - metrics.psnr_range(cell["tv"], reference, "circle"),
+                metrics.ssim_range(cell["network"], reference, "circle")
+                - metrics.ssim_range(cell["tv"], reference, "circle"))
+    np.testing.assert_allclose(scores["plain 1.0"], expected, rtol=1e-12)
+    np.testing.assert_allclose(scores["band 0.5/0.5 at 0.25 c/px, 0.5 oct"], scores["plain 0.5"], atol=1e-9)
+    np.savez(tmp_path / "shepp_logan_64_30v_none_lrnn+fbp_init.npz", **cell)
+    saved = bench.cell_images(tmp_path, "shepp_logan", 30, 0.0, 64, "lrnn+fbp_init")
+    np.testing.assert_array_equal(saved["network"], cell["network"])
