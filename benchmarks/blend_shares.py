@@ -5,15 +5,15 @@ Usage (from the repository root)::
     python benchmarks/blend_shares.py --images DIR [--samples head_693 ct_small] [--views 30 60]
                                       [--photons 0 1e5] [--size 128] [--network lrnn+ensemble+fbp_init+ramp_loss]
                                       [--coarse 0 0.125 ...] [--fine 0.5 0.625 ...] [--cutoff 0.125 0.25 ...]
-                                      [--transition 0.5 1] [--iterations N] [--fit FIELD=VALUE] [--model FIELD=VALUE]
-                                      [--threads N] [--top 10]
+                                      [--transition 0.5 1] [--iterations N] [--ensemble-size K] [--fit FIELD=VALUE]
+                                      [--model FIELD=VALUE] [--threads N] [--top 10]
 
 Each cell (sample, views, photons) is simulated as in ``benchmarks/quality.py`` (honest simulation, seed 0) and
 reconstructed once by TV (its noise-aware default) and by the network (``NETWORK+VARIANT...``, no blend variant,
-fitted as ``benchmarks/quality.py`` fits it: seed 0, the ``preview`` preset, ``--iterations``, ``--fit``,
-``--model``).
-The two images and the reference are kept in ``DIR`` (one NPZ per cell and network, written whole or not at all)
-and reused by later runs, so a grid can be rescreened without refitting (empty ``DIR`` after changing the fit).
+fitted as ``benchmarks/quality.py`` fits it: seed 0, the ``preview`` preset, ``--iterations``, ``--ensemble-size``,
+``--fit``, ``--model``). The two images and the reference are kept in ``DIR`` (one NPZ per cell and network,
+written whole or not at all) and reused by later runs, so a grid can be rescreened without refitting (empty
+``DIR`` after changing the fit).
 
 Every blend of the grid is then scored in every cell: the plain means (``tv_blend`` with shares 0, 0.1, ..., 1)
 and the blends by frequency band (``band_blend``: :func:`sparsect.reconstruct.blend.band_response` with each
@@ -72,7 +72,8 @@ def variant_settings(method: str) -> tuple[float, ...]:
 
 
 def network_label(network: str) -> str:
-    """``network`` with its --fit and --model fields and its --iterations, for the tables and the saved files."""
+    """``network`` with its --fit and --model fields, ensemble size and --iterations, for the tables and the saved
+    files."""
     iterations = quality.NEURAL_BUDGET["iterations"]
     return quality.method_label(network) + (f"[iterations={iterations}]" if iterations else "")
 
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cutoff", type=float, nargs="+", default=[0.0884, 0.125, 0.177, 0.25, 0.354, 0.5])
     parser.add_argument("--transition", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--iterations", type=int, default=None, help="network iteration budget (default: preset)")
+    parser.add_argument("--ensemble-size", type=int, default=neural.ENSEMBLE_SIZE,
+                        help=f"networks of the ensemble variant (default {neural.ENSEMBLE_SIZE})")
     parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
                         help="a FitConfig field of the network's fit (repeatable), as in quality.py")
     parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
@@ -130,9 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     if method not in registry.NETWORK_METHODS or not set(variants) <= set(neural.VARIANTS) | {neural.ENSEMBLE}:
         parser.error(f"--network must be NETWORK+VARIANT... with a network of {registry.NETWORK_METHODS} and no "
                      "blend variant")
-    if args.iterations is not None and args.iterations < 1:
-        parser.error("--iterations must be at least 1")
-    quality.NEURAL_BUDGET["iterations"] = args.iterations
+    if args.iterations is not None and args.iterations < 1 or args.ensemble_size < 1:
+        parser.error("--iterations and --ensemble-size must be at least 1")
+    quality.NEURAL_BUDGET.update(iterations=args.iterations, ensemble_size=args.ensemble_size)
     quality.FIT_FIELDS.update(quality.parse_field(text) for text in args.fit)
     quality.MODEL_FIELDS.update(quality.parse_field(text) for text in args.model)
     try:

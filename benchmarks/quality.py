@@ -20,8 +20,9 @@ scan's photons per bin (``math.inf`` noise-free, as the app passes it); a networ
 "NETWORK+VARIANT[+VARIANT...]" (e.g. "lrnn+ramp_loss+fbp_init"); a plain network name is the published
 formulation. ``--fit FIELD=VALUE`` sets a :class:`sparsect.reconstruct.fit.FitConfig` field of every network
 fit (e.g. ``--fit tv_weight=0.1``) and ``--model FIELD=VALUE`` a field of each network's configuration in the
-preset (e.g. ``--model rank=48``); the rows' method names carry both. With ``tv`` among the methods a last table
-gives every other method minus TV in the reference-range scores (the goal of the LRNN-vs-TV issue).
+preset (e.g. ``--model rank=48``); the rows' method names carry both, and ``--ensemble-size K`` when K is not
+the default. With ``tv`` among the methods a last table gives every other method minus TV in the reference-range
+scores (the goal of the LRNN-vs-TV issue).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from sparsect.reconstruct.result import Reconstruction
 
 Method = Callable[..., Reconstruction]
 
-#: Budget of the coordinate networks, set from the command line (--preset, --iterations, --device).
-NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto"}
+#: Budget of the coordinate networks, set from the command line (--preset, --iterations, --device,
+#: --ensemble-size).
+NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto",
+                       "ensemble_size": neural.ENSEMBLE_SIZE}
 #: FitConfig fields set on every network fit (--fit FIELD=VALUE).
 FIT_FIELDS: dict = {}
 #: Fields of the networks' model configuration replaced in the preset (--model FIELD=VALUE).
@@ -122,8 +125,11 @@ def check_network_fields(methods: list[str]) -> None:
 
 
 def method_label(name: str) -> str:
-    """A method's name in the tables: a network's carries the --fit and --model fields."""
+    """A method's name in the tables: a network's carries the --fit and --model fields and an ensemble's size
+    other than the default."""
     fields = {**FIT_FIELDS, **MODEL_FIELDS}
+    if neural.ENSEMBLE in name.split("+")[1:] and NEURAL_BUDGET["ensemble_size"] != neural.ENSEMBLE_SIZE:
+        fields["ensemble_size"] = NEURAL_BUDGET["ensemble_size"]
     if fields and name.split("+")[0] in registry.NETWORK_METHODS:
         return name + "[" + ",".join(f"{k}={v}" for k, v in fields.items()) + "]"
     return name
@@ -212,12 +218,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="preview", help="network preset (preview, paper, quality)")
     parser.add_argument("--iterations", type=int, default=None, help="network iteration budget (default: preset)")
     parser.add_argument("--device", default="auto", help="device for the networks")
+    parser.add_argument("--ensemble-size", type=int, default=neural.ENSEMBLE_SIZE,
+                        help=f"networks of the ensemble variant (default {neural.ENSEMBLE_SIZE})")
     parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
                         help="a FitConfig field of every network fit (repeatable), e.g. tv_weight=0.1")
     parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
                         help="a field of the preset's network configuration (repeatable), e.g. rank=48")
     args = parser.parse_args(argv)
-    NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device)
+    if args.ensemble_size < 1:
+        parser.error("--ensemble-size must be at least 1")
+    NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device,
+                         ensemble_size=args.ensemble_size)
     FIT_FIELDS.update(parse_field(text) for text in args.fit)
     MODEL_FIELDS.update(parse_field(text) for text in args.model)
     try:

@@ -21,7 +21,13 @@ from sparsect.reconstruct.checks import check_iterations, check_photons
 from sparsect.reconstruct.consistency import data_consistency_hu
 from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.models import PRESET_NAMES, Preset, get_preset
-from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS, VARIANT_NAMES, canonical_variants, reconstruct_neural
+from sparsect.reconstruct.neural import (
+    ENSEMBLE_SIZE,
+    RECOMMENDED_VARIANTS,
+    VARIANT_NAMES,
+    canonical_variants,
+    reconstruct_neural,
+)
 from sparsect.reconstruct.result import Reconstruction, StopLike
 
 
@@ -100,7 +106,7 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
         iterations: int | None = None, preset: str | Preset = "preview", variant: str | Iterable[str] | None = None,
         seed: int = 0, device: str | torch.device = "auto", photons: float | None = None,
         callback: Callable[[Any], None] | None = None, stop: StopLike = None,
-        fit_fields: Mapping[str, Any] | None = None) -> Reconstruction:
+        fit_fields: Mapping[str, Any] | None = None, ensemble_size: int = ENSEMBLE_SIZE) -> Reconstruction:
     """Reconstruct ``sinogram`` with method ``name`` (classical or network).
 
     Parameters
@@ -122,6 +128,7 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
         ``stop_reason == "stopped"``.
     fit_fields : further :class:`reconstruct.fit.FitConfig` fields of a network fit (e.g. ``tv_weight``);
         ignored by the classical methods.
+    ensemble_size : networks fitted by the "ensemble" variant (default :data:`reconstruct.neural.ENSEMBLE_SIZE`).
 
     Returns
     -------
@@ -135,7 +142,8 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     if spec.is_network:
         return reconstruct_neural(name, sinogram, geometry, pixel_size_mm=pixel_size_mm, preset=preset,
                                   iterations=iterations, seed=seed, device=target, variant=variant,
-                                  photons=photons, callback=callback, stop=stop, **(fit_fields or {}))
+                                  photons=photons, callback=callback, stop=stop, ensemble_size=ensemble_size,
+                                  **(fit_fields or {}))
     if not spec.iterative:
         return classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
     options: dict[str, Any] = {"iterations": iterations_for(name, iterations), "stop": stop, "callback": callback}

@@ -72,6 +72,14 @@ def test_run_passes_fit_fields_to_the_networks_only(scan):
     assert "tv_weight" not in classical_run.parameters
 
 
+def test_run_passes_the_ensemble_size(scan):
+    result = registry.run("lrnn", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm, iterations=2,
+                          variant="ensemble", ensemble_size=2, device="cpu")
+    assert result.parameters["ensemble_size"] == 2 and result.parameters["ensemble_seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="ensemble_size"):
+        registry.run("lrnn", scan.sinogram, scan.geometry, iterations=2, variant="ensemble", ensemble_size=0)
+
+
 def test_run_takes_a_preset_with_a_changed_network(scan):
     """A :class:`Preset` object (here the preview LRNN at rank 5) is accepted where a preset name is; the fitted
     network has the closed-form parameter count of the changed configuration."""
