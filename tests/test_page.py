@@ -21,6 +21,7 @@ from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import reader as pr
 from sparsect.reconstruct import classical, metrics, registry
+from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
 try:
     import tomllib
@@ -526,8 +527,9 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     calls = []
 
     def reconstruct_neural(method, sinogram, geometry, pixel_size_mm, preset, iterations, seed, device, variant,
-                           photons, callback, stop):
+                           photons, callback, stop, ensemble_size):
         assert photons == math.inf or photons > 0  # the scan's noise level reaches the network's variants
+        assert ensemble_size == ENSEMBLE_SIZE  # the page fits the default ensemble
         result = classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
         for i in range(1, iterations + 1):
             callback(SimpleNamespace(iteration=i, iterations=iterations, loss=1.0 / i, elapsed=0.01 * i, lr=1e-3,
