@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import quality  # benchmarks/quality.py: the same fit of a method name, --fit and --model fields
+import quality  # benchmarks/quality.py: the same fit of a method name and the same network options
 import torch
 
 from sparsect import data
@@ -68,7 +68,7 @@ def cell_images(directory: Path, sample: str, views: int, photons: float, size: 
 
 def variant_settings(method: str) -> tuple[float, ...]:
     """Network ``method``'s "band_blend" settings (coarse share, fine share, cutoff c/px, transition octaves)."""
-    return tuple(dataclasses.astuple(neural.BAND_BLEND_SHARES[method]))
+    return dataclasses.astuple(neural.BAND_BLEND_SHARES[method])
 
 
 def network_label(network: str) -> str:
@@ -120,12 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cutoff", type=float, nargs="+", default=[0.0884, 0.125, 0.177, 0.25, 0.354, 0.5])
     parser.add_argument("--transition", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--iterations", type=int, default=None, help="network iteration budget (default: preset)")
-    parser.add_argument("--ensemble-size", type=int, default=neural.ENSEMBLE_SIZE,
-                        help=f"networks of the ensemble variant (default {neural.ENSEMBLE_SIZE})")
-    parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
-                        help="a FitConfig field of the network's fit (repeatable), as in quality.py")
-    parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
-                        help="a field of the preset's network configuration (repeatable), as in quality.py")
+    quality.add_network_options(parser)
     parser.add_argument("--top", type=int, default=10, help="rows of the ranking")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
@@ -133,13 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     if method not in registry.NETWORK_METHODS or not set(variants) <= set(neural.VARIANTS) | {neural.ENSEMBLE}:
         parser.error(f"--network must be NETWORK+VARIANT... with a network of {registry.NETWORK_METHODS} and no "
                      "blend variant")
-    if args.iterations is not None and args.iterations < 1 or args.ensemble_size < 1:
-        parser.error("--iterations and --ensemble-size must be at least 1")
-    quality.NEURAL_BUDGET.update(iterations=args.iterations, ensemble_size=args.ensemble_size)
-    quality.FIT_FIELDS.update(quality.parse_field(text) for text in args.fit)
-    quality.MODEL_FIELDS.update(quality.parse_field(text) for text in args.model)
+    if args.iterations is not None and args.iterations < 1:
+        parser.error("--iterations must be at least 1")
+    quality.NEURAL_BUDGET["iterations"] = args.iterations
+    quality.apply_network_options(parser, args, [args.network])
     try:
-        quality.check_network_fields([args.network])
         grid = blend_grid(args.coarse, args.fine, args.cutoff, args.transition, method)
         for settings in grid.values():
             if not np.isscalar(settings):

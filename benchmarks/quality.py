@@ -146,6 +146,31 @@ def parse_field(text: str) -> tuple[str, object]:
     return field, {"true": True, "false": False}.get(value.lower(), value)
 
 
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    """The networks' ``--ensemble-size``, ``--fit`` and ``--model`` options (set by :func:`apply_network_options`)."""
+    parser.add_argument("--ensemble-size", type=int, default=neural.ENSEMBLE_SIZE,
+                        help=f"networks of the ensemble variant (default {neural.ENSEMBLE_SIZE})")
+    parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a FitConfig field of every network fit (repeatable), e.g. tv_weight=0.1")
+    parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a field of the preset's network configuration (repeatable), e.g. rank=48")
+
+
+def apply_network_options(parser: argparse.ArgumentParser, args: argparse.Namespace, methods: list[str]) -> None:
+    """Set the ensemble size of :data:`NEURAL_BUDGET`, :data:`FIT_FIELDS` and :data:`MODEL_FIELDS` from ``args``
+    (after the rest of the budget); ``parser.error`` (one line) unless the ensemble size is at least 1 and every
+    network of ``methods`` accepts the fields."""
+    if args.ensemble_size < 1:
+        parser.error("--ensemble-size must be at least 1")
+    NEURAL_BUDGET["ensemble_size"] = args.ensemble_size
+    FIT_FIELDS.update(parse_field(text) for text in args.fit)
+    MODEL_FIELDS.update(parse_field(text) for text in args.model)
+    try:
+        check_network_fields(methods)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
 def to_goal_markdown(rows: list[dict], reference: str = "tv") -> str:
     """Every method minus ``reference`` per case: PSNR range dB, SSIM range, PSNR dB, and the method's seconds."""
     cases: dict[tuple, dict[str, dict]] = {}
@@ -218,23 +243,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="preview", help="network preset (preview, paper, quality)")
     parser.add_argument("--iterations", type=int, default=None, help="network iteration budget (default: preset)")
     parser.add_argument("--device", default="auto", help="device for the networks")
-    parser.add_argument("--ensemble-size", type=int, default=neural.ENSEMBLE_SIZE,
-                        help=f"networks of the ensemble variant (default {neural.ENSEMBLE_SIZE})")
-    parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
-                        help="a FitConfig field of every network fit (repeatable), e.g. tv_weight=0.1")
-    parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
-                        help="a field of the preset's network configuration (repeatable), e.g. rank=48")
+    add_network_options(parser)
     args = parser.parse_args(argv)
-    if args.ensemble_size < 1:
-        parser.error("--ensemble-size must be at least 1")
-    NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device,
-                         ensemble_size=args.ensemble_size)
-    FIT_FIELDS.update(parse_field(text) for text in args.fit)
-    MODEL_FIELDS.update(parse_field(text) for text in args.model)
-    try:
-        check_network_fields(args.methods)
-    except ValueError as exc:
-        parser.error(str(exc))
+    NEURAL_BUDGET.update(preset=args.preset, iterations=args.iterations, device=args.device)
+    apply_network_options(parser, args, args.methods)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

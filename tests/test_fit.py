@@ -559,10 +559,9 @@ def test_band_blend_blends_the_ensemble_and_its_members_with_tv_by_frequency(pro
 @pytest.mark.parametrize("name", ["wire", "siren"])
 def test_band_blend_takes_each_networks_own_shares(problem, name):
     from sparsect.reconstruct import blend, classical, neural
-
-    truth, radon, sinogram = problem
     from sparsect.reconstruct.registry import NETWORK_METHODS
 
+    truth, radon, sinogram = problem
     assert set(neural.BAND_BLEND_SHARES) == set(NETWORK_METHODS)
     shares = neural.BAND_BLEND_SHARES[name]
     assert shares != neural.BAND_BLEND_SHARES["lrnn"]
