@@ -5,15 +5,15 @@ Usage (from the repository root)::
     python benchmarks/blend_shares.py --images DIR [--samples head_693 ct_small] [--views 30 60]
                                       [--photons 0 1e5] [--size 128] [--network lrnn+ensemble+fbp_init+ramp_loss]
                                       [--coarse 0 0.125 ...] [--fine 0.5 0.625 ...] [--cutoff 0.125 0.25 ...]
-                                      [--transition 0.5 1] [--iterations N] [--ensemble-size K] [--fit FIELD=VALUE]
-                                      [--model FIELD=VALUE] [--threads N] [--top 10]
+                                      [--transition 0.5 1] [--iterations N] [--ensemble-size K] [--seed S]
+                                      [--fit FIELD=VALUE] [--model FIELD=VALUE] [--threads N] [--top 10]
 
 Each cell (sample, views, photons) is simulated as in ``benchmarks/quality.py`` (honest simulation, seed 0) and
 reconstructed once by TV (its noise-aware default) and by the network (``NETWORK+VARIANT...``, no blend variant,
-fitted as ``benchmarks/quality.py`` fits it: seed 0, the ``preview`` preset, ``--iterations``, ``--ensemble-size``,
-``--fit``, ``--model``). The two images and the reference are kept in ``DIR`` (one NPZ per cell and network,
-written whole or not at all) and reused by later runs, so a grid can be rescreened without refitting (empty
-``DIR`` after changing the fit).
+fitted as ``benchmarks/quality.py`` fits it: the ``preview`` preset, ``--seed`` (default 0), ``--iterations``,
+``--ensemble-size``, ``--fit``, ``--model``). The two images and the reference are kept in ``DIR`` (one NPZ per
+cell and network, written whole or not at all) and reused by later runs, so a grid can be rescreened without
+refitting (empty ``DIR`` after changing the fit).
 
 Every blend of the grid is then scored in every cell: the plain means (``tv_blend`` with shares 0, 0.1, ..., 1)
 and the blends by frequency band (``band_blend``: :func:`sparsect.reconstruct.blend.band_response` with each
@@ -21,7 +21,9 @@ coarse share, fine share, cutoff in cycles per pixel and transition in octaves).
 by their mean margin over TV in ``psnr_range`` (dB) over the cells, with the smallest margin and the cells that
 meet the LRNN goal (+1 dB and +0.01 ``ssim_range``); the rows of the network's own ``band_blend`` settings
 (:data:`sparsect.reconstruct.neural.BAND_BLEND_SHARES`) and of the plain half follow the top rows whatever their
-rank. The second gives each cell's margins for the best blend, the network's own and the plain half.
+rank. The second gives each cell's margins for the best blend, the network's own and the plain half, and the cell's
+own best blend of the grid: an oracle (it is chosen with the reference), so the mean of those is the ceiling of any
+rule that would choose the shares per image from the grid.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def variant_settings(method: str) -> tuple[float, ...]:
 
 
 def network_label(network: str) -> str:
-    """``network`` with its --fit and --model fields, ensemble size and --iterations, for the tables and the saved
+    """``network`` with its --fit and --model fields, ensemble size, seed and --iterations, for the tables and the saved
     files."""
     iterations = quality.NEURAL_BUDGET["iterations"]
     return quality.method_label(network) + (f"[iterations={iterations}]" if iterations else "")
@@ -164,11 +166,15 @@ def main(argv: list[str] | None = None) -> None:
         mean, smallest, met = summary(label)
         print(f"| {ranked.index(label) + 1} | {label} | {mean:+.2f} | {smallest:+.2f} | {met} |")
     columns = list(dict.fromkeys([ranked[0], constants, "plain 0.5"]))
-    print("\n| sample | views | photons | " + " | ".join(columns) + " |")
-    print("|---|---:|---:|" + "---:|" * len(columns))
+    print("\n| sample | views | photons | " + " | ".join(columns) + " | the cell's own best (oracle) |")
+    print("|---|---:|---:|" + "---:|" * (len(columns) + 1))
     for (sample, views, noise), cell in cells.items():
+        own = max(cell, key=lambda label: cell[label][0])
         print(f"| {sample} | {views} | {noise} | "
-              + " | ".join(f"{cell[c][0]:+.2f} / {cell[c][1]:+.3f}" for c in columns) + " |")
+              + " | ".join(f"{cell[c][0]:+.2f} / {cell[c][1]:+.3f}" for c in columns)
+              + f" | {cell[own][0]:+.2f} / {cell[own][1]:+.3f} ({own}) |")
+    ceiling = np.mean([max(p for p, _ in cell.values()) for cell in cells.values()])
+    print(f"\nMean of the cells' own best blends (the ceiling of a per-image choice from this grid): {ceiling:+.2f} dB")
 
 
 if __name__ == "__main__":

@@ -46,9 +46,9 @@ from sparsect.reconstruct.result import Reconstruction
 Method = Callable[..., Reconstruction]
 
 #: Budget of the coordinate networks, set from the command line (--preset, --iterations, --device,
-#: --ensemble-size).
+#: --ensemble-size, --seed: the networks' first initialisation seed; the simulated noise keeps seed 0).
 NEURAL_BUDGET: dict = {"preset": "preview", "iterations": None, "device": "auto",
-                       "ensemble_size": neural.ENSEMBLE_SIZE}
+                       "ensemble_size": neural.ENSEMBLE_SIZE, "seed": 0}
 #: FitConfig fields set on every network fit (--fit FIELD=VALUE).
 FIT_FIELDS: dict = {}
 #: Fields of the networks' model configuration replaced in the preset (--model FIELD=VALUE).
@@ -69,7 +69,7 @@ def lookup(name: str) -> Method | None:
 
     def reconstruct(sinogram, geometry, pixel_size_mm: float = 1.0, photons: float | None = None) -> Reconstruction:
         return registry.run(method, sinogram, geometry, pixel_size_mm=pixel_size_mm, photons=photons,
-                            variant=variants or None, seed=0, fit_fields=FIT_FIELDS, **budget)
+                            variant=variants or None, fit_fields=FIT_FIELDS, **budget)
 
     return reconstruct
 
@@ -125,11 +125,13 @@ def check_network_fields(methods: list[str]) -> None:
 
 
 def method_label(name: str) -> str:
-    """A method's name in the tables: a network's carries the --fit and --model fields and an ensemble's size
-    other than the default."""
+    """A method's name in the tables: a network's carries the --fit and --model fields, an ensemble's size other
+    than the default and a seed other than 0."""
     fields = {**FIT_FIELDS, **MODEL_FIELDS}
     if neural.ENSEMBLE in name.split("+")[1:] and NEURAL_BUDGET["ensemble_size"] != neural.ENSEMBLE_SIZE:
         fields["ensemble_size"] = NEURAL_BUDGET["ensemble_size"]
+    if NEURAL_BUDGET["seed"]:
+        fields["seed"] = NEURAL_BUDGET["seed"]
     if fields and name.split("+")[0] in registry.NETWORK_METHODS:
         return name + "[" + ",".join(f"{k}={v}" for k, v in fields.items()) + "]"
     return name
@@ -147,9 +149,13 @@ def parse_field(text: str) -> tuple[str, object]:
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:
-    """The networks' ``--ensemble-size``, ``--fit`` and ``--model`` options (set by :func:`apply_network_options`)."""
+    """The networks' ``--ensemble-size``, ``--seed``, ``--fit`` and ``--model`` options (set by
+    :func:`apply_network_options`)."""
     parser.add_argument("--ensemble-size", type=int, default=neural.ENSEMBLE_SIZE,
                         help=f"networks of the ensemble variant (default {neural.ENSEMBLE_SIZE})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first initialisation seed of every network fit (an ensemble takes the next ones too; "
+                             "default 0); the simulated noise keeps seed 0")
     parser.add_argument("--fit", action="append", default=[], metavar="FIELD=VALUE",
                         help="a FitConfig field of every network fit (repeatable), e.g. tv_weight=0.1")
     parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
@@ -157,12 +163,15 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_network_options(parser: argparse.ArgumentParser, args: argparse.Namespace, methods: list[str]) -> None:
-    """Set the ensemble size of :data:`NEURAL_BUDGET`, :data:`FIT_FIELDS` and :data:`MODEL_FIELDS` from ``args``
-    (after the rest of the budget); ``parser.error`` (one line) unless the ensemble size is at least 1 and every
-    network of ``methods`` accepts the fields."""
+    """Set the ensemble size and seed of :data:`NEURAL_BUDGET`, :data:`FIT_FIELDS` and :data:`MODEL_FIELDS` from
+    ``args`` (after the rest of the budget); ``parser.error`` (one line) unless the ensemble size is at least 1, the
+    seed at least 0 and every network of ``methods`` accepts the fields."""
     if args.ensemble_size < 1:
         parser.error("--ensemble-size must be at least 1")
+    if args.seed < 0:
+        parser.error("--seed must be at least 0")
     NEURAL_BUDGET["ensemble_size"] = args.ensemble_size
+    NEURAL_BUDGET["seed"] = args.seed
     FIT_FIELDS.update(parse_field(text) for text in args.fit)
     MODEL_FIELDS.update(parse_field(text) for text in args.model)
     try:

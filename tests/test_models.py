@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import math
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sparsect import data
 from sparsect.reconstruct.models import (
     MODELS,
     PRESET_NAMES,
@@ -244,6 +246,25 @@ def test_quality_benchmark_checks_fit_and_model_fields_before_running():
     quality.MODEL_FIELDS.clear()
     quality.FIT_FIELDS.update(lr=0.05)
     quality.check_network_fields(["lrnn+fbp_init", "wire", "siren"])
+
+
+def test_quality_benchmark_seed_option_sets_the_networks_first_seed():
+    """``--seed S``: the ensemble's members start from seeds S, S + 1, ...; the table names the seed; a negative
+    seed is refused before any work."""
+    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    parser = argparse.ArgumentParser()
+    quality.add_network_options(parser)
+    with pytest.raises(SystemExit):
+        quality.apply_network_options(parser, parser.parse_args(["--seed", "-1"]), ["lrnn"])
+    quality.apply_network_options(parser, parser.parse_args(["--seed", "3", "--ensemble-size", "2"]), ["lrnn"])
+    quality.NEURAL_BUDGET.update(iterations=2, device="cpu")
+    scan = data.simulate(data.load_sample("shepp_logan"), 6, size=16)
+    result = quality.lookup("lrnn+ensemble")(scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm)
+    assert result.parameters["ensemble_seeds"] == [3, 4]
+    assert quality.method_label("lrnn+ensemble") == "lrnn+ensemble[ensemble_size=2,seed=3]"
+    assert quality.method_label("tv") == "tv"
 
 
 def test_optim_schedule():
