@@ -85,6 +85,29 @@ def test_error_bands_benchmark_splits_the_masked_mean_square_over_its_bands():
     assert tone_bands[3] ** 2 > 0.95 * sum(v * v for v in tone_bands)  # 0.3 cycles/pixel: the 1/4-1/2 band
 
 
+def test_error_bands_correlation_matches_the_band_passed_images():
+    """benchmarks/error_bands.py's per-band correlation is that of the two images band-passed in space (Parseval),
+    1 for an image with itself and -1 with its negative."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "error_bands.py"
+    spec = importlib.util.spec_from_file_location("error_bands_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(3)
+    first = rng.normal(size=(N, N))
+    second = 0.6 * first + rng.normal(size=(N, N))
+    full = np.ones((N, N), dtype=bool)
+    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(N), np.fft.fftfreq(N), indexing="ij"))
+    for band, value in enumerate(bench.band_correlation(first, second, full)):
+        inside = (radius >= bench.BAND_EDGES[band]) & (radius < bench.BAND_EDGES[band + 1])
+        a, b = (np.real(np.fft.ifft2(np.fft.fft2(image) * inside)) for image in (first, second))
+        assert value == pytest.approx(float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b))), abs=1e-9)
+    np.testing.assert_allclose(bench.band_correlation(first, first, full), 1.0, atol=1e-12)
+    np.testing.assert_allclose(bench.band_correlation(first, -first, full), -1.0, atol=1e-12)
+
+
 def test_blend_shares_benchmark_scores_the_plain_ends_as_tv_and_the_network(tmp_path, monkeypatch):
     """benchmarks/blend_shares.py: share 0 is TV (margin 0), share 1 the network (its own margin, computed here
     with the metrics directly), a flat band response the plain mean; a saved cell is read back without a fit."""
