@@ -1,5 +1,6 @@
-"""Shared pytest fixtures (a local Orthanc PACS) and GPU skipping."""
+"""Shared pytest fixtures (a local Orthanc PACS, the benchmark scripts as modules) and GPU skipping."""
 
+import importlib.util
 import json
 import queue
 import secrets
@@ -26,6 +27,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def benchmark_module(monkeypatch):
+    """``load(name)``: a fresh module of ``benchmarks/<name>.py``, with ``benchmarks/`` on ``sys.path`` for this test
+    (the scripts import each other by name, as when run from the repository root)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"{name}_bench", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -68,19 +65,10 @@ def test_blend_rejects_mismatched_shapes():
         blend(np.zeros((4, 4)), np.zeros((4, 4)), np.ones((4, 4)))
 
 
-def _error_bands_benchmark():
-    """benchmarks/error_bands.py as a module."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "error_bands.py"
-    spec = importlib.util.spec_from_file_location("error_bands_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
-def test_error_bands_benchmark_splits_the_masked_mean_square_over_its_bands():
+def test_error_bands_benchmark_splits_the_masked_mean_square_over_its_bands(benchmark_module):
     """benchmarks/error_bands.py's bands add up (Parseval) to the mean square inside the mask, and a pure tone
     lands in its own band."""
-    bench = _error_bands_benchmark()
+    bench = benchmark_module("error_bands")
     rng = np.random.default_rng(1)
     image = rng.normal(size=(N, N))
     circle = np.hypot(*np.mgrid[:N, :N] - (N - 1) / 2) <= N / 2
@@ -92,10 +80,10 @@ def test_error_bands_benchmark_splits_the_masked_mean_square_over_its_bands():
     assert tone_bands[3] ** 2 > 0.95 * sum(v * v for v in tone_bands)  # 0.3 cycles/pixel: the 1/4-1/2 band
 
 
-def test_error_bands_correlation_matches_the_band_passed_images():
+def test_error_bands_correlation_matches_the_band_passed_images(benchmark_module):
     """benchmarks/error_bands.py's per-band correlation is that of the two images band-passed in space (Parseval),
     1 for an image with itself and -1 with its negative."""
-    bench = _error_bands_benchmark()
+    bench = benchmark_module("error_bands")
     rng = np.random.default_rng(3)
     first = rng.normal(size=(N, N))
     second = 0.6 * first + rng.normal(size=(N, N))
@@ -109,14 +97,10 @@ def test_error_bands_correlation_matches_the_band_passed_images():
     np.testing.assert_allclose(bench.band_correlation(first, -first, full), -1.0, atol=1e-12)
 
 
-def test_blend_shares_benchmark_scores_the_plain_ends_as_tv_and_the_network(tmp_path, monkeypatch):
+def test_blend_shares_benchmark_scores_the_plain_ends_as_tv_and_the_network(tmp_path, benchmark_module):
     """benchmarks/blend_shares.py: share 0 is TV (margin 0), share 1 the network (its own margin, computed here
     with the metrics directly), a flat band response the plain mean; a saved cell is read back without a fit."""
-    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-    monkeypatch.syspath_prepend(str(benchmarks))
-    spec = importlib.util.spec_from_file_location("blend_shares_bench", benchmarks / "blend_shares.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_module("blend_shares")
     yy, xx = np.mgrid[:N, :N]
     reference = np.where(np.hypot(yy - N / 2, xx - N / 2) < N / 3, 40.0, -1000.0)
     rng = np.random.default_rng(2)

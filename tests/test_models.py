@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -34,19 +32,11 @@ from sparsect.reconstruct.models.components import component_functions, componen
 from sparsect.reconstruct.models.lrnn import _FactorProduct
 from sparsect.reconstruct.models.stacked import StackedModels
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
     "lrnn": dict(depth=2, rank=8, proj_dim=4, width=3),
     "wire": dict(hidden_features=16),
     "siren": dict(hidden_features=16),
 }
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("lrnn_layer_bench", ROOT / "benchmarks" / "lrnn_layer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _coords(n: int = 64, seed: int = 0) -> torch.Tensor:
@@ -129,8 +119,8 @@ def test_lrnn_product_variance_bounded(activation):
 
 @pytest.mark.parametrize("activation", ["siren", "spder", "spder_atan"])
 @pytest.mark.parametrize("shared", [False, True])
-def test_fast_layer_matches_reference(activation, shared):
-    bench = _load_benchmark()
+def test_fast_layer_matches_reference(activation, shared, benchmark_module):
+    bench = benchmark_module("lrnn_layer")
     torch.manual_seed(0)
     layer = LRNNLayer(5, rank=6, proj_dim=8, width=4, activation=activation, w0=3.0, shared=shared)
     x = torch.randn(300, 5)
@@ -164,8 +154,8 @@ def test_component_kernel_matches_reference_alone_and_under_vmap(activation):
             assert torch.allclose(g[i], g_ref[i], atol=1e-4, rtol=1e-4)
 
 
-def test_lrnn_model_matches_reference():
-    bench = _load_benchmark()
+def test_lrnn_model_matches_reference(benchmark_module):
+    bench = benchmark_module("lrnn_layer")
     torch.manual_seed(0)
     model = build_model("lrnn", "preview")
     x = _coords(200)
@@ -229,10 +219,8 @@ def test_model_configs_reject_bad_fields_in_one_line(name, field, value):
     assert "\n" not in str(raised.value)
 
 
-def test_quality_benchmark_checks_fit_and_model_fields_before_running():
-    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+def test_quality_benchmark_checks_fit_and_model_fields_before_running(benchmark_module):
+    quality = benchmark_module("quality")
     for fields, option in (({"bogus": 1}, "--fit"), ({"lr": -1.0}, "--fit")):
         quality.FIT_FIELDS.clear()
         quality.FIT_FIELDS.update(fields)
@@ -248,12 +236,10 @@ def test_quality_benchmark_checks_fit_and_model_fields_before_running():
     quality.check_network_fields(["lrnn+fbp_init", "wire", "siren"])
 
 
-def test_quality_benchmark_seed_option_sets_the_networks_first_seed():
+def test_quality_benchmark_seed_option_sets_the_networks_first_seed(benchmark_module):
     """``--seed S``: the ensemble's members start from seeds S, S + 1, ...; the table names the seed; a negative
     seed is refused before any work."""
-    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = benchmark_module("quality")
     parser = argparse.ArgumentParser()
     quality.add_network_options(parser)
     with pytest.raises(SystemExit):
