@@ -51,8 +51,7 @@ def cell_images(directory: Path, sample: str, views: int, photons: float, size: 
                 network: str) -> dict[str, np.ndarray]:
     """``reference``, ``tv`` and ``network`` HU images (float64, (size, size)) of one cell, fitted once and then
     read from ``directory``."""
-    noise = "none" if not photons else f"{photons:.0e}"
-    path = directory / f"{sample}_{size}_{views}v_{noise}_{network_label(network)}.npz"
+    path = directory / f"{sample}_{size}_{views}v_{quality.noise_label(photons)}_{network_label(network)}.npz"
     if path.exists():
         with np.load(path) as saved:
             return {name: saved[name].astype(np.float64) for name in ("reference", "tv", "network")}
@@ -147,8 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     cells = {}
     for sample, views, photons in itertools.product(args.samples, args.views, args.photons):
-        noise = "none" if not photons else f"{photons:.0e}"
-        cells[(sample, views, noise)] = margins(
+        cells[(sample, views, quality.noise_label(photons))] = margins(
             cell_images(args.images, sample, views, photons, args.size, args.network), grid)
 
     def summary(label: str) -> tuple[float, float, int]:

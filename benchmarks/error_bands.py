@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                           f"{quality.method_label(args.network)} error": network - reference,
                           "tv_blend error": blend.blend(tv, network, neural.TV_BLEND_WEIGHT) - reference,
                           "band_blend error": blend.blend(tv, network, response) - reference}
-                noise = "none" if not count else f"{count:.0e}"
+                noise = quality.noise_label(count)
                 for name, image in images.items():
                     values = band_rms(image, circle)
                     print(f"| {sample} | {views} | {noise} | {name} | " + " | ".join(f"{v:.1f}" for v in values)

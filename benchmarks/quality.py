@@ -55,6 +55,14 @@ FIT_FIELDS: dict = {}
 MODEL_FIELDS: dict = {}
 
 
+def noise_label(photons: float) -> str:
+    """The noise column of the tables and the saved files: "none" for 0 (noise-free), else the photon count with as
+    few digits as name it exactly (1e+05, 2.5e+04), so two counts never share a saved file."""
+    if not photons:
+        return "none"
+    return next(label for digits in range(17) if float(label := f"{photons:.{digits}e}") == photons)
+
+
 def lookup(name: str) -> Method | None:
     """The reconstruction function of a benchmark method name, or None for an unknown one."""
     method, *variants = name.split("+")
@@ -94,7 +102,7 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                                                  photons=count or math.inf)
                         scores = metrics.compare(result.image_hu, scan.reference_hu)
                         row = {"sample": sample, "size": size, "views": n_views,
-                               "noise": "none" if not count else f"{count:.0e}", "method": method_label(name),
+                               "noise": noise_label(count), "method": method_label(name),
                                **{key: float(value) for key, value in scores.items()}, "simulation": scan.label,
                                "iterations": result.iterations, "seconds": result.seconds,
                                "parameters": result.n_parameters,

@@ -253,6 +253,13 @@ def test_quality_benchmark_seed_option_sets_the_networks_first_seed(benchmark_mo
     assert quality.method_label("tv") == "tv"
 
 
+def test_benchmarks_name_the_noise_by_its_photon_count(benchmark_module):
+    """One noise label for the tables and the saved reconstructions' file names of every benchmark."""
+    quality = benchmark_module("quality")
+    assert quality.noise_label(0.0) == "none" and quality.noise_label(1e5) == "1e+05"
+    assert quality.noise_label(2.5e4) == "2.5e+04" and float(quality.noise_label(1 / 3)) == 1 / 3
+
+
 def test_optim_schedule():
     optim = get_preset("wire", "paper").optim
     assert optim.lr == 5e-3 and optim.final_lr_factor == 0.1
