@@ -18,7 +18,7 @@ from sparsect.app.help import ITERATIONS_HELP, MEASURED_HELP, METHOD_HELP, SIMUL
 from sparsect.app.measured_cli import reconstruct_scan
 from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
-from sparsect.app.tables import narrow_table
+from sparsect.app.tables import iterations_cell, narrow_table, status_captions
 from sparsect.reconstruct import metrics
 from sparsect.reconstruct.fit import PHASE_STEPS
 
@@ -260,18 +260,9 @@ def results_table(records: list[dict[str, Any]], views: int) -> Table:
         return "-" if value is None else format(value, spec)
 
     for r in records:
-        iterations = str(r["iterations"])
-        if r["warm_start_iterations"]:
-            iterations = f"{r['warm_start_iterations']}+{iterations}"
-        if r["stop_reason"] == "stopped":
-            iterations += "*"
         table.add_row(r["method"], number(r["psnr"], ".2f"), number(r["ssim"], ".4f"), number(r["rmse_hu"], ".1f"),
-                      f"{r['seconds']:.2f}", iterations, str(r["parameters"]), r["device"])
-    captions = []
-    if any(r["warm_start_iterations"] for r in records):
-        captions.append("W+N: W warm-start steps, then N iterations")
-    if any(r["stop_reason"] == "stopped" for r in records):
-        captions.append("* stopped by Ctrl-C before its iteration budget")
+                      f"{r['seconds']:.2f}", iterations_cell(r), str(r["parameters"]), r["device"])
+    captions = status_captions(records)
     table.caption = "; ".join(captions) or None
     return table
 

@@ -21,6 +21,7 @@ from rich.table import Table
 from sparsect import data
 from sparsect.app import measured, outputs, stopping
 from sparsect.app.settings import InputError, MethodSettings
+from sparsect.app.tables import iterations_cell, status_captions
 from sparsect.data.dicom_write import synthetic_source
 
 
@@ -98,7 +99,8 @@ def _print_table(prepared: measured.MeasuredInput, records: list[dict[str, Any]]
     for r in records:
         table.add_row(r["method"], str(r["views"]), number(r["psnr"], ".2f"), number(r["ssim"], ".4f"),
                       number(r["rmse_hu"], ".1f"), f"{r['data_rmse']:.4g}", f"{r['seconds']:.2f}",
-                      str(r["iterations"]) + ("*" if r["stop_reason"] == "stopped" else ""), r["device"])
+                      iterations_cell(r), r["device"])
+    table.caption = "; ".join(status_captions(records)) or None
     Console().print(table)
 
 

@@ -49,10 +49,12 @@ class MethodOutcome:
         ``simulation`` also simulation (its label, e.g. "honest" or "same-grid (inverse crime)"),
         simulation_grid ([H, W] of the image projected) and sub_rays (rays averaged per detector bin).
 
-        stop_reason is "stopped" for a run cut short by a stop request; variant is the list of fit variants
+        stop_reason is "stopped" for a run cut short by a stop request, "diverged" for a network fit that ran out
+        of divergence roll-backs; variant is the list of fit variants
         a network was fitted with (e.g. ["fbp_init", "ramp_loss"] or ["paper"]), None for classical methods.
         A score that is not a finite number is null, and ``note`` says why (a PSNR is infinite when the image
-        equals the reference; rmse_soft_hu has no value when the reference has no soft tissue).
+        equals the reference; rmse_soft_hu has no value when the reference has no soft tissue), and
+        ``fit_note`` what :func:`fit_notes` says, when it says anything.
         """
         r = self.reconstruction
         variant = r.parameters.get("variant") if self.method in registry.NETWORK_METHODS else None
@@ -73,7 +75,25 @@ class MethodOutcome:
             notes.append("rmse_soft_hu null: no reference pixel in [-200, 200] HU")
         if notes:
             record["note"] = "; ".join(notes)
+        health = fit_notes(r)
+        if health:
+            record["fit_note"] = "; ".join(health)
         return record
+
+
+def fit_notes(reconstruction: Reconstruction, index: int = 0) -> list[str]:
+    """What a reader must know about how the network fit behind image ``index`` (along the batch) of
+    ``reconstruction`` went: it diverged (the image is its last good state), or ensemble members were left out
+    because theirs did. Empty for a fit that went well and for the classical methods."""
+    notes = []
+    if index in reconstruction.diverged:
+        notes.append("diverged: the image is the fit's last good state before it blew up, not a converged fit")
+    seeds = [str(left["seed"]) for left in reconstruction.parameters.get("ensemble_left_out", ())
+             if left["slice"] == index]
+    if seeds:
+        notes.append(f"ensemble member(s) of seed {', '.join(seeds)} diverged: left out of the mean and the "
+                     "uncertainty map")
+    return notes
 
 
 def check_slice(ct: data.CTSlice) -> data.CTSlice:
@@ -174,5 +194,5 @@ def run_methods(ct: data.CTSlice, methods: tuple[str, ...], scan: ScanSettings, 
     return simulation, outcomes
 
 
-__all__ = ["MIN_IMAGE_SIZE", "SCORE_DIGITS", "InputError", "MethodOutcome", "check_slice", "load_input",
+__all__ = ["MIN_IMAGE_SIZE", "SCORE_DIGITS", "InputError", "MethodOutcome", "check_slice", "fit_notes", "load_input",
            "rounded_scores", "run_method", "run_methods", "score", "simulate", "source_slice"]

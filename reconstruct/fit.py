@@ -12,17 +12,17 @@ measured sinogram -- :func:`fit` is never given a ground-truth image, so it cann
 Several slices at once: give :func:`fit` a list of ``B`` networks and a ``(B, 1, n_angles, det_count)``
 stack of sinograms. The networks are stacked (:class:`reconstruct.models.stacked.StackedModels`) and
 evaluated side by side; the objective is the sum of the per-slice objectives, so with Adam each network
-follows the path it would follow alone. Learning-rate schedule, divergence roll-back and the stop request
-are shared; the early-stop rule ends the fit when every slice has reached its plateau.
+follows the path it would follow alone. Divergence is handled per network (below); the learning-rate schedule
+and the stop request are shared; the early-stop rule ends the fit when every slice has reached its plateau.
 
 Optimisation: Adam, linear warm-up then cosine (or exponential) decay to ``final_lr_factor * lr``;
-non-finite losses or gradients roll the network and optimiser back to the last good snapshot and halve
-the learning rate (recorded in ``FitResult.events`` and warned).
+a non-finite loss or gradient, or a loss that blows up, rolls that network and its optimiser state back to its
+last good snapshot and halves its learning rate (recorded in ``FitResult.events`` and warned); a network out
+of roll-backs keeps its last good state and is listed in ``FitResult.diverged``.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import resource
@@ -93,15 +93,17 @@ class FitResult(Reconstruction):
     mu : float32 tensor (H, W) on the fitting device, attenuation in 1/mm (``image / pixel_size_mm``);
         (B, 1, H, W) for several networks.
     image : float32 CPU tensor (H, W) (or (B, H, W)), attenuation per pixel unit (what the projector sees).
-    curve : sinogram MSE per iteration (line-integral units squared, mean over slices; NaN where an
-        iteration diverged).
+    curve : sinogram MSE per iteration (line-integral units squared, mean over the slices still being fitted; NaN
+        where an iteration diverged).
     n_parameters : parameters of one network.
-    parameters : the settings used (the :class:`FitConfig` fields, plus batch and recoveries).
+    parameters : the settings used (the :class:`FitConfig` fields, plus batch and recoveries: the roll-backs
+        of all networks together).
     seconds_per_iteration : main-loop wall time / iterations run.
     peak_memory_bytes : CUDA ``max_memory_allocated``; on CPU the growth of the process's peak
         resident set during the fit (0 if the peak was reached earlier); None if unavailable.
     events : divergence recoveries, early/requested stops, fallbacks, in order.
-    stop_reason : "completed", "early_stop", "discrepancy", "stopped" or "diverged".
+    stop_reason : "completed", "early_stop", "discrepancy", "stopped" or "diverged" (every network ran out of
+        roll-backs).
     timings : extra wall times in seconds ("loop_seconds", "warm_start_seconds", and
         "warm_start_image_seconds" for a TV warm start).
     warm_start_iterations (inherited): warm-start steps run before the main loop (not in ``iterations``).
@@ -244,11 +246,6 @@ def _rss_bytes() -> int | None:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
     except (AttributeError, ValueError, OSError):
         return None
-
-
-def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return state, copy.deepcopy(optimizer.state_dict())
 
 
 def _all_finite(model: nn.Module) -> bool:
@@ -522,53 +519,139 @@ def fit(
 
 
 class _DivergenceGuard:
-    """Good-state snapshots and roll-backs: a non-finite or blown-up loss restores the last good state
-    and halves the learning rate, at most ``max_recoveries`` times."""
+    """Divergence handling for each of a fit's ``batch`` networks (network b owns row b of every trained tensor
+    when several are stacked). A non-finite or blown-up loss of network b restores b's last good state (its
+    parameters and Adam moments) and halves b's learning rate, at most ``max_recoveries`` times; after that b is
+    frozen at its good state while the others go on. So a slice or ensemble member that blows up neither drags
+    the others back nor hides in their mean loss. A lone network also gets Adam's step count back; stacked ones
+    share it, so theirs runs on (its bias correction is close to 1 after the first few hundred steps)."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: FitConfig,
+    def __init__(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, batch: int, config: FitConfig,
                  note: Callable[..., None]) -> None:
-        self.model, self.optimizer, self.note = model, optimizer, note
+        self.params, self.optimizer, self.batch, self.note = params, optimizer, batch, note
         self.every, self.max_recoveries = max(1, int(config.snapshot_every)), config.max_recoveries
-        self.good = _snapshot(model, optimizer)
-        self.good_iteration = 0
-        self.lr_scale = 1.0
-        self.recoveries = 0
-        self.lowest_loss = float("inf")
+        self.good_params = [p.detach().clone() for p in params]
+        self.good_moments: list[dict[str, torch.Tensor]] = [{} for _ in params]  # empty: Adam's fresh state
+        self.good_iteration = [0] * batch
+        self.lr_scale = [1.0] * batch
+        self.recoveries = [0] * batch
+        self.lowest_loss = [float("inf")] * batch
+        self.frozen = [False] * batch
 
-    def check(self, iteration: int, loss: float, gnorm: float) -> str:
-        """"ok" for a good step of 1-based ``iteration``; "rolled_back" when it diverged and the good state
-        is back (skip the step); "diverged" when the roll-backs are used up (good state back; give up)."""
-        finite = math.isfinite(loss) and math.isfinite(gnorm)
-        blown_up = finite and loss > BLOWUP_FACTOR * self.lowest_loss
-        if finite and not blown_up:
-            return "ok"
-        self.model.load_state_dict(self.good[0])
-        if self.recoveries >= self.max_recoveries:
-            self.note(f"diverged at iteration {iteration} after {self.recoveries} recoveries; giving up", warn=True)
-            return "diverged"
-        self.recoveries += 1
-        self.lr_scale *= 0.5
-        self.optimizer.load_state_dict(copy.deepcopy(self.good[1]))
-        cause = f"loss {loss:.3g} above {BLOWUP_FACTOR:g}x the lowest so far" if blown_up \
-            else "non-finite loss/gradient"
-        self.note(f"{cause} at iteration {iteration}: restored the state of iteration {self.good_iteration}, "
-                  f"learning rate x{self.lr_scale:g}", warn=True)
-        return "rolled_back"
+    def _row(self, tensor: torch.Tensor, b: int) -> torch.Tensor:
+        return tensor if self.batch == 1 else tensor[b]
 
-    def accept(self, iteration: int, loss: float) -> None:
-        """Record a good step; snapshot every ``snapshot_every`` iterations near the lowest loss."""
-        self.lowest_loss = min(self.lowest_loss, loss)
-        if iteration % self.every == 0 and loss <= SNAPSHOT_FACTOR * self.lowest_loss and _all_finite(self.model):
-            self.good = _snapshot(self.model, self.optimizer)
-            self.good_iteration = iteration
+    def label(self, b: int) -> str:
+        """How notes name network ``b``: nothing for a lone network."""
+        return "" if self.batch == 1 else f"network {b + 1} of {self.batch}: "
+
+    @property
+    def active(self) -> list[int]:
+        """The networks still being fitted (not frozen)."""
+        return [b for b in range(self.batch) if not self.frozen[b]]
+
+    def diverged(self, iteration: int, losses: Sequence[float], grad_norms: Sequence[float]) -> list[int]:
+        """The active networks whose step of 1-based ``iteration`` diverged (non-finite loss or gradient, or a
+        loss above ``BLOWUP_FACTOR`` times their lowest); each is noted and will be :meth:`restore`\\ d."""
+        bad = []
+        for b in self.active:
+            loss = losses[b]
+            finite = math.isfinite(loss) and math.isfinite(grad_norms[b])
+            if finite and loss <= BLOWUP_FACTOR * self.lowest_loss[b]:
+                continue
+            bad.append(b)
+            if self.recoveries[b] >= self.max_recoveries:
+                self.frozen[b] = True
+                self.note(f"{self.label(b)}diverged at iteration {iteration} after {self.recoveries[b]} recoveries; "
+                          f"giving up at the state of iteration {self.good_iteration[b]}", warn=True)
+                continue
+            self.recoveries[b] += 1
+            self.lr_scale[b] *= 0.5
+            cause = f"loss {loss:.3g} above {BLOWUP_FACTOR:g}x the lowest so far" if finite \
+                else "non-finite loss/gradient"
+            self.note(f"{self.label(b)}{cause} at iteration {iteration}: restored the state of iteration "
+                      f"{self.good_iteration[b]}, learning rate x{self.lr_scale[b]:g}", warn=True)
+        return bad
+
+    def restore(self, networks: Sequence[int]) -> None:
+        """Put ``networks`` back to their good state: parameters, Adam moments, and (one network) Adam's step."""
+        with torch.no_grad():
+            for p, good, moments in zip(self.params, self.good_params, self.good_moments, strict=True):
+                state = self.optimizer.state.get(p, {})
+                for b in networks:
+                    self._row(p, b).copy_(self._row(good, b))
+                    for key, value in state.items():
+                        saved = moments.get(key)
+                        if key == "step":
+                            if self.batch == 1 and isinstance(value, torch.Tensor):
+                                value.copy_(saved if saved is not None else torch.zeros_like(value))
+                        elif saved is not None:
+                            self._row(value, b).copy_(self._row(saved, b))
+                        elif _is_moment(value, p):
+                            self._row(value, b).zero_()  # saved before Adam's first step: its fresh state
+
+    def restore_nonfinite(self) -> list[int]:
+        """Restore the networks whose parameters are not all finite; returns them."""
+        broken = [b for b, ok in enumerate(_rows_finite(self.params, self.batch)) if not ok]
+        self.restore(broken)
+        return broken
+
+    def accept(self, iteration: int, losses: Sequence[float], networks: Sequence[int]) -> None:
+        """Record the good ``losses`` of ``networks``, those of the state after ``iteration`` steps (before the
+        next is taken); every ``snapshot_every`` iterations that state becomes the good state of those whose loss
+        is near their lowest and whose parameters are finite. (A snapshot after a step, before its loss is known,
+        can hold the step that blew up: every roll-back would then return to it.)"""
+        for b in networks:
+            self.lowest_loss[b] = min(self.lowest_loss[b], losses[b])
+        if iteration % self.every or not networks:
+            return
+        finite = _rows_finite(self.params, self.batch)
+        chosen = [b for b in networks if finite[b] and losses[b] <= SNAPSHOT_FACTOR * self.lowest_loss[b]]
+        with torch.no_grad():
+            for p, good, moments in zip(self.params, self.good_params, self.good_moments, strict=True):
+                state = self.optimizer.state.get(p, {})
+                for key, value in state.items():
+                    if _is_moment(value, p) or (key == "step" and isinstance(value, torch.Tensor)):
+                        moments.setdefault(key, torch.zeros_like(value))
+                for b in chosen:
+                    self._row(good, b).copy_(self._row(p, b))
+                    for key, value in state.items():
+                        if key == "step":
+                            if self.batch == 1 and key in moments:
+                                moments[key].copy_(value)
+                        elif key in moments:
+                            self._row(moments[key], b).copy_(self._row(value, b))
+        for b in chosen:
+            self.good_iteration[b] = iteration
+
+    def learning_rates(self, lr: float) -> list[float]:
+        """Each network's learning rate at base rate ``lr`` (0 for a frozen one)."""
+        return [0.0 if self.frozen[b] else lr * self.lr_scale[b] for b in range(self.batch)]
+
+    def scale_step(self, before: list[torch.Tensor], rates: Sequence[float], lr: float) -> None:
+        """Make the Adam step just taken at rate ``lr`` one at each network's own rate: Adam's update is
+        proportional to the rate and its moments do not depend on it. A frozen network keeps ``before``."""
+        with torch.no_grad():
+            for p, old in zip(self.params, before, strict=True):
+                for b, rate in enumerate(rates):
+                    row, old_row = self._row(p, b), self._row(old, b)
+                    if rate == 0.0:
+                        row.copy_(old_row)
+                    elif rate != lr:
+                        row.copy_(old_row + (rate / lr) * (row - old_row))
 
 
-class _WithField(nn.Module):
-    """The network and TGV's vector field as one module, so that snapshots and roll-backs cover both."""
+def _is_moment(value: object, param: torch.Tensor) -> bool:
+    """Whether an optimiser state entry is a per-element moment of ``param`` (Adam's exp_avg, exp_avg_sq)."""
+    return isinstance(value, torch.Tensor) and value.shape == param.shape
 
-    def __init__(self, model: nn.Module, field: nn.Parameter) -> None:
-        super().__init__()
-        self.model, self.field = model, field
+
+def _rows_finite(params: Sequence[torch.Tensor], batch: int) -> list[bool]:
+    """Per network (row b of every tensor when ``batch`` > 1): whether all its parameters are finite."""
+    if not params:
+        return [True] * batch
+    rows = torch.stack([torch.isfinite(p.detach().reshape(batch, -1)).all(dim=1) for p in params])
+    return rows.all(dim=0).tolist()
 
 
 class _Plateau:
@@ -664,7 +747,8 @@ class _Fit:
 
     def step_grads(self, image_loss: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Forward + backward for one step: (image (B, H, W) detached, per-slice loss (B,), grad norm)."""
+        """Forward + backward for one step: (image (B, H, W) detached, per-slice loss (B,), per-network
+        gradient norm (B,))."""
         if self.renderer.chunked:
             image = self.renderer.image_no_grad().requires_grad_(True)
             total, loss = image_loss(image)
@@ -674,9 +758,17 @@ class _Fit:
             image = self.renderer.image()
             total, loss = image_loss(image)
             total.backward()
-        grads = [p.grad for p in self.params if p.grad is not None]
-        gnorm = torch.stack(torch._foreach_norm(grads)).sum() if grads else torch.zeros((), device=self.device)
-        return image.detach(), loss.detach(), gnorm
+        return image.detach(), loss.detach(), self.gradient_norms()
+
+    def gradient_norms(self) -> torch.Tensor:
+        """(B,): each network's summed gradient norms (row b of every trained tensor when networks are stacked;
+        a TGV field is laid out the same way)."""
+        grads = [p.grad for p in (self.guard.params if self.guard is not None else self.params) if p.grad is not None]
+        if not grads:
+            return torch.zeros(self.batch, device=self.device)
+        if self.batch == 1:
+            return torch.stack(torch._foreach_norm(grads)).sum().reshape(1)
+        return torch.stack([g.reshape(self.batch, -1).norm(dim=1) for g in grads]).sum(dim=0)
 
     def first_step(self, image_loss):
         """The first step of a compiled network: fall back to eager if compilation fails."""
@@ -727,7 +819,7 @@ class _Fit:
                 group["lr"] = current_lr
             optimizer.zero_grad(set_to_none=True)
             _, loss, gnorm = (self.first_step if k == 0 else self.step_grads)(image_mse)
-            loss_value, gnorm_value = float(loss.sum()) / self.batch, float(gnorm)
+            loss_value, gnorm_value = float(loss.sum()) / self.batch, float(gnorm.sum())
             if not (math.isfinite(loss_value) and math.isfinite(gnorm_value)):
                 self.note(f"warm start diverged at step {k}; keeping the network as it was", warn=True)
                 break
@@ -745,12 +837,12 @@ class _Fit:
         """Adam on the sinogram objective with the learning-rate schedule, the divergence guard, the
         optional early stop, the stop request and progress reports."""
         config, iterations = self.config, self.config.iterations
-        trained, params = self.model, self.params
+        params = self.params
         if config.tgv_weight:
             self.tgv_field = nn.Parameter(image_gradient(self.renderer.image_no_grad() / self.scale))
-            trained, params = _WithField(self.model, self.tgv_field), [*self.params, self.tgv_field]
+            params = [*self.params, self.tgv_field]  # rolled back with the network
         optimizer = torch.optim.Adam(params, lr=config.lr)
-        self.guard = guard = _DivergenceGuard(trained, optimizer, config, self.note)
+        self.guard = guard = _DivergenceGuard(params, optimizer, self.batch, config, self.note)
         plateau = _Plateau(config.early_stop, self.batch) if config.early_stop is not None else None
         every = max(1, int(config.callback_every))
         warmup = config.warmup_iterations
@@ -760,35 +852,41 @@ class _Fit:
                 self.stop_reason = "stopped"
                 self.note(f"stopped by request after {it} iterations")
                 break
-            current_lr = lr_at(it, iterations, config.lr, warmup, config.final_lr_factor, config.schedule)
-            current_lr *= guard.lr_scale
+            rates = guard.learning_rates(
+                lr_at(it, iterations, config.lr, warmup, config.final_lr_factor, config.schedule))
+            current_lr = max(rates)
             for group in optimizer.param_groups:
                 group["lr"] = current_lr
             if config.coordinate_ramp is not None:
                 self.renderer.coord_factor = config.coordinate_ramp.factor(it, iterations)
             optimizer.zero_grad(set_to_none=True)
             image, mse, gnorm = (self.first_step if it == 0 else self.step_grads)(self.objective)
-            *slice_losses, gnorm_value = torch.cat([mse, gnorm.to(mse.dtype).reshape(1)]).tolist()  # one sync
-            loss_value = math.fsum(slice_losses) / self.batch
+            values = torch.cat([mse, gnorm.to(mse.dtype)]).tolist()  # one sync
+            slice_losses, grad_norms = values[:self.batch], values[self.batch:]
+            fitting = guard.active
+            loss_value = math.fsum(slice_losses[b] for b in fitting) / len(fitting)
             self.done = it + 1
-            verdict = guard.check(it + 1, loss_value, gnorm_value)
-            if verdict != "ok":
-                finite = math.isfinite(loss_value) and math.isfinite(gnorm_value)
-                self.curve.append(loss_value if finite else float("nan"))
-                if verdict == "diverged":
+            diverged = guard.diverged(it + 1, slice_losses, grad_norms)
+            guard.accept(it, slice_losses, [b for b in guard.active if b not in diverged])
+            before = [p.detach().clone() for p in params] if len(set(rates)) > 1 else None
+            optimizer.step()
+            if before is not None:
+                guard.scale_step(before, rates, current_lr)
+            guard.restore(diverged)
+            if diverged:
+                self.curve.append(loss_value if math.isfinite(loss_value) else float("nan"))
+                if not guard.active:
                     self.stop_reason = "diverged"
                     break
                 continue
-            optimizer.step()
             self.curve.append(loss_value)
             self.last_image = image
-            guard.accept(it + 1, loss_value)
             preview = bool(config.preview_every) and ((it + 1) % config.preview_every == 0 or it + 1 == iterations)
             if preview or (it + 1) % every == 0 or it + 1 == iterations:
                 self._report(FitProgress(
                     iteration=it + 1, iterations=iterations, loss=loss_value, elapsed=time.perf_counter() - self.start,
                     lr=current_lr, image=_unbatched(image, self.batch).float().cpu().numpy() if preview else None))
-            if self.discrepancy_mse is not None and bool((mse <= self.discrepancy_mse).all()):
+            if self.discrepancy_mse is not None and bool((mse[fitting] <= self.discrepancy_mse[fitting]).all()):
                 self.stop_reason = "discrepancy"
                 self.note(f"discrepancy stop at iteration {it + 1}: the sinogram MSE reached "
                           f"{self.config.discrepancy:g} x the noise's expected MSE")
@@ -804,11 +902,10 @@ class _Fit:
         """The image of the final parameters (or the last good / last finite one), HU, timings, memory."""
         config, batch = self.config, self.batch
         self.model.eval()
-        if not _all_finite(self.model):
-            if self.guard is not None:
-                self.guard.model.load_state_dict(self.guard.good[0])
-            self.note(f"final parameters non-finite: restored the state of iteration "
-                      f"{self.guard.good_iteration if self.guard else 0}", warn=True)
+        guard = self.guard
+        for b in guard.restore_nonfinite() if guard is not None else []:
+            self.note(f"{guard.label(b)}final parameters non-finite: restored the state of iteration "
+                      f"{guard.good_iteration[b]}", warn=True)
         with torch.no_grad():
             final = self.renderer.image_no_grad()
             if not torch.isfinite(final).all() and self.last_image is not None:
@@ -826,7 +923,7 @@ class _Fit:
         image_hu = np.asarray(mu_to_hu(image_cpu.numpy() / pixel_size_mm, config.mu_water, clip_negative=False),
                               dtype=np.float32)
         settings = config.record(batch)
-        settings.update(amp=self.use_amp, recoveries=self.guard.recoveries if self.guard is not None else 0,
+        settings.update(amp=self.use_amp, recoveries=sum(guard.recoveries) if guard is not None else 0,
                         warm_start=self.warm_start_source, warm_start_steps=self.config.warm_start_steps
                         if self.warm_start_source else 0)
         model = self.model
@@ -840,6 +937,7 @@ class _Fit:
             curve=self.curve, parameters=settings, device=str(self.device), n_parameters=n_parameters,
             seconds_per_iteration=loop_seconds / self.done if self.done else float("nan"), peak_memory_bytes=peak,
             events=self.events, stop_reason=self.stop_reason, timings=self.timings, model=model,
+            diverged=[b for b in range(batch) if guard is not None and guard.frozen[b]],
             warm_start_iterations=self.warm_start_iterations,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -231,8 +232,10 @@ def reconstruct_neural(
     Either way ``uncertainty_hu`` is the spread of the blended members and ``timings["tv_blend_seconds"]`` TV's
     time. With the "ensemble" variant the
     images (``image_hu``, ``mu``, ``image``) are the members' mean, ``uncertainty_hu`` is their per-pixel
-    standard deviation (HU, ddof 0; zeros for one member) and ``parameters`` adds ``ensemble_size`` and
-    ``ensemble_seeds``; ``curve`` is the mean loss over the members.
+    standard deviation (HU, ddof 0; zeros for one member) and ``parameters`` adds ``ensemble_size``,
+    ``ensemble_seeds`` and ``ensemble_left_out`` (``{"slice", "seed"}`` of each member left out of both because
+    it ran out of divergence roll-backs, see :func:`reconstruct.fit.fit`); ``curve`` is the mean loss over the
+    members. ``diverged`` names the sinograms whose every network ran out of roll-backs.
     """
     spec = preset if isinstance(preset, Preset) else get_preset(method, preset)
     variants = canonical_variants(variant)
@@ -253,23 +256,24 @@ def reconstruct_neural(
     result = fit(model, radon, target, config, stop=stop,
                  callback=callback if ENSEMBLE not in variants else _mean_progress(callback, members, single))
     result.parameters.update(preset=spec.name, variant=list(variants))
-    members_hu = None
+    ensemble = None
     if ENSEMBLE in variants:
-        members_hu = _reduce_ensemble(result, members, single)
-        result.parameters.update(ensemble_size=members, ensemble_seeds=[seed + k for k in range(members)])
+        seeds = [seed + k for k in range(members)]
+        ensemble = _reduce_ensemble(result, members, single, seeds)
+        result.parameters.update(ensemble_size=members, ensemble_seeds=seeds)
     if TV_BLEND in variants or BAND_BLEND in variants:
         _blend_with_tv(result, sinogram, radon, photons, stop, callback,
-                       band=method if BAND_BLEND in variants else None, members_hu=members_hu)
+                       band=method if BAND_BLEND in variants else None, members=ensemble)
     return result
 
 
 def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photons: float | None,
                    stop: StopLike, callback: Callable[[FitProgress], None] | None, band: str | None,
-                   members_hu: np.ndarray | None) -> None:
+                   members: tuple[np.ndarray, np.ndarray] | None) -> None:
     """Replace ``result``'s images by their blend with TV's of ``sinogram``: ``TV_BLEND_WEIGHT`` of the network
     at every frequency, or by frequency band with network ``band``'s :data:`BAND_BLEND_SHARES` (None: not).
-    ``uncertainty_hu`` becomes the spread of the blended ``members_hu`` ((n, members, H, W), the ensemble's HU
-    images; None without an ensemble, which has no map).
+    ``uncertainty_hu`` becomes the spread of the blended ensemble ``members`` (the ensemble's HU images
+    (n, members, H, W) and which are kept (n, members); None without an ensemble, which has no map).
     TV's iterations are reported to ``callback`` as phase "tv_blend"."""
     pixel_size_mm = float(result.parameters["pixel_size_mm"])
     start = time.perf_counter()
@@ -301,9 +305,10 @@ def _blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, phot
     result.image_hu = blended(result.image_hu, tv.image_hu).astype(np.float32)
     result.mu = torch.from_numpy(blended(result.mu, tv.mu)).to(result.mu)
     result.image = torch.from_numpy(blended(result.image, tv.mu * pixel_size_mm)).to(result.image)
-    if members_hu is not None:
-        deviations = members_hu - members_hu.mean(axis=1, keepdims=True)
-        spread = np.sqrt(np.mean(blend.blend(np.zeros_like(deviations), deviations, share) ** 2, axis=1))
+    if members is not None:
+        members_hu, kept = members
+        spread = _member_spread(members_hu, kept, lambda deviations: blend.blend(np.zeros_like(deviations),
+                                                                                deviations, share))
         result.uncertainty_hu = spread.reshape(result.uncertainty_hu.shape).astype(np.float32)
     result.timings["tv_blend_seconds"] = tv.seconds
     result.seconds += tv.seconds
@@ -341,21 +346,61 @@ def _mean_progress(callback: Callable[[FitProgress], None] | None, members: int,
     return report
 
 
-def _reduce_ensemble(result: FitResult, members: int, single: bool) -> np.ndarray:
-    """Replace the members' images of ``result`` (``members`` consecutive ones per sinogram) by their mean
-    and set ``uncertainty_hu``, the per-pixel standard deviation of the members' HU (population, ddof 0).
-    Returns the members' HU images, (n_sinograms, members, H, W) float64."""
+def _reduce_ensemble(result: FitResult, members: int, single: bool, seeds: list[int]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Replace the members' images of ``result`` (``members`` consecutive ones per sinogram, from ``seeds``) by
+    the mean of those whose fit went well and set ``uncertainty_hu``, their per-pixel standard deviation in HU
+    (population, ddof 0). A member out of roll-backs (``result.diverged``) is left out, with a warning, unless
+    every member of its sinogram is; ``result.diverged`` then names those sinograms.
+    Returns the members' HU images, (n_sinograms, members, H, W) float64, and which are kept, (n, members)."""
     shape = result.image_hu.shape[-2:]
     hu = np.asarray(result.image_hu, dtype=np.float64).reshape(-1, members, *shape)
-    mu = result.mu.reshape(-1, members, 1, *shape).mean(dim=1)
-    image = result.image.reshape(-1, members, *shape).mean(dim=1)
-    result.image_hu = hu.mean(axis=1).astype(np.float32)
-    result.uncertainty_hu = hu.std(axis=1).astype(np.float32)
+    failed = np.zeros(hu.shape[:2], dtype=bool)
+    failed.flat[result.diverged] = True
+    kept = ~failed
+    kept[failed.all(axis=1)] = True  # nothing better to average
+    for index, member in zip(*np.nonzero(~kept), strict=True):
+        message = (f"ensemble member with seed {seeds[member]}{'' if single else f' of slice {index}'} ran out of "
+                   "roll-backs: left out of the mean and the uncertainty map")
+        result.events.append(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    weights = kept / kept.sum(axis=1, keepdims=True)
+
+    def mean(images: torch.Tensor) -> torch.Tensor:  # a member left out may hold anything, NaN included
+        images = images.reshape(-1, members, *shape)
+        mask = torch.from_numpy(kept).to(images.device)[:, :, None, None]
+        return torch.einsum("nk,nkhw->nhw", torch.from_numpy(weights).to(images), images.where(mask, 0))
+
+    mu, image = mean(result.mu)[:, None], mean(result.image)
+    result.image_hu = np.einsum("nk,nkhw->nhw", weights, np.where(kept[:, :, None, None], hu, 0)).astype(np.float32)
+    result.uncertainty_hu = _member_spread(hu, kept).astype(np.float32)
     result.mu, result.image = mu, image
+    result.diverged = np.flatnonzero(failed.all(axis=1)).tolist()
+    result.parameters["ensemble_left_out"] = [{"slice": int(index), "seed": seeds[member]}
+                                              for index, member in zip(*np.nonzero(~kept), strict=True)]
     if single:
         result.image_hu, result.uncertainty_hu = result.image_hu[0], result.uncertainty_hu[0]
         result.mu, result.image = mu[0, 0], image[0]
-    return hu
+    return hu, kept
+
+
+def _member_spread(members_hu: np.ndarray, kept: np.ndarray,
+                  transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Per-pixel population standard deviation (ddof 0) over the kept members of an ensemble.
+
+    members_hu : (n, members, H, W) HU images; kept : (n, members) bool, at least one per row.
+    transform : applied to the members' deviations from the kept members' mean, (n, members, H, W) (0 for the
+        members left out), before the spread is taken (e.g. the band blend's share of them); None: the plain
+        spread.
+    Returns (n, H, W), HU.
+    """
+    weights = kept / kept.sum(axis=1, keepdims=True)
+    mask = kept[:, :, None, None]
+    members_hu = np.where(mask, members_hu, 0)  # a member left out may hold anything, NaN included
+    deviations = np.where(mask, members_hu - np.einsum("nk,nkhw->nhw", weights, members_hu)[:, None], 0)
+    if transform is not None:
+        deviations = transform(deviations)
+    return np.sqrt(np.einsum("nk,nkhw->nhw", weights, deviations ** 2))
 
 
 __all__ = ["COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE", "EXCLUSIVE_VARIANTS",

@@ -79,6 +79,9 @@ class Reconstruction:
         in ``iterations``; 0 for the classical methods.
     uncertainty_hu : per-pixel standard deviation in HU across the members of a network ensemble (the
         "ensemble" fit variant), the layout of ``image_hu``; None for a single fit and the classical methods.
+    diverged : the images (indices along the batch; [0] for one sinogram) that come from a network fit that ran
+        out of divergence roll-backs: its last good state, not a converged fit. Empty when every fit went well,
+        and always for the classical methods.
     """
 
     image_hu: np.ndarray
@@ -93,6 +96,7 @@ class Reconstruction:
     stop_reason: str = "completed"
     warm_start_iterations: int = 0
     uncertainty_hu: np.ndarray | None = None
+    diverged: list[int] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...]:

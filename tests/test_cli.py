@@ -161,12 +161,36 @@ def test_a_failure_after_the_run_leaves_out_untouched(tmp_path, monkeypatch):
 def test_records_are_strict_json_with_a_reason_for_null():
     outcome = pipeline.MethodOutcome("fbp", SimpleNamespace(
         parameters={}, seconds=0.1, iterations=0, warm_start_iterations=0, n_parameters=0, device="cpu",
-        stop_reason="completed"), {"psnr": math.inf, "ssim": 1.0, "rmse_hu": 0.0, "psnr_range": math.inf,
-                                   "ssim_range": 1.0, "rmse_soft_hu": math.nan})
+        stop_reason="completed", diverged=[]), {"psnr": math.inf, "ssim": 1.0, "rmse_hu": 0.0,
+                                                "psnr_range": math.inf, "ssim_range": 1.0, "rmse_soft_hu": math.nan})
     record = outcome.record(30)
     assert record["psnr"] is None and record["psnr_range"] is None and "equals the reference" in record["note"]
     assert record["rmse_soft_hu"] is None and "no reference pixel in [-200, 200] HU" in record["note"]
+    assert "fit_note" not in record
     json.dumps(record, allow_nan=False)
+
+
+def test_a_diverged_fit_and_a_left_out_member_are_marked_and_explained():
+    """A fit that ran out of roll-backs is marked "!" with a legend; an ensemble that left a member out says so
+    in its record's fit_note and under the table."""
+    from sparsect.app.cli import results_table
+
+    scores = dict.fromkeys(pipeline.SCORE_DIGITS, 30.0)
+    common = dict(seconds=1.0, iterations=40, warm_start_iterations=0, n_parameters=10, device="cpu")
+    diverged = pipeline.MethodOutcome("lrnn", SimpleNamespace(
+        **common, stop_reason="diverged", diverged=[0], parameters={"variant": ["paper"]}), scores).record(30)
+    left_out = pipeline.MethodOutcome("siren", SimpleNamespace(
+        **common, stop_reason="completed", diverged=[],
+        parameters={"variant": ["ensemble"], "ensemble_left_out": [{"slice": 0, "seed": 2}]}), scores).record(30)
+    assert diverged["stop_reason"] == "diverged" and "last good state" in diverged["fit_note"]
+    assert left_out["fit_note"] == ("ensemble member(s) of seed 2 diverged: left out of the mean and the "
+                                    "uncertainty map")
+    text = " ".join(" ".join(_rendered(results_table([diverged, left_out], 30))).split())
+    assert "40!" in text and "! diverged" in text and "siren: ensemble member(s) of seed 2" in text
+    # a batch of slices: each slice's note is its own
+    batch = SimpleNamespace(diverged=[1], parameters={"ensemble_left_out": [{"slice": 0, "seed": 5}]})
+    assert [len(pipeline.fit_notes(batch, i)) for i in range(3)] == [1, 1, 0]
+    assert "seed 5" in pipeline.fit_notes(batch, 0)[0] and "diverged:" in pipeline.fit_notes(batch, 1)[0]
 
 
 @pytest.mark.parametrize("args, variant", [

@@ -402,9 +402,88 @@ def test_divergence_from_a_loss_blow_up_without_nan(problem):
     with pytest.warns(RuntimeWarning, match="lowest so far"):
         result = fit(model, radon, sinogram, **{**FIT, "iterations": 80}, snapshot_every=10, callback=knock,
                      callback_every=1)
-    assert result.stop_reason == "completed" and any("restored the state of iteration 60" in e
+    # the state after 60 steps holds the knock (made after step 60): the good state is the snapshot before it
+    assert result.stop_reason == "completed" and any("restored the state of iteration 50" in e
                                                      for e in result.events)
     assert result.curve[-1] < 2 * before[0]
+
+
+def _knock_network(stack, network: int, at: int, times: int):
+    """A callback that multiplies network ``network``'s output weights by 1e3 on the first ``times`` reported
+    iterations from ``at`` on (the loss jumps by orders of magnitude; nothing becomes NaN)."""
+    from sparsect.reconstruct.models.stacked import StackedModels
+
+    assert isinstance(stack, StackedModels)
+    weight = dict(zip(stack._names, stack.stacked, strict=True))["head.weight"]
+    knocked = []
+
+    def knock(progress: FitProgress) -> None:
+        if progress.iteration >= at and len(knocked) < times:
+            knocked.append(progress.iteration)
+            with torch.no_grad():
+                weight[network].mul_(1e3)
+
+    return knock
+
+
+def test_a_network_that_blows_up_is_rolled_back_alone(problem):
+    """Of two slices fitted side by side, the one knocked off is rolled back (and its rate halved) alone: the
+    other ends where it ends alone, which a roll-back shared by the batch would not give."""
+    from sparsect.reconstruct.models.stacked import StackedModels
+
+    truth, radon, sinogram = problem
+    sinograms = torch.stack([sinogram, sinogram])[:, None]
+    options = {**FIT, "iterations": 120, "snapshot_every": 10, "callback_every": 1}
+    stack = StackedModels([_tiny(seed=0), _tiny(seed=1)])
+    with pytest.warns(RuntimeWarning, match="network 2 of 2: loss .* lowest so far"):
+        together = fit(stack, radon, sinograms, **options, callback=_knock_network(stack, 1, at=60, times=1))
+    assert [e for e in together.events if "restored" in e] == [
+        next(e for e in together.events if e.startswith("network 2 of 2: loss") and "iteration 50," in e)]
+    assert together.parameters["recoveries"] == 1 and together.diverged == []
+    alone = fit(_tiny(seed=0), radon, sinogram, **options)
+    torch.testing.assert_close(together.image[0], alone.image, rtol=0, atol=2e-3 * float(truth.max()))
+    # the knocked network went back to its iteration-50 state and went on fitting at half rate: its sinogram
+    # residual ends near that of its unknocked fit, orders of magnitude below the knocked state's
+    unknocked = fit(_tiny(seed=1), radon, sinogram, **options)
+    residual = float((radon(together.image[1]) - sinogram).pow(2).mean())
+    assert residual < 2 * unknocked.final_loss
+
+
+def test_a_network_out_of_roll_backs_is_frozen_and_listed(problem):
+    """A network that keeps blowing up uses its roll-backs, then keeps its last good state and is listed in
+    ``diverged`` while the other goes on to the end of its budget."""
+    from sparsect.reconstruct.models.stacked import StackedModels
+
+    truth, radon, sinogram = problem
+    sinograms = torch.stack([sinogram, sinogram])[:, None]
+    options = {**FIT, "iterations": 100, "snapshot_every": 10, "callback_every": 1, "max_recoveries": 2}
+    stack = StackedModels([_tiny(seed=0), _tiny(seed=1)])
+    with pytest.warns(RuntimeWarning, match="network 1 of 2: diverged at iteration"):
+        result = fit(stack, radon, sinograms, **options, callback=_knock_network(stack, 0, at=50, times=3))
+    assert result.diverged == [0] and result.stop_reason == "completed" and result.iterations == 100
+    assert result.parameters["recoveries"] == 2
+    assert torch.isfinite(result.image).all()
+    # frozen at its good state of iteration 40 (the last before the first knock): its residual is that state's
+    assert any(e.startswith("network 1 of 2: diverged") and e.endswith("state of iteration 40") for e in result.events)
+    residual = float((radon(result.image[0]) - sinogram).pow(2).mean())
+    assert residual < 2 * result.curve[40] < 1e-3 * np.nanmax(result.curve)
+    alone = fit(_tiny(seed=1), radon, sinogram, **options)
+    torch.testing.assert_close(result.image[1], alone.image, rtol=0, atol=2e-3 * float(truth.max()))
+
+
+def test_every_network_out_of_roll_backs_ends_the_fit_diverged(problem):
+    _, radon, sinogram = problem
+    model = _tiny()
+
+    def knock(progress: FitProgress) -> None:
+        if progress.iteration >= 20:
+            with torch.no_grad():
+                model.head.weight.mul_(1e3)
+
+    with pytest.warns(RuntimeWarning, match="diverged at iteration .* giving up at the state of iteration 10"):
+        result = fit(model, radon, sinogram, **{**FIT, "iterations": 100, "snapshot_every": 10, "max_recoveries": 1},
+                     callback=knock, callback_every=1)
+    assert result.stop_reason == "diverged" and result.diverged == [0] and result.iterations < 100
 
 
 def test_ramp_data_norm_matches_float64_weighted_spectrum():
@@ -554,6 +633,49 @@ def test_band_blend_blends_the_ensemble_and_its_members_with_tv_by_frequency(pro
     assert not np.allclose(banded.uncertainty_hu, neural.TV_BLEND_WEIGHT * mean.uncertainty_hu, atol=1e-3)
     with pytest.raises(ValueError, match="alternatives"):
         neural.canonical_variants(["tv_blend", "band_blend"])
+
+
+class ArmedSiren(TinySiren):
+    """TinySiren whose training forwards turn NaN from the ``after``-th one on when its ``armed`` buffer is 1
+    (a buffer, so each network of a stack carries its own; evaluation of the final image stays finite)."""
+
+    def __init__(self, armed: bool, after: int) -> None:
+        super().__init__()
+        self.register_buffer("armed", torch.tensor(float(armed)))
+        self.after, self.calls = after, [0]
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        out = super().forward(coords)
+        if torch.is_grad_enabled():
+            self.calls[0] += 1
+            if self.calls[0] > self.after:
+                return out + torch.where(self.armed > 0, float("nan"), 0.0)
+        return out
+
+
+def test_an_ensemble_member_out_of_roll_backs_is_left_out(problem, monkeypatch):
+    """The member whose fit keeps diverging is left out of the mean and the uncertainty map (with a warning
+    and a record), so the image is the mean of the other members, each as fitted alone from its seed."""
+    from sparsect.reconstruct import neural
+
+    truth, radon, sinogram = problem
+    bad_seed = 1
+
+    def build(method, spec, seed):
+        torch.manual_seed(seed)
+        return ArmedSiren(armed=seed == bad_seed, after=30)  # 3 members, one forward each per step: step 10 on
+
+    monkeypatch.setattr(neural, "_seeded_model", build)
+    options = dict(iterations=40, device="cpu", photons=math.inf, output_scale=0.5, max_recoveries=2)
+    with pytest.warns(RuntimeWarning, match=f"member with seed {bad_seed} ran out of roll-backs"):
+        ensemble = neural.reconstruct_neural("siren", sinogram, radon.geometry, variant=["ensemble"], **options)
+    assert ensemble.parameters["ensemble_left_out"] == [{"slice": 0, "seed": bad_seed}]
+    assert ensemble.diverged == [] and ensemble.stop_reason == "completed" and ensemble.iterations == 40
+    alone = [np.asarray(neural.reconstruct_neural("siren", sinogram, radon.geometry, seed=seed, **options).image_hu,
+                        np.float64) for seed in (0, 2)]
+    np.testing.assert_allclose(ensemble.image_hu, np.mean(alone, axis=0), atol=0.25)
+    np.testing.assert_allclose(ensemble.uncertainty_hu, np.std(alone, axis=0), atol=0.25)
+    assert np.isfinite(ensemble.curve[13:]).all()  # NaN at the three steps that diverged, then the others' mean
 
 
 @pytest.mark.parametrize("name", ["wire", "siren"])

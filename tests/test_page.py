@@ -4,6 +4,7 @@ downloads, background runs) and the server settings."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import threading
@@ -166,6 +167,11 @@ def test_metrics_csv_matches_the_table():
     assert float(rows[0]["psnr"]) == run.metrics["psnr"] and float(rows[0]["rmse_hu"]) == run.metrics["rmse_hu"]
     assert float(rows[0]["psnr_range"]) == run.metrics["psnr_range"]
     assert (rows[0]["simulation"], rows[0]["simulation_grid"], rows[0]["sub_rays"]) == ("honest", "64x64", "4")
+    diverged = dataclasses.replace(rec, stop_reason="diverged", diverged=[0])
+    run = pc.MethodRun("fbp", diverged, run.metrics)
+    assert run.row()["Status"].startswith("diverged: the image is the fit's last good state")
+    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([run], 12, simulation).decode())))
+    assert rows[0]["status"] == run.row()["Status"]
 
 
 def test_run_keys_ignore_settings_that_do_not_matter():

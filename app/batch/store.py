@@ -55,9 +55,10 @@ from sparsect.reconstruct import registry
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
 COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range",
-           "rmse_soft_hu", "simulation", "simulation_grid", "sub_rays", "seconds", "device", "version")
-#: The per-slice fields a unit's rows carry from its compute result.
-_ROW_FIELDS = (*pipeline.SCORE_DIGITS, "simulation", "simulation_grid", "sub_rays", "seconds", "device")
+           "rmse_soft_hu", "simulation", "simulation_grid", "sub_rays", "seconds", "device", "fit_note", "version")
+#: The per-slice fields a unit's rows carry from its compute result (``fit_note``: :func:`app.pipeline.fit_notes`,
+#: empty when the fit went well).
+_ROW_FIELDS = (*pipeline.SCORE_DIGITS, "simulation", "simulation_grid", "sub_rays", "seconds", "device", "fit_note")
 
 
 def _source_file(source: str, root: Path) -> Path:

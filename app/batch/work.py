@@ -77,6 +77,7 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
         images, consistency = np.empty_like(hu), np.empty_like(hu)
         uncertainty = None
         seconds: list[float] = []
+        fit_notes: list[str] = []
         used_device = device
         i = 0
         while i < len(sims):
@@ -97,12 +98,15 @@ def compute(payload: dict[str, Any]) -> dict[str, Any]:
                 uncertainty = np.zeros_like(hu) if uncertainty is None else uncertainty
                 uncertainty[i:i + b] = np.asarray(recon.uncertainty_hu).reshape(b, *hu.shape[1:])
             seconds += [float(recon.seconds) / b] * b
+            fit_notes += ["; ".join(pipeline.fit_notes(recon, j)) for j in range(b)]
             used_device = recon.device
             i += b
         rows = []
-        for index, image, simulation, secs in zip(payload["slices"], images, sims, seconds, strict=True):
+        for index, image, simulation, secs, note in zip(payload["slices"], images, sims, seconds, fit_notes,
+                                                        strict=True):
             rows.append({"slice": int(index), **pipeline.rounded_scores(pipeline.score(image, simulation)),
-                         **simulation.record(), "seconds": round(secs, 3), "device": str(used_device)})
+                         **simulation.record(), "seconds": round(secs, 3), "device": str(used_device),
+                         "fit_note": note})
         return {"ok": True, "images": images, "consistency": consistency, "uncertainty": uncertainty, "rows": rows,
                 "batch_size": batch}
     except Exception as error:  # one bad unit must not stop the batch

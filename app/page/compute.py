@@ -250,6 +250,13 @@ class MethodRun:
     def image_hu(self) -> np.ndarray:
         return self.reconstruction.image_hu
 
+    @property
+    def status(self) -> str:
+        """"stopped early", "complete", or what :func:`app.pipeline.fit_notes` says went wrong in the fit."""
+        if self.stopped:
+            return "stopped early"
+        return "; ".join(pipeline.fit_notes(self.reconstruction)) or "complete"
+
     def row(self) -> dict[str, Any]:
         r = self.reconstruction
         return {"Method": label(self.method), "PSNR (dB)": self.metrics["psnr"], "SSIM": self.metrics["ssim"],
@@ -258,7 +265,7 @@ class MethodRun:
                 "Time (s)": float(r.seconds),
                 "Iterations": int(r.iterations), "Warm-start steps": int(r.warm_start_iterations),
                 "Parameters": int(r.n_parameters), "Device": str(r.device),
-                "Status": "stopped early" if self.stopped else "complete"}
+                "Status": self.status}
 
 
 @dataclass
@@ -451,7 +458,7 @@ def metrics_csv(runs: Sequence[MethodRun], views: int, simulation: data.Simulati
                          **{key: run.metrics[key] for key in pipeline.SCORE_DIGITS}, "seconds": float(r.seconds),
                          "iterations": int(r.iterations), "warm_start_iterations": int(r.warm_start_iterations),
                          "parameters": int(r.n_parameters), "device": str(r.device),
-                         "status": "stopped early" if run.stopped else "complete", "simulation": simulation.label,
+                         "status": run.status, "simulation": simulation.label,
                          "simulation_grid": f"{height}x{width}", "sub_rays": simulation.sub_rays})
     return buffer.getvalue().encode("utf-8")
 

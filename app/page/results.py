@@ -110,6 +110,9 @@ def metrics_section(runs: Sequence[pc.MethodRun], truth: np.ndarray, window: tup
     styled = pd.DataFrame(rows).set_index("Method").style.apply(highlight, axis=0).format(TABLE_FORMATS, na_rep="-")
     st.dataframe(styled, width="stretch", key="metrics_table")
     st.caption(pc.METRICS_HELP)
+    for run in runs:
+        if run.status not in ("complete", "stopped early"):
+            st.warning(f"{pc.label(run.method)}: {run.status}")
 
 
 def difference_section(shown: Shown, window: tuple[float, float], zoom: pf.Zoom | None) -> None:
