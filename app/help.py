@@ -18,8 +18,9 @@ VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comm
                 "ensemble: "
                 f"{ENSEMBLE_SIZE} networks from consecutive seeds, their mean image and per-pixel spread "
                 f"(uncertainty, HU), {ENSEMBLE_SIZE}x the work. `--variant paper` "
-                "alone gives the published formulation. Default: the recommended set "
-                f"({','.join(registry.RECOMMENDED_VARIANTS)}).")
+                "alone gives the published formulation. Default: recommended, each network's own set ("
+                + "; ".join(f"{name}: {','.join(names)}" for name, names in registry.RECOMMENDED_VARIANTS.items())
+                + ").")
 SIZE_HELP = ("Reconstruct on a SIZE x SIZE working grid (default: the slice's own). The scan is simulated from the "
              "slice's own pixels when they are at least 2x finer, else from the slice upsampled (bilinear) to 2x.")
 SIMULATION_HELP = ("honest: the scan is simulated from a finer image than the one reconstructed, with exact ray/pixel "

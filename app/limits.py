@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from sparsect.app.settings import InputError, MethodSettings, ScanSettings
-from sparsect.reconstruct import memory
+from sparsect.reconstruct import memory, registry
 from sparsect.reconstruct.neural import ENSEMBLE, ENSEMBLE_SIZE
 
 #: Environment variable that sets the available memory in bytes (overrides what the machine reports).
@@ -81,7 +81,8 @@ def memory_problem(source_side: int, scan: ScanSettings, methods: Iterable[str],
     """
     methods = tuple(methods)
     working = scan.size or source_side
-    ensemble = ENSEMBLE_SIZE if ENSEMBLE in method.variant else 1
+    networks = [m for m in methods if m in registry.NETWORK_METHODS]
+    ensemble = ENSEMBLE_SIZE if any(ENSEMBLE in registry.resolve_variants(m, method.variant) for m in networks) else 1
     available = available_bytes(method.device if method.device.startswith("cuda") else "cpu")
 
     def needs(views: int, side: int, stack: int = slices) -> int:

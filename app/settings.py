@@ -37,8 +37,9 @@ def parse_methods(values: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def recommended_variants() -> tuple[str, ...]:
-    """The variants networks fit with unless told otherwise, in canonical form."""
-    return registry.canonical_variants(registry.RECOMMENDED_VARIANTS)
+    """The variants networks fit with unless told otherwise, in canonical form: ``("recommended",)``, each
+    network's own set (:data:`sparsect.reconstruct.registry.RECOMMENDED_VARIANTS`)."""
+    return registry.canonical_variants(registry.RECOMMENDED)
 
 
 def parse_variants(values: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -138,10 +138,18 @@ BAND_BLEND_SHARES: dict[str, BandShares] = {
     "siren": BandShares(coarse=0.0, fine=0.75, cutoff=0.35, transition=1.0),
     "wire": BandShares(coarse=0.0, fine=0.75, cutoff=0.35, transition=1.0),
 }
-#: Every variant name: the FitConfig transforms, then the ensemble and the two TV blends.
-VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND, BAND_BLEND)
-#: What the app, the command line and batch jobs fit with unless told otherwise (sorted).
-RECOMMENDED_VARIANTS: tuple[str, ...] = ("band_blend", "ensemble", "fbp_init", "ramp_loss")
+#: The variant that stands for the network's own :data:`RECOMMENDED_VARIANTS` (alone, like "paper"): what the app, the
+#: command line and batch jobs fit with unless told otherwise.
+RECOMMENDED = "recommended"
+#: Every variant name: the FitConfig transforms, then the ensemble, the two TV blends and "recommended".
+VARIANT_NAMES: tuple[str, ...] = (*VARIANTS, ENSEMBLE, TV_BLEND, BAND_BLEND, RECOMMENDED)
+#: Each network's recommended fit (sorted). WIRE fits better without the FBP warm start (docs/BENCHMARKS.md, "How
+#: firm the comparison is", the warm-start bullets); LRNN and SIREN do not.
+RECOMMENDED_VARIANTS: dict[str, tuple[str, ...]] = {
+    "lrnn": ("band_blend", "ensemble", "fbp_init", "ramp_loss"),
+    "siren": ("band_blend", "ensemble", "fbp_init", "ramp_loss"),
+    "wire": ("band_blend", "ensemble", "ramp_loss"),
+}
 
 
 def band_blend_response(method: str, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -154,8 +162,8 @@ def band_blend_response(method: str, image_shape: tuple[int, ...]) -> np.ndarray
 
 def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:
     """The canonical form of a variant selection: the sorted names, ``("paper",)`` for the published
-    formulation (None, "paper" or nothing). Raises ``ValueError`` for unknown names and for "paper"
-    combined with other variants."""
+    formulation (None, "paper" or nothing), ``("recommended",)`` for each network's own set. Raises ``ValueError``
+    for unknown names and for "paper" or "recommended" combined with other variants."""
     names = set() if variant is None else ({variant} if isinstance(variant, str) else set(variant))
     unknown = names - set(VARIANT_NAMES)
     if unknown:
@@ -164,10 +172,18 @@ def canonical_variants(variant: str | Iterable[str] | None) -> tuple[str, ...]:
     for alternatives in EXCLUSIVE_VARIANTS:
         if len(names & alternatives) > 1:
             raise ValueError(f"variants {' and '.join(sorted(names & alternatives))} are alternatives; choose one")
-    if "paper" in names and len(names) > 1:
-        raise ValueError("variant 'paper' is the published formulation and cannot be combined with "
-                         f"{', '.join(sorted(names - {'paper'}))}")
+    for alone, meaning in (("paper", "the published formulation"), (RECOMMENDED, "each network's own recommended set")):
+        if alone in names and len(names) > 1:
+            raise ValueError(f"variant {alone!r} is {meaning} and cannot be combined with "
+                             f"{', '.join(sorted(names - {alone}))}")
     return tuple(sorted(names - {"paper"})) or ("paper",)
+
+
+def resolve_variants(method: str, variant: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The variants network ``method`` fits with: :func:`canonical_variants` of ``variant``, with "recommended"
+    replaced by the network's own :data:`RECOMMENDED_VARIANTS`."""
+    variants = canonical_variants(variant)
+    return RECOMMENDED_VARIANTS[method] if variants == (RECOMMENDED,) else variants
 
 
 def fit_config(method: str, preset: str | Preset = "preview", iterations: int | None = None,
@@ -181,7 +197,7 @@ def fit_config(method: str, preset: str | Preset = "preview", iterations: int | 
     recipe = dict(iterations=budget, lr=optim.lr, warmup=min(optim.warmup, budget // 2),
                   final_lr_factor=optim.final_lr_factor, schedule="exponential", method=method)
     config = FitConfig(**{**recipe, **fields})
-    for name in canonical_variants(variant):
+    for name in resolve_variants(method, variant):
         config = VARIANTS.get(name, _unchanged)(config)
     return config
 
@@ -215,7 +231,7 @@ def reconstruct_neural(
     iterations : overrides the preset's main-loop budget (warm-start steps come on top).
     seed : seeds the network initialisation and the fit (the global RNG state is left untouched).
     variant : fit variants (see :data:`VARIANTS` and :data:`ENSEMBLE`); None or "paper": the published
-        formulation.
+        formulation; "recommended": the network's own :data:`RECOMMENDED_VARIANTS`.
     callback, stop : see :func:`reconstruct.fit.fit`.
     ensemble_size : networks per sinogram with the "ensemble" variant (seeds ``seed`` to
         ``seed + ensemble_size - 1``, fitted side by side); ignored without it.
@@ -226,19 +242,19 @@ def reconstruct_neural(
     Returns
     -------
     :class:`reconstruct.fit.FitResult` (a :class:`reconstruct.result.Reconstruction`), method = ``method``;
-    ``parameters`` also records the preset and the canonical variant list. With "tv_blend" every image is the
-    blend (``TV_BLEND_WEIGHT`` network, the rest TV) and ``parameters["tv_blend_weight"]`` records the share; with
-    "band_blend" the blend by frequency band, ``parameters["band_blend"]`` its shares, cutoff and transition.
-    Either way ``uncertainty_hu`` is the spread of the blended members and ``timings["tv_blend_seconds"]`` TV's
-    time. With the "ensemble" variant the
-    images (``image_hu``, ``mu``, ``image``) are the members' mean, ``uncertainty_hu`` is their per-pixel
-    standard deviation (HU, ddof 0; zeros for one member) and ``parameters`` adds ``ensemble_size``,
-    ``ensemble_seeds`` and ``ensemble_left_out`` (``{"slice", "seed"}`` of each member left out of both because
-    it ran out of divergence roll-backs, see :func:`reconstruct.fit.fit`); ``curve`` is the mean loss over the
-    members. ``diverged`` names the sinograms whose every network ran out of roll-backs.
+    ``parameters`` also records the preset and the variant list fitted (canonical, "recommended" resolved). With
+    "tv_blend" every image is the blend (``TV_BLEND_WEIGHT`` network, the rest TV) and ``parameters["tv_blend_weight"]``
+    records the share; with "band_blend" the blend by frequency band, ``parameters["band_blend"]`` its shares, cutoff
+    and transition. Either way ``uncertainty_hu`` is the spread of the blended members and
+    ``timings["tv_blend_seconds"]`` TV's time. With the "ensemble" variant the images (``image_hu``, ``mu``, ``image``)
+    are the members' mean, ``uncertainty_hu`` is their per-pixel standard deviation (HU, ddof 0; zeros for one member)
+    and ``parameters`` adds ``ensemble_size``, ``ensemble_seeds`` and ``ensemble_left_out`` (``{"slice", "seed"}`` of
+    each member left out of both because it ran out of divergence roll-backs, see :func:`reconstruct.fit.fit`);
+    ``curve`` is the mean loss over the members. ``diverged`` names the sinograms whose every network ran out of
+    roll-backs.
     """
     spec = preset if isinstance(preset, Preset) else get_preset(method, preset)
-    variants = canonical_variants(variant)
+    variants = resolve_variants(method, variant)
     members = _members(variants, ensemble_size)
     radon = Radon(geometry)
     sinogram = torch.as_tensor(sinogram)
@@ -406,5 +422,6 @@ def _member_spread(members_hu: np.ndarray, kept: np.ndarray,
 __all__ = ["COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE", "EXCLUSIVE_VARIANTS",
            "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "TV_BLEND", "TV_BLEND_WEIGHT", "BAND_BLEND", "BAND_BLEND_SHARES",
            "BandShares", "band_blend_response",
-           "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "fit_config",
+           "RECOMMENDED", "RECOMMENDED_VARIANTS", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "canonical_variants",
+           "fit_config", "resolve_variants",
            "reconstruct_neural"]

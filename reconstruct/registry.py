@@ -23,10 +23,12 @@ from sparsect.reconstruct.device import resolve_device
 from sparsect.reconstruct.models import PRESET_NAMES, Preset, get_preset
 from sparsect.reconstruct.neural import (
     ENSEMBLE_SIZE,
+    RECOMMENDED,
     RECOMMENDED_VARIANTS,
     VARIANT_NAMES,
     canonical_variants,
     reconstruct_neural,
+    resolve_variants,
 )
 from sparsect.reconstruct.result import Reconstruction, StopLike
 
@@ -116,8 +118,8 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     pixel_size_mm : pixel size in mm.
     iterations : main-loop budget (see the module docstring); None: the method's default.
     preset, variant, seed : the networks' preset (a name or a :class:`Preset`, e.g. with a changed network), fit
-        variants (None: the published formulation; the app
-        passes :data:`RECOMMENDED_VARIANTS`) and seed; ignored by the classical methods.
+        variants (None: the published formulation; the app passes "recommended", each network's own
+        :data:`RECOMMENDED_VARIANTS`) and seed; ignored by the classical methods.
     device : "auto", "cpu", "cuda" or "cuda:N"; the sinogram is moved there.
     photons : the scan's noise level (incident photons per ray, ``math.inf`` noise-free, None unknown);
         sets the defaults of the methods that use it (TV's weight; the networks' "discrepancy", "tv_init" and
@@ -153,5 +155,5 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
 
 
 __all__ = ["CLASSICAL_METHODS", "METHODS", "Method", "NETWORK_METHODS", "PAPER_VARIANT", "PRESETS",
-           "RECOMMENDED_VARIANTS", "VARIANT_NAMES", "canonical_variants", "check", "data_consistency_hu",
-           "iterations_for", "label", "method", "run"]
+           "RECOMMENDED", "RECOMMENDED_VARIANTS", "VARIANT_NAMES", "canonical_variants", "check", "data_consistency_hu",
+           "iterations_for", "label", "method", "resolve_variants", "run"]

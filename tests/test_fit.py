@@ -694,3 +694,19 @@ def test_band_blend_takes_each_networks_own_shares(problem, name):
                                    shares.transition)
     np.testing.assert_allclose(banded.image_hu, blend.blend(tv, alone.image_hu, response), atol=0.25)
     assert banded.parameters["band_blend"]["coarse"] == shares.coarse
+
+
+def test_recommended_stands_for_each_networks_own_set():
+    """"recommended" resolves per network (WIRE without the FBP warm start), alone like "paper"."""
+    from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS, canonical_variants, fit_config, resolve_variants
+
+    assert canonical_variants("recommended") == ("recommended",)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        canonical_variants(["recommended", "ramp_loss"])
+    for network in ("lrnn", "siren", "wire"):
+        assert resolve_variants(network, "recommended") == RECOMMENDED_VARIANTS[network]
+        assert resolve_variants(network, ["tv", "ramp_loss"]) == ("ramp_loss", "tv")
+    assert fit_config("lrnn", variant="recommended").warm_start == "fbp"
+    assert fit_config("siren", variant="recommended").warm_start == "fbp"
+    wire = fit_config("wire", variant="recommended")
+    assert wire.warm_start is None and wire.data_weighting == "ramp" and wire.lr == fit_config("wire").lr

@@ -194,8 +194,10 @@ def test_run_keys_ignore_settings_that_do_not_matter():
         pc.run_key("x", scan, "cgls", pc.method_settings("cgls", 10, None, "preview", "auto", ["tv"]))
     options, default = pc.variant_options()
     assert "paper" not in options and set(options) == set(registry.VARIANT_NAMES) - {"paper"}
-    assert tuple(default) == settings.recommended_variants()
-    assert "(recommended)" in pc.variant_label(default[0])
+    assert tuple(default) == settings.recommended_variants() == (registry.RECOMMENDED,)
+    assert pc.variant_label(default[0]) == "Each network's recommended fit"
+    for network, names in registry.RECOMMENDED_VARIANTS.items():  # the help spells out each network's set
+        assert f"{registry.label(network)}: " + ", ".join(pc.VARIANT_LABELS[v] for v in names) in pc.VARIANT_HELP
 
 
 def _small_problem(size: int = 32):
@@ -553,7 +555,7 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
     # the recommended fit options by default
-    recommended = tuple(sorted(registry.RECOMMENDED_VARIANTS))
+    recommended = (registry.RECOMMENDED,)  # each network's own set, resolved by the fit
     assert calls == [("wire", "preview", 20, recommended)]
     table = _metrics(at)
     assert table.loc["WIRE", "Iterations"] == 20 and table.loc["WIRE", "Parameters"] == 3025

@@ -248,9 +248,11 @@ class Store:
         return digest
 
     def variant(self, unit: Unit) -> str | None:
-        """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"),
-        None for the classical methods."""
-        return None if unit.method in registry.CLASSICAL_METHODS else "+".join(self.settings.variant)
+        """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"; "recommended"
+        resolved to the network's own set), None for the classical methods."""
+        if unit.method in registry.CLASSICAL_METHODS:
+            return None
+        return "+".join(registry.resolve_variants(unit.method, self.settings.variant))
 
     def is_done(self, unit: Unit, fingerprint: str) -> bool:
         return self._done_with(self.marker(unit), fingerprint)

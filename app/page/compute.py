@@ -171,8 +171,11 @@ VARIANT_LABELS = {"ramp_loss": "Ramp-weighted loss", "fbp_init": "FBP warm start
                   "tv": "TV penalty", "coarse_to_fine": "Coarse to fine", "wls": "Poisson-weighted loss",
                   "discrepancy": "Stop at the noise level", "positive": "Non-negative attenuation",
                   "tv_blend": "Blend with TV", "band_blend": "Blend with TV by frequency band",
-                  "ensemble": "Seed ensemble (uncertainty)"}
+                  "ensemble": "Seed ensemble (uncertainty)", "recommended": "Each network's recommended fit"}
 VARIANT_HELP = ("How the networks are fitted; empty = the published (paper) formulation.\n\n"
+                "- **Each network's recommended fit** (alone, the default): "
+                + "; ".join(f"{registry.label(name)}: " + ", ".join(VARIANT_LABELS[v] for v in names)
+                            for name, names in registry.RECOMMENDED_VARIANTS.items()) + ".\n"
                 "- **Ramp-weighted loss**: the sinogram error is weighted by the ramp filter, a preconditioner "
                 "worth several dB at the same iteration budget.\n"
                 "- **FBP warm start**: the network first learns the FBP image, then fits the sinogram.\n"
@@ -198,15 +201,14 @@ SIMULATION_LABELS = {"honest": "Honest (finer grid, exact intersections, 4 rays 
 
 def variant_options() -> tuple[list[str], list[str]]:
     """(the options of the "Network fit options" selection, those ticked by default): every variant but
-    "paper", and the recommended ones."""
+    "paper", and "recommended" (each network's own set)."""
     options = [v for v in registry.VARIANT_NAMES if v != registry.PAPER_VARIANT]
     return options, [v for v in settings.recommended_variants() if v in options]
 
 
 def variant_label(name: str) -> str:
-    """Display name of a fit variant, marked when it is one of the recommended ones."""
-    text = VARIANT_LABELS.get(name, name)
-    return f"{text} (recommended)" if name in settings.recommended_variants() else text
+    """Display name of a fit variant."""
+    return VARIANT_LABELS.get(name, name)
 
 
 def method_settings(method: str, iterations_classical: int | None, iterations_neural: int | None, preset: str,
