@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +49,13 @@ def _options(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    pass
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """A warning (e.g. a network fit rolled back) as one ``warning:`` line on stderr, without the source line."""
+    console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

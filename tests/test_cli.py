@@ -483,3 +483,14 @@ def test_tables_fit_80_columns_without_truncation():
     for word in ("method", "views", "slices", "PSNR", "SSIM", "RMSE", "s/slice", "99.99", "10.50", "0.9999",
                  "0.1234", "1234.5", "123.4", "1234.56"):
         assert word in text, word
+
+
+def test_warnings_are_one_line_on_stderr(capsys):
+    """A fit's warning (a roll-back, a member left out) reaches the terminal as one "warning:" line, not as
+    Python's file:line form with the source line under it."""
+    import warnings
+
+    assert runner.invoke(cli, ["samples"]).exit_code == 0
+    warnings.warn("network 2 of 3: non-finite loss/gradient at iteration 11", RuntimeWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err.strip() == "warning: network 2 of 3: non-finite loss/gradient at iteration 11"
