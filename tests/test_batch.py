@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -450,3 +451,32 @@ def test_one_pseudonymous_identity_per_study_across_methods_and_runs(inputs, tmp
     for name in ("metrics.csv", "metrics.jsonl", "summary.json", "failures.jsonl"):
         text = (out / name).read_text()
         assert source.SeriesInstanceUID not in text and source.StudyInstanceUID not in text, name
+
+
+def test_a_fits_warnings_are_logged_with_its_unit(inputs, tmp_path, monkeypatch):
+    """A warning raised while a unit is fitted (a roll-back, a member left out) is a ``unit.warning`` log line
+    naming the unit, not Python's file:line form interleaved with the progress output; a failed unit's too."""
+    import warnings
+
+    clean = tmp_path / "in"
+    shutil.copytree(inputs / "patient2", clean)
+    real = batch_work._run
+
+    def warned(method, sims, settings):
+        warnings.warn(f"network 1 of 1: non-finite loss/gradient at iteration 7 ({method})", RuntimeWarning,
+                      stacklevel=1)
+        if method == "sirt":
+            raise ValueError("boom")
+        return real(method, sims, settings)
+
+    monkeypatch.setattr(batch_work, "_run", warned)
+    code, _, err = _run(clean, tmp_path / "out", views=["12"], methods=["fbp", "sirt"], iterations=3,
+                        slices="middle", device="cpu", quiet=True)
+    assert code == batch.EXIT_FAILURES
+    lines = [line for line in err.splitlines() if "event=unit.warning" in line]
+    assert len(lines) == 2, err
+    for method in ("fbp", "sirt"):
+        line = next(line for line in lines if f"({method})" in line)
+        assert "level=warning" in line and re.search(rf"unit=\S*{method}", line), line
+        assert 'message="network 1 of 1: non-finite loss/gradient at iteration 7' in line
+    assert "RuntimeWarning" not in err and "warnings.warn" not in err

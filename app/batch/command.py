@@ -206,6 +206,8 @@ class _Recorder:
 
     def __call__(self, unit: Any, result: dict[str, Any]) -> None:
         series = self.job.scan.series[unit.series_index]
+        for message in result.get("warnings", ()):
+            self.log("unit.warning", level="warning", unit=unit.out_rel, message=message)
         if result.get("ok"):
             try:
                 rows = self.job.store.commit(unit, series, result, self.job.fingerprints[unit.id], self.run_version)

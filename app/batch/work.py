@@ -7,6 +7,7 @@ Runs in the worker (local process, pool process or Ray task) and touches no file
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
@@ -61,53 +62,64 @@ def _run(method: str, sims: list[Any], settings: MethodSettings) -> Any:
 
 
 def compute(payload: dict[str, Any]) -> dict[str, Any]:
-    """Reconstruct and score the unit's slices. Never raises for ordinary errors: returns ``ok: False``."""
-    try:
-        device = parse_device(payload["device"])
-        settings = MethodSettings(iterations=payload["iterations"], preset=payload["preset"], seed=payload["seed"],
-                                  device=device, variant=tuple(payload["variant"]))
-        hu = np.array(payload["hu"], dtype=np.float32)  # writable copy (Ray hands out read-only arrays)
-        spacing = tuple(payload["spacing"])
-        sims = []
-        for index, image in zip(payload["slices"], hu, strict=True):
-            scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index),
-                                simulation=payload["simulation"])
-            sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
-        batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
-        images, consistency = np.empty_like(hu), np.empty_like(hu)
-        uncertainty = None
-        seconds: list[float] = []
-        fit_notes: list[str] = []
-        used_device = device
-        i = 0
-        while i < len(sims):
-            b = min(batch, len(sims) - i)
-            try:
-                recon = _run(payload["method"], sims[i:i + b], settings)
-            except torch.cuda.OutOfMemoryError:
-                if b == 1:
-                    raise
-                batch = max(1, b // 2)
-                torch.cuda.empty_cache()
-                continue
-            images[i:i + b] = np.asarray(recon.image_hu, dtype=np.float32).reshape(b, *hu.shape[1:])
-            consistency[i:i + b] = data_consistency_hu(
-                recon.mu, torch.stack([s.sinogram for s in sims[i:i + b]]), sims[i].geometry,
-                sims[i].pixel_size_mm).reshape(b, *hu.shape[1:])
-            if recon.uncertainty_hu is not None:
-                uncertainty = np.zeros_like(hu) if uncertainty is None else uncertainty
-                uncertainty[i:i + b] = np.asarray(recon.uncertainty_hu).reshape(b, *hu.shape[1:])
-            seconds += [float(recon.seconds) / b] * b
-            fit_notes += ["; ".join(pipeline.fit_notes(recon, j)) for j in range(b)]
-            used_device = recon.device
-            i += b
-        rows = []
-        for index, image, simulation, secs, note in zip(payload["slices"], images, sims, seconds, fit_notes,
-                                                        strict=True):
-            rows.append({"slice": int(index), **pipeline.rounded_scores(pipeline.score(image, simulation)),
-                         **simulation.record(), "seconds": round(secs, 3), "device": str(used_device),
-                         "fit_note": note})
-        return {"ok": True, "images": images, "consistency": consistency, "uncertainty": uncertainty, "rows": rows,
-                "batch_size": batch}
-    except Exception as error:  # one bad unit must not stop the batch
-        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    """Reconstruct and score the unit's slices. Never raises for ordinary errors: returns ``ok: False``.
+
+    The warnings raised on the way (a network fit rolled back, an ensemble member left out) come back as
+    ``warnings``, a list of messages, so that the batch log names the unit they belong to whichever process
+    or Ray task ran it."""
+    with warnings.catch_warnings(record=True) as caught:  # the filters as they are: only the recording changes
+        try:
+            result = _compute(payload)
+        except Exception as error:  # one bad unit must not stop the batch
+            result = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    result["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
+    return result
+
+
+def _compute(payload: dict[str, Any]) -> dict[str, Any]:
+    device = parse_device(payload["device"])
+    settings = MethodSettings(iterations=payload["iterations"], preset=payload["preset"], seed=payload["seed"],
+                              device=device, variant=tuple(payload["variant"]))
+    hu = np.array(payload["hu"], dtype=np.float32)  # writable copy (Ray hands out read-only arrays)
+    spacing = tuple(payload["spacing"])
+    sims = []
+    for index, image in zip(payload["slices"], hu, strict=True):
+        scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index),
+                            simulation=payload["simulation"])
+        sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
+    batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
+    images, consistency = np.empty_like(hu), np.empty_like(hu)
+    uncertainty = None
+    seconds: list[float] = []
+    fit_notes: list[str] = []
+    used_device = device
+    i = 0
+    while i < len(sims):
+        b = min(batch, len(sims) - i)
+        try:
+            recon = _run(payload["method"], sims[i:i + b], settings)
+        except torch.cuda.OutOfMemoryError:
+            if b == 1:
+                raise
+            batch = max(1, b // 2)
+            torch.cuda.empty_cache()
+            continue
+        images[i:i + b] = np.asarray(recon.image_hu, dtype=np.float32).reshape(b, *hu.shape[1:])
+        consistency[i:i + b] = data_consistency_hu(
+            recon.mu, torch.stack([s.sinogram for s in sims[i:i + b]]), sims[i].geometry,
+            sims[i].pixel_size_mm).reshape(b, *hu.shape[1:])
+        if recon.uncertainty_hu is not None:
+            uncertainty = np.zeros_like(hu) if uncertainty is None else uncertainty
+            uncertainty[i:i + b] = np.asarray(recon.uncertainty_hu).reshape(b, *hu.shape[1:])
+        seconds += [float(recon.seconds) / b] * b
+        fit_notes += ["; ".join(pipeline.fit_notes(recon, j)) for j in range(b)]
+        used_device = recon.device
+        i += b
+    rows = []
+    for index, image, simulation, secs, note in zip(payload["slices"], images, sims, seconds, fit_notes,
+                                                    strict=True):
+        rows.append({"slice": int(index), **pipeline.rounded_scores(pipeline.score(image, simulation)),
+                     **simulation.record(), "seconds": round(secs, 3), "device": str(used_device),
+                     "fit_note": note})
+    return {"ok": True, "images": images, "consistency": consistency, "uncertainty": uncertainty, "rows": rows,
+            "batch_size": batch}
