@@ -7,6 +7,7 @@ Usage (from the repository root)::
                                       [--coarse 0 0.125 ...] [--fine 0.5 0.625 ...] [--cutoff 0.125 0.25 ...]
                                       [--transition 0.5 1] [--iterations N] [--ensemble-size K] [--seed S]
                                       [--fit FIELD=VALUE] [--model FIELD=VALUE] [--threads N] [--top 10]
+    python benchmarks/blend_shares.py --combine DIR=WEIGHT DIR=WEIGHT ... [--network lrnn] [...]
 
 Each cell (sample, views, photons) is simulated as in ``benchmarks/quality.py`` (honest simulation, seed 0) and
 reconstructed once by TV (its noise-aware default) and by the network (``NETWORK+VARIANT...``, no blend variant,
@@ -24,6 +25,10 @@ meet the LRNN goal (+1 dB and +0.01 ``ssim_range``); the rows of the network's o
 rank. The second gives each cell's margins for the best blend, the network's own and the plain half, and the cell's
 own best blend of the grid: an oracle (it is chosen with the reference), so the mean of those is the ceiling of any
 rule that would choose the shares per image from the grid.
+
+``--combine`` fits nothing: each cell's network image is the weighted mean of the network images saved in earlier
+runs' ``--images`` folders (one per cell in each), e.g. a mixed ensemble of two warm-started members and one fitted
+without the warm start (weights 2 and 1). ``--network`` then names only the network whose own shares are shown.
 """
 
 from __future__ import annotations
@@ -65,6 +70,40 @@ def cell_images(directory: Path, sample: str, views: int, photons: float, size: 
         np.savez(file, **images)
     os.replace(staged, path)
     return images
+
+
+def combined_images(folders: dict[Path, float], sample: str, views: int, photons: float,
+                    size: int) -> dict[str, np.ndarray]:
+    """``reference``, ``tv`` and ``network`` of one cell with the network image the ``folders``' saved network images
+    weighted (weights normalised to sum 1); each folder must hold exactly one image of the cell."""
+    pattern = f"{sample}_{size}_{views}v_{quality.noise_label(photons)}_*.npz"
+    total = sum(folders.values())
+    images: dict[str, np.ndarray] = {}
+    for folder, weight in folders.items():
+        found = sorted(folder.glob(pattern))
+        if len(found) != 1:
+            raise SystemExit(f"--combine: {folder} holds {len(found)} images of {pattern}, not one")
+        with np.load(found[0]) as saved:
+            if not images:
+                images = {name: saved[name].astype(np.float64) for name in ("reference", "tv")}
+                images["network"] = np.zeros_like(images["reference"])
+            images["network"] += weight / total * saved["network"].astype(np.float64)
+    return images
+
+
+def parse_combine(texts: list[str]) -> dict[Path, float]:
+    """``DIR=WEIGHT`` texts as folders and positive weights; ValueError (one line) otherwise."""
+    folders: dict[Path, float] = {}
+    for text in texts:
+        folder, _, weight = text.rpartition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = math.nan
+        if not folder or not value > 0 or not Path(folder).is_dir():
+            raise ValueError(f"--combine {text!r}: expected FOLDER=WEIGHT with a folder and a positive weight")
+        folders[Path(folder)] = value
+    return folders
 
 
 def variant_settings(method: str) -> tuple[float, ...]:
@@ -110,7 +149,9 @@ def margins(cell: dict[str, np.ndarray], grid: dict[str, tuple[float, ...] | flo
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=Path, required=True, help="folder of the saved reconstructions")
+    parser.add_argument("--images", type=Path, help="folder of the saved reconstructions")
+    parser.add_argument("--combine", nargs="+", default=[], metavar="DIR=WEIGHT",
+                        help="score the weighted mean of earlier runs' saved network images instead of fitting")
     parser.add_argument("--samples", nargs="+", default=["head_693", "ct_small"])
     parser.add_argument("--views", type=int, nargs="+", default=[30, 60])
     parser.add_argument("--photons", type=float, nargs="+", default=[0.0, 1e5], help="0 = noise-free")
@@ -140,14 +181,19 @@ def main(argv: list[str] | None = None) -> None:
                 blend.band_response((2, 2), *settings)
     except ValueError as exc:
         parser.error(str(exc))
-    if not args.images.is_dir():
-        parser.error(f"--images {args.images} is not a folder")
+    try:
+        combine = parse_combine(args.combine)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not combine and (args.images is None or not args.images.is_dir()):
+        parser.error(f"--images {args.images} is not a folder" if args.images else "give --images or --combine")
     if args.threads:
         torch.set_num_threads(args.threads)
     cells = {}
     for sample, views, photons in itertools.product(args.samples, args.views, args.photons):
-        cells[(sample, views, quality.noise_label(photons))] = margins(
-            cell_images(args.images, sample, views, photons, args.size, args.network), grid)
+        images = (combined_images(combine, sample, views, photons, args.size) if combine else
+                  cell_images(args.images, sample, views, photons, args.size, args.network))
+        cells[(sample, views, quality.noise_label(photons))] = margins(images, grid)
 
     def summary(label: str) -> tuple[float, float, int]:
         values = [cell[label] for cell in cells.values()]
@@ -157,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     ranked = sorted(grid, key=lambda label: -summary(label)[0])
     constants = band_label(variant_settings(method))
     shown = list(dict.fromkeys([*ranked[: args.top], constants, "plain 0.5"]))
-    print(f"{network_label(args.network)}, {len(cells)} cells at {args.size}²: margin over TV, "
+    name = " + ".join(f"{w:g} x {d.name}" for d, w in combine.items()) if combine else network_label(args.network)
+    print(f"{name}, {len(cells)} cells at {args.size}²: margin over TV, "
           "psnr_range (dB)\n")
     print("| rank | blend | mean | smallest | cells meeting the goal |\n|---:|---|---:|---:|---:|")
     for label in shown:

@@ -118,3 +118,25 @@ def test_blend_shares_benchmark_scores_the_plain_ends_as_tv_and_the_network(tmp_
     np.savez(tmp_path / "shepp_logan_64_30v_none_lrnn+fbp_init.npz", **cell)
     saved = bench.cell_images(tmp_path, "shepp_logan", 30, 0.0, 64, "lrnn+fbp_init")
     np.testing.assert_array_equal(saved["network"], cell["network"])
+
+
+def test_blend_shares_combines_saved_network_images_by_weight(tmp_path, benchmark_module):
+    """``--combine``: the network image is the weighted mean of the folders' saved images, in float64; a folder
+    without exactly one image of the cell is a one-line error."""
+    bench = benchmark_module("blend_shares")
+    rng = np.random.default_rng(3)
+    reference = rng.normal(0, 100, (N, N))
+    first, second = rng.normal(0, 100, (2, N, N))
+    for name, network in (("warm", first), ("cold", second)):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / f"ct_small_{N}_60v_1e+05_lrnn+{name}.npz", reference=reference, tv=reference,
+                 network=network.astype(np.float32))
+    folders = bench.parse_combine([f"{tmp_path / 'warm'}=2", f"{tmp_path / 'cold'}=1"])
+    images = bench.combined_images(folders, "ct_small", 60, 1e5, N)
+    expected = (2 * first.astype(np.float32).astype(np.float64) + second.astype(np.float32).astype(np.float64)) / 3
+    np.testing.assert_allclose(images["network"], expected, rtol=1e-12, atol=1e-9)
+    with pytest.raises(SystemExit, match="holds 0 images"):
+        bench.combined_images(folders, "ct_small", 30, 1e5, N)
+    for text in (f"{tmp_path / 'warm'}=0", f"{tmp_path / 'none'}=1", "warm"):
+        with pytest.raises(ValueError, match="expected FOLDER=WEIGHT"):
+            bench.parse_combine([text])
