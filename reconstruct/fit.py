@@ -139,10 +139,6 @@ def pixel_grid(image_size: tuple[int, int], device: torch.device | str = "cpu",
     return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1).to(device=device, dtype=dtype)
 
 
-#: A loss above this multiple of the lowest loss so far counts as divergence, like a NaN: a step can throw a
-#: fit far off without producing a non-finite value. (A learning rate that never makes progress is not
-#: caught: there is no good state to return to.)
-BLOWUP_FACTOR = 100.0
 #: Good-state snapshots are only taken while the loss is within this multiple of the lowest so far.
 SNAPSHOT_FACTOR = 4.0
 
@@ -372,9 +368,13 @@ class FitConfig:
     positive : the image is ``output_scale * softplus(net, beta=POSITIVE_BETA)``: attenuation cannot be
         negative (TV's constraint), at the cost of a bend below the output scale's ~1/beta.
     pixel_size_mm, mu_water : for the result's ``mu`` [1/mm] and ``image_hu``.
-    snapshot_every, max_recoveries : divergence handling (good-state snapshot period, most roll-backs).
-        A non-finite loss or gradient, or a loss above ``BLOWUP_FACTOR`` times the lowest so far,
-        restores the last good state and halves the learning rate.
+    snapshot_every, max_recoveries, divergence_factor : divergence handling (good-state snapshot period, most
+        roll-backs, and the multiple of a network's lowest loss so far above which a step counts as diverged: a
+        step can throw a fit far off without producing a non-finite value). A non-finite loss or gradient, or a
+        loss above ``divergence_factor`` times the lowest so far, restores the last good state and halves the
+        learning rate. (A learning rate that never makes progress is not caught: there is no good state to
+        return to.) ``FitResult.parameters["largest_loss_ratio"]`` records how close the fit came: the largest
+        loss over the lowest before it, of any network at any step of the main loop.
     method : name recorded in the result (None: the model's class name).
     """
 
@@ -406,6 +406,7 @@ class FitConfig:
     mu_water: float = MU_WATER
     snapshot_every: int = 25
     max_recoveries: int = 8
+    divergence_factor: float = 100.0
     method: str | None = None
 
     def __post_init__(self) -> None:
@@ -427,6 +428,8 @@ class FitConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1):
+            raise ValueError(f"divergence_factor must be a finite number > 1, got {self.divergence_factor}")
         if self.discrepancy is not None and not (math.isfinite(self.discrepancy) and self.discrepancy > 0):
             raise ValueError(f"discrepancy must be a positive number or None, got {self.discrepancy!r}")
         if isinstance(self.early_stop, int) and not isinstance(self.early_stop, bool):
@@ -530,6 +533,8 @@ class _DivergenceGuard:
                  note: Callable[..., None]) -> None:
         self.params, self.optimizer, self.batch, self.note = params, optimizer, batch, note
         self.every, self.max_recoveries = max(1, int(config.snapshot_every)), config.max_recoveries
+        self.factor = float(config.divergence_factor)
+        self.largest_ratio = 1.0
         self.good_params = [p.detach().clone() for p in params]
         self.good_moments: list[dict[str, torch.Tensor]] = [{} for _ in params]  # empty: Adam's fresh state
         self.good_iteration = [0] * batch
@@ -552,12 +557,14 @@ class _DivergenceGuard:
 
     def diverged(self, iteration: int, losses: Sequence[float], grad_norms: Sequence[float]) -> list[int]:
         """The active networks whose step of 1-based ``iteration`` diverged (non-finite loss or gradient, or a
-        loss above ``BLOWUP_FACTOR`` times their lowest); each is noted and will be :meth:`restore`\\ d."""
+        loss above ``divergence_factor`` times their lowest); each is noted and will be :meth:`restore`\\ d."""
         bad = []
         for b in self.active:
             loss = losses[b]
             finite = math.isfinite(loss) and math.isfinite(grad_norms[b])
-            if finite and loss <= BLOWUP_FACTOR * self.lowest_loss[b]:
+            if finite and 0 < self.lowest_loss[b] < math.inf:
+                self.largest_ratio = max(self.largest_ratio, loss / self.lowest_loss[b])
+            if finite and loss <= self.factor * self.lowest_loss[b]:
                 continue
             bad.append(b)
             if self.recoveries[b] >= self.max_recoveries:
@@ -567,7 +574,7 @@ class _DivergenceGuard:
                 continue
             self.recoveries[b] += 1
             self.lr_scale[b] *= 0.5
-            cause = f"loss {loss:.3g} above {BLOWUP_FACTOR:g}x the lowest so far" if finite \
+            cause = f"loss {loss:.3g} above {self.factor:g}x the lowest so far" if finite \
                 else "non-finite loss/gradient"
             self.note(f"{self.label(b)}{cause} at iteration {iteration}: restored the state of iteration "
                       f"{self.good_iteration[b]}, learning rate x{self.lr_scale[b]:g}", warn=True)
@@ -924,6 +931,7 @@ class _Fit:
                               dtype=np.float32)
         settings = config.record(batch)
         settings.update(amp=self.use_amp, recoveries=sum(guard.recoveries) if guard is not None else 0,
+                        largest_loss_ratio=guard.largest_ratio if guard is not None else 1.0,
                         warm_start=self.warm_start_source, warm_start_steps=self.config.warm_start_steps
                         if self.warm_start_source else 0)
         model = self.model

@@ -408,6 +408,27 @@ def test_divergence_from_a_loss_blow_up_without_nan(problem):
     assert result.curve[-1] < 2 * before[0]
 
 
+def test_the_largest_loss_ratio_is_recorded_and_the_divergence_factor_applies(problem):
+    """``largest_loss_ratio`` is the curve's largest loss over the lowest before it (float64 from the curve);
+    a ``divergence_factor`` just below it turns that step into a roll-back, the default leaves the fit alone."""
+    _, radon, sinogram = problem
+    options = {**FIT, "iterations": 60, "lr": 3e-3, "snapshot_every": 5}
+    result = fit(_tiny(), radon, sinogram, **options)
+    curve = np.asarray(result.curve, dtype=np.float64)
+    ratios = curve[1:] / np.minimum.accumulate(curve)[:-1]
+    largest = float(ratios.max())
+    assert largest > 1.5  # the fit has a spike to catch
+    assert result.parameters["largest_loss_ratio"] == pytest.approx(largest, rel=1e-9)
+    assert result.parameters["recoveries"] == 0 and result.parameters["divergence_factor"] == 100.0
+    step = int(ratios.argmax()) + 2  # 1-based iteration of the spike
+    factor = 1 + (largest - 1) * 0.99
+    with pytest.warns(RuntimeWarning, match=f"above {factor:g}x the lowest so far at iteration {step}:"):
+        caught = fit(_tiny(), radon, sinogram, **options, divergence_factor=factor)
+    assert caught.parameters["recoveries"] >= 1
+    with pytest.raises(ValueError, match="divergence_factor"):
+        fit(_tiny(), radon, sinogram, **options, divergence_factor=1.0)
+
+
 def _knock_network(stack, network: int, at: int, times: int):
     """A callback that multiplies network ``network``'s output weights by 1e3 on the first ``times`` reported
     iterations from ``at`` on (the loss jumps by orders of magnitude; nothing becomes NaN)."""
