@@ -107,11 +107,11 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                                "iterations": result.iterations, "seconds": result.seconds,
                                "parameters": result.n_parameters,
                                "peak_memory_mb": (getattr(result, "peak_memory_bytes", None) or 0) / 2**20,
-                               "roll_backs": result.parameters.get("recoveries"),
+                               "recoveries": result.parameters.get("recoveries"),
                                "largest_loss_ratio": result.parameters.get("largest_loss_ratio")}
                         rows.append(row)
-                        guard = "" if row["roll_backs"] is None else \
-                            f" roll-backs {row['roll_backs']} loss peak {row['largest_loss_ratio']:.1f}x"
+                        guard = "" if row["recoveries"] is None else \
+                            f" roll-backs {row['recoveries']} loss peak {row['largest_loss_ratio']:.1f}x"
                         print(f"{sample:12s} {size:4d} {n_views:4d} {row['noise']:>5s} {name:8s} "
                               f"PSNR {row['psnr']:6.2f} SSIM {row['ssim']:.4f} RMSE {row['rmse_hu']:7.1f} HU "
                               f"it {row['iterations']:4d} {row['seconds']:6.2f} s{guard}", file=sys.stderr, flush=True)
