@@ -11,8 +11,9 @@ Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
 PACS: :class:`DicomWeb` (QIDO-RS search, WADO-RS retrieve/pull, STOW-RS store; credentials from the
 environment, :class:`Credentials`); failures raise :class:`DicomWebError`.
 Measured scans: :func:`load_scan` (NumPy, HDF5 Data Exchange, TIFF stacks, HTC2022 .mat, with a JSON geometry
-file) gives a :class:`MeasuredScan`; :func:`flat_dark_correct`, :func:`estimate_center_offset`. Problems raise
-:class:`ScanError`.
+file) gives a :class:`MeasuredScan`; :func:`flat_dark_correct`, :func:`estimate_center_offset`,
+:func:`center_disagreement` (a warning when the rotation centre a scan carries disagrees with its data's).
+Problems raise :class:`ScanError`.
 """
 
 from .anonymize import Anonymizer
@@ -35,7 +36,7 @@ from .errors import (
 )
 from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
 from .measured import MeasuredScan, flat_dark_correct, load_scan, load_scan_bytes, load_tiff_bytes
-from .measured_center import estimate_center_offset
+from .measured_center import center_disagreement, estimate_center_offset
 from .measured_formats import tiff_rows
 from .phantoms import shepp_logan_hu
 from .regrid import area_average
@@ -57,8 +58,8 @@ __all__ = [
     "NoCTSeriesError", "NoPixelDataError", "NotCTError", "NotDicomError", "ScanError", "ScanNotFoundError",
     "UnknownSampleError", "UnsupportedDicomError",
     "CTSeries", "CTSlice", "Credentials", "DicomWeb", "MeasuredScan", "ScanResult", "Simulation",
-    "area_average", "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct", "hu_to_mu", "load",
-    "load_bytes", "load_sample", "load_scan", "load_scan_bytes", "load_slice", "load_slice_bytes", "mu_to_hu",
-    "load_tiff_bytes", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate", "simulate_counts",
-    "tiff_rows", "write_series",
+    "area_average", "center_disagreement", "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct",
+    "hu_to_mu", "load", "load_bytes", "load_sample", "load_scan", "load_scan_bytes", "load_slice", "load_slice_bytes",
+    "mu_to_hu", "load_tiff_bytes", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",
+    "simulate_counts", "tiff_rows", "write_series",
 ]

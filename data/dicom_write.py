@@ -29,7 +29,7 @@ from sparsect import __version__
 
 from .anonymize import Anonymizer
 from .atomic import atomic_open
-from .dicom_read import _floats, _lookup
+from .dicom_frames import floats, lookup
 from .series import CTSeries, CTSlice
 
 SOFTWARE = f"sparsect {__version__}"
@@ -86,7 +86,7 @@ def _ds_number(value: float) -> str:
     return text if len(text) <= 16 else f"{value:.8e}"
 
 
-def _geometry(source: Dataset | None, frame: int | None, src_shape: tuple[int, int],
+def _image_plane(source: Dataset | None, frame: int | None, src_shape: tuple[int, int],
               src_spacing: tuple[float, float], out_shape: tuple[int, int]
               ) -> tuple[list[float], list[float], list[float]]:
     """(PixelSpacing, ImageOrientationPatient, ImagePositionPatient) keeping the source field of view."""
@@ -96,8 +96,8 @@ def _geometry(source: Dataset | None, frame: int | None, src_shape: tuple[int, i
     index = 0 if frame is None else frame - 1
     iop = ipp = None
     if source is not None:
-        iop = _floats(_lookup(source, index, "PlaneOrientationSequence", "ImageOrientationPatient") or [], 6)
-        ipp = _floats(_lookup(source, index, "PlanePositionSequence", "ImagePositionPatient") or [], 3)
+        iop = floats(lookup(source, index, "PlaneOrientationSequence", "ImageOrientationPatient") or [], 6)
+        ipp = floats(lookup(source, index, "PlanePositionSequence", "ImagePositionPatient") or [], 3)
     if iop is None:
         iop = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     r, c = np.array(iop[:3]), np.array(iop[3:])
@@ -204,20 +204,8 @@ def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice 
     anonymizer = anonymize if isinstance(anonymize, Anonymizer) else (Anonymizer() if anonymize else None)
     stem = f"{_slug(description)}_{hashlib.sha1(series.uid.encode()).hexdigest()[:8]}"
     paths: list[Path] = []
-    for i, (image, (source, frame, src_hu)) in enumerate(zip(images, refs, strict=True)):
-        src = source if source is not None else synthetic
-        ds = _new_instance()
-        _copy_patient_and_study(ds, src, synthetic)
-        _set_series_and_equipment(ds, series)
-        _copy_acquisition(ds, src, frame)
-        _set_image(ds, series, i + 1, source, frame)
-        spacing, iop, ipp = _geometry(source, frame, src_hu.shape, _source_spacing(reference), image.shape)
-        ds.PixelSpacing = [_ds_number(v) for v in spacing]
-        ds.ImageOrientationPatient = [_ds_number(v) for v in iop]
-        ds.ImagePositionPatient = [_ds_number(v) for v in ipp]
-        if source is not None and "SliceLocation" in source:
-            ds.SliceLocation = source.SliceLocation
-        _set_pixels(ds, image, _window(source, series.window))
+    for i, (image, ref) in enumerate(zip(images, refs, strict=True)):
+        ds = _derived_instance(series, i + 1, image, ref, synthetic, _source_spacing(reference))
         if anonymizer is not None:
             anonymizer.apply(ds)
         path = out / f"{stem}_{i + 1:04d}.dcm"
@@ -225,6 +213,28 @@ def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice 
             pydicom.dcmwrite(stream, ds, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def _derived_instance(series: _DerivedSeries, number: int, image: np.ndarray,
+                      ref: tuple[Dataset | None, int | None, np.ndarray], synthetic: Dataset,
+                      src_spacing: tuple[float, float]) -> Dataset:
+    """Instance ``number`` (1-based) of ``series``: HU ``image`` (H, W) derived from ``ref`` (source header,
+    frame, source HU image; ``synthetic`` stands in for a missing header), ``src_spacing`` (row, col) in mm."""
+    source, frame, src_hu = ref
+    src = source if source is not None else synthetic
+    ds = _new_instance()
+    _copy_patient_and_study(ds, src, synthetic)
+    _set_series_and_equipment(ds, series)
+    _copy_acquisition(ds, src, frame)
+    _set_image(ds, series, number, source, frame)
+    spacing, iop, ipp = _image_plane(source, frame, src_hu.shape, src_spacing, image.shape)
+    ds.PixelSpacing = [_ds_number(v) for v in spacing]
+    ds.ImageOrientationPatient = [_ds_number(v) for v in iop]
+    ds.ImagePositionPatient = [_ds_number(v) for v in ipp]
+    if source is not None and "SliceLocation" in source:
+        ds.SliceLocation = source.SliceLocation
+    _set_pixels(ds, image, _window(source, series.window))
+    return ds
 
 
 @dataclass(frozen=True)
@@ -297,7 +307,7 @@ def _copy_acquisition(ds: Dataset, src: Dataset, frame: int | None) -> None:
     for keyword in _ACQUISITION:
         if keyword in src and (src[keyword].value not in (None, "") or keyword == "Laterality"):
             setattr(ds, keyword, src[keyword].value)
-    thickness = _lookup(src, 0 if frame is None else frame - 1, "PixelMeasuresSequence", "SliceThickness")
+    thickness = lookup(src, 0 if frame is None else frame - 1, "PixelMeasuresSequence", "SliceThickness")
     ds.SliceThickness = "" if thickness is None else thickness
     if "KVP" not in ds:
         ds.KVP = ""

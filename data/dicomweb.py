@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import requests
 from pydicom.dataset import Dataset
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from .atomic import atomic_write
 from .errors import DicomWebError
 
 TOKEN_VARIABLE = "SPARSECT_DICOMWEB_TOKEN"
@@ -198,8 +198,9 @@ class DicomWeb:
         return [(f"{ds.SOPInstanceUID}.dcm", _encode(ds)) for ds in self.retrieve(study_uid, series_uid)]
 
     def pull(self, study_uid: str, out_dir: str | os.PathLike, series_uid: str | None = None) -> list[Path]:
-        """Retrieve and write each instance to ``out_dir/<SOPInstanceUID>.dcm`` (temporary file + rename, so
-        a failed pull leaves no partial file; pulling again overwrites with the same content)."""
+        """Retrieve and write each instance to ``out_dir/<SOPInstanceUID>.dcm`` (:func:`data.atomic.atomic_write`:
+        temporary file + rename, so a failed pull leaves no partial file, and the mode follows the umask;
+        pulling again overwrites with the same content)."""
         datasets = self.retrieve(study_uid, series_uid)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -208,7 +209,7 @@ class DicomWeb:
             uid = str(ds.SOPInstanceUID)
             if not re.fullmatch(r"[0-9.]+", uid):
                 raise DicomWebError(f"the server sent an instance with an invalid SOPInstanceUID {uid[:64]!r}")
-            paths.append(_write_atomic(out / f"{uid}.dcm", _encode(ds)))
+            paths.append(atomic_write(out / f"{uid}.dcm", _encode(ds)))
         return paths
 
     def store(self, instances: Iterable[Dataset | str | os.PathLike]) -> int:
@@ -233,18 +234,6 @@ def _encode(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, content: bytes) -> Path:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 __all__ = ["PASSWORD_VARIABLE", "TOKEN_VARIABLE", "USER_VARIABLE", "Credentials", "DicomWeb"]

@@ -29,6 +29,7 @@ the same ``seed`` gives the same result and the global RNG state is never used o
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,7 +147,6 @@ def counts_to_line_integrals(counts: torch.Tensor, photons: float | torch.Tensor
     return -torch.log(torch.clamp(counts.to(torch.float64), min=guard) / i0)
 
 
-
 def _source_image(image_hu: np.ndarray | torch.Tensor | CTSlice, pixel_size_mm: float | None
                   ) -> tuple[np.ndarray, float]:
     """The source image as float64 (H, W) HU and its pixel size in mm, validated."""
@@ -194,16 +194,30 @@ def _fan_distances(source_mm: float | None, detector_mm: float | None, working: 
     return distances
 
 
-def _make_geometry(kind: str, n_views: int, image_size: tuple[int, int], arc: float, det_count: int | None,
+def _beam(beam: str | None, geometry: str | None) -> str:
+    """The kind of beam from ``beam=`` or its deprecated alias ``geometry=`` (warns; not both)."""
+    if geometry is None:
+        return "parallel" if beam is None else beam
+    if beam is not None:
+        raise TypeError("simulate() got both beam= and geometry= (its deprecated alias); give only beam=")
+    warnings.warn("geometry= is deprecated; use beam=", DeprecationWarning, stacklevel=3)
+    return geometry
+
+
+def _make_geometry(beam: str, n_views: int, image_size: tuple[int, int], arc: float | None, det_count: int | None,
                    source_distance: float | None, detector_distance: float | None) -> Any:
-    if kind == "parallel":
+    """The working ``operators`` geometry of a ``beam`` ("parallel" or "fan") scan; ``arc`` None: pi for a
+    parallel beam, 2 pi for a fan beam."""
+    if beam == "parallel":
         if source_distance is not None or detector_distance is not None:
-            raise ValueError("source and detector distances apply to fan beams only (geometry='fan')")
+            raise ValueError("source and detector distances apply to fan beams only (beam='fan')")
+        arc = math.pi if arc is None else float(arc)
         return operators.ParallelBeam.sparse(n_views, image_size=image_size, arc=arc, det_count=det_count)
-    if kind == "fan":
+    if beam == "fan":
+        arc = 2 * math.pi if arc is None else float(arc)
         return operators.FanBeam.sparse(n_views, image_size=image_size, arc=arc, det_count=det_count,
                                         source_distance=source_distance, detector_distance=detector_distance)
-    raise ValueError(f"geometry must be 'parallel' or 'fan', got {kind!r}")
+    raise ValueError(f"beam must be 'parallel' or 'fan', got {beam!r}")
 
 
 def _refined(geometry: Any, grid: tuple[int, int], scale: float, sub_rays: int) -> Any:
@@ -240,10 +254,10 @@ def _honest_projections(mu_source: np.ndarray, geometry: Any, pixel_size_mm: flo
 
 def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: float | None = None,
              det_count: int | None = None, photons: float | None = None, electronic_noise: float = 0.0,
-             seed: int | torch.Generator | None = None, geometry: str = "parallel",
+             seed: int | torch.Generator | None = None, beam: str | None = None,
              pixel_size_mm: float | None = None, mu_water: float = MU_WATER, size: int | tuple[int, int] | None = None,
              simulation: str = "honest", sub_rays: int = SUB_RAYS, source_distance_mm: float | None = None,
-             detector_distance_mm: float | None = None) -> Simulation:
+             detector_distance_mm: float | None = None, geometry: str | None = None) -> Simulation:
     """Simulate a sparse-view sinogram of an HU image (see the module docstring for the two simulations).
 
     Parameters
@@ -256,7 +270,7 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     photons : incident photons per bin ``I0``; None for noise-free line integrals.
     electronic_noise : std of additive Gaussian noise in counts (only with ``photons``).
     seed : int, ``torch.Generator`` or None (random) for the noise.
-    geometry : ``"parallel"`` (ParallelBeam) or ``"fan"`` (FanBeam, flat detector).
+    beam : ``"parallel"`` (ParallelBeam; None means this) or ``"fan"`` (FanBeam, flat detector).
     pixel_size_mm : source pixel size in mm; default the CTSlice's column spacing, else 1.0.
     mu_water : water attenuation in 1/mm for the HU -> mu conversion.
     size : working grid, a side length or (H, W) with the source's aspect ratio; default the source's shape.
@@ -264,12 +278,14 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     sub_rays : rays averaged per detector bin by the honest simulation (>= 1).
     source_distance_mm, detector_distance_mm : fan beam only: source and detector distances from the
         rotation centre in mm; default twice and once the working grid's diagonal.
+    geometry : deprecated alias of ``beam`` (``DeprecationWarning``; ``TypeError`` together with ``beam``).
 
     Returns
     -------
     Simulation with ``sinogram`` float32 (n_views, det_count), the working ``geometry``, ground truth
     ``mu`` (1/mm) on the working grid, ``pixel_size_mm`` of the working grid, ...
     """
+    beam = _beam(beam, geometry)
     hu, source_pixel_mm = _source_image(image_hu, pixel_size_mm)
     if simulation not in SIMULATIONS:
         raise ValueError(f"simulation must be one of {', '.join(map(repr, SIMULATIONS))}, got {simulation!r}")
@@ -280,9 +296,7 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     working = _working_shape(size, hu.shape)
     working_pixel_mm = source_pixel_mm * hu.shape[1] / working[1]
     distances = _fan_distances(source_distance_mm, detector_distance_mm, working, working_pixel_mm)
-    if arc is None:
-        arc = 2 * math.pi if geometry == "fan" else math.pi
-    geom = _make_geometry(geometry, n_views, working, float(arc), det_count, *distances)
+    geom = _make_geometry(beam, n_views, working, arc, det_count, *distances)
     mu_source = hu_to_mu(hu, mu_water)
     mu = torch.from_numpy(area_average(mu_source, working)).to(torch.float32)
     if simulation == "honest":

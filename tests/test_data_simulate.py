@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.data import shepp_logan_phantom
 
-from sparsect import data
+from sparsect import data, operators
 
 
 def test_hu_to_mu_values_and_types():
@@ -103,19 +103,39 @@ def test_simulate_noise_and_geometry_defaults():
     assert parallel.geometry.n_angles == 10
     step = float(parallel.geometry.angles[1] - parallel.geometry.angles[0])
     assert step * 10 == pytest.approx(math.pi)
-    fan = data.simulate(image, 10, geometry="fan")
+    fan = data.simulate(image, 10, beam="fan")
     assert type(fan.geometry).__name__ == "FanBeam"
     assert float(fan.geometry.angles[1] - fan.geometry.angles[0]) * 10 == pytest.approx(2 * math.pi)
-    fan_half = data.simulate(image, 10, geometry="fan", arc=math.pi)
+    fan_half = data.simulate(image, 10, beam="fan", arc=math.pi)
     assert float(fan_half.geometry.angles[-1]) < math.pi
     assert data.simulate(image, 10, det_count=77).sinogram.shape == (10, 77)
     ct = data.CTSlice(hu=image, spacing=(0.5, 0.5))
     torch.testing.assert_close(data.simulate(ct, 10).sinogram, parallel.sinogram * 0.5)
     with pytest.raises(ValueError):
-        data.simulate(image, 10, geometry="cone")
+        data.simulate(image, 10, beam="cone")
     with pytest.raises(ValueError):
         data.simulate(image, 10, electronic_noise=1.0)
 
+
+
+def test_beam_keyword_and_its_deprecated_alias():
+    """``beam=`` names the kind of beam; ``geometry=`` still works for one release, with a warning."""
+    image = data.shepp_logan_hu(32)
+    fan = data.simulate(image, 6, beam="fan")
+    assert isinstance(fan.geometry, operators.FanBeam)
+    assert isinstance(data.simulate(image, 6, beam=None).geometry, operators.ParallelBeam)  # None: the default
+    with pytest.warns(DeprecationWarning, match=r"^geometry= is deprecated; use beam=$") as caught:
+        old = data.simulate(image, 6, geometry="fan")
+    assert caught[0].filename == __file__  # points at the caller, not at data/simulate.py
+    assert isinstance(old.geometry, operators.FanBeam)
+    torch.testing.assert_close(old.sinogram, fan.sinogram)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="beam must be 'parallel' or 'fan'"):
+        data.simulate(image, 6, geometry="cone")
+    for beam in ("fan", "parallel"):
+        with pytest.raises(TypeError, match="both beam= and geometry="):
+            data.simulate(image, 6, beam=beam, geometry="fan")
+    with pytest.raises(ValueError, match="beam must be 'parallel' or 'fan', got 'cone'"):
+        data.simulate(image, 6, beam="cone")
 
 def test_shepp_logan_mapping():
     full = data.shepp_logan_hu(400)

@@ -214,10 +214,13 @@ def test_key_file_is_private_created_once_and_shared(tmp_path):
 def test_outputs_follow_the_umask(tmp_path, ct_slice, umask):
     from sparsect.data.atomic import atomic_write
 
+    pacs = object.__new__(data.DicomWeb)  # no server: retrieve() gives one instance, pull() writes it
+    source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    pacs.retrieve = lambda study_uid, series_uid=None: [source]
     old = os.umask(umask)
     try:
         written = [*data.write_series(tmp_path / "dicom", ct_slice.hu, ct_slice, "x"),
-                   atomic_write(tmp_path / "plain.bin", b"payload")]
+                   atomic_write(tmp_path / "plain.bin", b"payload"), *pacs.pull("1.2.3", tmp_path / "pulled")]
         with open(tmp_path / "reference.bin", "wb") as stream:  # what a plain open() gives under this umask
             stream.write(b"x")
     finally:
@@ -225,6 +228,8 @@ def test_outputs_follow_the_umask(tmp_path, ct_slice, umask):
     assert oct(0o666 & ~umask) == oct(stat.S_IMODE((tmp_path / "reference.bin").stat().st_mode))
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {oct(0o666 & ~umask)}
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+    assert [p.name for p in (tmp_path / "pulled").iterdir()] == [f"{source.SOPInstanceUID}.dcm"]
+    assert data.load(tmp_path / "pulled").uid == source.SeriesInstanceUID
 
 
 def test_atomic_write_leaves_the_old_file_on_error(tmp_path):

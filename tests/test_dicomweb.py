@@ -57,7 +57,7 @@ def test_upload_search_pull_reconstruct_push(orthanc, make_ct_series, tmp_path, 
 
     paths = pacs.pull(study_uid, tmp_path / "in", series_uid)
     assert sorted(p.name for p in paths) == sorted(f"{ds.SOPInstanceUID}.dcm" for ds in source)
-    assert not list((tmp_path / "in").glob(".*partial"))
+    assert not list((tmp_path / "in").glob(".*.part"))
     ct = data.load(tmp_path / "in")
     np.testing.assert_array_equal(ct.hu, np.stack([_hu(ds) for ds in source]).astype(np.float32))
     in_memory = data.load_bytes(pacs.retrieve_bytes(study_uid, series_uid))

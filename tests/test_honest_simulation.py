@@ -117,7 +117,7 @@ def _relative_errors(native: int, working: int, kind: str, views: int = 16) -> d
     source = _phantom_hu(native)
     errors = {}
     for simulation in ("honest", "same-grid"):
-        sim = data.simulate(source, views, size=working, simulation=simulation, geometry=kind, pixel_size_mm=0.7)
+        sim = data.simulate(source, views, size=working, simulation=simulation, beam=kind, pixel_size_mm=0.7)
         expected = _analytic_bin_means(sim.geometry, sim.pixel_size_mm)
         errors[simulation] = float(np.linalg.norm(sim.clean.double().numpy() - expected) / np.linalg.norm(expected))
     return errors
@@ -181,7 +181,7 @@ def test_noise_is_applied_to_the_honest_projections():
 
 def test_fan_beam_distances_in_mm():
     image = data.shepp_logan_hu(64)
-    sim = data.simulate(image, 8, geometry="fan", size=32, pixel_size_mm=0.5, source_distance_mm=100.0,
+    sim = data.simulate(image, 8, beam="fan", size=32, pixel_size_mm=0.5, source_distance_mm=100.0,
                         detector_distance_mm=40.0)
     assert isinstance(sim.geometry, operators.FanBeam)
     assert sim.geometry.source_distance == pytest.approx(100.0)  # 1 mm working pixels
@@ -195,8 +195,8 @@ def test_fan_beam_distances_in_mm():
     ({"size": (32, 16)}, "aspect ratio"),
     ({"size": 4}, "at least 8"),
     ({"source_distance_mm": 100.0}, "fan beams only"),
-    ({"geometry": "fan", "source_distance_mm": 20.0}, "half-diagonal of the field of view, 22.6 mm"),
-    ({"geometry": "fan", "detector_distance_mm": -1.0}, "positive distance"),
+    ({"beam": "fan", "source_distance_mm": 20.0}, "half-diagonal of the field of view, 22.6 mm"),
+    ({"beam": "fan", "detector_distance_mm": -1.0}, "positive distance"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
