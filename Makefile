@@ -33,7 +33,8 @@ bench: install
 	$(BIN)/python benchmarks/projector.py
 
 # Build the Dockerfile on a debootstrapped Debian + CPU torch base (no registry) and run a batch job inside
-# it (docker/smoke.sh; needs root, debootstrap and podman).
+# it (docker/smoke.sh; needs root, debootstrap and podman). CI runs it after `make test` with SMOKE_FRESH=1
+# (no caches, as on a new machine): see .ci/run.
 docker-smoke:
 	bash docker/smoke.sh
 

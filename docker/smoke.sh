@@ -4,7 +4,8 @@
 #   2. add a virtual environment with the CPU torch (smoke-base.Containerfile), standing in for the CUDA base;
 #   3. build the project's Dockerfile on it (BASE_IMAGE build argument);
 #   4. run `sparsect batch` on a small sample folder in a build step and check the outputs (smoke_check.py).
-# Needs root (debootstrap), debootstrap and podman. SMOKE_FRESH=1 rebuilds everything without caches.
+# Needs root (debootstrap), debootstrap and podman. SMOKE_FRESH=1 rebuilds everything without caches and keeps
+# no intermediate layers (what CI runs: .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,17 +18,20 @@ CA_BUNDLE=${SMOKE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}   # the host's 
 DEBIAN_IMAGE=localhost/sparsect-smoke-debian:$SUITE
 BASE_IMAGE=localhost/sparsect-smoke-base:$SUITE
 IMAGE=localhost/sparsect:smoke
-BUILD=(podman build --isolation chroot --network host)
+BUILD=(podman build --isolation chroot --network host --format docker)   # docker format: HEALTHCHECK is kept
 
 for tool in debootstrap podman; do
     command -v "$tool" >/dev/null || { echo "docker-smoke needs $tool (apt-get install debootstrap podman)" >&2; exit 2; }
 done
-[ -d "$WHEELS" ] || WHEELS=$(mktemp -d)
+if ! compgen -G "$WHEELS/torch-*.whl" >/dev/null; then
+    echo "docker-smoke: no torch wheel in $WHEELS: pip takes torch from PyPI (a CUDA build of several GB)" >&2
+    [ -d "$WHEELS" ] || WHEELS=$(mktemp -d)
+fi
 [ -f "$CA_BUNDLE" ] && BUILD+=(-v "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
 cache=()
 if [ "${SMOKE_FRESH:-0}" = 1 ]; then
     podman rmi -f "$IMAGE" "$BASE_IMAGE" "$DEBIAN_IMAGE" >/dev/null 2>&1 || true
-    cache=(--no-cache)
+    cache=(--no-cache --layers=false)
 fi
 
 seconds() { date +%s.%N; }
@@ -36,7 +40,7 @@ if ! podman image exists "$DEBIAN_IMAGE"; then
     rm -rf "$WORK/rootfs"
     mkdir -p "$WORK"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$SUITE" "$WORK/rootfs" "$MIRROR" \
-        > "$WORK/debootstrap.log"
+        > "$WORK/debootstrap.log" || { tail -n 20 "$WORK/debootstrap.log" >&2; exit 1; }
     tar -C "$WORK/rootfs" -c . | podman import --quiet - "$DEBIAN_IMAGE" >/dev/null
     rm -rf "$WORK/rootfs"
 fi
@@ -44,9 +48,10 @@ t1=$(seconds)
 "${BUILD[@]}" "${cache[@]}" --quiet -v "$WHEELS:/wheels:ro" --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" \
     --build-arg TORCH="$TORCH" -f docker/smoke-base.Containerfile -t "$BASE_IMAGE" docker >/dev/null
 t2=$(seconds)
-"${BUILD[@]}" "${cache[@]}" --format docker --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" .
+"${BUILD[@]}" "${cache[@]}" --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" .
 t3=$(seconds)
-"${BUILD[@]}" --no-cache --iidfile "$WORK/run.iid" --build-arg IMAGE="$IMAGE" -f docker/smoke-run.Containerfile docker
+"${BUILD[@]}" --no-cache --layers=false --iidfile "$WORK/run.iid" --build-arg IMAGE="$IMAGE" \
+    -f docker/smoke-run.Containerfile docker
 t4=$(seconds)
 podman rmi "$(cat "$WORK/run.iid")" >/dev/null  # the run step's image holds only the job's outputs
 

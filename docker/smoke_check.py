@@ -26,7 +26,7 @@ def main() -> int:
     series.mkdir(parents=True)
     shutil.copy(get_testdata_file("CT_small.dcm"), series / "ct.dcm")
     out = root / "out"
-    command = ["sparsect", "batch", str(root / "in"), str(out), "--views", "30", "--methods", ",".join(METHODS),
+    command = ["sparsect", "batch", str(root / "in"), str(out), "--views", "30", "--method", ",".join(METHODS),
                "--iterations", "20", "--device", "cpu", "--quiet"]
     code = subprocess.run(command, check=False).returncode
     if code != 0:
