@@ -15,7 +15,7 @@ import time
 import torch
 
 from sparsect import data
-from sparsect.app import pipeline, settings
+from sparsect.app import scans, settings
 from sparsect.reconstruct.neural import reconstruct_neural
 
 
@@ -48,7 +48,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = settings.parse_device(args.device)
     ct = data.load_sample("shepp_logan", args.size)
-    simulation = pipeline.simulate(ct, settings.ScanSettings(views=args.views))
+    simulation = scans.simulate(ct, settings.ScanSettings(views=args.views))
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"{name}; {args.size}x{args.size}, {args.views} views, {args.iterations} iterations, preview presets\n")
     print(f"| model | B | s / slice | speed-up vs B={args.batches[0]} | peak MB |")

@@ -107,8 +107,8 @@ def run(sizes: list[int], views: list[int], methods: list[str], samples: list[st
                                "iterations": result.iterations, "seconds": result.seconds,
                                "parameters": result.n_parameters,
                                "peak_memory_mb": (getattr(result, "peak_memory_bytes", None) or 0) / 2**20,
-                               "recoveries": result.parameters.get("recoveries"),
-                               "largest_loss_ratio": result.parameters.get("largest_loss_ratio")}
+                               "recoveries": result.settings.get("recoveries"),
+                               "largest_loss_ratio": result.settings.get("largest_loss_ratio")}
                         rows.append(row)
                         guard = "" if row["recoveries"] is None else \
                             f" roll-backs {row['recoveries']} loss peak {row['largest_loss_ratio']:.1f}x"

@@ -59,7 +59,7 @@ def main() -> None:
                     best = args.factors[max(range(len(scores)), key=scores.__getitem__)]
                     cells = " | ".join(f"{s:.2f}" for s in scores)
                     print(f"| {sample} | {size} | {views} | {photons:g} | {noise:.2e} | {cells} | x{best:g} | "
-                          f"{blind:.2f} | {aware:.2f} (x{result.parameters['lam'] / base:.2f}) |", flush=True)
+                          f"{blind:.2f} | {aware:.2f} (x{result.settings['lam'] / base:.2f}) |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """Reconstruction methods for sparse-view CT (classical solvers and coordinate networks).
 
 :func:`run` reconstructs with any method by name (:data:`METHODS`); the functions themselves are in
-:mod:`.classical` (FBP, SIRT, CGLS, OS-SART, TV) and :mod:`.neural` (LRNN, WIRE, SIREN).
+:mod:`.classical` (FBP, SIRT, CGLS, OS-SART; TV from :mod:`.tv_solver`) and :mod:`.neural` (LRNN, WIRE, SIREN, fitted
+by :mod:`.fit` with the variants of :mod:`.variants`).
 """
 
 from sparsect.reconstruct.classical import TV_LAMBDA_FACTOR, cgls, default_tv_lambda, fbp, os_sart, sirt, tv

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from sparsect.data.hu import MU_WATER
+from sparsect.data.hu import MU_WATER, mu_difference_to_hu
 from sparsect.operators import Geometry, Radon
 
 
@@ -26,24 +26,26 @@ def _as_stack(values: np.ndarray | torch.Tensor, trailing: tuple[int, int], what
     return tensor.reshape(-1, 1, *trailing)
 
 
-def data_consistency_hu(mu: np.ndarray | torch.Tensor, sinogram: np.ndarray | torch.Tensor, geometry: Geometry,
-                        pixel_size_mm: float = 1.0, mu_water: float = MU_WATER) -> np.ndarray:
-    """The data-consistency map of an image: ``FBP(A x - y)`` as an HU difference (0 = consistent).
+def consistency(mu: np.ndarray | torch.Tensor, sinogram: np.ndarray | torch.Tensor, geometry: Geometry,
+                pixel_size_mm: float = 1.0, mu_water: float = MU_WATER) -> tuple[np.ndarray, np.ndarray]:
+    """(the data-consistency map, the sinogram residual) of an image: ``FBP(A x - y)`` as an HU difference and
+    ``A x - y`` itself.
 
     Parameters
     ----------
     mu : attenuation image(s) in 1/mm, (H, W), (B, H, W) or (B, 1, H, W) on ``geometry``'s grid (a
-        :class:`reconstruct.result.Reconstruction`'s ``mu``); the map is computed on its device.
+        :class:`reconstruct.result.Reconstruction`'s ``mu``); computed on its device.
     sinogram : the measured line integrals ``y`` (mu [1/mm] times mm), (n_angles, det_count) or one per
         image, (B, n_angles, det_count) or (B, 1, n_angles, det_count).
-    geometry : the scan's geometry (the one the image was reconstructed with).
+    geometry : the scan's geometry (its image grid is the image's).
     pixel_size_mm : pixel size in mm.
     mu_water : attenuation of water in 1/mm: the map is ``1000 * FBP(A x - y) / mu_water`` with the FBP in
         1/mm.
 
     Returns
     -------
-    float32 numpy array, (H, W) for one image, else (B, H, W), in HU (a difference: no -1000 offset).
+    consistency map : float32, (H, W) for one image, else (B, H, W), in HU (a difference: no -1000 offset).
+    sinogram residual : float32, (n_angles, det_count) for one image, else (B, n_angles, det_count), line integrals.
     """
     if not (math.isfinite(pixel_size_mm) and pixel_size_mm > 0):
         raise ValueError(f"pixel_size_mm must be a positive number, got {pixel_size_mm!r}")
@@ -56,8 +58,16 @@ def data_consistency_hu(mu: np.ndarray | torch.Tensor, sinogram: np.ndarray | to
     with torch.no_grad():
         residual = radon(images * pixel_size_mm) - measured
         delta_mu = radon.fbp(residual)[:, 0] / pixel_size_mm
-    maps = (1000.0 * delta_mu / mu_water).cpu().numpy().astype(np.float32)
-    return maps[0] if len(mu.shape) == 2 else maps
+    maps = mu_difference_to_hu(delta_mu, mu_water).cpu().numpy().astype(np.float32)
+    residuals = residual[:, 0].cpu().numpy().astype(np.float32)
+    return (maps[0], residuals[0]) if len(mu.shape) == 2 else (maps, residuals)
 
 
-__all__ = ["data_consistency_hu"]
+def data_consistency_hu(mu: np.ndarray | torch.Tensor, sinogram: np.ndarray | torch.Tensor, geometry: Geometry,
+                        pixel_size_mm: float = 1.0, mu_water: float = MU_WATER) -> np.ndarray:
+    """The data-consistency map of an image: ``FBP(A x - y)`` as an HU difference (0 = consistent); float32,
+    (H, W) for one image, else (B, H, W). Arguments as :func:`consistency`."""
+    return consistency(mu, sinogram, geometry, pixel_size_mm, mu_water)[0]
+
+
+__all__ = ["consistency", "data_consistency_hu"]

@@ -1,14 +1,19 @@
-"""The one place that knows every reconstruction method: names, labels, iteration budgets, presets and
-fit variants, and :func:`run`, which reconstructs a sinogram with any of them.
+"""The one place that knows every reconstruction method and fit variant, as data, and :func:`run`, which
+reconstructs a sinogram with any of them.
+
+Each :class:`Method` says what tables call it, how many iterations it runs by default, which of a run's settings
+change its result (for cache keys and batch fingerprints), whether it reads the scan's photon count, and the
+function :func:`run` calls. Each fit variant is a :class:`reconstruct.variants.FitVariant` record in
+:data:`VARIANTS`. Adding a method is one function in its own module and one :class:`Method` line here
+(docs/ARCHITECTURE.md shows it).
 
 ``iterations`` means the same for every method: the number of iterations of its main loop (epochs for
 OS-SART, Adam steps for the networks, whose warm-start steps come on top and are reported separately as
-``Reconstruction.warm_start_iterations``). FBP has none and ignores it. It must be at least 1.
+``Reconstruction.warm_start_iterations``). A direct method has none and ignores it. It must be at least 1.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,17 +36,56 @@ from sparsect.reconstruct.neural import (
     resolve_variants,
 )
 from sparsect.reconstruct.result import Reconstruction, StopLike
+from sparsect.reconstruct.variants import FIT_VARIANTS, FitVariant, describe_fit
+
+
+@dataclass(frozen=True)
+class MethodCall:
+    """Everything :func:`run` hands a method's function (each function reads what it uses).
+
+    sinogram : (n_angles, det_count) or (B, 1, n_angles, det_count) line integrals, on the computing device.
+    iterations : the resolved main-loop budget (None for a direct method).
+    photons : incident photons per ray (``math.inf`` noise-free, None unknown).
+    """
+
+    sinogram: torch.Tensor
+    geometry: operators.Geometry
+    pixel_size_mm: float
+    iterations: int | None
+    photons: float | None
+    callback: Callable[[Any], None] | None
+    stop: StopLike
+    preset: str | Preset
+    variant: str | Iterable[str] | None
+    seed: int
+    device: torch.device
+    fit_fields: Mapping[str, Any]
+    ensemble_size: int
+
+
+#: The settings every method's result depends on (the device changes the rounding of every sum).
+_ALWAYS = ("device",)
 
 
 @dataclass(frozen=True)
 class Method:
-    """A reconstruction method: ``name`` (what users type), ``label`` (what tables show), ``kind``
-    ("classical" or "network") and the function that runs it."""
+    """A reconstruction method.
+
+    name : what users type ("os_sart"); label : what tables show ("OS-SART").
+    kind : "direct" (no iterations), "iterative" (a classical solver) or "network" (a coordinate network).
+    function : called by :func:`run` with a :class:`MethodCall`.
+    default_iterations : the main-loop budget without ``iterations`` (None: direct, or a network's preset's).
+    depends_on : the :class:`sparsect.app.settings.MethodSettings` fields that change its result.
+    uses_photons : whether the scan's photon count sets its defaults (TV's weight, some network variants).
+    """
 
     name: str
     label: str
     kind: str
-    function: Callable[..., Reconstruction]
+    function: Callable[[MethodCall], Reconstruction]
+    default_iterations: int | None = None
+    depends_on: tuple[str, ...] = _ALWAYS
+    uses_photons: bool = False
 
     @property
     def is_network(self) -> bool:
@@ -49,23 +93,68 @@ class Method:
 
     @property
     def iterative(self) -> bool:
-        return self.name != "fbp"
+        return self.kind != "direct"
+
+
+def _fbp(call: MethodCall) -> Reconstruction:
+    return classical.fbp(call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm)
+
+
+def _solver(function: Callable[..., Reconstruction]) -> Callable[[MethodCall], Reconstruction]:
+    def solve(call: MethodCall) -> Reconstruction:
+        return function(call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm, iterations=call.iterations,
+                        stop=call.stop, callback=call.callback)
+    return solve
+
+
+def _tv(call: MethodCall) -> Reconstruction:
+    photons = {} if call.photons is None else {"photons": call.photons}
+    return classical.tv(call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm, iterations=call.iterations,
+                        stop=call.stop, callback=call.callback, **photons)
+
+
+def _network(name: str) -> Callable[[MethodCall], Reconstruction]:
+    def fit_network(call: MethodCall) -> Reconstruction:
+        return reconstruct_neural(name, call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm,
+                                  preset=call.preset, iterations=call.iterations, seed=call.seed, device=call.device,
+                                  variant=call.variant, photons=call.photons, callback=call.callback, stop=call.stop,
+                                  ensemble_size=call.ensemble_size, **call.fit_fields)
+    return fit_network
+
+
+_SOLVER_SETTINGS = ("iterations", "device")
+_NETWORK_SETTINGS = ("iterations", "preset", "seed", "device", "variant")
+
+
+def _networks(*names_labels: tuple[str, str]) -> tuple[Method, ...]:
+    return tuple(Method(name, label, "network", _network(name), None, _NETWORK_SETTINGS, uses_photons=True)
+                 for name, label in names_labels)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("fbp", "FBP", "classical", classical.fbp),
-    Method("sirt", "SIRT", "classical", classical.sirt),
-    Method("cgls", "CGLS", "classical", classical.cgls),
-    Method("os_sart", "OS-SART", "classical", classical.os_sart),
-    Method("tv", "TV", "classical", classical.tv),
-    Method("lrnn", "LRNN", "network", reconstruct_neural),
-    Method("wire", "WIRE", "network", reconstruct_neural),
-    Method("siren", "SIREN", "network", reconstruct_neural),
+    Method("fbp", "FBP", "direct", _fbp),
+    Method("sirt", "SIRT", "iterative", _solver(classical.sirt), 100, _SOLVER_SETTINGS),
+    Method("cgls", "CGLS", "iterative", _solver(classical.cgls), 20, _SOLVER_SETTINGS),
+    Method("os_sart", "OS-SART", "iterative", _solver(classical.os_sart), 10, _SOLVER_SETTINGS),
+    Method("tv", "TV", "iterative", _tv, 300, _SOLVER_SETTINGS, uses_photons=True),
+    *_networks(("lrnn", "LRNN"), ("wire", "WIRE"), ("siren", "SIREN")),
 )}
 CLASSICAL_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if not m.is_network)
 NETWORK_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.is_network)
 PRESETS: tuple[str, ...] = PRESET_NAMES
 PAPER_VARIANT = "paper"
+#: Every fit variant as a record (name, label, help, transform), in the order the help lists them.
+VARIANTS: dict[str, FitVariant] = FIT_VARIANTS
+
+#: What ``sparsect reconstruct`` and ``sparsect batch`` run without ``--method``.
+DEFAULT_METHODS: tuple[str, ...] = ("fbp",)
+#: The methods the page ticks by default.
+PAGE_METHODS: tuple[str, ...] = ("fbp", "cgls", "lrnn")
+#: The methods a measured scan's scores can be against (run on all measured views), and the automatic one.
+REFERENCE_METHODS: tuple[str, ...] = ("fbp", "tv")
+DEFAULT_REFERENCE = "fbp"
+#: The methods the page's measured-scan mode ticks by default.
+MEASURED_PAGE_METHODS: tuple[str, ...] = ("fbp", "sirt")
 
 
 def method(name: str) -> Method:
@@ -80,9 +169,24 @@ def label(name: str) -> str:
     return METHODS[name].label if name in METHODS else name
 
 
+def variant_label(name: str) -> str:
+    """Display name of fit variant ``name`` ("Ramp-weighted loss"); the name itself for an unknown one."""
+    return VARIANTS[name].label if name in VARIANTS else name
+
+
+def fit_description(name: str, variant: Iterable[str] | None = None, ensemble_size: int = ENSEMBLE_SIZE) -> str:
+    """Method ``name``'s fit in words for a table a person reads: the label of a classical method ("TV"), and for
+    a network what it was fitted with (e.g. "LRNN, 3 seeds, FBP warm start, ramp-weighted loss, blended with TV by
+    frequency band"); ``variant`` as recorded (canonical, "recommended" resolved or not)."""
+    spec = method(name)
+    if not spec.is_network:
+        return spec.label
+    return describe_fit(spec.label, resolve_variants(name, variant), ensemble_size)
+
+
 def iterations_for(name: str, iterations: int | None, preset: str = "preview") -> int | None:
     """The main-loop budget ``name`` runs with: ``iterations``, or its default (a network's from
-    ``preset``); None for FBP."""
+    ``preset``); None for a direct method."""
     spec = method(name)
     if not spec.iterative:
         return None
@@ -90,7 +194,7 @@ def iterations_for(name: str, iterations: int | None, preset: str = "preview") -
         return int(iterations)
     if spec.is_network:
         return get_preset(name, preset).optim.iterations
-    return int(inspect.signature(spec.function).parameters["iterations"].default)
+    return spec.default_iterations
 
 
 def check(name: str, iterations: int | None = None, preset: str | Preset = "preview",
@@ -109,7 +213,7 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
         seed: int = 0, device: str | torch.device = "auto", photons: float | None = None,
         callback: Callable[[Any], None] | None = None, stop: StopLike = None,
         fit_fields: Mapping[str, Any] | None = None, ensemble_size: int = ENSEMBLE_SIZE) -> Reconstruction:
-    """Reconstruct ``sinogram`` with method ``name`` (classical or network).
+    """Reconstruct ``sinogram`` with method ``name`` (classical or network): always ``METHODS[name].function``.
 
     Parameters
     ----------
@@ -122,10 +226,9 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
         :data:`RECOMMENDED_VARIANTS`) and seed; ignored by the classical methods.
     device : "auto", "cpu", "cuda" or "cuda:N"; the sinogram is moved there.
     photons : the scan's noise level (incident photons per ray, ``math.inf`` noise-free, None unknown);
-        sets the defaults of the methods that use it (TV's weight; the networks' "discrepancy", "tv_init" and
-        "tv_blend" variants).
+        sets the defaults of the methods that use it (:attr:`Method.uses_photons`).
     callback : progress of the iterative methods (:class:`reconstruct.result.IterationProgress`) and the
-        networks (:class:`reconstruct.fit.FitProgress`); FBP reports none.
+        networks (:class:`reconstruct.fit.FitProgress`); a direct method reports none.
     stop : ``threading.Event`` or callable; the iterative methods return the result so far with
         ``stop_reason == "stopped"``.
     fit_fields : further :class:`reconstruct.fit.FitConfig` fields of a network fit (e.g. ``tv_weight``);
@@ -140,20 +243,14 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     check_photons(photons)
     spec = METHODS[name]
     target = resolve_device(device)
-    sinogram = torch.as_tensor(sinogram).to(target)
-    if spec.is_network:
-        return reconstruct_neural(name, sinogram, geometry, pixel_size_mm=pixel_size_mm, preset=preset,
-                                  iterations=iterations, seed=seed, device=target, variant=variant,
-                                  photons=photons, callback=callback, stop=stop, ensemble_size=ensemble_size,
-                                  **(fit_fields or {}))
-    if not spec.iterative:
-        return classical.fbp(sinogram, geometry, pixel_size_mm=pixel_size_mm)
-    options: dict[str, Any] = {"iterations": iterations_for(name, iterations), "stop": stop, "callback": callback}
-    if name == "tv" and photons is not None:
-        options["photons"] = photons
-    return spec.function(sinogram, geometry, pixel_size_mm=pixel_size_mm, **options)
+    budget = iterations if spec.is_network else iterations_for(name, iterations)  # a network's: from its preset
+    call = MethodCall(torch.as_tensor(sinogram).to(target), geometry, pixel_size_mm, budget, photons, callback, stop,
+                      preset, variant, seed, target, dict(fit_fields or {}), ensemble_size)
+    return spec.function(call)
 
 
-__all__ = ["CLASSICAL_METHODS", "METHODS", "Method", "NETWORK_METHODS", "PAPER_VARIANT", "PRESETS",
-           "RECOMMENDED", "RECOMMENDED_VARIANTS", "VARIANT_NAMES", "canonical_variants", "check", "data_consistency_hu",
-           "iterations_for", "label", "method", "resolve_variants", "run"]
+__all__ = ["CLASSICAL_METHODS", "DEFAULT_METHODS", "DEFAULT_REFERENCE", "MEASURED_PAGE_METHODS", "METHODS", "Method",
+           "MethodCall", "NETWORK_METHODS", "PAGE_METHODS", "PAPER_VARIANT", "PRESETS", "RECOMMENDED",
+           "RECOMMENDED_VARIANTS", "REFERENCE_METHODS", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "check",
+           "data_consistency_hu", "fit_description", "iterations_for", "label", "method", "resolve_variants", "run",
+           "variant_label"]

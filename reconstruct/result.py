@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,8 @@ class Reconstruction:
     iterations : iterations actually run (0 for direct methods).
     seconds : wall time of the reconstruction itself, in seconds.
     curve : per-iteration convergence values (the method documents which: data residual or objective).
-    parameters : the settings used (including defaults that were resolved from the data).
+    settings : the settings used (including defaults that were resolved from the data); also readable as
+        ``parameters``, deprecated (that word means a count of trainable parameters elsewhere).
     device : torch device string the computation ran on.
     n_parameters : number of trainable parameters (0 for classical methods).
     stop_reason : why the run ended: "completed" (ran its budget or met its own convergence test) or
@@ -82,6 +84,8 @@ class Reconstruction:
     diverged : the images (indices along the batch; [0] for one sinogram) that come from a network fit that ran
         out of divergence roll-backs: its last good state, not a converged fit. Empty when every fit went well,
         and always for the classical methods.
+    warnings : what the run also raised as a ``RuntimeWarning`` (a roll-back, an ensemble member left out), in
+        order, so a caller can report it with the method it belongs to; empty for the classical methods.
     """
 
     image_hu: np.ndarray
@@ -90,13 +94,21 @@ class Reconstruction:
     iterations: int = 0
     seconds: float = 0.0
     curve: list[float] = field(default_factory=list)
-    parameters: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     n_parameters: int = 0
     stop_reason: str = "completed"
     warm_start_iterations: int = 0
     uncertainty_hu: np.ndarray | None = None
     diverged: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """Deprecated name of :attr:`settings` (the same dict), with a ``DeprecationWarning``."""
+        warnings.warn("Reconstruction.parameters is deprecated; use Reconstruction.settings", DeprecationWarning,
+                      stacklevel=2)
+        return self.settings
 
     @property
     def shape(self) -> tuple[int, ...]:

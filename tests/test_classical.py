@@ -209,8 +209,39 @@ def test_tv_reaches_the_objective_of_an_independent_solver():
     assert ours <= best * (1 + 1e-3)
     assert np.abs(x - reference).max() < 0.02 * reference.max()
     assert result.curve[-1] == pytest.approx(ours, rel=1e-3)
-    assert result.parameters["lam"] == pytest.approx(lam)
+    assert result.settings["lam"] == pytest.approx(lam)
     assert (x >= 0).all()
+
+
+def test_gradient_adjoint_identity_in_float64():
+    """<D x, g> = <x, D^T g> for the image gradient shared by TV and the network penalties, batched, float64."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 1, 7, 11, dtype=torch.float64, generator=generator)
+    g = torch.randn(2, 1, 2, 7, 11, dtype=torch.float64, generator=generator)
+    lhs = float((classical.gradient(x) * g).sum())
+    rhs = float((x * classical.gradient_adjoint(g)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-13, abs=1e-12)
+    # the Neumann boundary: no difference leaves the image
+    assert (classical.gradient(x)[..., 0, -1, :] == 0).all() and (classical.gradient(x)[..., 1, :, -1] == 0).all()
+
+
+def test_total_variation_of_a_known_image():
+    """A 3 x 4 image with a unit step along the rows and a ramp of 2 per column: forward differences (1, 2)
+    inside, (0, 2) on the last row, (1, 0) on the last column, (0, 0) in the corner, so
+    TV = 6 sqrt(5) + 3 * 2 + 2 * 1."""
+    image = torch.tensor([[0.0, 2.0, 4.0, 6.0],
+                          [1.0, 3.0, 5.0, 7.0],
+                          [2.0, 4.0, 6.0, 8.0]], dtype=torch.float64)
+    assert float(classical.total_variation(image)) == pytest.approx(6 * math.sqrt(5) + 6 + 2, rel=1e-15)
+    assert float(classical.total_variation(torch.full((5, 5), 3.0))) == 0.0
+
+
+def test_settings_are_also_readable_as_deprecated_parameters():
+    geometry = operators.ParallelBeam.sparse(4, (8, 8))
+    result = classical.fbp(np.zeros(geometry.sinogram_shape, dtype=np.float32), geometry)
+    assert result.settings["filter"] == "ram-lak"
+    with pytest.warns(DeprecationWarning, match="settings"):
+        assert result.parameters is result.settings
 
 
 def test_tv_without_regularisation_is_nonnegative_least_squares():
@@ -273,7 +304,7 @@ def test_stop_returns_the_iterate_reached_so_far(method, kwargs):
     stopped = getattr(classical, method)(sinogram, geometry, pixel_size_mm=0.8, stop=stop, **kwargs)
     assert stopped.iterations == k and stopped.stop_reason == "stopped"
     assert len(calls) == k + 1  # checked once before each iteration, the last check fired
-    assert len(stopped.curve) == k and stopped.parameters["iterations"] == kwargs["iterations"]
+    assert len(stopped.curve) == k and stopped.settings["iterations"] == kwargs["iterations"]
     short = getattr(classical, method)(sinogram, geometry, pixel_size_mm=0.8, **{**kwargs, "iterations": k})
     assert short.iterations == k and short.stop_reason == "completed"
     np.testing.assert_allclose(stopped.image_hu, short.image_hu, rtol=0, atol=1e-3)
@@ -457,15 +488,15 @@ def test_registry_passes_photons_only_to_the_methods_that_take_it():
     for photons in (1e4, math.inf):
         told = registry.run("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20, photons=photons)
         direct = classical.tv(*args, pixel_size_mm=sim.pixel_size_mm, iterations=20, photons=photons)
-        assert told.parameters["photons"] == photons and told.parameters["lam"] == direct.parameters["lam"]
+        assert told.settings["photons"] == photons and told.settings["lam"] == direct.settings["lam"]
         np.testing.assert_array_equal(told.image_hu, direct.image_hu)
     blind = registry.run("tv", *args, pixel_size_mm=sim.pixel_size_mm, iterations=20)
-    assert blind.parameters["photons"] is None and blind.parameters["lam"] != told.parameters["lam"]
+    assert blind.settings["photons"] is None and blind.settings["lam"] != told.settings["lam"]
     for method, iterations in [("fbp", None), ("sirt", 10), ("cgls", 8), ("os_sart", 6)]:
         plain = registry.run(method, *args, pixel_size_mm=sim.pixel_size_mm, iterations=iterations)
         ignored = registry.run(method, *args, pixel_size_mm=sim.pixel_size_mm, photons=1e4, iterations=iterations)
         np.testing.assert_array_equal(ignored.image_hu, plain.image_hu)
-        assert "photons" not in ignored.parameters
+        assert "photons" not in ignored.settings
     for bad in (0, -1.0, math.nan):
         with pytest.raises(ValueError, match="photons"):
             registry.run("sirt", *args, photons=bad)

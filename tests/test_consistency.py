@@ -88,7 +88,7 @@ def test_the_ensemble_is_the_mean_of_separate_fits(small_scan):
     np.testing.assert_allclose(ensemble.image_hu, members.mean(axis=0), atol=0.05)
     np.testing.assert_allclose(ensemble.uncertainty_hu, members.std(axis=0), atol=0.05)
     assert ensemble.uncertainty_hu.mean() > 0.1
-    assert ensemble.parameters["ensemble_seeds"] == [3, 4, 5] and ensemble.parameters["variant"] == ["ensemble"]
+    assert ensemble.settings["ensemble_seeds"] == [3, 4, 5] and ensemble.settings["variant"] == ["ensemble"]
     assert alone[0].uncertainty_hu is None
 
 
@@ -105,7 +105,7 @@ def test_the_registry_offers_the_ensemble_with_the_other_variants(small_scan):
     result = registry.run("siren", torch.stack([sinogram, sinogram])[:, None], geometry, pixel_size_mm=PIXEL_MM,
                           iterations=2, variant=("ensemble", "ramp_loss"), device="cpu")
     assert result.image_hu.shape == result.uncertainty_hu.shape == (2, 16, 16)
-    assert tuple(result.mu.shape) == (2, 1, 16, 16) and result.parameters["ensemble_size"] == neural.ENSEMBLE_SIZE
+    assert tuple(result.mu.shape) == (2, 1, 16, 16) and result.settings["ensemble_size"] == neural.ENSEMBLE_SIZE
     assert (result.uncertainty_hu > 0).mean() > 0.5
     with pytest.raises(ValueError, match="ensemble_size"):
         _fit(small_scan, variant="ensemble", ensemble_size=0)
@@ -144,7 +144,7 @@ def test_out_writes_the_maps_as_npz_and_png(tmp_path):
 
 
 def test_a_batch_unit_carries_its_maps():
-    from sparsect.app import pipeline
+    from sparsect.app import scans
     from sparsect.app.batch import work
     from sparsect.app.settings import ScanSettings
     from sparsect.data import CTSlice, load_sample
@@ -157,8 +157,8 @@ def test_a_batch_unit_carries_its_maps():
     assert result["ok"], result
     assert result["consistency"].shape == (2, 16, 16) and result["uncertainty"] is None
     for index in (0, 1):  # one slice at a time, simulated and reconstructed again
-        scan = pipeline.simulate(CTSlice(hu=slices[index], spacing=(1.0, 1.0)),
-                                 ScanSettings(views=8, seed=index, simulation="same-grid"))
+        scan = scans.simulate(CTSlice(hu=slices[index], spacing=(1.0, 1.0)),
+                              ScanSettings(views=8, seed=index, simulation="same-grid"))
         fbp = registry.run("fbp", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm, device="cpu")
         expected = data_consistency_hu(fbp.mu, scan.sinogram, scan.geometry, scan.pixel_size_mm)
         np.testing.assert_allclose(result["consistency"][index], expected, atol=0.5)

@@ -14,16 +14,8 @@ from skimage.transform import resize
 from torch import nn
 
 from sparsect import operators
-from sparsect.reconstruct.fit import (
-    EarlyStop,
-    FitProgress,
-    fit,
-    image_gradient,
-    lr_at,
-    pixel_grid,
-    smoothed_total_variation,
-    total_generalized_variation,
-)
+from sparsect.reconstruct.fit import EarlyStop, FitProgress, fit, lr_at, pixel_grid
+from sparsect.reconstruct.regularisers import gradient, smoothed_total_variation, total_generalized_variation
 from sparsect.reconstruct.result import Reconstruction
 
 SIZE, VIEWS = 64, 16
@@ -186,7 +178,7 @@ def test_divergence_recovery_restores_and_lowers_lr(problem):
     # after the rollback the schedule runs at half rate
     expected = lr_at(40, 60, FIT["lr"], 0, FIT["final_lr_factor"], "exponential") * 0.5
     assert lrs[39] == pytest.approx(expected)
-    assert result.parameters["recoveries"] == 1
+    assert result.settings["recoveries"] == 1
 
 
 def test_divergence_from_nan_parameters(problem):
@@ -243,21 +235,37 @@ def test_tv_and_warm_start_run(problem):
 
 
 def test_total_generalized_variation_matches_analytic_values():
-    """TGV at the image's own gradient field: 0 for an affine image (TV: the slope's length), and
-    ``second_order * |E w|`` = 2 * 2 for x^2 (forward differences 2x + 1, so E w = [[2, 0], [0, 0]]);
-    at w = 0 it is TV (plus the second term's smoothing)."""
-    y, x = torch.meshgrid(torch.arange(12.0, dtype=torch.float64), torch.arange(15.0, dtype=torch.float64),
-                          indexing="ij")
+    """The penalties on a 12 x 15 grid (means over its 180 pixels; Neumann boundary: the last difference along
+    each axis is 0). An affine image 0.3 col - 0.4 row: TV 0.5 inside, 0.3 on the last row, 0.4 on the last column;
+    TGV at its own gradient field costs nothing but where that field drops to 0 at the boundary (E w: -0.4 on
+    the second-last row, -0.3 on the second-last column). col^2: differences 2 col + 1, so E w = 2 inside,
+    -(2 W - 3) on the second-last column. At w = 0 TGV is TV (plus the second term's smoothing)."""
+    height, width = 12, 15
+    y, x = torch.meshgrid(torch.arange(float(height), dtype=torch.float64),
+                          torch.arange(float(width), dtype=torch.float64), indexing="ij")
+    pixels = height * width
     affine = 0.3 * x - 0.4 * y + 2.0
-    assert float(total_generalized_variation(affine, image_gradient(affine), eps=1e-20)) < 1e-9
-    assert float(smoothed_total_variation(affine, eps=1e-20)) == pytest.approx(0.5, rel=1e-12)
+    tv = (11 * 14 * 0.5 + 14 * 0.3 + 11 * 0.4) / pixels
+    assert float(smoothed_total_variation(affine, eps=1e-20)) == pytest.approx(tv, rel=1e-12)
+    boundary = (14 * 0.4 + 11 * 0.3 + 0.5) / pixels
+    assert float(total_generalized_variation(affine, gradient(affine), eps=1e-20)) == \
+        pytest.approx(2 * boundary, abs=1e-9)
     quadratic = x ** 2
-    assert float(total_generalized_variation(quadratic, image_gradient(quadratic), eps=1e-20)) == \
-        pytest.approx(4.0, abs=1e-9)
-    rough = torch.rand(2, 12, 15, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    zero_field = torch.zeros(2, 2, 11, 14, dtype=torch.float64)
+    assert float(total_generalized_variation(quadratic, gradient(quadratic), eps=1e-20)) == \
+        pytest.approx(2 * height * (2 * (width - 2) + (2 * width - 3)) / pixels, abs=1e-9)
+    rough = torch.rand(2, height, width, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    zero_field = torch.zeros(2, 2, height, width, dtype=torch.float64)
     torch.testing.assert_close(total_generalized_variation(rough, zero_field, eps=1e-20),
                                smoothed_total_variation(rough, eps=1e-20))
+
+
+def test_network_tv_penalty_is_the_classical_tv_per_pixel():
+    """One TV convention: the network penalty at eps = 0 is :func:`classical.total_variation` / (H W)."""
+    from sparsect.reconstruct import classical
+
+    image = torch.rand(3, 9, 14, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(smoothed_total_variation(image, eps=0.0), classical.total_variation(image) / (9 * 14),
+                               rtol=1e-12, atol=0.0)
 
 
 def test_tgv_penalty_fit_beats_fbp_chunked_or_not_and_rolls_its_field_back(problem):
@@ -267,7 +275,7 @@ def test_tgv_penalty_fit_beats_fbp_chunked_or_not_and_rolls_its_field_back(probl
     options = {**FIT, "tgv_weight": 3e-2}
     full = fit(_tiny(), radon, sinogram, **options)
     assert psnr(full.image, truth) > psnr(radon.fbp(sinogram), truth) + 0.5
-    assert full.parameters["tgv_weight"] == 3e-2
+    assert full.settings["tgv_weight"] == 3e-2
     short = {**options, "iterations": 30}
     chunked = fit(_tiny(), radon, sinogram, **short, chunk_size=1000)
     np.testing.assert_allclose(chunked.curve, fit(_tiny(), radon, sinogram, **short).curve, rtol=1e-4)
@@ -329,7 +337,7 @@ def _neural(method: str, problem, iterations: int, **kwargs):
 
 def test_reconstruct_neural_siren_runs(problem):
     _, _, result = _neural("siren", problem, 40)
-    assert result.method == "siren" and result.parameters["variant"] == ["paper"]
+    assert result.method == "siren" and result.settings["variant"] == ["paper"]
     assert result.iterations == 40 and result.curve[-1] < result.curve[0]
     assert result.image_hu.shape == (SIZE, SIZE) and result.n_parameters > 0
 
@@ -339,10 +347,10 @@ def test_reconstruct_neural_variants(problem):
     from sparsect.reconstruct.models import get_preset
     from sparsect.reconstruct.neural import FBP_INIT_LR_FACTOR, FBP_INIT_STEPS
 
-    assert result.parameters["tv_weight"] > 0 and result.parameters["warm_start"] == "fbp"
-    assert result.parameters["warm_start_steps"] == FBP_INIT_STEPS and result.warm_start_iterations == FBP_INIT_STEPS
-    assert result.parameters["lr"] == pytest.approx(get_preset("siren", "preview").optim.lr * FBP_INIT_LR_FACTOR)
-    assert result.parameters["coordinate_ramp"] == {"start": 0.25, "until": 0.5}
+    assert result.settings["tv_weight"] > 0 and result.settings["warm_start"] == "fbp"
+    assert result.settings["warm_start_steps"] == FBP_INIT_STEPS and result.warm_start_iterations == FBP_INIT_STEPS
+    assert result.settings["lr"] == pytest.approx(get_preset("siren", "preview").optim.lr * FBP_INIT_LR_FACTOR)
+    assert result.settings["coordinate_ramp"] == {"start": 0.25, "until": 0.5}
     assert result.model.config.coord_scale == 1.0  # the ramp scales the coordinates fed in, not the model
     with pytest.raises(ValueError, match="variant"):
         _neural("siren", problem, 2, variant="bogus")
@@ -418,13 +426,13 @@ def test_the_largest_loss_ratio_is_recorded_and_the_divergence_factor_applies(pr
     ratios = curve[1:] / np.minimum.accumulate(curve)[:-1]
     largest = float(ratios.max())
     assert largest > 1.5  # the fit has a spike to catch
-    assert result.parameters["largest_loss_ratio"] == pytest.approx(largest, rel=1e-9)
-    assert result.parameters["recoveries"] == 0 and result.parameters["divergence_factor"] == 100.0
+    assert result.settings["largest_loss_ratio"] == pytest.approx(largest, rel=1e-9)
+    assert result.settings["recoveries"] == 0 and result.settings["divergence_factor"] == 100.0
     step = int(ratios.argmax()) + 2  # 1-based iteration of the spike
     factor = 1 + (largest - 1) * 0.99
     with pytest.warns(RuntimeWarning, match=f"above {factor:g}x the lowest so far at iteration {step}:"):
         caught = fit(_tiny(), radon, sinogram, **options, divergence_factor=factor)
-    assert caught.parameters["recoveries"] >= 1
+    assert caught.settings["recoveries"] >= 1
     with pytest.raises(ValueError, match="divergence_factor"):
         fit(_tiny(), radon, sinogram, **options, divergence_factor=1.0)
 
@@ -460,7 +468,7 @@ def test_a_network_that_blows_up_is_rolled_back_alone(problem):
         together = fit(stack, radon, sinograms, **options, callback=_knock_network(stack, 1, at=60, times=1))
     assert [e for e in together.events if "restored" in e] == [
         next(e for e in together.events if e.startswith("network 2 of 2: loss") and "iteration 50," in e)]
-    assert together.parameters["recoveries"] == 1 and together.diverged == []
+    assert together.settings["recoveries"] == 1 and together.diverged == []
     alone = fit(_tiny(seed=0), radon, sinogram, **options)
     torch.testing.assert_close(together.image[0], alone.image, rtol=0, atol=2e-3 * float(truth.max()))
     # the knocked network went back to its iteration-50 state and went on fitting at half rate: its sinogram
@@ -482,7 +490,7 @@ def test_a_network_out_of_roll_backs_is_frozen_and_listed(problem):
     with pytest.warns(RuntimeWarning, match="network 1 of 2: diverged at iteration"):
         result = fit(stack, radon, sinograms, **options, callback=_knock_network(stack, 0, at=50, times=3))
     assert result.diverged == [0] and result.stop_reason == "completed" and result.iterations == 100
-    assert result.parameters["recoveries"] == 2
+    assert result.settings["recoveries"] == 2
     assert torch.isfinite(result.image).all()
     # frozen at its good state of iteration 40 (the last before the first knock): its residual is that state's
     assert any(e.startswith("network 1 of 2: diverged") and e.endswith("state of iteration 40") for e in result.events)
@@ -511,7 +519,7 @@ def test_ramp_data_norm_matches_float64_weighted_spectrum():
     """The "ramp" data norm against numpy float64: full (two-sided) FFT of each zero-padded projection,
     squared magnitude weighted by |ramp|, floored at the first non-zero frequency, averaged."""
     from sparsect.operators.filters import padded_length, ramp_response
-    from sparsect.reconstruct.fit import _data_norm
+    from sparsect.reconstruct.data_terms import data_norm
 
     det_count = 37
     residual = torch.randn(3, 1, 5, det_count, generator=torch.Generator().manual_seed(1))
@@ -521,9 +529,9 @@ def test_ramp_data_norm_matches_float64_weighted_spectrum():
     weights = np.maximum(ramp, one_sided[1])
     spectrum = np.fft.fft(residual.numpy().astype(np.float64), n=n, axis=-1)
     expected = (np.abs(spectrum) ** 2 * weights).sum(-1).mean(axis=(1, 2)) / (n * det_count)
-    got = _data_norm("ramp", det_count, torch.device("cpu"))(residual)
+    got = data_norm("ramp", det_count, torch.device("cpu"))(residual)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
-    plain = _data_norm("uniform", det_count, torch.device("cpu"))(residual)
+    plain = data_norm("uniform", det_count, torch.device("cpu"))(residual)
     np.testing.assert_allclose(plain.numpy(), (residual.numpy().astype(np.float64) ** 2).mean(axis=(1, 2, 3)),
                                rtol=1e-6)
     with pytest.raises(ValueError, match="data_weighting"):
@@ -536,7 +544,7 @@ def test_ramp_loss_variant_beats_the_plain_fit(problem):
     phantom and beats FBP where the plain fit does not yet (measured here: 33.5 vs 18.7 dB, FBP 21.4 dB)."""
     truth, radon, plain = _neural("lrnn", problem, 60)
     _, _, ramp = _neural("lrnn", problem, 60, variant="ramp_loss")
-    assert ramp.parameters["data_weighting"] == "ramp" and plain.parameters["data_weighting"] == "uniform"
+    assert ramp.settings["data_weighting"] == "ramp" and plain.settings["data_weighting"] == "uniform"
     assert psnr(ramp.image, truth) > psnr(plain.image, truth) + 5.0
     assert psnr(ramp.image, truth) > psnr(radon.fbp(radon(truth)), truth) + 5.0
 
@@ -551,7 +559,7 @@ def _poisson_draws(line_integrals: np.ndarray, photons: float, draws: int, seed:
 
 
 def test_poisson_weights_and_expected_noise_match_monte_carlo():
-    from sparsect.reconstruct.fit import expected_noise_mse, poisson_weights
+    from sparsect.reconstruct.data_terms import expected_noise_mse, poisson_weights
 
     y = np.linspace(0.0, 3.0, 40).reshape(1, 1, 4, 10)
     photons = 2e4
@@ -594,7 +602,7 @@ def test_tv_warm_start_prefits_the_tv_image(problem):
     truth, radon, sinogram = problem
     result = fit(_tiny(), radon, sinogram, **{**FIT, "iterations": 0, "lr": 1e-3}, warm_start="tv",
                  warm_start_steps=400, photons=math.inf)
-    assert result.parameters["warm_start"] == "tv" and "warm_start_image_seconds" in result.timings
+    assert result.settings["warm_start"] == "tv" and "warm_start_image_seconds" in result.timings
     tv_image = classical.tv(sinogram, radon, photons=math.inf).mu
     assert psnr(result.image, tv_image) > 25  # the network holds the TV image after the pre-fit
 
@@ -621,7 +629,7 @@ def test_tv_blend_is_the_weighted_mean_of_the_network_and_tv(problem):
     w = TV_BLEND_WEIGHT
     np.testing.assert_allclose(blend.image_hu, w * plain.image_hu + (1 - w) * tv.image_hu, atol=1e-3)
     np.testing.assert_allclose(blend.image.numpy(), w * plain.image.numpy() + (1 - w) * tv.mu.numpy(), atol=1e-6)
-    assert blend.parameters["tv_blend_weight"] == w and blend.timings["tv_blend_seconds"] > 0
+    assert blend.settings["tv_blend_weight"] == w and blend.timings["tv_blend_seconds"] > 0
     # TV's iterations are reported after the fit's, as their own phase
     assert phases[-1] == ("tv_blend", tv.iterations) and ("fit", 20) in phases
     _, _, members = _neural("lrnn", problem, 5, variant=["ensemble", "tv_blend"], ensemble_size=2, photons=math.inf)
@@ -645,8 +653,8 @@ def test_band_blend_blends_the_ensemble_and_its_members_with_tv_by_frequency(pro
     # two fits agree to the rounding of parallel sums (a few hundredths of a HU on a busy machine), not bitwise;
     # another share would move the image by tens of HU
     np.testing.assert_allclose(banded.image_hu, blend.blend(tv, mean.image_hu, response), atol=0.25)
-    assert banded.parameters["band_blend"]["cutoff_cycles_per_pixel"] == shares.cutoff
-    assert "band_blend" in banded.parameters["variant"] and banded.timings["tv_blend_seconds"] > 0
+    assert banded.settings["band_blend"]["cutoff_cycles_per_pixel"] == shares.cutoff
+    assert "band_blend" in banded.settings["variant"] and banded.timings["tv_blend_seconds"] > 0
     members = [np.asarray(_neural("lrnn", problem, 5, seed=k, photons=math.inf)[2].image_hu, np.float64)
                for k in (0, 1)]
     spread = np.std([blend.blend(tv, m, response) for m in members], axis=0)
@@ -690,7 +698,7 @@ def test_an_ensemble_member_out_of_roll_backs_is_left_out(problem, monkeypatch):
     options = dict(iterations=40, device="cpu", photons=math.inf, output_scale=0.5, max_recoveries=2)
     with pytest.warns(RuntimeWarning, match=f"member with seed {bad_seed} ran out of roll-backs"):
         ensemble = neural.reconstruct_neural("siren", sinogram, radon.geometry, variant=["ensemble"], **options)
-    assert ensemble.parameters["ensemble_left_out"] == [{"slice": 0, "seed": bad_seed}]
+    assert ensemble.settings["ensemble_left_out"] == [{"slice": 0, "seed": bad_seed}]
     assert ensemble.diverged == [] and ensemble.stop_reason == "completed" and ensemble.iterations == 40
     alone = [np.asarray(neural.reconstruct_neural("siren", sinogram, radon.geometry, seed=seed, **options).image_hu,
                         np.float64) for seed in (0, 2)]
@@ -714,7 +722,7 @@ def test_band_blend_takes_each_networks_own_shares(problem, name):
     response = blend.band_response((2 * SIZE, 2 * SIZE), shares.coarse, shares.fine, shares.cutoff,
                                    shares.transition)
     np.testing.assert_allclose(banded.image_hu, blend.blend(tv, alone.image_hu, response), atol=0.25)
-    assert banded.parameters["band_blend"]["coarse"] == shares.coarse
+    assert banded.settings["band_blend"]["coarse"] == shares.coarse
 
 
 def test_recommended_stands_for_each_networks_own_set():
@@ -731,3 +739,39 @@ def test_recommended_stands_for_each_networks_own_set():
     assert fit_config("siren", variant="recommended").warm_start == "fbp"
     wire = fit_config("wire", variant="recommended")
     assert wire.warm_start is None and wire.data_weighting == "ramp" and wire.lr == fit_config("wire").lr
+
+
+def test_fit_variants_are_records_in_the_order_of_the_names():
+    """Every variant name has one record (label, help, transform); the FitConfig transforms are the ones with a
+    transform, "paper" the identity, the ensemble, the blends and "recommended" none."""
+    from sparsect.reconstruct import neural
+    from sparsect.reconstruct.fit import FitConfig
+    from sparsect.reconstruct.variants import FIT_VARIANTS
+
+    assert tuple(FIT_VARIANTS) == neural.VARIANT_NAMES == (
+        "paper", "tv", "fbp_init", "tv_init", "coarse_to_fine", "ramp_loss", "wls", "discrepancy", "positive",
+        "ensemble", "tv_blend", "band_blend", "recommended")
+    assert list(neural.VARIANTS) == [name for name, v in FIT_VARIANTS.items() if v.transform is not None]
+    assert [name for name, v in FIT_VARIANTS.items() if v.transform is None] == [
+        "ensemble", "tv_blend", "band_blend", "recommended"]
+    config = FitConfig(lr=0.1)
+    assert FIT_VARIANTS["paper"].transform(config) == config
+    assert FIT_VARIANTS["tv"].transform(config).tv_weight == neural.TV_WEIGHT
+    for name, v in FIT_VARIANTS.items():
+        assert v.name == name and v.label and v.help.endswith(".") and len(v.help) < 200
+
+
+def test_describe_fit_in_words():
+    from sparsect.reconstruct.variants import RECOMMENDED_VARIANTS, describe_fit
+
+    assert describe_fit("LRNN", RECOMMENDED_VARIANTS["lrnn"], 3) == (
+        "LRNN, 3 seeds, FBP warm start, ramp-weighted loss, blended with TV by frequency band")
+    assert describe_fit("WIRE", RECOMMENDED_VARIANTS["wire"], 5) == (
+        "WIRE, 5 seeds, ramp-weighted loss, blended with TV by frequency band")
+    assert describe_fit("LRNN", ("paper",), 3) == describe_fit("LRNN", (), 3) == "LRNN, published fit"
+    # a fixed order whatever the order given; labels keep their acronyms and proper names
+    assert describe_fit("SIREN", ("wls", "tv_blend", "ensemble", "tv", "coarse_to_fine"), 1) == (
+        "SIREN, 1 seed, TV penalty, coarse to fine, Poisson-weighted loss, blended with TV")
+    assert describe_fit("LRNN", ("recommended",), 3) == "LRNN, recommended fit"
+    with pytest.raises(ValueError, match="bogus"):
+        describe_fit("LRNN", ("bogus",), 3)

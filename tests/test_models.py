@@ -248,7 +248,7 @@ def test_quality_benchmark_seed_option_sets_the_networks_first_seed(benchmark_mo
     quality.NEURAL_BUDGET.update(iterations=2, device="cpu")
     scan = data.simulate(data.load_sample("shepp_logan"), 6, size=16)
     result = quality.lookup("lrnn+ensemble")(scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm)
-    assert result.parameters["ensemble_seeds"] == [3, 4]
+    assert result.settings["ensemble_seeds"] == [3, 4]
     assert quality.method_label("lrnn+ensemble") == "lrnn+ensemble[ensemble_size=2,seed=3]"
     assert quality.method_label("tv") == "tv"
 

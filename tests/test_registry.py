@@ -1,7 +1,10 @@
 """One registry (sparsect.reconstruct.run), one FitConfig with variants as functions, settings parsed at the edge."""
 
+import ast
 import dataclasses
+import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,22 +63,22 @@ def test_network_run_reports_its_warm_start_separately(scan):
     assert phases[0] == "warm_start" and phases[-1] == "fit" and phases.index("fit") > 0
     warm = [p for p in seen if p.phase == "warm_start"]
     assert warm[-1].iteration == warm[-1].iterations == neural.FBP_INIT_STEPS
-    assert result.parameters["warm_start"] == "fbp" and result.parameters["variant"] == ["fbp_init"]
+    assert result.settings["warm_start"] == "fbp" and result.settings["variant"] == ["fbp_init"]
 
 
 def test_run_passes_fit_fields_to_the_networks_only(scan):
     network = registry.run("lrnn", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm, iterations=2,
                            device="cpu", fit_fields={"tv_weight": 0.25})
-    assert network.parameters["tv_weight"] == 0.25
+    assert network.settings["tv_weight"] == 0.25
     classical_run = registry.run("fbp", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm,
                                  fit_fields={"tv_weight": 0.25})
-    assert "tv_weight" not in classical_run.parameters
+    assert "tv_weight" not in classical_run.settings
 
 
 def test_run_passes_the_ensemble_size(scan):
     result = registry.run("lrnn", scan.sinogram, scan.geometry, pixel_size_mm=scan.pixel_size_mm, iterations=2,
                           variant="ensemble", ensemble_size=2, device="cpu")
-    assert result.parameters["ensemble_size"] == 2 and result.parameters["ensemble_seeds"] == [0, 1]
+    assert result.settings["ensemble_size"] == 2 and result.settings["ensemble_seeds"] == [0, 1]
     with pytest.raises(ValueError, match="ensemble_size"):
         registry.run("lrnn", scan.sinogram, scan.geometry, iterations=2, variant="ensemble", ensemble_size=0)
 
@@ -163,3 +166,44 @@ def test_settings_parse_once_with_option_names():
     with pytest.raises(settings.InputError, match="--photons must be a positive number"):
         settings.scan_settings(photons=math.nan)
     assert settings.method_settings().device == "cpu" if not torch.cuda.is_available() else True
+
+
+def test_every_method_and_variant_is_described_as_data():
+    """The registry is the one place that knows a method: its label, default budget, the settings its result
+    depends on, whether it reads the photon count; each fit variant its label and one help text."""
+    method_settings = {f.name for f in dataclasses.fields(settings.MethodSettings)}
+    for name, spec in registry.METHODS.items():
+        assert spec.name == name and spec.label and spec.kind in ("direct", "iterative", "network"), name
+        assert set(spec.depends_on) <= method_settings and "device" in spec.depends_on, name
+        assert callable(spec.function)
+        if spec.kind == "iterative":  # the budget the registry states is the function's own default
+            function = getattr(classical, name)
+            assert spec.default_iterations == inspect.signature(function).parameters["iterations"].default, name
+            assert "iterations" in spec.depends_on
+        if spec.is_network:
+            assert {"preset", "seed", "variant", "iterations"} <= set(spec.depends_on) and spec.uses_photons
+    assert registry.METHODS["tv"].uses_photons and not registry.METHODS["sirt"].uses_photons
+    assert list(registry.VARIANTS) == list(registry.VARIANT_NAMES)
+    for name, variant in registry.VARIANTS.items():
+        assert variant.name == name and variant.label and len(variant.help) > 20, name
+        assert registry.variant_label(name) == variant.label
+    for group in (registry.DEFAULT_METHODS, registry.PAGE_METHODS, registry.REFERENCE_METHODS,
+                  registry.MEASURED_PAGE_METHODS, (registry.DEFAULT_REFERENCE,)):
+        assert set(group) <= set(registry.METHODS)
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def test_no_method_or_variant_name_is_spelled_outside_the_registry():
+    """The app, the data and the operators name no method or fit variant themselves: they ask the registry
+    (the modules that implement the methods, in reconstruct/, do spell their own names)."""
+    names = set(registry.METHODS) | set(registry.VARIANT_NAMES)
+    root = Path(__file__).resolve().parent.parent
+    found = [f"{path.relative_to(root)}:{line}: {value!r}" for folder in ("app", "data", "operators")
+             for path in sorted((root / folder).rglob("*.py")) for line, value in _string_constants(path)
+             if value in names]
+    assert found == []

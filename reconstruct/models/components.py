@@ -95,7 +95,7 @@ def _chunk_rows(n: int, per_row: int, device: torch.device) -> int:
 
 def _compiled_for(z: Tensor, kind: str):
     """The compiled kernels' module when they handle this input (Triton on CUDA, numba on the CPU; float32),
-    else None. Imported on first use: numba's kernels take 0.5-3 s to load, Triton ships only with CUDA
+    else None. Imported on first use: numba's kernels take a while to load, Triton ships only with CUDA
     builds of torch."""
     if z.is_cuda:
         try:

@@ -5,9 +5,8 @@ hidden unit, each streaming an ``(N, M)`` tensor through memory; here each row o
 hidden unit is evaluated in registers, and the weight gradients are summed per block of rows. The sine and
 cosine are polynomials after a two-constant reduction to [-pi, pi] (Taylor to degree 17 / 18: truncation below
 4e-8 there, under float32's resolution), written out so that the loop over the ``M`` components vectorises;
-numba's ``math.sin`` is a scalar library call. With them a 128^2 ``preview`` LRNN forward + backward takes 58 ms
-on one core instead of 97 ms with the portable kernel (docs/BENCHMARKS.md, "LRNN layer speed: component
-kernels").
+numba's ``math.sin`` is a scalar library call. How much faster than the portable kernel: docs/BENCHMARKS.md,
+"LRNN layer speed: component kernels".
 
 Shapes follow :class:`reconstruct.models.components._ComponentSum`: ``z`` ``(N, M)``, ``aT``/``cT``/``vT``
 ``(width, M)``, ``e`` ``(M,)``, float32 CPU tensors. Activations ``siren`` and ``spder``; ``spder_atan`` stays

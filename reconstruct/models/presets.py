@@ -2,7 +2,7 @@
 
 A :class:`Preset` bundles the model hyper-parameters with an optimiser recipe
 (:class:`OptimConfig`) and the problem size it was tuned for. ``preview`` is sized for a
-128x128 fit on a 2-core CPU in under a minute; ``paper`` matches the ~180k-parameter WIRE
+128x128 fit on a small CPU (docs/BENCHMARKS.md); ``paper`` matches the ~180k-parameter WIRE
 CT configuration (256x256, 100 views, 5000 iterations); ``quality`` spends a larger budget.
 """
 
@@ -49,7 +49,7 @@ def _add(p: Preset) -> None:
 
 
 # --- LRNN -------------------------------------------------------------------------------------
-# preview: sized for a 128^2 fit on a 2-core CPU within a minute; rank, w0 and lr tuned on the bundled samples
+# preview: sized for a 128^2 fit on a small CPU; rank, w0 and lr tuned on the bundled samples
 # (docs/BENCHMARKS.md, "Tuning notes").
 _add(Preset("lrnn", "preview", LRNNConfig(depth=2, rank=32, proj_dim=4, width=4, w0=10.0),
             OptimConfig(lr=1e-1, iterations=300, warmup=20, final_lr_factor=0.1),

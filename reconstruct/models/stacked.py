@@ -76,7 +76,7 @@ class StackedModels(nn.Module):
             return functional_call(self.template, (p, b), (x,))
 
         if coords.device.type == "cpu":
-            # one network after the other: on the CPU vmap's batched layouts made 4 networks' step 1.7x slower
+            # one network after the other: on the CPU vmap's batched layouts made the step slower
             # (docs/BENCHMARKS.md, "Several slices fitted side by side"); a GPU gains from one set of kernels
             return torch.stack([one({k: t[i] for k, t in params.items()}, {k: t[i] for k, t in buffers.items()},
                                     coords) for i in range(len(self))])
