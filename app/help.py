@@ -1,24 +1,15 @@
 """Option help shared by ``sparsect reconstruct`` and ``sparsect batch`` (one wording for one option)."""
 
 from sparsect.reconstruct import registry
-from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
 METHOD_HELP = f"{', '.join(registry.METHODS)}; repeat or comma-separate."
 ITERATIONS_HELP = ("Main-loop iterations of every iterative method (epochs for OS-SART, Adam steps for the networks, "
                    "whose warm start comes on top); at least 1. Default: each method's own (FBP has none).")
-VARIANT_HELP = ("How the networks (lrnn, wire, siren) are fitted; repeat or comma-separate. ramp_loss: "
-                "ramp-filter-weighted sinogram loss, a preconditioner worth several dB at the same budget; "
-                "fbp_init: warm start from the FBP image; tv_init: from the TV image instead; tv: small "
-                "total-variation penalty; coarse_to_fine: coordinate scale ramped up over the first half of the fit; "
-                "wls: each ray weighted by its inverse Poisson variance; discrepancy: stop once the residual reaches "
-                "the expected noise (simulated scans with a photon count only); positive: attenuation kept >= 0; "
-                "tv_blend: the image is the mean of the network's and TV's (TV's few seconds on top); band_blend: "
-                "TV's and the network's blended by spatial frequency, mostly TV at coarse scales and mostly the "
-                "network at fine ones (instead of tv_blend); "
-                "ensemble: "
-                f"{ENSEMBLE_SIZE} networks from consecutive seeds, their mean image and per-pixel spread "
-                f"(uncertainty, HU), {ENSEMBLE_SIZE}x the work. `--variant paper` "
-                "alone gives the published formulation. Default: recommended, each network's own set ("
+VARIANT_HELP = ("How the networks (" + ", ".join(registry.NETWORK_METHODS) + ") are fitted; repeat or comma-separate. "
+                + " ".join(f"{v.name}: {v.help}" for v in registry.VARIANTS.values()
+                           if v.name not in (registry.PAPER_VARIANT, registry.RECOMMENDED))
+                + f" `--variant {registry.PAPER_VARIANT}` alone gives the published formulation. Default: "
+                f"{registry.RECOMMENDED}, each network's own set ("
                 + "; ".join(f"{name}: {','.join(names)}" for name, names in registry.RECOMMENDED_VARIANTS.items())
                 + ").")
 SIZE_HELP = ("Reconstruct on a SIZE x SIZE working grid (default: the slice's own). The scan is simulated from the "
@@ -28,7 +19,7 @@ SIMULATION_HELP = ("honest: the scan is simulated from a finer image than the on
                    "operator on its own grid (the 'inverse crime', which flatters every iterative method).")
 
 
-#: ``sparsect reconstruct --scan``'s options (app/measured_cli.py).
+#: ``sparsect reconstruct --scan``'s options (app/measured_scan.py).
 MEASURED_HELP = {
     "scan": "A measured scan instead of INPUT: .npy/.npz, HDF5 Data Exchange (.h5), a folder of TIFF projections "
             "with flat*/dark* files, or a Helsinki Tomography Challenge 2022 .mat file.",

@@ -21,7 +21,7 @@ from sparsect.reconstruct.neural import ENSEMBLE, ENSEMBLE_SIZE
 
 #: Environment variable that sets the available memory in bytes (overrides what the machine reports).
 AVAILABLE_MEMORY_ENV = "SPARSECT_AVAILABLE_MEMORY"
-#: The smallest settings suggested (a scan needs two views; ``pipeline.MIN_IMAGE_SIZE`` is the least grid).
+#: The smallest settings suggested (a scan needs two views; ``scans.MIN_IMAGE_SIZE`` is the least grid).
 MIN_VIEWS, MIN_SIZE = 2, 16
 
 
@@ -86,7 +86,7 @@ def memory_problem(source_side: int, scan: ScanSettings, methods: Iterable[str],
     available = available_bytes(method.device if method.device.startswith("cuda") else "cpu")
 
     def needs(views: int, side: int, stack: int = slices) -> int:
-        return memory.estimate(source_side, side, views, methods, method.preset, scan.geometry, scan.simulation,
+        return memory.estimate(source_side, side, views, methods, method.preset, scan.beam, scan.simulation,
                                scan.det_count, slices=stack, iterations=method.iterations, ensemble=ensemble).total
 
     needed = needs(scan.views, working)

@@ -8,7 +8,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,6 @@ from PIL import Image, ImageDraw
 from sparsect.app.settings import InputError
 from sparsect.data.atomic import atomic_write
 from sparsect.reconstruct import metrics
-from sparsect.reconstruct.consistency import data_consistency_hu
-from sparsect.reconstruct.result import Reconstruction
 
 #: Labels of the trust maps in pictures and the NPZ key suffix of each (``<method>_consistency_hu``).
 CONSISTENCY, UNCERTAINTY = "consistency", "uncertainty"
@@ -100,25 +99,17 @@ def map_image(maps_hu: Mapping[str, np.ndarray], signed: bool = True, scale: int
     return labelled_row(map_tiles(maps_hu, signed), scale)
 
 
-def trust_maps(reconstructions: Mapping[str, Reconstruction], sinogram: Any, geometry: Any,
-               pixel_size_mm: float, known: Mapping[str, np.ndarray | None] | None = None
+def trust_maps(outcomes: Sequence[Any], name: Callable[[Any], str] = attrgetter("method")
                ) -> dict[str, dict[str, np.ndarray]]:
-    """The maps that say where to trust each image: ``{"consistency": {name: map}, "uncertainty": {...}}``.
+    """The maps that say where to trust each image: ``{"consistency": {name: map}, "uncertainty": {...}}`` of
+    run outcomes (:class:`sparsect.app.run.Outcome`), keyed by ``name(outcome)``.
 
-    consistency : every reconstruction's data-consistency map against ``sinogram`` (see
-        :func:`reconstruct.consistency.data_consistency_hu`), HU, the layout of its ``image_hu``; ``known``
-        gives maps already computed (by name; None: compute it).
-    uncertainty : the per-pixel spread (HU) of the reconstructions fitted as a seed ensemble; empty if none.
+    consistency : every outcome's data-consistency map (HU, (H, W); see
+        :func:`reconstruct.consistency.data_consistency_hu`).
+    uncertainty : the per-pixel spread (HU) of the outcomes fitted as a seed ensemble; empty if none.
     """
-    known = known or {}
-
-    def consistency(name: str, r: Reconstruction) -> np.ndarray:
-        given = known.get(name)
-        return given if given is not None else data_consistency_hu(r.mu, sinogram, geometry, pixel_size_mm)
-
-    return {CONSISTENCY: {name: consistency(name, r) for name, r in reconstructions.items()},
-            UNCERTAINTY: {name: np.asarray(r.uncertainty_hu, dtype=np.float32)
-                          for name, r in reconstructions.items() if r.uncertainty_hu is not None}}
+    return {CONSISTENCY: {name(o): o.consistency_hu for o in outcomes},
+            UNCERTAINTY: {name(o): o.uncertainty_hu for o in outcomes if o.uncertainty_hu is not None}}
 
 
 def trust_arrays(maps: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

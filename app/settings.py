@@ -6,17 +6,24 @@ Errors are :class:`InputError` with a one-line message that names the option and
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sparsect import data
-from sparsect.reconstruct import registry
+from sparsect.reconstruct import checks, registry
 from sparsect.reconstruct.device import resolve_device as _resolve_device
 
 
 class InputError(ValueError):
     """Settings or input the pipeline cannot use; the message says what and how to fix it."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """" (did you mean 'ct_small'?)" when ``name`` is close to one of ``choices``, else ""."""
+    close = difflib.get_close_matches(str(name).strip().lower(), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _split(values: str | Iterable[str]) -> tuple[list[str], list[str]]:
@@ -30,7 +37,8 @@ def parse_methods(values: str | Iterable[str]) -> tuple[str, ...]:
     _, names = _split(values)
     unknown = [name for name in dict.fromkeys(names) if name not in registry.METHODS]
     if unknown:
-        raise InputError(f"unknown method {', '.join(map(repr, unknown))}; choose from {', '.join(registry.METHODS)}")
+        raise InputError(f"unknown method {', '.join(map(repr, unknown))}{did_you_mean(unknown[0], registry.METHODS)}; "
+                         f"choose from {', '.join(registry.METHODS)}")
     if not names:
         raise InputError(f"no method given; choose from {', '.join(registry.METHODS)}")
     return tuple(dict.fromkeys(names))
@@ -70,9 +78,13 @@ def parse_device(device: str) -> str:
 
 def check_iterations(iterations: int | None, option: str = "--iterations") -> int | None:
     """None (each method's default) or a whole number >= 1."""
-    if iterations is not None and (isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1):
-        raise InputError(f"{option} must be at least 1 (leave it out for each method's default), got {iterations}")
-    return None if iterations is None else int(iterations)
+    if iterations is None:
+        return None
+    try:
+        return checks.check_iterations(iterations)
+    except (ValueError, TypeError):
+        raise InputError(f"{option} must be at least 1 (leave it out for each method's default), got {iterations}"
+                         ) from None
 
 
 @dataclass(frozen=True)
@@ -107,8 +119,8 @@ BEAMS = ("parallel", "fan")
 class ScanSettings:
     """How the sparse-view scan is simulated from a slice: views over ``arc`` (radians; None: a half turn for
     parallel beams, a full turn for fan beams), photons per ray (None: noise-free), electronic noise
-    (standard deviation in photons), detector bins (None: covers the image diagonal), noise seed, beam
-    geometry ("parallel" or "fan"), the simulation ("honest" or "same-grid"), the working grid ``size``
+    (standard deviation in photons), detector bins (None: covers the image diagonal), noise seed, the kind of
+    ``beam`` ("parallel" or "fan"), the simulation ("honest" or "same-grid"), the working grid ``size``
     the methods reconstruct on (None: the slice's own) and, for fan beams, the source and detector
     distances from the rotation centre in mm (None: twice and once the image diagonal)."""
 
@@ -118,7 +130,7 @@ class ScanSettings:
     electronic_noise: float = 0.0
     det_count: int | None = None
     seed: int = 0
-    geometry: str = "parallel"
+    beam: str = "parallel"
     simulation: str = "honest"
     size: int | None = None
     source_distance_mm: float | None = None
@@ -126,7 +138,7 @@ class ScanSettings:
 
     def __post_init__(self) -> None:
         if self.arc is None:  # a fan beam needs more than a half turn; a full one needs no short-scan weights
-            object.__setattr__(self, "arc", 2 * math.pi if self.geometry == "fan" else math.pi)
+            object.__setattr__(self, "arc", 2 * math.pi if self.beam == "fan" else math.pi)
 
 
 def _check_distance(value: float | None, option: str) -> float | None:
@@ -137,7 +149,7 @@ def _check_distance(value: float | None, option: str) -> float | None:
 
 def scan_settings(views: int = 60, arc: float | None = None, photons: float | None = None,
                   det_count: int | None = None, seed: int = 0, electronic_noise: float = 0.0,
-                  geometry: str = "parallel", simulation: str = "honest", size: int | None = None,
+                  beam: str = "parallel", simulation: str = "honest", size: int | None = None,
                   source_distance_mm: float | None = None, detector_distance_mm: float | None = None) -> ScanSettings:
     """Validated :class:`ScanSettings`."""
     if isinstance(views, bool) or int(views) != views or views < 2:
@@ -150,15 +162,15 @@ def scan_settings(views: int = 60, arc: float | None = None, photons: float | No
         raise InputError(f"the detector needs at least 1 bin, got {det_count}")
     if not (electronic_noise >= 0 and math.isfinite(electronic_noise)):
         raise InputError(f"electronic noise must be >= 0, got {electronic_noise}")
-    if geometry not in BEAMS:
-        raise InputError(f"--beam must be parallel or fan, got {geometry!r}")
+    if beam not in BEAMS:
+        raise InputError(f"--beam must be parallel or fan, got {beam!r}")
     if simulation not in SIMULATIONS:
         raise InputError(f"--simulation must be honest or same-grid, got {simulation!r}")
     distances = (_check_distance(source_distance_mm, "--source-distance-mm"),
                  _check_distance(detector_distance_mm, "--detector-distance-mm"))
-    if geometry != "fan" and distances != (None, None):
+    if beam != "fan" and distances != (None, None):
         raise InputError("--source-distance-mm and --detector-distance-mm need --beam fan")
     return ScanSettings(views=int(views), arc=None if arc is None else float(arc), photons=photons,
                         electronic_noise=float(electronic_noise), det_count=det_count, seed=int(seed),
-                        geometry=geometry, simulation=simulation, size=None if size is None else int(size),
+                        beam=beam, simulation=simulation, size=None if size is None else int(size),
                         source_distance_mm=distances[0], detector_distance_mm=distances[1])

@@ -16,7 +16,7 @@ class GracefulStop:
     """Context manager that turns the first of ``signals`` into a stop request.
 
     While inside the ``with`` block, a signal sets :attr:`event` (a ``threading.Event``: pass it as the
-    ``stop`` of the pipeline and the fits, or ``event.is_set`` to the batch executors), appends its number
+    ``stop`` of the run layer and the fits, or ``event.is_set`` to the batch executors), appends its number
     to :attr:`received` and calls ``on_stop(signum)`` (to say what happens next); a SIGINT once a stop was
     requested raises ``KeyboardInterrupt`` instead. The handlers are installed only in the main thread
     (Python allows no other) and the previous ones are restored on leaving the block.

@@ -1,4 +1,5 @@
-"""app.measured: measured scans prepared for the CLI and the page (centre, subsampling, grid, reference)."""
+"""app.measured_scan: measured scans prepared for the CLI and the page (centre, subsampling, grid, reference), and
+run on the page's background job."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
 from sparsect import data, reconstruct
-from sparsect.app import measured, settings
-from sparsect.app.page.measured_job import MeasuredJob
+from sparsect.app import measured_scan as measured
+from sparsect.app import run, settings
+from sparsect.app.page.jobs import Job
 from sparsect.operators import ParallelBeam, Radon
 from sparsect.reconstruct import metrics
 
@@ -36,27 +38,29 @@ def test_prepare_centres_subsamples_and_names_the_reference(offset_scan):
     assert any("centre offset set to 2.0" in note for note in prepared.dense.notes)
     assert prepared.sparse.n_views == 30 and prepared.reference == "fbp"
     assert prepared.image_size == (64, 64) and prepared.pixel_size_mm == pytest.approx(0.5)
-    assert measured.score_label(prepared) == "against FBP of the dense scan (180 views)"
+    assert run.scored_against(measured.measured_scan(prepared), object()) == "FBP of all 180 measured views"
     half = measured.prepare(path, center=2.0, size=32, reference="tv")
     assert half.sparse is half.dense and half.pixel_size_mm == pytest.approx(1.0) and half.reference == "tv"
-    assert measured.score_label(measured.prepare(path)) is None
+    assert measured.prepare(path).reference is None
     with pytest.raises(data.ScanError, match="--center must be auto or a number"):
         measured.prepare(path, center="left")
     with pytest.raises(data.ScanError, match="reference must be one of fbp, tv"):
         measured.prepare(path, views=30, reference="sirt")
 
 
-def test_consistency_map(offset_scan):
+def test_the_sinogram_residual_covers_every_measured_view(offset_scan):
     path, _ = offset_scan
-    prepared = measured.prepare(path, center="auto")
-    residual = measured.consistency_map(np.zeros((64, 64)), prepared)
-    np.testing.assert_allclose(residual, -prepared.dense.sinogram, atol=1e-7)  # nothing predicted: A 0 - y = -y
-    fbp = reconstruct.fbp(prepared.dense.sinogram, prepared.geometry(prepared.dense),
-                          pixel_size_mm=prepared.pixel_size_mm)
-    residual = measured.consistency_map(fbp.mu, prepared)
-    assert np.sqrt(np.mean(residual ** 2)) < 0.1 * np.sqrt(np.mean(prepared.dense.sinogram ** 2))
-    with pytest.raises(ValueError, match="the grid"):
-        measured.consistency_map(np.zeros((32, 32)), prepared)
+    scan = measured.measured_scan(measured.prepare(path, views=30, center="auto"))
+    prepared = scan.measured
+    bins = prepared.dense.det_count  # centring widened the detector so no measured bin is lost
+    assert scan.views == 30 and tuple(scan.check_sinogram.shape) == (180, bins) and scan.photons is None
+    (outcome,) = run.reconstruct("fbp", [scan], settings.MethodSettings(device="cpu"))
+    assert outcome.sinogram_residual.shape == (180, bins)  # all measured views, not only the 30 used
+    dense = torch.from_numpy(prepared.dense.sinogram)
+    predicted = Radon(prepared.geometry(prepared.dense))(outcome.reconstruction.mu.double() * prepared.pixel_size_mm)
+    np.testing.assert_allclose(outcome.sinogram_residual, (predicted - dense).numpy(), atol=1e-4)
+    assert outcome.data_rmse == pytest.approx(np.sqrt(np.mean(outcome.sinogram_residual.astype(float) ** 2)))
+    assert outcome.scores == {} and outcome.record()["scored_against"] is None  # no reference given
 
 
 # ------------------------------------------------------------------------------------------ the page's runs
@@ -98,15 +102,15 @@ def test_uploaded_tiff_stack_reconstructs_the_object(tmp_path):
     blank = data.load_tiff_bytes(files, geometry, row=0)  # a row that saw nothing
     assert np.abs(blank.sinogram).max() < 1e-3 < scan.sinogram.max()
     prepared = measured.prepare_scan(scan, views=45, reference="fbp")
-    job = MeasuredJob(prepared, ["fbp"], settings.MethodSettings(device="cpu")).start()
-    assert job.wait()
+    job = Job([run.Task("fbp", settings.MethodSettings(device="cpu"), "fbp")], measured.measured_scan(prepared))
+    assert job.start().wait()
     (outcome,) = job.finished_outcomes()
     assert job.reference is not None and job.progress["reference"].status == "done"
     image = outcome.reconstruction.mu.reshape(64, 64).cpu().numpy()
     inside = metrics.circle_mask(mu.shape)
     error = np.sqrt(np.mean((image - mu)[inside] ** 2)) / np.sqrt(np.mean(mu[inside] ** 2))
     assert error < 0.35, error  # the object the scan saw, not noise
-    assert outcome.metrics["psnr"] > 20  # against FBP of all 90 views
+    assert outcome.scores["psnr"] > 20  # against FBP of all 90 views
     with pytest.raises(data.ScanError, match="no flat field in the upload"):
         data.load_tiff_bytes([f for f in files if f[0] != "flat.tif"], geometry)
     with pytest.raises(data.ScanError, match="notes.txt is not a TIFF file"):
@@ -122,26 +126,28 @@ def test_measured_job_stop_keeps_the_partial_result():
     scan = data.MeasuredScan(sinogram=sinogram, angles=angles, beam="parallel", detector_pixel_mm=0.5)
     prepared = measured.prepare_scan(scan, views=20, reference=None)
 
-    class StopOnIterationThree(MeasuredJob):  # Stop pressed while SIRT reports its third iteration
-        def _callback(self, progress):
-            update = super()._callback(progress)
+    class StopOnIterationThree(Job):  # Stop pressed while SIRT reports its third iteration
+        def listener(self):
+            listener, job = super().listener(), self
 
-            def update_then_stop(state):
-                update(state)
-                if state.iteration == 3:
-                    self.request_stop()
+            class Stopping(type(listener)):
+                def progress(self, name, state):
+                    super().progress(name, state)
+                    if state.iteration == 3:
+                        job.request_stop()
 
-            return update_then_stop
+            return Stopping(self)
 
-    job = StopOnIterationThree(prepared, ["sirt", "cgls"], settings.MethodSettings(iterations=50, device="cpu"))
+    chosen = settings.MethodSettings(iterations=50, device="cpu")
+    job = StopOnIterationThree([run.Task(m, chosen, m) for m in ("sirt", "cgls")], measured.measured_scan(prepared))
     assert job.start().wait()
     (outcome,) = job.finished_outcomes()
     done = outcome.reconstruction.iterations
     assert outcome.method == "sirt" and outcome.reconstruction.stop_reason == "stopped" and 3 <= done < 50
     assert job.progress["sirt"].status == "stopped" and job.progress["cgls"].status == "cancelled"
-    assert "reference" not in job.progress and job.reference is None and outcome.metrics == {}
+    assert "reference" not in job.progress and job.reference is None and outcome.scores == {}
     sparse = prepared.sparse
     independent = reconstruct.run("sirt", torch.from_numpy(sparse.sinogram), prepared.geometry(sparse),
                                   pixel_size_mm=prepared.pixel_size_mm, iterations=done, device="cpu")
     np.testing.assert_allclose(outcome.reconstruction.image_hu, independent.image_hu, rtol=0, atol=1e-2)
-    assert outcome.residual.shape == (60, 32)
+    assert outcome.sinogram_residual.shape == (60, 32)

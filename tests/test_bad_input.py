@@ -15,10 +15,11 @@ from pydicom.data import get_testdata_file
 from rich.console import Console
 from typer.testing import CliRunner
 
-from sparsect.app import limits, settings
+from sparsect.app import limits, scans, settings
 from sparsect.app.batch import command as batch
 from sparsect.app.cli import cli
 from sparsect.app.page import compute as pc
+from sparsect.app.page import uploads
 
 runner = CliRunner()
 CT = Path(get_testdata_file("CT_small.dcm"))
@@ -101,10 +102,10 @@ def test_bad_files_through_batch(tmp_path, kind):
 @pytest.mark.parametrize("kind", [k for k in FILE_CASES if k != "empty_folder"])
 def test_bad_files_through_the_page(tmp_path, kind):
     source = _write_file(kind, tmp_path / "in")
-    summary = pc.read_uploads([(source.name, source.read_bytes())])
+    summary = uploads.read_uploads([(source.name, source.read_bytes())])
     if summary.error is None:  # readable, but not usable as a slice: the page shows the InputError
         with pytest.raises(settings.InputError) as raised:
-            pc.prepare_slice(summary.series[0].slice(0), None)
+            scans.prepare_slice(summary.series[0].slice(0), None)
         assert "\n" not in str(raised.value)
     else:
         assert "\n" not in summary.error and "Traceback" not in summary.error

@@ -26,7 +26,9 @@ from sparsect.app.batch import command as batch
 from sparsect.app.batch import plan as batch_plan
 from sparsect.app.batch import store as batch_store
 from sparsect.app.batch import work as batch_work
+from sparsect.app.batch.cli import register
 from sparsect.app.settings import recommended_variants
+from sparsect.reconstruct import registry
 from sparsect.reconstruct.registry import RECOMMENDED_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +122,7 @@ def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
     assert all(float(r["psnr"]) > 20 and 0 < float(r["ssim"]) <= 1 for r in rows)
     assert all(float(r["psnr_range"]) > 10 and 0 < float(r["ssim_range"]) <= 1 for r in rows)
     # 128² slices reconstructed on their own grid: simulated from them upsampled to 256², 4 rays per bin
-    assert {(r["simulation"], r["simulation_grid"], r["sub_rays"]) for r in rows} == {("honest", "[256, 256]", "4")}
+    assert {(r["simulation"], r["simulation_grid"], r["sub_rays"]) for r in rows} == {("honest", "256x256", "4")}
     assert len((reference / "metrics.jsonl").read_text().splitlines()) == len(rows)
     images = _images(reference)
     assert sorted(images) == [f"patient{p}/ct_{s}/{m}_{v}v" for p, s in ((1, "a"), (2, "b"))
@@ -296,7 +298,7 @@ def test_variant_is_recorded_and_a_changed_variant_redoes_the_network_units(inpu
     shutil.copytree(inputs / "patient2", clean)
     app = typer.Typer()
     app.callback()(lambda: None)
-    batch.register(app)
+    register(app)
     options = ["--views", "12", "--method", "fbp,lrnn", "--iterations", "2", "--slices", "middle", "--device", "cpu",
                "--quiet"]
     result = CliRunner().invoke(app, ["batch", str(clean), str(out), *options, "--variant", "paper"])
@@ -304,7 +306,7 @@ def test_variant_is_recorded_and_a_changed_variant_redoes_the_network_units(inpu
     assert "variant=paper" in result.stderr and "todo=2" in result.stderr
     assert [(r["method"], r["variant"]) for r in _rows(out)] == [("fbp", ""), ("lrnn", "paper")]
     markers = _markers(out)
-    assert markers["lrnn"]["settings"]["variant"] == ["paper"] and markers["lrnn"]["rows"][0]["variant"] == "paper"
+    assert markers["lrnn"]["settings"]["variant"] == ["paper"] and markers["lrnn"]["rows"][0]["variant"] == ["paper"]
     assert markers["fbp"]["rows"][0]["variant"] is None
     assert json.loads((out / "summary.json").read_text())["settings"]["variant"] == ["paper"]
 
@@ -460,16 +462,16 @@ def test_a_fits_warnings_are_logged_with_its_unit(inputs, tmp_path, monkeypatch)
 
     clean = tmp_path / "in"
     shutil.copytree(inputs / "patient2", clean)
-    real = batch_work._run
+    real = registry.run
 
-    def warned(method, sims, settings):
+    def warned(method, *args, **kwargs):
         warnings.warn(f"network 1 of 1: non-finite loss/gradient at iteration 7 ({method})", RuntimeWarning,
                       stacklevel=1)
         if method == "sirt":
             raise ValueError("boom")
-        return real(method, sims, settings)
+        return real(method, *args, **kwargs)
 
-    monkeypatch.setattr(batch_work, "_run", warned)
+    monkeypatch.setattr(registry, "run", warned)
     code, _, err = _run(clean, tmp_path / "out", views=["12"], methods=["fbp", "sirt"], iterations=3,
                         slices="middle", device="cpu", quiet=True)
     assert code == batch.EXIT_FAILURES

@@ -10,11 +10,12 @@ import typer
 from typer.testing import CliRunner
 
 from sparsect import data
-from sparsect.app.batch import command, pacs
+from sparsect.app.batch import pacs
+from sparsect.app.batch.cli import register
 
 cli = typer.Typer()
 cli.callback()(lambda: None)
-command.register(cli)
+register(cli)
 
 
 def test_pull_then_push_only_this_studys_outputs(orthanc, make_ct_series, tmp_path):

@@ -17,15 +17,13 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from sparsect import data
-from sparsect.app import outputs, pipeline, settings, stopping
+from sparsect.app import outputs, records, run, scans, settings, stopping
 from sparsect.app.cli import cli
-from sparsect.reconstruct import metrics
+from sparsect.reconstruct import metrics, registry
 from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS
 
 runner = CliRunner()
-JSON_KEYS = {"method", "views", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range", "rmse_soft_hu", "seconds",
-             "iterations", "warm_start_iterations", "parameters", "device", "stop_reason", "variant", "simulation",
-             "simulation_grid", "sub_rays"}
+JSON_KEYS = set(records.RECORD_FIELDS)
 
 
 def _invoke(*args):
@@ -96,7 +94,7 @@ def test_methods_share_one_sinogram_and_comma_lists_work(tmp_path):
 )
 def test_bad_input_gives_clear_error(args, message, monkeypatch):
     started = []
-    monkeypatch.setattr(pipeline, "run_method", lambda name, *a, **k: started.append(name))
+    monkeypatch.setattr(registry, "run", lambda name, *a, **k: started.append(name))
     result = _invoke(*args)
     assert result.exit_code == 2
     assert message in result.output
@@ -136,7 +134,7 @@ def test_bad_out_is_refused_before_any_work_and_leaves_nothing(tmp_path, layout,
         (out / "fbp.png").mkdir(parents=True)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     started = []
-    monkeypatch.setattr(pipeline, "run_method", lambda name, *a, **k: started.append(name))
+    monkeypatch.setattr(registry, "run", lambda name, *a, **k: started.append(name))
     result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out))
     assert result.exit_code == 2 and "--out" in result.output and "Traceback" not in result.output
     assert started == [] and sorted(str(p) for p in tmp_path.rglob("*")) == before
@@ -158,39 +156,43 @@ def test_a_failure_after_the_run_leaves_out_untouched(tmp_path, monkeypatch):
     assert [p.name for p in out.iterdir()] == ["metrics.json"]
 
 
+def _outcome(method, scores, **reconstruction):
+    fields = dict(settings={}, seconds=1.0, iterations=0, warm_start_iterations=0, n_parameters=0, device="cpu",
+                  stop_reason="completed", diverged=[]) | reconstruction
+    return run.Outcome(method, SimpleNamespace(**fields), scores=scores, views=30, data_rmse=0.01, seconds=1.0)
+
+
 def test_records_are_strict_json_with_a_reason_for_null():
-    outcome = pipeline.MethodOutcome("fbp", SimpleNamespace(
-        parameters={}, seconds=0.1, iterations=0, warm_start_iterations=0, n_parameters=0, device="cpu",
-        stop_reason="completed", diverged=[]), {"psnr": math.inf, "ssim": 1.0, "rmse_hu": 0.0,
-                                                "psnr_range": math.inf, "ssim_range": 1.0, "rmse_soft_hu": math.nan})
-    record = outcome.record(30)
+    record = _outcome("fbp", {"psnr": math.inf, "ssim": 1.0, "rmse_hu": 0.0, "psnr_range": math.inf,
+                              "ssim_range": 1.0, "rmse_soft_hu": math.nan}).record()
     assert record["psnr"] is None and record["psnr_range"] is None and "equals the reference" in record["note"]
     assert record["rmse_soft_hu"] is None and "no reference pixel in [-200, 200] HU" in record["note"]
-    assert "fit_note" not in record
+    assert record["fit_note"] is None and list(record) == list(records.RECORD_FIELDS)
     json.dumps(record, allow_nan=False)
 
 
 def test_a_diverged_fit_and_a_left_out_member_are_marked_and_explained():
     """A fit that ran out of roll-backs is marked "!" with a legend; an ensemble that left a member out says so
     in its record's fit_note and under the table."""
-    from sparsect.app.cli import results_table
+    from sparsect.app.tables import results_table
 
-    scores = dict.fromkeys(pipeline.SCORE_DIGITS, 30.0)
-    common = dict(seconds=1.0, iterations=40, warm_start_iterations=0, n_parameters=10, device="cpu")
-    diverged = pipeline.MethodOutcome("lrnn", SimpleNamespace(
-        **common, stop_reason="diverged", diverged=[0], parameters={"variant": ["paper"]}), scores).record(30)
-    left_out = pipeline.MethodOutcome("siren", SimpleNamespace(
-        **common, stop_reason="completed", diverged=[],
-        parameters={"variant": ["ensemble"], "ensemble_left_out": [{"slice": 0, "seed": 2}]}), scores).record(30)
+    scores = dict.fromkeys(records.SCORE_DIGITS, 30.0)
+    common = dict(iterations=40, n_parameters=10)
+    diverged = _outcome("lrnn", scores, **common, stop_reason="diverged", diverged=[0],
+                        settings={"variant": ["paper"]}).record()
+    left_out = _outcome("siren", scores, **common, settings={
+        "variant": ["ensemble"], "ensemble_size": 3, "ensemble_left_out": [{"slice": 0, "seed": 2}]}).record()
     assert diverged["stop_reason"] == "diverged" and "last good state" in diverged["fit_note"]
     assert left_out["fit_note"] == ("ensemble member(s) of seed 2 diverged: left out of the mean and the "
                                     "uncertainty map")
-    text = " ".join(" ".join(_rendered(results_table([diverged, left_out], 30))).split())
+    assert diverged["fit"] == "LRNN, published fit" and left_out["fit"].startswith("SIREN, 3 seeds")
+    text = " ".join(" ".join(_rendered(results_table([diverged, left_out], "30 views"))).split())
     assert "40!" in text and "! diverged" in text and "siren: ensemble member(s) of seed 2" in text
+    assert "lrnn: LRNN, published fit" in text  # each network's fit in words
     # a batch of slices: each slice's note is its own
-    batch = SimpleNamespace(diverged=[1], parameters={"ensemble_left_out": [{"slice": 0, "seed": 5}]})
-    assert [len(pipeline.fit_notes(batch, i)) for i in range(3)] == [1, 1, 0]
-    assert "seed 5" in pipeline.fit_notes(batch, 0)[0] and "diverged:" in pipeline.fit_notes(batch, 1)[0]
+    batch = SimpleNamespace(diverged=[1], settings={"ensemble_left_out": [{"slice": 0, "seed": 5}]})
+    assert [len(records.fit_notes(batch, i)) for i in range(3)] == [1, 1, 0]
+    assert "seed 5" in records.fit_notes(batch, 0)[0] and "diverged:" in records.fit_notes(batch, 1)[0]
 
 
 @pytest.mark.parametrize("args, asked, variant", [
@@ -200,14 +202,14 @@ def test_a_diverged_fit_and_a_left_out_member_are_marked_and_explained():
 ])
 def test_network_fit_variant_defaults_to_the_recommended_one(monkeypatch, args, asked, variant):
     fitted = []
-    run_method = pipeline.run_method
+    run_method = registry.run
 
     def recording(name, *a, **kw):
         result = run_method(name, *a, **kw)
-        fitted.append((name, a[1].variant, result.parameters.get("variant")))
+        fitted.append((name, kw["variant"], result.settings.get("variant")))
         return result
 
-    monkeypatch.setattr(pipeline, "run_method", recording)
+    monkeypatch.setattr(registry, "run", recording)
     result = _invoke("shepp_logan", "--size", "32", "--views", "12", "-m", "fbp,lrnn", "--iterations", "2",
                      "--device", "cpu", "--json", *args)
     assert result.exit_code == 0, result.output
@@ -248,7 +250,7 @@ def _press_ctrl_c(monkeypatch, method: str, at: int, presses: int = 1) -> list[s
     the SIGINT handler installed at that moment (the command's own), as the signal would; returns the list
     of methods started."""
     started: list[str] = []
-    run_method = pipeline.run_method
+    run_method = registry.run
 
     def patched(name, *args, callback=None, **kwargs):
         started.append(name)
@@ -262,7 +264,7 @@ def _press_ctrl_c(monkeypatch, method: str, at: int, presses: int = 1) -> list[s
 
         return run_method(name, *args, callback=progress, **kwargs)
 
-    monkeypatch.setattr(pipeline, "run_method", patched)
+    monkeypatch.setattr(registry, "run", patched)
     return started
 
 
@@ -295,9 +297,8 @@ def test_ctrl_c_stops_the_running_method_reports_and_writes_what_was_obtained(tm
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     # the stopped result is SIRT's iterate after 3 iterations
     monkeypatch.undo()
-    scan = settings.ScanSettings(views=12, size=32)
-    simulation = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), scan)
-    three = pipeline.run_method("sirt", simulation, settings.MethodSettings(iterations=3, device="cpu"))
+    scan = scans.simulate(scans.load_input("shepp_logan", size=32), settings.ScanSettings(views=12, size=32))
+    (three,) = run.reconstruct("sirt", [scan], settings.MethodSettings(iterations=3, device="cpu"))
     np.testing.assert_allclose(arrays["sirt_hu"], three.image_hu, atol=1e-3)
 
 
@@ -324,29 +325,48 @@ def test_second_ctrl_c_aborts_at_once_without_traceback(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_run_methods_stop_keeps_the_partial_result_and_skips_the_rest():
-    ct = pipeline.load_input("shepp_logan", size=32)
-    scan = settings.ScanSettings(views=12, size=32)
-    method_settings = settings.MethodSettings(iterations=30, device="cpu")
+def test_run_tasks_stop_keeps_the_partial_result_and_skips_the_rest():
+    scan = scans.simulate(scans.load_input("shepp_logan", size=32), settings.ScanSettings(views=12, size=32))
+    tasks = run.tasks_for(("fbp", "sirt", "cgls"), settings.MethodSettings(iterations=30, device="cpu"))
     stop = threading.Event()
-    seen = []
+    seen, skipped = [], []
 
-    def on_progress(name, state):
-        seen.append(name)
-        if name == "sirt" and state.iteration == 4:
-            stop.set()
+    class Listener(run.RunListener):
+        def progress(self, name, state):
+            seen.append(name)
+            if name == "sirt" and state.iteration == 4:
+                stop.set()
 
-    _, outcomes = pipeline.run_methods(ct, ("fbp", "sirt", "cgls"), scan, method_settings, on_progress=on_progress,
-                                       stop=stop)
-    assert [o.method for o in outcomes] == ["fbp", "sirt"] and "cgls" not in seen
-    record = outcomes[1].record(12)
+        def skipped(self, name):
+            skipped.append(name)
+
+    outcomes = run.run_tasks(scan, tasks, Listener(), stop=stop).outcomes
+    assert [o.method for o in outcomes] == ["fbp", "sirt"] and "cgls" not in seen and skipped == ["cgls"]
+    record = outcomes[1].record()
     assert record["iterations"] == 4 and record["stop_reason"] == "stopped"
     assert 0 < record["psnr"] < 100 and 0 < record["ssim"] <= 1
-    assert outcomes[0].record(12)["stop_reason"] == "completed"
+    assert outcomes[0].record()["stop_reason"] == "completed"
     # a stop that fired before the run: no method starts; one that never fires changes nothing
-    assert pipeline.run_methods(ct, ("fbp", "sirt"), scan, method_settings, stop=lambda: True)[1] == []
-    _, unstopped = pipeline.run_methods(ct, ("sirt",), scan, method_settings, stop=threading.Event())
-    assert unstopped[0].reconstruction.iterations == 30 and unstopped[0].reconstruction.stop_reason == "completed"
+    assert run.run_tasks(scan, tasks[:2], stop=lambda: True).outcomes == []
+    (unstopped,) = run.run_tasks(scan, tasks[1:2], stop=threading.Event()).outcomes
+    assert unstopped.reconstruction.iterations == 30 and unstopped.reconstruction.stop_reason == "completed"
+
+
+def test_a_failing_method_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+    real = registry.run
+
+    def sirt_fails(name, *args, **kwargs):
+        if name == "sirt":
+            raise RuntimeError("solver blew up")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "run", sirt_fails)
+    out = tmp_path / "out"
+    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp,sirt,cgls", "--iterations", "3",
+                     "--out", str(out), "--json")
+    assert result.exit_code == 1 and "error: SIRT failed: solver blew up" in " ".join(result.stderr.split())
+    assert [json.loads(line)["method"] for line in result.stdout.splitlines()] == ["fbp", "cgls"]
+    assert (out / "cgls.png").exists() and not (out / "sirt.png").exists() and "Traceback" not in result.output
 
 
 def test_graceful_stop_handler():
@@ -369,8 +389,8 @@ def test_fan_beam_and_the_simulation_are_options():
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert record["simulation"] == "honest" and record["simulation_grid"] == [256, 256]
-    fan = pipeline.simulate(pipeline.load_input("shepp_logan", size=32), settings.scan_settings(
-        views=8, geometry="fan", size=32, source_distance_mm=400, detector_distance_mm=200))
+    fan = scans.simulate(scans.load_input("shepp_logan", size=32), settings.scan_settings(
+        views=8, beam="fan", size=32, source_distance_mm=400, detector_distance_mm=200))
     assert type(fan.geometry).__name__ == "FanBeam" and float(fan.geometry.angles[-1]) > 1.5 * math.pi  # full turn
     assert fan.geometry.source_distance == pytest.approx(400 / 8)  # 8 mm working pixels
     crime = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--simulation", "same-grid", "--json")
@@ -457,12 +477,14 @@ def _rendered(table) -> list[str]:
 
 def test_tables_fit_80_columns_without_truncation():
     from sparsect.app.batch.command import summary_table
-    from sparsect.app.cli import results_table, scores_table
+    from sparsect.app.tables import results_table, scores_table
 
     widest = {"method": "os_sart", "psnr": 99.99, "ssim": 0.9999, "rmse_hu": 4095.0, "seconds": 12345.67,
               "iterations": 10000, "warm_start_iterations": 100, "stop_reason": "stopped", "parameters": 1234567,
-              "device": "cuda:0"}
-    lines = _rendered(results_table([widest, dict(widest, method="fbp", psnr=None)], 1000))
+              "device": "cuda:0", "variant": None, "data_rmse": 1234.5678, "simulation": "same-grid (inverse crime)",
+              "simulation_grid": [1024, 1024], "sub_rays": 1}
+    lines = _rendered(results_table([widest, dict(widest, method="fbp", psnr=None)], "sparse-view reconstruction "
+                                    "(1000 views) vs. the full slice"))
     assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]
     text = " ".join(lines)
     for word in ("method", "PSNR", "dB", "SSIM", "RMSE", "HU", "seconds", "iterations", "params", "device",
@@ -471,11 +493,9 @@ def test_tables_fit_80_columns_without_truncation():
     group = {"method": "os_sart", "views": 1000, "slices": 1000, "psnr": {"mean": 99.99, "sd": 10.5},
              "ssim": {"mean": 0.9999, "sd": 0.1234}, "rmse_hu": {"mean": 1234.5, "sd": 123.4},
              "seconds": {"mean": 1234.56, "sd": 1.0}}
-    lines = _rendered(scores_table([dict(widest, psnr_range=99.99, ssim_range=0.9999, rmse_soft_hu=4095.0)],
-                                   SimpleNamespace(label="same-grid (inverse crime)", simulation_grid=(1024, 1024),
-                                                   sub_rays=1)))
+    lines = _rendered(scores_table([dict(widest, psnr_range=99.99, ssim_range=0.9999, rmse_soft_hu=4095.0)]))
     assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]
-    for word in ("PSNR", "range", "dB", "SSIM", "soft", "tissue", "99.99", "0.9999", "4095.0", "inverse"):
+    for word in ("PSNR", "range", "dB", "SSIM", "soft", "tissue", "99.99", "0.9999", "4095.0", "inverse", "1235"):
         assert word in " ".join(lines), word
     lines = _rendered(summary_table({"groups": [group]}))
     assert max(map(len, lines)) <= 80 and not [line for line in lines if "…" in line]

@@ -43,8 +43,7 @@ def test_sparse_views_scored_against_fbp_of_all_views(scan_files, tmp_path):
     records = _records(runner.invoke(cli, ["reconstruct", "--scan", str(scan), "--geometry", str(geometry), "--views",
                                            "30", "-m", "fbp,sirt", "--iterations", "20", "--json", "--out", str(out)]))
     assert [r["method"] for r in records] == ["fbp", "sirt"]
-    assert all(r["views"] == 30 and r["scored_against"] == "against FBP of the dense scan (120 views)"
-               for r in records)
+    assert all(r["views"] == 30 and r["scored_against"] == "FBP of all 120 measured views" for r in records)
     assert all(r["psnr"] > 20 and r["data_rmse"] > 0 for r in records)
     written = json.loads((out / "metrics.json").read_text())
     assert written["scan"]["views"] == 120 and written["records"] == records
@@ -58,7 +57,7 @@ def test_all_views_without_reference_has_no_scores(scan_files):
     (record,) = _records(runner.invoke(cli, ["reconstruct", "--scan", str(scan), "--geometry", str(geometry),
                                              "-m", "fbp", "--json"]))
     assert (record["views"], record["psnr"], record["scored_against"]) == (120, None, None)
-    assert "note" not in record and record["data_rmse"] < 0.01
+    assert record["note"] is None and record["data_rmse"] < 0.01
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -124,3 +123,25 @@ def test_two_runs_of_one_scan_join_one_study(scan_files, tmp_path):
         assert not (out / "dicom" / "reference").exists()  # all views and no reference asked for
         study.append(pydicom.dcmread(next((out / "dicom" / method).glob("*.dcm"))).StudyInstanceUID)
     assert study[0] == study[1]
+
+
+def test_a_geometry_file_whose_centre_disagrees_with_the_data_is_named(tmp_path):
+    mu = (resize(shepp_logan_phantom(), (64, 64), order=1, anti_aliasing=True) * 0.02).astype(np.float32)
+    geometry = ParallelBeam(np.arange(121) * np.pi / 120, 64, 1.0, 64)  # 0 to 180 degrees: opposing views
+    scan = tmp_path / "scan.npy"
+    np.save(scan, (Radon(geometry)(torch.from_numpy(mu).double()) * 0.5).numpy())
+    right = {"beam": "parallel", "detector_pixel_mm": 0.5, "angles_deg": np.degrees(geometry.angles.numpy()).tolist()}
+    for name, offset in (("right.json", 0.0), ("wrong.json", 2.5)):  # the data's axis is at the middle
+        (tmp_path / name).write_text(json.dumps(right | {"center_offset": offset}))
+
+    def run(name, *args):
+        result = runner.invoke(cli, ["reconstruct", "--scan", str(scan), "--geometry", str(tmp_path / name), "-m",
+                                     "fbp", "--json", *args])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.stderr.split())
+
+    warning = run("wrong.json")
+    assert "warning: rotation centre: the scan's center_offset is 2.50 detector bins" in warning
+    assert "--center auto" in warning and "0.00 bins" in warning
+    assert "rotation centre" not in run("right.json")
+    assert "rotation centre" not in run("wrong.json", "--center", "auto")  # estimated: nothing to warn about

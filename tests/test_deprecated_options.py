@@ -15,6 +15,7 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from sparsect.app.batch import command as batch
+from sparsect.app.batch.cli import register
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS_WARNING = "warning: --methods is deprecated; use --method"
@@ -35,7 +36,7 @@ def app() -> typer.Typer:
     """A ``sparsect`` app with only the ``batch`` command (as ``sparsect.app.cli.main`` registers it)."""
     app = typer.Typer()
     app.callback()(lambda: None)
-    batch.register(app)
+    register(app)
     return app
 
 

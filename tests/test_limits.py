@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from sparsect import data
-from sparsect.app import limits, settings
+from sparsect.app import limits, scans, settings
 from sparsect.app.batch import command as batch
 from sparsect.app.batch import plan
 from sparsect.app.cli import cli
@@ -31,19 +31,19 @@ runner = CliRunner()
 # (or compiled) every kernel, minus the resident memory before it: what the run itself added.
 _PEAK_SCRIPT = """
 import sys
-from sparsect.app import pipeline, settings
+from sparsect.app import run, scans, settings
 def status(key):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(key)) * 1024
 views, size, method, iterations = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-ct = pipeline.load_input("shepp_logan")
+ct = scans.load_input("shepp_logan")
 warm = settings.method_settings(iterations=30, device="cpu")
-pipeline.run_methods(ct, ("fbp", "sirt"), settings.scan_settings(views=8, size=32), warm)
+run.run_tasks(scans.simulate(ct, settings.scan_settings(views=8, size=32)), run.tasks_for(("fbp", "sirt"), warm))
 with open("/proc/self/clear_refs", "w") as clear:
     clear.write("5")
 before = status("VmRSS:")
 chosen = settings.method_settings(iterations=iterations, device="cpu")
-pipeline.run_methods(ct, (method,), settings.scan_settings(views=views, size=size), chosen)
+run.run_tasks(scans.simulate(ct, settings.scan_settings(views=views, size=size)), run.tasks_for((method,), chosen))
 print(status("VmHWM:") - before)
 """
 
@@ -131,7 +131,7 @@ def test_batch_refuses_once_before_any_unit(tmp_path, monkeypatch):
 
 def test_page_check_raises_the_page_error(monkeypatch):
     monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, "1e8")
-    ct = pc.prepare_slice(data.load_sample("shepp_logan"), 512)
+    ct = scans.prepare_slice(data.load_sample("shepp_logan"), 512)
     chosen = {m: pc.method_settings(m, None, None, "paper", "cpu") for m in ("fbp", "siren")}
     with pytest.raises(settings.InputError, match="at most working grid \\d+ fits"):
         pc.check_memory(ct, settings.scan_settings(views=60, size=512), chosen)

@@ -17,10 +17,12 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from sparsect import data
-from sparsect.app import pipeline, serve, settings
+from sparsect.app import records, run, scans, serve, settings
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import reader as pr
+from sparsect.app.page import uploads
+from sparsect.app.page.jobs import Job
 from sparsect.reconstruct import classical, metrics, registry
 from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
@@ -56,6 +58,12 @@ def _metrics(at):
     return tables[-1]
 
 
+def _network_row(table, label: str) -> str:
+    """The metrics table's row of a network: its label and its fit in words ("LRNN, 3 seeds, ...")."""
+    (row,) = [name for name in table.index if name.split(",")[0] == label]
+    return row
+
+
 def _texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
 
@@ -64,30 +72,30 @@ def _texts(elements) -> str:
 
 
 def test_read_uploads_corrupt_and_non_dicom_files_give_clear_messages():
-    summary = pc.read_uploads([("broken.dcm", b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage")])
+    summary = uploads.read_uploads([("broken.dcm", b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage")])
     assert summary.error and "broken.dcm" in summary.error and not summary.series
-    summary = pc.read_uploads([("notes.txt", b"hello, not an image")])
+    summary = uploads.read_uploads([("notes.txt", b"hello, not an image")])
     assert summary.error and "notes.txt" in summary.error
     assert "Traceback" not in summary.error
-    assert pc.read_uploads([]).error
+    assert uploads.read_uploads([]).error
 
 
 def test_read_uploads_series_and_zip_in_memory():
     raw = _ct_small_bytes()
-    summary = pc.read_uploads([("ct.dcm", raw), ("readme.txt", b"not dicom")])
+    summary = uploads.read_uploads([("ct.dcm", raw), ("readme.txt", b"not dicom")])
     assert summary.error is None and len(summary.series) == 1
     assert [Path(n).name for n, _ in summary.skipped] == ["readme.txt"]
-    assert "128x128" in pc.series_label(summary.series[0])
+    assert "128x128" in uploads.series_label(summary.series[0])
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("series/IM0001", raw)
-    zipped = pc.read_uploads([("series.zip", buffer.getvalue())])
+    zipped = uploads.read_uploads([("series.zip", buffer.getvalue())])
     assert zipped.error is None and zipped.series[0].shape == (1, 128, 128)
     assert zipped.digest != summary.digest
-    ct = pc.prepare_slice(zipped.series[0].slice(0), 64)
+    ct = scans.prepare_slice(zipped.series[0].slice(0), 64)
     assert ct.hu.shape == (128, 128)  # square: kept whole for the scan; ScanSettings.size is the working grid
-    assert "PatientName" in pc.identifying_fields(ct)
-    assert not any("Patient" in k for k in pc.describe(ct))
+    assert "PatientName" in uploads.identifying_fields(ct)
+    assert not any("Patient" in k for k in uploads.describe(ct))
 
 
 def test_figures_window_zoom_difference_and_profile():
@@ -157,21 +165,26 @@ def test_reading_order_is_shuffled_per_reader():
     assert pr.widget_key("r", "000123", "ab", "A") != pr.widget_key("r", "000123", "cd", "A")
 
 
+def _outcome(method: str, scan, iterations: int | None = None):
+    (outcome,) = run.reconstruct(method, [scan], settings.MethodSettings(iterations=iterations, device="cpu"))
+    return outcome
+
+
 def test_metrics_csv_matches_the_table():
-    ct, simulation = _small_problem()
-    rec = pipeline.run_method("fbp", simulation, settings.MethodSettings())
-    run = pc.MethodRun("fbp", rec, pipeline.score(rec.image_hu, simulation))
-    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([run], 12, simulation).decode())))
-    assert list(rows[0]) == list(pc.CSV_COLUMNS) and len(rows) == 1
-    assert rows[0]["method"] == "fbp" and rows[0]["views"] == "12" and rows[0]["status"] == "complete"
-    assert float(rows[0]["psnr"]) == run.metrics["psnr"] and float(rows[0]["rmse_hu"]) == run.metrics["rmse_hu"]
-    assert float(rows[0]["psnr_range"]) == run.metrics["psnr_range"]
+    ct, scan = _small_problem()
+    outcome = _outcome("fbp", scan)
+    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([outcome]).decode())))
+    assert list(rows[0]) == list(records.RECORD_FIELDS) and len(rows) == 1
+    assert rows[0]["method"] == "fbp" and rows[0]["views"] == "12" and rows[0]["stop_reason"] == "completed"
+    assert float(rows[0]["psnr"]) == round(outcome.scores["psnr"], 4)
+    assert float(rows[0]["rmse_hu"]) == round(outcome.scores["rmse_hu"], 3)
     assert (rows[0]["simulation"], rows[0]["simulation_grid"], rows[0]["sub_rays"]) == ("honest", "64x64", "4")
-    diverged = dataclasses.replace(rec, stop_reason="diverged", diverged=[0])
-    run = pc.MethodRun("fbp", diverged, run.metrics)
-    assert run.row()["Status"].startswith("diverged: the image is the fit's last good state")
-    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([run], 12, simulation).decode())))
-    assert rows[0]["status"] == run.row()["Status"]
+    diverged = dataclasses.replace(outcome, reconstruction=dataclasses.replace(outcome.reconstruction,
+                                                                             stop_reason="diverged", diverged=[0]))
+    (row,) = pc.metrics_rows([diverged])
+    assert row["Status"].startswith("diverged: the image is the fit's last good state")
+    rows = list(csv.DictReader(io.StringIO(pc.metrics_csv([diverged]).decode())))
+    assert rows[0]["fit_note"] == row["Status"] and rows[0]["stop_reason"] == "diverged"
 
 
 def test_run_keys_ignore_settings_that_do_not_matter():
@@ -195,23 +208,29 @@ def test_run_keys_ignore_settings_that_do_not_matter():
     options, default = pc.variant_options()
     assert "paper" not in options and set(options) == set(registry.VARIANT_NAMES) - {"paper"}
     assert tuple(default) == settings.recommended_variants() == (registry.RECOMMENDED,)
-    assert pc.variant_label(default[0]) == "Each network's recommended fit"
+    assert registry.variant_label(default[0]) == "Each network's recommended fit"
+    help_text = pc.variant_help()
     for network, names in registry.RECOMMENDED_VARIANTS.items():  # the help spells out each network's set
-        assert f"{registry.label(network)}: " + ", ".join(pc.VARIANT_LABELS[v] for v in names) in pc.VARIANT_HELP
+        assert f"{registry.label(network)}: " + ", ".join(registry.variant_label(v) for v in names) in help_text
 
 
 def _small_problem(size: int = 32):
     ct = data.load_sample("shepp_logan", size)
-    return ct, pipeline.simulate(ct, settings.ScanSettings(views=12))
+    return ct, scans.simulate(ct, settings.ScanSettings(views=12))
 
 
-def test_job_runs_in_background_and_stop_keeps_the_partial_result():
-    ct, simulation = _small_problem()
+def _tasks(methods, method_settings=None):
+    return [run.Task(m, method_settings or settings.MethodSettings(), ("k", m)) for m in methods]
+
+
+def test_job_runs_in_background_and_stop_keeps_the_partial_result(monkeypatch):
+    ct, scan = _small_problem()
     started = threading.Event()
+    real = registry.run
 
-    def slow_runner(method, sim, method_settings, callback=None, stop=None):
+    def slow(method, sinogram, geometry, callback=None, stop=None, **kwargs):
         if method == "fbp":
-            return pipeline.run_method(method, sim, method_settings)
+            return real(method, sinogram, geometry, **kwargs)
         for i in range(1, 10_000):
             callback(SimpleNamespace(iteration=i, iterations=10_000, loss=1.0 / i,
                                      image=np.zeros(ct.hu.shape, np.float32) if i % 5 == 0 else None))
@@ -220,12 +239,12 @@ def test_job_runs_in_background_and_stop_keeps_the_partial_result():
             if stop.is_set():
                 break
             threading.Event().wait(0.002)
-        result = pipeline.run_method("fbp", sim, method_settings)
+        result = real("fbp", sinogram, geometry, **kwargs)
         result.iterations, result.stop_reason = i, "stopped"
         return result
 
-    tasks = [pc.Task(("k", m), m, settings.MethodSettings()) for m in ("fbp", "lrnn", "tv")]
-    job = pc.Job(tasks, simulation, runner=slow_runner).start()
+    monkeypatch.setattr(registry, "run", slow)
+    job = Job(_tasks(("fbp", "lrnn", "tv")), scan).start()
     assert started.wait()
     job.request_stop()
     assert job.wait()
@@ -236,101 +255,96 @@ def test_job_runs_in_background_and_stop_keeps_the_partial_result():
     assert "stopped" in job.progress["lrnn"].text()
 
 
-def test_finished_runs_carry_their_consistency_map_and_the_page_reuses_it():
+def test_finished_runs_carry_their_consistency_map():
     from sparsect.app import outputs
     from sparsect.reconstruct.consistency import data_consistency_hu
 
-    _, simulation = _small_problem()
-    job = pc.Job([pc.Task(("k", "fbp"), "fbp", settings.MethodSettings())], simulation).start()
+    _, scan = _small_problem()
+    job = Job(_tasks(("fbp",)), scan).start()
     assert job.wait()
-    run = job.results[("k", "fbp")]
-    expected = data_consistency_hu(run.reconstruction.mu, simulation.sinogram, simulation.geometry,
-                                   simulation.pixel_size_mm)
-    np.testing.assert_allclose(run.consistency_hu, expected, atol=1e-4)
-    marker = np.full_like(expected, 7.0)  # a known map is used as it is, not recomputed
-    maps = outputs.trust_maps({"FBP": run.reconstruction}, simulation.sinogram, simulation.geometry,
-                              simulation.pixel_size_mm, known={"FBP": marker})
-    assert maps[outputs.CONSISTENCY]["FBP"] is marker
+    outcome = job.results[("k", "fbp")]
+    expected = data_consistency_hu(outcome.reconstruction.mu, scan.sinogram, scan.geometry, scan.pixel_size_mm)
+    np.testing.assert_allclose(outcome.consistency_hu, expected, atol=1e-4)
+    maps = outputs.trust_maps([outcome], name=lambda o: registry.label(o.method))
+    assert maps[outputs.CONSISTENCY]["FBP"] is outcome.consistency_hu and maps[outputs.UNCERTAINTY] == {}
 
 
-def test_job_stop_interrupts_a_classical_method_mid_run():
-    ct, simulation = _small_problem()
+def test_job_stop_interrupts_a_classical_method_mid_run(monkeypatch):
+    ct, scan = _small_problem()
     checks = []
+    real = registry.run
 
-    def runner(method, sim, method_settings, callback=None, stop=None):
-        def stop_pressed_during_iteration_3():  # the real pipeline, with Stop pressed on the 4th check
+    def stop_on_the_fourth_check(method, *args, stop=None, **kwargs):
+        def stop_pressed_during_iteration_3():  # the real run, with Stop pressed on the 4th check
             checks.append(method)
             if len(checks) == 4:
                 job.request_stop()
             return stop.is_set()
 
-        return pipeline.run_method(method, sim, method_settings, callback=callback,
-                                   stop=stop_pressed_during_iteration_3)
+        return real(method, *args, stop=stop_pressed_during_iteration_3, **kwargs)
 
-    method_settings = settings.MethodSettings(iterations=50, device="cpu")
-    tasks = [pc.Task(("k", m), m, method_settings) for m in ("sirt", "cgls")]
-    job = pc.Job(tasks, simulation, runner=runner)
+    monkeypatch.setattr(registry, "run", stop_on_the_fourth_check)
+    job = Job(_tasks(("sirt", "cgls"), settings.MethodSettings(iterations=50, device="cpu")), scan)
     job.start()
     assert job.wait()
     assert checks == ["sirt"] * 4  # stopped inside SIRT; CGLS never started
-    run = job.results[("k", "sirt")]
-    assert run.stopped and run.reconstruction.stop_reason == "stopped" and run.reconstruction.iterations == 3
+    outcome = job.results[("k", "sirt")]
+    assert outcome.stopped and outcome.reconstruction.iterations == 3
     assert job.progress["sirt"].status == "stopped" and job.progress["sirt"].iteration == 3
     assert job.progress["sirt"].fraction == pytest.approx(3 / 50)
-    assert run.row()["Status"] == "stopped early" and "stopped" in job.progress["sirt"].text()
+    assert pc.status(outcome) == "stopped early" and "stopped" in job.progress["sirt"].text()
     assert job.progress["cgls"].status == "cancelled" and ("k", "cgls") not in job.results
-    three = pipeline.run_method("sirt", simulation, settings.MethodSettings(iterations=3, device="cpu"))
-    np.testing.assert_allclose(run.image_hu, three.image_hu, rtol=0, atol=1e-3)
+    monkeypatch.undo()
+    np.testing.assert_allclose(outcome.image_hu, _outcome("sirt", scan, 3).image_hu, rtol=0, atol=1e-3)
 
 
 def test_job_shows_live_progress_of_a_classical_method():
-    ct, simulation = _small_problem()
-    method_settings = settings.MethodSettings(iterations=12, device="cpu")
-    job = pc.Job([pc.Task(("k", "sirt"), "sirt", method_settings)], simulation)
+    ct, scan = _small_problem()
+    job = Job(_tasks(("sirt",), settings.MethodSettings(iterations=12, device="cpu")), scan)
     job.start()
     assert job.wait()
-    progress, run = job.progress["sirt"], job.results[("k", "sirt")]
-    assert progress.status == "done" and progress.iteration == 12 and progress.loss == run.reconstruction.curve[-1]
-    assert progress.preview_iteration == 12
-    np.testing.assert_allclose(progress.preview_hu, run.image_hu, rtol=0, atol=1e-2)
+    progress, outcome = job.progress["sirt"], job.results[("k", "sirt")]
+    assert progress.status == "done" and progress.iteration == 12
+    assert progress.loss == outcome.reconstruction.curve[-1] and progress.preview_iteration == 12
+    np.testing.assert_allclose(progress.preview_hu, outcome.image_hu, rtol=0, atol=1e-2)
 
 
-def test_job_reports_errors_as_messages():
-    ct, simulation = _small_problem()
+def test_job_reports_errors_as_messages(monkeypatch):
+    ct, scan = _small_problem()
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    job = pc.Job([pc.Task(("k",), "sirt", settings.MethodSettings())], simulation, runner=broken).start()
+    monkeypatch.setattr(registry, "run", broken)
+    job = Job(_tasks(("sirt",)), scan).start()
     assert job.wait()
     assert job.progress["sirt"].error == "SIRT failed: out of memory"
 
 
 def test_downloads_npz_and_dicom_zip():
-    ct, simulation = _small_problem()
-    rec = pipeline.run_method("fbp", simulation, settings.MethodSettings())
-    runs = [pc.MethodRun("fbp", rec, pipeline.score(rec.image_hu, simulation))]
-    arrays = np.load(io.BytesIO(pc.results_npz(ct, simulation, runs, settings.ScanSettings(views=12))))
+    ct, scan = _small_problem()
+    outcomes = [_outcome("fbp", scan)]
+    arrays = np.load(io.BytesIO(pc.results_npz(ct, scan, outcomes, settings.ScanSettings(views=12))))
     assert arrays["fbp_hu"].shape == ct.hu.shape and arrays["reference_hu"].shape == ct.hu.shape
-    archive = pc.dicom_zip(ct, runs, 12)
+    archive = pc.dicom_zip(ct, outcomes, 12)
     names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
     assert names and all(n.startswith("fbp/") for n in names)
     scanned = data.scan_bytes([("derived.zip", archive)])
     assert len(scanned.series) == 1 and "FBP 12 views" in scanned.series[0].description
-    assert set(pc.best_cells(pc.metrics_rows(runs * 2))) == set(pc.BEST) - {"PSNR window (dB)", "SSIM window"}
-    rows = pc.metrics_rows(runs * 2, simulation.reference_hu, (0.0, 80.0))
+    ranked = {c for c, pick in pc.BEST.items()} - {"PSNR window (dB)", "SSIM window"}
+    assert set(pc.best_cells(pc.metrics_rows(outcomes * 2))) == ranked
+    rows = pc.metrics_rows(outcomes * 2, scan.reference_hu, (0.0, 80.0))
     assert set(pc.best_cells(rows)) == set(pc.BEST)
     assert rows[0]["PSNR window (dB)"] == pytest.approx(
-        metrics.psnr(rec.image_hu, simulation.reference_hu, (0.0, 80.0), "circle"))
+        metrics.psnr(outcomes[0].image_hu, scan.reference_hu, (0.0, 80.0), "circle"))
 
 
 def test_dicom_zip_shows_one_pseudonymous_patient_and_study():
     import pydicom
 
-    ct, simulation = _small_problem()
-    runs = [pc.MethodRun(m, rec, pipeline.score(rec.image_hu, simulation)) for m in ("fbp", "sirt")
-            for rec in [pipeline.run_method(m, simulation, settings.MethodSettings(iterations=3))]]
-    archive = zipfile.ZipFile(io.BytesIO(pc.dicom_zip(ct, runs, 12)))
+    ct, scan = _small_problem()
+    outcomes = [_outcome(m, scan, 3 if m == "sirt" else None) for m in ("fbp", "sirt")]
+    archive = zipfile.ZipFile(io.BytesIO(pc.dicom_zip(ct, outcomes, 12)))
     derived = [pydicom.dcmread(io.BytesIO(archive.read(name))) for name in archive.namelist()]
     assert {d.SeriesDescription.split()[0] for d in derived} == {"FBP", "SIRT"}
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
@@ -384,8 +398,8 @@ def test_page_shows_a_run_that_finished_before_its_progress_section(monkeypatch)
         first, job.queried = not getattr(job, "queried", True), True
         return first or job._thread.is_alive()
 
-    monkeypatch.setattr(pc.Job, "start", start_and_finish)
-    monkeypatch.setattr(pc.Job, "running", property(running_only_when_first_asked))
+    monkeypatch.setattr(Job, "start", start_and_finish)
+    monkeypatch.setattr(Job, "running", property(running_only_when_first_asked))
     at = _app()
     at.sidebar.selectbox(key="size").set_value("64 x 64")
     at.sidebar.checkbox(key="use_cgls").uncheck()
@@ -511,8 +525,9 @@ def test_page_tiny_lrnn_run():
     assert not at.exception, at.exception
     assert not at.error, _texts(at.error)
     table = _metrics(at)
-    assert "LRNN" in table.index and table.loc["LRNN", "Iterations"] == 20
-    assert table.loc["LRNN", "Parameters"] > 0
+    lrnn = _network_row(table, "LRNN")
+    assert lrnn == "LRNN, 3 seeds, FBP warm start, ramp-weighted loss, blended with TV by frequency band"
+    assert table.loc[lrnn, "Iterations"] == 20 and table.loc[lrnn, "Parameters"] > 0
 
 
 def test_page_seed_ensemble_shows_its_uncertainty():
@@ -526,7 +541,8 @@ def test_page_seed_ensemble_shows_its_uncertainty():
     assert not at.exception and not at.error, (at.exception, _texts(at.error))
     captions = _texts(at.caption)
     assert "sinogram residual A x - y" in captions and "across the networks of a seed ensemble" in captions
-    assert _metrics(at).loc["LRNN", "Iterations"] == 5
+    table = _metrics(at)
+    assert table.loc[_network_row(table, "LRNN"), "Iterations"] == 5
 
 
 def test_page_network_progress_with_a_stand_in_model(monkeypatch):
@@ -558,7 +574,8 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
     recommended = (registry.RECOMMENDED,)  # each network's own set, resolved by the fit
     assert calls == [("wire", "preview", 20, recommended)]
     table = _metrics(at)
-    assert table.loc["WIRE", "Iterations"] == 20 and table.loc["WIRE", "Parameters"] == 3025
+    wire = _network_row(table, "WIRE")
+    assert table.loc[wire, "Iterations"] == 20 and table.loc[wire, "Parameters"] == 3025
     assert "WIRE" in [c for img in at.image for c in img.captions]
 
     # the "Network fit options" selection reaches the fit (and is part of the result's cache key)

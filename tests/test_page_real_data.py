@@ -58,7 +58,7 @@ def test_pacs_errors_show_one_line(orthanc, monkeypatch):
 
 
 def test_measured_scan_upload_runs_against_fbp_of_all_views(tmp_path):
-    """The page's measured-scan mode (app/page/measured.py) on an uploaded .npz with a geometry JSON."""
+    """The page's measured-scan mode (app/page/measured_mode.py) on an uploaded .npz with a geometry JSON."""
     import json
 
     import numpy as np
@@ -86,8 +86,8 @@ def test_measured_scan_upload_runs_against_fbp_of_all_views(tmp_path):
     at.sidebar.button(key="measured_run").click().run()
     assert not at.exception, at.exception
     table = next(d.value for d in at.dataframe if "PSNR (dB)" in d.value.columns)
-    assert list(table.index) == ["fbp", "sirt"] and (table["PSNR (dB)"] > 20).all()
-    assert "against FBP of the dense scan (120 views)" in " ".join(c.value for c in at.caption)
+    assert list(table.index) == ["FBP", "SIRT"] and (table["PSNR (dB)"] > 20).all()
+    assert "against FBP of all 120 measured views" in " ".join(c.value for c in at.caption)
 
 
 def test_measured_tiff_stack_upload_with_a_detector_row():
@@ -133,7 +133,7 @@ def test_measured_tiff_stack_upload_with_a_detector_row():
     at.sidebar.button(key="measured_run").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     table = next(d.value for d in at.dataframe if "PSNR (dB)" in d.value.columns)
-    assert list(table.index) == ["fbp", "sirt"] and (table["PSNR (dB)"] > 20).all()
+    assert list(table.index) == ["FBP", "SIRT"] and (table["PSNR (dB)"] > 20).all()
     job = at.session_state["measured_job"][1]  # the run went through the background job, with progress
     assert [p.status for p in job.progress.values()] == ["done"] * 3 and list(job.progress)[0] == "reference"
     assert "121 TIFF files: 30 of 120 measured views" in " ".join(c.value for c in at.caption)

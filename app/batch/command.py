@@ -16,21 +16,20 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sparsect import __version__, data
 from sparsect.app import limits, stopping
-from sparsect.app.batch import executors, pacs, plan, work
+from sparsect.app.batch import executors, plan, work
 from sparsect.app.batch.store import OutDirBusy, Store
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, SIMULATION_HELP, VARIANT_HELP
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
 from sparsect.app.tables import narrow_table
+from sparsect.reconstruct import registry
 
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
@@ -68,7 +67,7 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
               stdout: Console | None = None, simulation: str = "honest") -> int:
     """Run (or with ``dry_run`` list) the batch; returns the exit code (see the module docstring).
 
-    ``variant``: the networks' fit variants as for :func:`app.pipeline.parse_variants` (None: the
+    ``variant``: the networks' fit variants as for :func:`app.settings.parse_variants` (None: the
     recommended ones). ``simulation``: "honest" or "same-grid" (see :func:`sparsect.data.simulate`)."""
     console = console or Console(stderr=True)
     if stdout is None:
@@ -76,9 +75,9 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
     log = Log(console)
     try:
         with contextlib.ExitStack() as held:  # the OUT_DIR lock, released however the run ends
-            return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or ["fbp"], preset, variant,
-                        iterations, photons, seed, slices, device, anonymize, workers, batch_size, shard, executor,
-                        ray_address, dry_run, quiet, console, stdout, log, held, simulation)
+            return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or list(registry.DEFAULT_METHODS),
+                        preset, variant, iterations, photons, seed, slices, device, anonymize, workers, batch_size,
+                        shard, executor, ray_address, dry_run, quiet, console, stdout, log, held, simulation)
     except CannotStart as error:
         log("run.error", level="error", reason=str(error))
         console.print(f"[bold red]error:[/] {error}", highlight=False)
@@ -198,8 +197,8 @@ def _open_out_dir(job: _Job, out_dir: Path, k: int, n: int, held: contextlib.Exi
 class _Recorder:
     """Commits each finished unit to the store (or records its failure), logs it and advances the bar."""
 
-    def __init__(self, job: _Job, log: Log, progress: Progress, extra: dict[str, Any], run_version: str) -> None:
-        self.job, self.log, self.progress, self.extra, self.run_version = job, log, progress, extra, run_version
+    def __init__(self, job: _Job, log: Log, progress: Progress, extra: dict[str, Any]) -> None:
+        self.job, self.log, self.progress, self.extra = job, log, progress, extra
         self.task = progress.add_task("batch", total=len(job.todo))
         self.completed = 0
         self.failed: list[str] = []
@@ -210,7 +209,7 @@ class _Recorder:
             self.log("unit.warning", level="warning", unit=unit.out_rel, message=message)
         if result.get("ok"):
             try:
-                rows = self.job.store.commit(unit, series, result, self.job.fingerprints[unit.id], self.run_version)
+                rows = self.job.store.commit(unit, series, result, self.job.fingerprints[unit.id])
                 self.completed += 1
                 scored = [r["psnr"] for r in rows if r["psnr"] is not None]  # None: equal to the reference
                 mean = sum(scored) / len(scored) if scored else float("inf")
@@ -277,7 +276,7 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("units"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     progress = Progress(*columns, console=console, disable=quiet, transient=False)
-    recorder = _Recorder(job, log, progress, extra, __version__)
+    recorder = _Recorder(job, log, progress, extra)
     interrupted = False
     try:
         with graceful, progress:
@@ -324,63 +323,3 @@ def _print_summary(stdout: Console, summary: dict[str, Any], done: int, skipped:
     stdout.print(summary_table(summary))
     stdout.print(f"units: {done} done, {skipped} already done, {failed} failed; "
                  f"{summary['failures']} failure(s) recorded in failures.jsonl", highlight=False)
-
-
-def register(cli: typer.Typer) -> None:
-    """Add the ``batch`` command to the ``sparsect`` app."""
-
-    @cli.command()
-    def batch(
-        in_dir: Annotated[Path, typer.Argument(help="Folder searched recursively for CT series (DICOM, .zip).")],
-        out_dir: Annotated[Path, typer.Argument(help="Output folder (mirrors IN_DIR's layout); reused to resume.")],
-        views: Annotated[list[str], typer.Option(help="View counts; repeat or comma-separate, e.g. 30,60.")
-                         ] = ["60"],  # noqa: B006
-        method: Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP)] = ["fbp"],  # noqa: B006
-        preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
-        variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
-        iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False)] = None,
-        photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).")] = None,
-        seed: Annotated[int, typer.Option(help="Seed for the noise (plus the slice index) and the networks.")] = 0,
-        slices: Annotated[str, typer.Option(help="all, middle, N or N-M (0-based, inclusive).")] = "all",
-        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-        anonymize: Annotated[bool, typer.Option(help="De-identify the derived DICOM (PS3.15 basic profile).")
-                             ] = False,
-        workers: Annotated[int, typer.Option(help="Worker processes (0: one per GPU, else 1).")] = 0,
-        batch_size: Annotated[int, typer.Option(help="Slices fitted at once (0: from free GPU memory).")] = 0,
-        shard: Annotated[str | None, typer.Option(help="K/N: do only share K (1-based) of N, for array jobs.")
-                         ] = None,
-        executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
-        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")
-                               ] = None,
-        simulation: Annotated[str, typer.Option(help=SIMULATION_HELP)] = "honest",
-        dry_run: Annotated[bool, typer.Option(help="List the work units (todo/done) and exit.")] = False,
-        quiet: Annotated[bool, typer.Option(help="No progress bar or table: only the structured log lines.")
-                         ] = False,
-        dicomweb: Annotated[str | None, typer.Option(help=PACS_HELP["dicomweb"], show_default=False)] = None,
-        study: Annotated[str | None, typer.Option(help=PACS_HELP["study"], show_default=False)] = None,
-        series: Annotated[str | None, typer.Option(help=PACS_HELP["series"], show_default=False)] = None,
-        push: Annotated[bool, typer.Option(help=PACS_HELP["push"])] = False,
-    ) -> None:
-        """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
-        failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume). With
-        --dicomweb, the study is first pulled into IN_DIR (and with --push the results stored back)."""
-        console, link = Console(stderr=True), None
-        try:
-            link = pacs.Link.from_options(dicomweb, study, series, push, anonymize)
-            if link is not None:
-                link.pull(in_dir, Log(console))
-        except (InputError, data.DicomWebError) as error:
-            console.print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(EXIT_CANNOT_START) from None
-        code = run_batch(in_dir, out_dir, views=views, methods=method, preset=preset, variant=variant or None,
-                         iterations=iterations, photons=photons, seed=seed, slices=slices, device=device,
-                         anonymize=anonymize, workers=workers, batch_size=batch_size, shard=shard,
-                         executor=executor, ray_address=ray_address, dry_run=dry_run, quiet=quiet,
-                         simulation=simulation)
-        if link is not None and link.push and not dry_run and code in (EXIT_OK, EXIT_FAILURES):
-            try:
-                link.store(out_dir, Log(console))
-            except data.DicomWebError as error:  # the local outputs stay as they are
-                console.print(f"[bold red]error:[/] {error}", highlight=False)
-                code = EXIT_FAILURES
-        raise typer.Exit(code)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsect.app.settings import recommended_variants
+from sparsect.reconstruct import registry
 
 # ----------------------------------------------------------------------------------------------------
 # Option parsing
@@ -87,7 +88,7 @@ class BatchSettings:
     fit variants in the canonical form of :func:`sparsect.app.settings.parse_variants`."""
 
     views: tuple[int, ...] = (60,)
-    methods: tuple[str, ...] = ("fbp",)
+    methods: tuple[str, ...] = registry.DEFAULT_METHODS
     slices: str = "all"
     preset: str = "preview"
     variant: tuple[str, ...] = field(default_factory=recommended_variants)

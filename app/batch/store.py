@@ -32,7 +32,6 @@ import fcntl
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -44,21 +43,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from sparsect import data
-from sparsect.app import outputs, pipeline
+from sparsect.app import outputs, records
+from sparsect.app.batch import sheets
 from sparsect.app.batch.plan import BatchSettings, Unit
 from sparsect.data.atomic import PART_SUFFIX, atomic_write, temporary_owner
 from sparsect.reconstruct import registry
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
-COLUMNS = ("series", "slice", "views", "method", "variant", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim_range",
-           "rmse_soft_hu", "simulation", "simulation_grid", "sub_rays", "seconds", "device", "fit_note", "version")
-#: The per-slice fields a unit's rows carry from its compute result (``fit_note``: :func:`app.pipeline.fit_notes`,
-#: empty when the fit went well).
-_ROW_FIELDS = (*pipeline.SCORE_DIGITS, "simulation", "simulation_grid", "sub_rays", "seconds", "device", "fit_note")
+#: A row of ``metrics.csv``/``metrics.jsonl``: the series (its UID, or a pseudonym) and slice, then the slice's
+#: record (:data:`sparsect.app.records.RECORD_FIELDS`).
+COLUMNS = ("series", "slice", *records.RECORD_FIELDS)
 
 
 def _source_file(source: str, root: Path) -> Path:
@@ -90,34 +87,6 @@ def _pid_alive(pid: int) -> bool:
 
 def _json_bytes(payload: Any) -> bytes:
     return (json.dumps(payload, indent=2, default=str) + "\n").encode()
-
-
-def _grid(cells: list[Image.Image], max_width: int = 2048) -> Image.Image:
-    """The same-sized cells in a near-square grid, shrunk to at most ``max_width`` pixels wide."""
-    cols = max(1, math.ceil(math.sqrt(len(cells))))
-    rows = math.ceil(len(cells) / cols)
-    cw, ch = cells[0].width, cells[0].height
-    scale = min(1.0, max_width / (cols * cw))
-    cw, ch = max(1, int(cw * scale)), max(1, int(ch * scale))
-    sheet = Image.new("RGB", (cols * cw, rows * ch))
-    for n, cell in enumerate(cells):
-        if scale < 1.0:
-            cell = cell.resize((cw, ch), Image.BILINEAR)
-        sheet.paste(cell, ((n % cols) * cw, (n // cols) * ch))
-    return sheet
-
-
-def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int, ...], label: str,
-                  max_width: int = 2048) -> Any:
-    """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide."""
-    return _grid([outputs.comparison_image({f"#{s}": ref, label: img}) for s, ref, img in
-                  zip(slices, references, images, strict=True)], max_width)
-
-
-def map_sheet(maps_hu: np.ndarray, slices: tuple[int, ...], signed: bool = True, max_width: int = 2048) -> Any:
-    """A grid of the slices' (n_slices, H, W) HU maps under one shared colour scale, each labelled."""
-    tiles = outputs.map_tiles({f"#{s}": m for s, m in zip(slices, maps_hu, strict=True)}, signed)
-    return _grid([outputs.labelled_row({label: tile}) for label, tile in tiles.items()], max_width)
 
 
 class OutDirBusy(Exception):
@@ -235,7 +204,7 @@ class Store:
     def fingerprint(self, unit: Unit, series: Any) -> str:
         s = self.settings
         payload = {"manifest": MANIFEST_VERSION, "unit": unit.key, "slices": list(unit.slices),
-                   "preset": None if unit.method in registry.CLASSICAL_METHODS else s.preset,
+                   "preset": s.preset if "preset" in registry.method(unit.method).depends_on else None,
                    "iterations": s.iterations, "photons": s.photons, "seed": s.seed, "anonymize": s.anonymize,
                    "inputs": self.input_hashes(series)}
         variant = self.variant(unit)
@@ -250,7 +219,7 @@ class Store:
     def variant(self, unit: Unit) -> str | None:
         """The unit's fit variants as recorded in its rows ("ramp_loss", "fbp_init+ramp_loss", "paper"; "recommended"
         resolved to the network's own set), None for the classical methods."""
-        if unit.method in registry.CLASSICAL_METHODS:
+        if not registry.method(unit.method).is_network:
             return None
         return "+".join(registry.resolve_variants(unit.method, self.settings.variant))
 
@@ -300,8 +269,7 @@ class Store:
             return int(numbers[key])
 
     # -- commit ----------------------------------------------------------------------------------
-    def commit(self, unit: Unit, series: Any, result: dict[str, Any], fingerprint: str,
-               run_version: str) -> list[dict[str, Any]]:
+    def commit(self, unit: Unit, series: Any, result: dict[str, Any], fingerprint: str) -> list[dict[str, Any]]:
         """Write the unit's files via staging + rename, then its done-marker; returns its metrics rows."""
         staging = self.state / "staging" / unit.id
         shutil.rmtree(staging, ignore_errors=True)
@@ -311,10 +279,10 @@ class Store:
             hu=series.hu[idx], spacing=series.spacing, positions=series.positions[idx], uid=series.uid,
             description=series.description, datasets=[series.datasets[i] for i in idx],
             frames=[series.frames[i] for i in idx], sources=[series.sources[i] for i in idx], meta=series.meta)
-        description = f"{unit.method.upper()} {unit.views} views"
+        description = f"{registry.label(unit.method)} {unit.views} views"
         data.write_series(staging / "dicom", result["images"], reference, description,
                           anonymize=self.anonymizer() or False, series_number=self.series_number(unit, series))
-        sheet = contact_sheet(series.hu[idx], result["images"], unit.slices, unit.method)
+        sheet = sheets.contact_sheet(series.hu[idx], result["images"], unit.slices, unit.method)
         outputs.write_png(staging / "sheet.png", sheet)
         files = {"sheet.png": f"{unit.out_rel}.png"} | self._stage_maps(staging, unit, result)
 
@@ -328,9 +296,7 @@ class Store:
         shutil.rmtree(staging, ignore_errors=True)
 
         series_id = self.series_id(unit.series_uid)
-        rows = [{"series": series_id, "slice": r["slice"], "views": unit.views, "method": unit.method,
-                 "variant": self.variant(unit), **{key: r[key] for key in _ROW_FIELDS}, "version": run_version}
-                for r in result["rows"]]
+        rows = [{"series": series_id, **{key: r[key] for key in COLUMNS[1:]}} for r in result["rows"]]
         record = {"unit": dataclasses.asdict(unit), "key": unit.key, "fingerprint": fingerprint,
                   "inputs": self.input_hashes(series), "settings": dataclasses.asdict(self.settings),
                   "outputs": [unit.out_rel, *files.values()], "rows": rows,
@@ -349,7 +315,8 @@ class Store:
                                                  **{f"{kind}_hu": values for kind, values in maps.items()}})
         files = {"maps.npz": f"{unit.out_rel}_maps.npz"}
         for kind, values in maps.items():
-            outputs.write_png(staging / f"{kind}.png", map_sheet(values, unit.slices, kind == outputs.CONSISTENCY))
+            picture = sheets.map_sheet(values, unit.slices, kind == outputs.CONSISTENCY)
+            outputs.write_png(staging / f"{kind}.png", picture)
             files[f"{kind}.png"] = f"{unit.out_rel}_{kind}.png"
         return files
 
@@ -405,7 +372,7 @@ class Store:
             text = io.StringIO()
             writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({key: records.csv_cell(value) for key, value in row.items()} for row in rows)
             self._write(self.root / "metrics.csv", text.getvalue().encode())
             self._write(self.root / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
             failures = list(input_failures) + self.failures()
@@ -431,5 +398,5 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         groups.setdefault((row["method"], int(row["views"])), []).append(row)
     return [{"method": method, "views": views, "slices": len(members),
-             **{k: _mean_sd([r.get(k) for r in members]) for k in (*pipeline.SCORE_DIGITS, "seconds")}}
+             **{k: _mean_sd([r.get(k) for r in members]) for k in (*records.SCORE_DIGITS, "seconds")}}
             for (method, views), members in sorted(groups.items())]

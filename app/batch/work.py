@@ -1,4 +1,5 @@
-"""The pure compute step of ``sparsect batch``: one work unit's slices simulated, reconstructed and scored.
+"""The pure compute step of ``sparsect batch``: one work unit's slices simulated, reconstructed and scored by the
+run layer (:func:`sparsect.app.run.reconstruct`, stacked ``batch_size`` slices at a time), one record per slice.
 
 Runs in the worker (local process, pool process or Ray task) and touches no file; units come from
 :mod:`sparsect.app.batch.plan`.
@@ -6,7 +7,6 @@ Runs in the worker (local process, pool process or Ray task) and touches no file
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any
 
@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from sparsect import data
-from sparsect.app import pipeline
+from sparsect.app import run, scans
 from sparsect.app.batch.plan import BatchSettings, Unit
 from sparsect.app.settings import MethodSettings, ScanSettings, parse_device
 from sparsect.reconstruct import registry
-from sparsect.reconstruct.consistency import data_consistency_hu
 
 
 def make_payload(unit: Unit, series: Any, settings: BatchSettings, device: str, batch_size: int) -> dict[str, Any]:
@@ -53,14 +52,6 @@ def auto_batch_size(method: str, shape: tuple[int, int], device: str) -> int:
     return int(max(1, min(64, (free // 2) // (pixels * 4 * 96))))
 
 
-def _run(method: str, sims: list[Any], settings: MethodSettings) -> Any:
-    """Reconstruct the slices of ``sims`` (one geometry) in one call: stacked as (B, 1, n_views, det)."""
-    if len(sims) == 1:
-        return pipeline.run_method(method, sims[0], settings)
-    stacked = dataclasses.replace(sims[0], sinogram=torch.stack([s.sinogram for s in sims])[:, None])
-    return pipeline.run_method(method, stacked, settings)
-
-
 def compute(payload: dict[str, Any]) -> dict[str, Any]:
     """Reconstruct and score the unit's slices. Never raises for ordinary errors: returns ``ok: False``.
 
@@ -82,44 +73,25 @@ def _compute(payload: dict[str, Any]) -> dict[str, Any]:
                               device=device, variant=tuple(payload["variant"]))
     hu = np.array(payload["hu"], dtype=np.float32)  # writable copy (Ray hands out read-only arrays)
     spacing = tuple(payload["spacing"])
-    sims = []
-    for index, image in zip(payload["slices"], hu, strict=True):
-        scan = ScanSettings(views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index),
-                            simulation=payload["simulation"])
-        sims.append(pipeline.simulate(data.CTSlice(hu=image, spacing=spacing), scan))
+    slice_scans = [scans.simulate(data.CTSlice(hu=image, spacing=spacing), ScanSettings(
+        views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index),
+        simulation=payload["simulation"])) for index, image in zip(payload["slices"], hu, strict=True)]
     batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
-    images, consistency = np.empty_like(hu), np.empty_like(hu)
-    uncertainty = None
-    seconds: list[float] = []
-    fit_notes: list[str] = []
-    used_device = device
-    i = 0
-    while i < len(sims):
-        b = min(batch, len(sims) - i)
+    outcomes: list[run.Outcome] = []
+    while len(outcomes) < len(slice_scans):
+        b = min(batch, len(slice_scans) - len(outcomes))
         try:
-            recon = _run(payload["method"], sims[i:i + b], settings)
+            outcomes += run.reconstruct(payload["method"], slice_scans[len(outcomes):len(outcomes) + b], settings)
         except torch.cuda.OutOfMemoryError:
             if b == 1:
                 raise
             batch = max(1, b // 2)
             torch.cuda.empty_cache()
-            continue
-        images[i:i + b] = np.asarray(recon.image_hu, dtype=np.float32).reshape(b, *hu.shape[1:])
-        consistency[i:i + b] = data_consistency_hu(
-            recon.mu, torch.stack([s.sinogram for s in sims[i:i + b]]), sims[i].geometry,
-            sims[i].pixel_size_mm).reshape(b, *hu.shape[1:])
-        if recon.uncertainty_hu is not None:
-            uncertainty = np.zeros_like(hu) if uncertainty is None else uncertainty
-            uncertainty[i:i + b] = np.asarray(recon.uncertainty_hu).reshape(b, *hu.shape[1:])
-        seconds += [float(recon.seconds) / b] * b
-        fit_notes += ["; ".join(pipeline.fit_notes(recon, j)) for j in range(b)]
-        used_device = recon.device
-        i += b
-    rows = []
-    for index, image, simulation, secs, note in zip(payload["slices"], images, sims, seconds, fit_notes,
-                                                    strict=True):
-        rows.append({"slice": int(index), **pipeline.rounded_scores(pipeline.score(image, simulation)),
-                     **simulation.record(), "seconds": round(secs, 3), "device": str(used_device),
-                     "fit_note": note})
-    return {"ok": True, "images": images, "consistency": consistency, "uncertainty": uncertainty, "rows": rows,
-            "batch_size": batch}
+    uncertainty = None
+    if outcomes[0].uncertainty_hu is not None:
+        uncertainty = np.stack([o.uncertainty_hu for o in outcomes]).astype(np.float32)
+    rows = [{"slice": int(index), **outcome.record()} for index, outcome in zip(payload["slices"], outcomes,
+                                                                                 strict=True)]
+    return {"ok": True, "images": np.stack([o.image_hu for o in outcomes]).astype(np.float32),
+            "consistency": np.stack([o.consistency_hu for o in outcomes]).astype(np.float32),
+            "uncertainty": uncertainty, "rows": rows, "batch_size": batch}

@@ -7,18 +7,18 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from sparsect.app.page import compute as pc
+from sparsect.app.page.run_cache import LRU
 
-RESULTS = "results"  # run key -> compute.MethodRun of this session
-SIMULATIONS = "sims"  # (input key, scan) -> data.Simulation, a few kept
-UPLOADS = "uploads"  # upload digest -> compute.UploadSummary, a few kept
-JOB = "job"  # compute.Job of the latest simulated run
+RESULTS = "results"  # run key -> run.Outcome of this session
+SIMULATIONS = "sims"  # (input key, scan settings) -> scans.Scan, a few kept
+UPLOADS = "uploads"  # upload digest -> uploads.UploadSummary, a few kept
+JOB = "job"  # jobs.Job of the latest simulated run
 VIEWS = "views"  # the views slider, also set by the preset buttons
 READER_SEED = "reader_seed"  # seed of the blinded labels
 READER_REVEALED = "reader_revealed"  # whether the reader study is unblinded
 READER_CSV = "reader_csv"  # the ratings CSV last offered for download
 MEASURED_SCANS = "measured_scans"  # upload digest -> data.MeasuredScan, a few kept
-MEASURED_JOB = "measured_job"  # measured_job.MeasuredJob of the latest measured-scan run
+MEASURED_JOB = "measured_job"  # (settings key, jobs.Job) of the latest measured-scan run
 MEASURED_RESULTS = "measured_results"  # (settings key, reference, outcomes) of the last finished measured run
 PACS_URL, PACS_STUDIES, PACS_SERIES, PACS_FILES = "pacs_url", "pacs_studies", "pacs_series", "pacs_files"
 
@@ -31,9 +31,9 @@ def new_reader_seed() -> int:
 def init_state(state: MutableMapping[str, Any]) -> None:
     """Set the start value of every key a session does not have yet."""
     state.setdefault(RESULTS, {})
-    state.setdefault(SIMULATIONS, pc.LRU(4))
-    state.setdefault(UPLOADS, pc.LRU(2))
-    state.setdefault(MEASURED_SCANS, pc.LRU(2))
+    state.setdefault(SIMULATIONS, LRU(4))
+    state.setdefault(UPLOADS, LRU(2))
+    state.setdefault(MEASURED_SCANS, LRU(2))
     state.setdefault(READER_SEED, new_reader_seed())
     state.setdefault(READER_REVEALED, False)
     state.setdefault(VIEWS, 60)

@@ -3,7 +3,7 @@
 :func:`main` calls one function per section. Only widgets live in the page modules: the computation is in
 app/page/compute.py, pictures in app/page/figures.py, the sidebar in app/page/sidebar.py, the result views
 in app/page/results.py, the reader study in app/page/reader_study.py, the measured-scan mode in
-app/page/measured.py, and the session-state keys in app/page/keys.py.
+app/page/measured_mode.py, and the session-state keys in app/page/keys.py.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from sparsect import data
-from sparsect.app import pipeline
+from sparsect.app import run, scans
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
-from sparsect.app.page import keys, sidebar
-from sparsect.app.page import measured as page_measured
+from sparsect.app.page import keys, sidebar, uploads
+from sparsect.app.page import measured_mode as page_measured
 from sparsect.app.page import progress as page_progress
 from sparsect.app.page import reader as pr
 from sparsect.app.page import results as page_results
+from sparsect.app.page.jobs import Job
 from sparsect.app.page.reader_study import reader_section
 from sparsect.app.page.run_cache import RunCache
 
@@ -36,7 +37,7 @@ STYLE = """<style>
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def sample_slice(name: str, size: int | None) -> data.CTSlice:
-    return pc.prepare_slice(data.load_sample(name), size)
+    return scans.prepare_slice(data.load_sample(name), size)
 
 
 @st.cache_resource(show_spinner=False)
@@ -52,7 +53,7 @@ class Request:
     choice: sidebar.InputChoice
     scan: sidebar.ScanChoice
     methods: sidebar.MethodChoice
-    simulation: data.Simulation
+    scan_data: scans.Scan
     settings: dict[str, object]
     run_keys: dict[str, tuple]
 
@@ -73,15 +74,15 @@ def missing_input_section(choice: sidebar.InputChoice) -> None:
         sidebar.show_skipped(st, choice.skipped, expanded=True)
 
 
-def simulate_section(choice: sidebar.InputChoice, scan: sidebar.ScanChoice) -> data.Simulation | None:
+def simulate_section(choice: sidebar.InputChoice, scan: sidebar.ScanChoice) -> scans.Scan | None:
     """The sparse scan of the slice (kept per input and scan), or None with the reason shown."""
     sims = st.session_state[keys.SIMULATIONS]
     key = (choice.key, scan.settings)
     simulation = sims.get(key)
     if simulation is None:
         try:
-            simulation = sims.put(key, pipeline.simulate(choice.ct, scan.settings))
-        except (pipeline.InputError, ValueError) as exc:
+            simulation = sims.put(key, scans.simulate(choice.ct, scan.settings))
+        except ValueError as exc:
             st.error(f"The scan cannot be simulated with these settings: {exc}")
             return None
     return simulation
@@ -95,7 +96,7 @@ def request_section(choice: sidebar.InputChoice, scan: sidebar.ScanChoice,
         settings = {m: pc.method_settings(m, methods.iterations_classical, methods.iterations_neural,
                                           methods.preset, "auto", methods.variants) for m in methods.chosen}
         pc.check_memory(choice.ct, scan.settings, settings)
-    except pipeline.InputError as exc:
+    except ValueError as exc:
         st.error(f"These settings cannot be used: {exc}")
         return None
     simulation = simulate_section(choice, scan)
@@ -105,26 +106,26 @@ def request_section(choice: sidebar.InputChoice, scan: sidebar.ScanChoice,
     return Request(choice, scan, methods, simulation, settings, run_keys)
 
 
-def collect(job: pc.Job) -> None:
+def collect(job: Job) -> None:
     """Take a finished job's results into the session (and the server's cache), once."""
     if job.collected:
         return
     st.session_state[keys.RESULTS].update(job.results)
-    for key, run in job.results.items():
-        server_runs().put(key, run)
+    for key, outcome in job.results.items():
+        server_runs().put(key, outcome)
     job.collected = True
 
 
-def run_section(request: Request) -> pc.Job | None:
+def run_section(request: Request) -> Job | None:
     """Start a background run of the methods without a finished result when Run was pressed; the job."""
     state = st.session_state
-    job: pc.Job | None = state.get(keys.JOB)
+    job: Job | None = state.get(keys.JOB)
     if request.methods.run_clicked and (job is None or not job.running):
         results = state[keys.RESULTS]
-        todo = [pc.Task(key, m, request.settings[m]) for m, key in request.run_keys.items()
+        todo = [run.Task(m, request.settings[m], key) for m, key in request.run_keys.items()
                 if key not in results or results[key].stopped]
         if todo:
-            job = state[keys.JOB] = pc.Job(todo, request.simulation).start()
+            job = state[keys.JOB] = Job(todo, request.scan_data).start()
             server_runs().watch(job)
         else:
             st.toast("Already computed for these settings.")
@@ -135,7 +136,7 @@ def run_section(request: Request) -> pc.Job | None:
 
 def header_section(request: Request) -> None:
     """Title and one caption line describing the input, the scan and the simulation."""
-    scan, simulation = request.scan, request.simulation
+    scan, simulation = request.scan, request.scan_data.simulation
     truth = simulation.reference_hu
     views_text = f"{scan.settings.views} views over {scan.arc_deg} degrees, {scan.beam} beam" + (
         f", {sidebar.fmt_photons(scan.photons)} photons per ray" if scan.photons else ", noise-free")
@@ -150,7 +151,7 @@ def header_section(request: Request) -> None:
 
 def input_row_section(request: Request, expanded: bool) -> None:
     """The ground truth, the sparse sinogram and the slice's description."""
-    ct, simulation = request.choice.ct, request.simulation
+    ct, simulation = request.choice.ct, request.scan_data.simulation
     bins = int(simulation.sinogram.shape[1])
     with st.expander("Input slice and sparse sinogram", expanded=expanded):
         c1, c2, c3 = st.columns([1, 1, 1])
@@ -160,10 +161,11 @@ def input_row_section(request: Request, expanded: bool) -> None:
                  caption=f"Sparse sinogram: {request.scan.settings.views} views x {bins} bins", width="stretch")
         with c3:
             st.markdown("**Slice**")
-            st.dataframe(pd.DataFrame({"value": {k: str(v) for k, v in pc.describe(ct).items()}}), width="stretch")
+            st.dataframe(pd.DataFrame({"value": {k: str(v) for k, v in uploads.describe(ct).items()}}),
+                         width="stretch")
             if ct.dataset is not None and st.toggle("Show identifying DICOM fields", key="show_phi",
                                                     help="Patient and study attributes of the source file."):
-                fields = pc.identifying_fields(ct)
+                fields = uploads.identifying_fields(ct)
                 if fields:
                     st.json(fields)
                 else:
@@ -184,7 +186,7 @@ def pending_section(missing: list[str], request: Request) -> None:
             "(results are kept for these settings).")
 
 
-def progress_section(box: DeltaGenerator, job: pc.Job | None, reader_mode: bool) -> None:
+def progress_section(box: DeltaGenerator, job: Job | None, reader_mode: bool) -> None:
     """The errors of the last run, or the live progress of the running one (then the page reruns)."""
     if job is None:
         return
@@ -205,7 +207,7 @@ def main() -> None:
     state = st.session_state
     keys.init_state(state)
     source = sidebar.source_section(st.sidebar)
-    if source == sidebar.MEASURED:  # its own flow: no simulation, no ground truth (app/page/measured.py)
+    if source == sidebar.MEASURED:  # its own flow: no simulation, no ground truth (app/page/measured_mode.py)
         page_measured.render(st, state)
         return
     choice = sidebar.input_section(st.sidebar, source, sample_slice)
@@ -228,12 +230,12 @@ def main() -> None:
     input_row_section(request, expanded=not runs)
     if missing and not (job is not None and job.running):
         pending_section(missing, request)
-    truth = request.simulation.reference_hu
+    truth = request.scan_data.reference_hu
     if methods.reader_mode:
         labels = pr.blind_labels([r.method for r in runs], state[keys.READER_SEED]) if runs else {}
         reader_section(runs, labels, truth)
     elif runs:
-        page_results.results_section(page_results.Shown(runs, truth, choice.ct, request.simulation, scan.settings,
+        page_results.results_section(page_results.Shown(runs, truth, choice.ct, request.scan_data, scan.settings,
                                                         from_pacs=source == sidebar.PACS))
     progress_section(progress_box, job, methods.reader_mode)
 

@@ -1,4 +1,4 @@
-"""Live progress of a background run (:class:`app.page.compute.Job`): a Stop button, one bar per method and
+"""Live progress of a background run (:class:`app.page.jobs.Job`): a Stop button, one bar per method and
 the running method's latest preview image, redrawn until the run ends. Used by the simulated and the
 measured-scan runs alike."""
 
@@ -8,25 +8,26 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
+from sparsect.app.page.jobs import Job, Progress
+from sparsect.reconstruct.registry import label
 
 PREVIEW_SECONDS = 2.0  # the preview is redrawn at most this often (encoding an image costs the worker time)
 POLL_SECONDS = 0.25
 
 
-def show_errors(box: Any, job: pc.Job) -> None:
+def show_errors(box: Any, job: Job) -> None:
     """The error line of every method of a finished ``job`` that failed."""
     for progress in job.progress.values():
         if progress.error:
             box.error(progress.error)
 
 
-def _preview_caption(progress: pc.Progress, blind: bool) -> str:
-    return "preview" if blind else f"{pc.label(progress.method)} preview, iteration {progress.preview_iteration}"
+def _preview_caption(progress: Progress, blind: bool) -> str:
+    return "preview" if blind else f"{label(progress.method)} preview, iteration {progress.preview_iteration}"
 
 
-def follow(st: Any, box: Any, job: pc.Job, names: Mapping[str, str] | None = None, blind: bool = False,
+def follow(st: Any, box: Any, job: Job, names: Mapping[str, str] | None = None, blind: bool = False,
            stop_key: str = "stop") -> None:
     """Draw ``job``'s progress into ``box`` until it has finished.
 

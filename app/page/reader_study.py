@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import keys
 from sparsect.app.page import reader as pr
 from sparsect.app.page.results import TILE, window_controls
+from sparsect.app.run import Outcome
+from sparsect.reconstruct.registry import label
 
 
 def _rating_widgets(lab: str, image: np.ndarray, window: tuple[float, float], study: str, reader: str,
@@ -30,7 +31,7 @@ def _rating_widgets(lab: str, image: np.ndarray, window: tuple[float, float], st
     }
 
 
-def _reading(runs: Sequence[pc.MethodRun], labels: Mapping[str, str], truth: np.ndarray,
+def _reading(runs: Sequence[Outcome], labels: Mapping[str, str], truth: np.ndarray,
              window: tuple[float, float], study: str, reader: str) -> None:
     """One reader's images, ratings and the download of their ratings."""
     state = st.session_state
@@ -57,7 +58,7 @@ def _reading(runs: Sequence[pc.MethodRun], labels: Mapping[str, str], truth: np.
         st.rerun()
 
 
-def reader_section(runs: Sequence[pc.MethodRun], labels: Mapping[str, str], truth: np.ndarray) -> None:
+def reader_section(runs: Sequence[Outcome], labels: Mapping[str, str], truth: np.ndarray) -> None:
     """The blinded reading of ``runs`` (``labels``: label -> method) against the full-view ``truth``."""
     state: Any = st.session_state
     st.subheader("Reader study")
@@ -79,7 +80,7 @@ def reader_section(runs: Sequence[pc.MethodRun], labels: Mapping[str, str], trut
         state[keys.READER_REVEALED] = False
         st.rerun()
     if state[keys.READER_REVEALED]:
-        st.success("Unblinded: " + ", ".join(f"{lab} = {pc.label(labels[lab])}" for lab in sorted(labels)))
+        st.success("Unblinded: " + ", ".join(f"{lab} = {label(labels[lab])}" for lab in sorted(labels)))
 
 
 __all__ = ["reader_section"]

@@ -18,6 +18,8 @@ from sparsect.app.outputs import png_bytes
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import pacs as page_pacs
+from sparsect.app.run import Outcome
+from sparsect.app.scans import Scan
 
 TILE = 384  # pixels of one image of the grid
 DIFFERENCE_STEPS = (10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
@@ -31,10 +33,10 @@ BEST_STYLE = "background-color: rgba(245, 183, 0, 0.35); font-weight: 700"
 class Shown:
     """What the comparison shows: the runs, the ground truth, the scan and its input (for the downloads)."""
 
-    runs: list[pc.MethodRun]
+    runs: list[Outcome]
     truth: np.ndarray
     ct: data.CTSlice
-    simulation: data.Simulation
+    scan_data: Scan
     scan: Any  # settings.ScanSettings
     from_pacs: bool
 
@@ -97,7 +99,7 @@ def comparison_section(shown: Shown) -> tuple[tuple[float, float], pf.Zoom | Non
     return window, zoom
 
 
-def metrics_section(runs: Sequence[pc.MethodRun], truth: np.ndarray, window: tuple[float, float]) -> None:
+def metrics_section(runs: Sequence[Outcome], truth: np.ndarray, window: tuple[float, float]) -> None:
     """The metrics table, the best value of each ranked column highlighted."""
     st.subheader("Metrics")
     rows = pc.metrics_rows(runs, truth, window)
@@ -111,8 +113,10 @@ def metrics_section(runs: Sequence[pc.MethodRun], truth: np.ndarray, window: tup
     st.dataframe(styled, width="stretch", key="metrics_table")
     st.caption(pc.METRICS_HELP)
     for run in runs:
-        if run.status not in ("complete", "stopped early"):
-            st.warning(f"{pc.label(run.method)}: {run.status}")
+        if pc.status(run) not in ("complete", "stopped early"):
+            st.warning(f"{pc.label(run.method)}: {pc.status(run)}")
+        for warning in run.warnings:
+            st.caption(f":material/warning: {pc.label(run.method)}: {warning}")
 
 
 def difference_section(shown: Shown, window: tuple[float, float], zoom: pf.Zoom | None) -> None:
@@ -147,10 +151,7 @@ def _map_row(maps: dict[str, np.ndarray], signed: bool, per_row: int, zoom: pf.Z
 
 def trust_section(shown: Shown, zoom: pf.Zoom | None) -> None:
     """Where to trust each image: its data-consistency map and, for ensemble fits, the seeds' spread."""
-    simulation = shown.simulation
-    maps = outputs.trust_maps({pc.label(r.method): r.reconstruction for r in shown.runs}, simulation.sinogram,
-                              simulation.geometry, simulation.pixel_size_mm,
-                              known={pc.label(r.method): r.consistency_hu for r in shown.runs})
+    maps = outputs.trust_maps(shown.runs, name=lambda run: pc.label(run.method))
     st.markdown("**Data consistency**")
     _map_row(maps[outputs.CONSISTENCY], True, shown.per_row, zoom)
     st.caption("Filtered backprojection of each image's sinogram residual A x - y, in HU (one colour scale for all "
@@ -177,7 +178,7 @@ def profile_section(shown: Shown, window: tuple[float, float]) -> None:
                   color=pf.profile_colours(list(lines)))
 
 
-def loss_section(runs: Sequence[pc.MethodRun]) -> None:
+def loss_section(runs: Sequence[Outcome]) -> None:
     """Each iterative method's loss curve relative to its first iteration (log scale)."""
     curves = {pc.label(r.method): np.asarray(r.reconstruction.curve, dtype=np.float64) for r in runs
               if len(r.reconstruction.curve) > 1}
@@ -202,10 +203,10 @@ def downloads_section(shown: Shown, window: tuple[float, float]) -> None:
     d1.download_button("Comparison (PNG)", png_bytes(pf.comparison_sheet(shown.images(), window)),
                        file_name="sparsect_comparison.png", mime="image/png", key="dl_png", icon=":material/image:",
                        width="stretch")
-    d2.download_button("All results (NPZ)", pc.results_npz(shown.ct, shown.simulation, runs, shown.scan),
+    d2.download_button("All results (NPZ)", pc.results_npz(shown.ct, shown.scan_data, runs, shown.scan),
                        file_name="sparsect_results.npz", mime="application/octet-stream", key="dl_npz",
                        icon=":material/data_array:", width="stretch")
-    d4.download_button("Metrics (CSV)", pc.metrics_csv(runs, views, shown.simulation),
+    d4.download_button("Metrics (CSV)", pc.metrics_csv(runs),
                        file_name="sparsect_metrics.csv", mime="text/csv", key="dl_csv", icon=":material/table:",
                        width="stretch")
     keep_phi = d3.checkbox("Keep patient and study fields", value=False, key="dicom_keep_phi",

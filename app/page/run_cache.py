@@ -15,6 +15,28 @@ from collections.abc import Iterable
 from typing import Any
 
 
+class LRU(OrderedDict):
+    """A small least-recently-used dict (``get``/``put``) holding at most ``capacity`` entries; not thread-safe on
+    its own (a session's caches are used by one script run at a time; :class:`RunCache` locks around it)."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        super().__init__()
+        self.capacity = int(capacity)
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
+
+
 class RunCache:
     """Thread-safe, least-recently-used store of finished runs shared by every session of one server.
 
@@ -24,8 +46,7 @@ class RunCache:
     """
 
     def __init__(self, capacity: int = 32) -> None:
-        self.capacity = int(capacity)
-        self._runs: OrderedDict[tuple, Any] = OrderedDict()
+        self._runs = LRU(capacity)
         self._jobs: list[Any] = []
         self._lock = threading.Lock()
 
@@ -34,10 +55,7 @@ class RunCache:
         if getattr(run, "stopped", False):
             return
         with self._lock:
-            self._runs[key] = run
-            self._runs.move_to_end(key)
-            while len(self._runs) > self.capacity:
-                self._runs.popitem(last=False)
+            self._runs.put(key, run)
 
     def get(self, key: tuple) -> Any | None:
         with self._lock:
@@ -47,7 +65,7 @@ class RunCache:
         """The kept runs among ``keys``, after taking in whatever watched jobs have finished."""
         self.harvest()
         with self._lock:
-            return {key: self._runs[key] for key in keys if key in self._runs}
+            return {key: self._runs.get(key) for key in keys if key in self._runs}
 
     def watch(self, job: Any) -> None:
         """Take in ``job``'s results when it finishes, even if the session that started it is gone."""
@@ -64,4 +82,4 @@ class RunCache:
                 self.put(key, run)
 
 
-__all__ = ["RunCache"]
+__all__ = ["LRU", "RunCache"]

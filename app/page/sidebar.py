@@ -13,12 +13,12 @@ import streamlit as st
 import torch
 
 from sparsect import data
-from sparsect.app import pipeline
+from sparsect.app import scans
 from sparsect.app import settings as settings_module
 from sparsect.app.help import SIMULATION_HELP
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
-from sparsect.app.page import keys
+from sparsect.app.page import keys, uploads
 from sparsect.app.page import pacs as page_pacs
 from sparsect.reconstruct import registry
 
@@ -27,7 +27,6 @@ MEASURED, PACS = "Measured scan", "Load from PACS"
 SIZES = {"64 x 64": 64, "128 x 128": 128, "256 x 256": 256, "512 x 512": 512, "Original": None}
 VIEW_PRESETS = (30, 60, 90, 120, 180)
 PHOTONS = (1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6)
-DEFAULT_METHODS = ("fbp", "cgls", "lrnn")
 SIZE_HELP = ("The grid the methods reconstruct on. The scan is simulated from the slice's own pixels when they "
              "are at least 2x finer, else from the slice upsampled (bilinear) to 2x.")
 
@@ -98,7 +97,7 @@ def _slice_input(sb: Any, source: str, size: int | None,
         sb.caption(samples[name])
         try:
             return InputChoice(source, sample_slice(name, size), f"sample:{name}:{size}")
-        except (data.DicomError, pipeline.InputError, ValueError) as exc:
+        except (data.DicomError, ValueError) as exc:
             return InputChoice(source, error=f"The sample could not be loaded: {exc}")
     if source == PACS:
         files = page_pacs.load_widget(sb, st.session_state)
@@ -116,9 +115,9 @@ def _slice_input(sb: Any, source: str, size: int | None,
 
 def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]], size: int | None) -> InputChoice:
     """Series and slice pickers of uploaded (or pulled) DICOM files."""
-    digest = pc.upload_digest(files)
-    uploads = st.session_state[keys.UPLOADS]
-    summary = uploads.get(digest) or uploads.put(digest, pc.read_uploads(files))
+    digest = uploads.upload_digest(files)
+    kept = st.session_state[keys.UPLOADS]
+    summary = kept.get(digest) or kept.put(digest, uploads.read_uploads(files))
     if summary.skipped and summary.series:
         show_skipped(sb, summary.skipped)
     if summary.error:
@@ -127,15 +126,15 @@ def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]], size: in
     series_index = 0
     if len(summary.series) > 1:
         series_index = sb.selectbox("Series", range(len(summary.series)), key="series",
-                                    format_func=lambda i: pc.series_label(summary.series[i]))
+                                    format_func=lambda i: uploads.series_label(summary.series[i]))
     series = summary.series[series_index]
     n = len(series)
     slice_index = sb.slider("Slice", 0, n - 1, n // 2, key="slice_index") if n > 1 else n // 2
-    sb.image(pf.thumbnail(series.hu[slice_index]), caption=f"{pc.series_label(series)}: slice "
+    sb.image(pf.thumbnail(series.hu[slice_index]), caption=f"{uploads.series_label(series)}: slice "
              f"{slice_index + 1}/{n}", width=160)
     try:
-        ct = pc.prepare_slice(series.slice(slice_index), size)
-    except (pipeline.InputError, ValueError, IndexError) as exc:
+        ct = scans.prepare_slice(series.slice(slice_index), size)
+    except (ValueError, IndexError) as exc:
         return InputChoice(source, error=f"This slice cannot be used: {exc}")
     return InputChoice(source, ct, f"upload:{digest}:{series_index}:{slice_index}:{size}")
 
@@ -175,10 +174,10 @@ def scan_section(sb: Any, size: int | None) -> ScanChoice | None:
                               format_func=lambda name: pc.SIMULATION_LABELS[name], help=SIMULATION_HELP)
     try:
         scan = settings_module.scan_settings(views=int(views), arc=math.radians(arc_deg), photons=photons,
-                                             det_count=int(det_count) or None, geometry=beam, simulation=simulation,
+                                             det_count=int(det_count) or None, beam=beam, simulation=simulation,
                                              size=size, source_distance_mm=source_mm,
                                              detector_distance_mm=detector_mm)
-    except pipeline.InputError as exc:
+    except settings_module.InputError as exc:
         sb.error(f"These scan settings cannot be used: {exc}")
         return None
     return ScanChoice(scan, arc_deg, beam, photons)
@@ -186,12 +185,15 @@ def scan_section(sb: Any, size: int | None) -> ScanChoice | None:
 
 def _iteration_inputs(sb: Any) -> tuple[int | None, int | None]:
     cols = sb.columns(2)
-    budgets = ", ".join(str(registry.iterations_for(m, None)) for m in ("sirt", "cgls", "os_sart", "tv"))
+    solvers = [m for m in registry.METHODS.values() if m.iterative and not m.is_network]
+    names = ", ".join(m.label for m in solvers)
+    budgets = ", ".join(str(m.default_iterations) for m in solvers)
+    networks = ", ".join(registry.label(m) for m in registry.NETWORK_METHODS)
     classical = cols[0].number_input("Iterations (classical)", 1, 5000, None, step=10, key="iters_classical",
                                      placeholder="default",
-                                     help=f"SIRT, CGLS, OS-SART, TV; empty = each method's default ({budgets}).")
+                                     help=f"{names}; empty = each method's default ({budgets}).")
     neural = cols[1].number_input("Iterations (networks)", 1, 50000, None, step=50, key="iters_neural",
-                                  placeholder="preset", help="LRNN, WIRE, SIREN main loop (the warm start comes on "
+                                  placeholder="preset", help=f"{networks} main loop (the warm start comes on "
                                                              "top); empty = the preset's budget.")
     return classical, neural
 
@@ -208,12 +210,13 @@ def methods_section(sb: Any, can_run: bool) -> MethodChoice:
     sb.header("3 Methods", divider="gray")
     method_cols = sb.columns(2)
     chosen = [method for i, method in enumerate(registry.METHODS)
-              if method_cols[i % 2].checkbox(pc.label(method), value=method in DEFAULT_METHODS, key=f"use_{method}")]
+              if method_cols[i % 2].checkbox(pc.label(method), value=method in registry.PAGE_METHODS,
+                                             key=f"use_{method}")]
     preset = sb.selectbox("Network preset", registry.PRESETS, key="preset",
                           help="preview: 128x128 in under a minute on a laptop CPU; paper and quality take longer.")
     variant_options, variant_default = pc.variant_options()
     variants = sb.multiselect("Network fit options", variant_options, default=variant_default, key="variants",
-                              format_func=pc.variant_label, help=pc.VARIANT_HELP,
+                              format_func=registry.variant_label, help=pc.variant_help(),
                               placeholder="None: the published formulation")
     iterations_classical, iterations_neural = _iteration_inputs(sb)
     _device_caption(sb)

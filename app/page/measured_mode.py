@@ -5,8 +5,8 @@ files lack it, reconstructed from N of its measured views.
 There is no ground truth: scores are against a reference method run on all measured views (FBP by default
 when views are dropped), and the data-consistency maps ``A x - y`` show how well each image explains the
 measured sinogram. Uploads are read in memory (:func:`data.load_scan_bytes`, :func:`data.load_tiff_bytes`);
-Run starts a background job (app/page/measured_job.py) with per-method progress and a Stop button, like
-the simulated run.
+Run starts the same background job as the simulated run (app/page/jobs.py): the reference first, then each method,
+with per-method progress and a Stop button.
 """
 
 from __future__ import annotations
@@ -21,19 +21,20 @@ import numpy as np
 import pandas as pd
 
 from sparsect import data
-from sparsect.app import measured, settings
+from sparsect.app import measured_scan, run, settings
 from sparsect.app.outputs import comparison_image, npz_bytes, png_bytes
-from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import keys
 from sparsect.app.page import progress as page_progress
-from sparsect.app.page.measured_job import REFERENCE, MeasuredJob
+from sparsect.app.page.jobs import Job
+from sparsect.app.scans import Scan
 from sparsect.reconstruct import registry
 
 SUFFIXES = ["npy", "npz", "h5", "hdf5", "hdf", "dxf", "mat"]
 TIFF_SUFFIXES = ["tif", "tiff"]
 KINDS = ("Scan file", "TIFF stack")
-REFERENCES = {"FBP of all views": "fbp", "TV of all views": "tv", "None (data consistency only)": None}
+REFERENCES = {f"{registry.label(m)} of all views": m for m in registry.REFERENCE_METHODS} | {
+    "None (data consistency only)": None}
 RESULTS = keys.MEASURED_RESULTS
 HELP = ("Upload a measured scan (.npy, .npz, HDF5 Data Exchange or a Helsinki Tomography Challenge .mat), or a "
         "TIFF stack (one image per view, with flat*.tif and optionally dark*.tif fields), and, if they lack "
@@ -119,7 +120,7 @@ def _upload_section(st: Any, state: Any) -> Upload | None:
 
 @dataclass
 class Options:
-    prepared: measured.MeasuredInput
+    scan: Scan
     methods: list[str]
     key: str  # names the upload and every choice: a result is shown only for the settings it was run with
     run_clicked: bool
@@ -134,23 +135,27 @@ def _options_section(st: Any, upload: Upload) -> Options | None:
     reference = REFERENCES[sb.selectbox("Scores against", list(REFERENCES), key="measured_reference")]
     size = sb.select_slider("Image size", [64, 128, 256, 512], value=min(256, 64 * max(1, scan.det_count // 64)),
                             key="measured_size")
-    methods = sb.multiselect("Methods", registry.METHODS, default=["fbp", "sirt"], key="measured_methods")
-    run = sb.button("Run", type="primary", key="measured_run", disabled=not methods, icon=":material/play_arrow:")
+    methods = sb.multiselect("Methods", registry.METHODS, default=list(registry.MEASURED_PAGE_METHODS),
+                             key="measured_methods", format_func=registry.label)
+    run_clicked = sb.button("Run", type="primary", key="measured_run", disabled=not methods,
+                            icon=":material/play_arrow:")
     try:
-        prepared = measured.prepare_scan(scan, views=views, center="auto" if auto_center else None, size=size,
-                                         reference=reference)
+        prepared = measured_scan.prepare_scan(scan, views=views, center="auto" if auto_center else None, size=size,
+                                              reference=reference)
     except data.ScanError as exc:
         st.error(str(exc))
         return None
-    label = measured.score_label(prepared)
+    against = f"{registry.label(reference)} of all {prepared.dense.n_views} measured views" if reference else None
     st.caption(f"{upload.name}: {prepared.sparse.n_views} of {prepared.dense.n_views} measured views, "
                f"{scan.beam} beam, {prepared.image_size[0]} x {prepared.image_size[1]} pixels of "
-               f"{prepared.pixel_size_mm:.3f} mm | " + (f"scores {label}" if label else "no reference"))
+               f"{prepared.pixel_size_mm:.3f} mm | " + (f"scores against {against}" if against else "no reference"))
+    if prepared.center_warning:
+        st.warning(prepared.center_warning.replace("--center auto", '"Estimate the rotation centre"'))
     key = f"{upload.digest}:{views}:{auto_center}:{reference}:{size}:{','.join(methods)}"
-    return Options(prepared, methods, key, run)
+    return Options(measured_scan.measured_scan(prepared), methods, key, run_clicked)
 
 
-def _collect(state: Any, key: str, job: MeasuredJob) -> None:
+def _collect(state: Any, key: str, job: Job) -> None:
     if not job.collected:
         state[RESULTS] = (key, job.reference, job.finished_outcomes())
         job.collected = True
@@ -160,15 +165,16 @@ def _run_section(st: Any, state: Any, options: Options) -> None:
     """Start a run on Run; follow a running one (then rerun); collect and report a finished one."""
     running = state.get(keys.MEASURED_JOB)
     if options.run_clicked and (running is None or not running[1].running):
-        job = MeasuredJob(options.prepared, options.methods, settings.method_settings(device="auto")).start()
+        chosen = settings.method_settings(device="auto")
+        job = Job([run.Task(m, chosen, m) for m in options.methods], options.scan).start()
         running = state[keys.MEASURED_JOB] = (options.key, job)
     if running is None:
         return
     key, job = running
     box = st.container()
     if job.running:
-        reference = job.prepared.reference
-        names = {REFERENCE: f"Reference: {pc.label(reference)}, all views"} if reference else None
+        reference = job.scan.reference_method
+        names = {run.REFERENCE: f"Reference: {registry.label(reference)}, all views"} if reference else None
         page_progress.follow(st, box, job, names, stop_key="measured_stop")
         _collect(state, key, job)
         st.rerun()
@@ -192,31 +198,33 @@ def render(st: Any, state: Any) -> None:
         return
     _, reference_image, outcomes = stored
     if outcomes:
-        _show(st, options.prepared, reference_image, outcomes)
+        _show(st, options.scan, reference_image, outcomes)
 
 
-def _show(st: Any, prepared: measured.MeasuredInput, reference_image: Any,
-          outcomes: list[measured.MeasuredOutcome]) -> None:
+def _show(st: Any, scan: Scan, reference_image: Any, outcomes: list[run.Outcome]) -> None:
     window = pf.window_from("soft_tissue")
-    images = {o.method.upper(): o.reconstruction.image_hu for o in outcomes}
+    prepared = scan.measured
+    images = {registry.label(o.method): o.image_hu for o in outcomes}
     if reference_image is not None:
-        images = {f"Reference: {prepared.reference.upper()}, all views": reference_image.image_hu} | images
+        images = {f"Reference: {registry.label(scan.reference_method)}, all views": reference_image.image_hu} | images
     cols = st.columns(min(4, len(images)))
     for i, (caption, image) in enumerate(images.items()):
         cols[i % len(cols)].image(pf.tile(image, window, 320), caption=caption, width="stretch")
-    records = [o.record(prepared) for o in outcomes]
-    table = pd.DataFrame(records).set_index("method")[["views", "psnr", "ssim", "rmse_hu", "data_rmse", "seconds"]]
+    records = [o.record() for o in outcomes]
+    table = pd.DataFrame(records).set_index("fit")[["views", "psnr", "ssim", "rmse_hu", "data_rmse", "seconds"]]
     st.dataframe(table.rename(columns={"psnr": "PSNR (dB)", "ssim": "SSIM", "rmse_hu": "RMSE (HU)",
-                                       "data_rmse": "data RMSE"}), width="stretch")
-    st.caption(f"Scores {measured.score_label(prepared)}." if prepared.reference else
+                                       "data_rmse": "data RMSE"}).rename_axis("Method"), width="stretch")
+    against = records[0]["scored_against"]
+    st.caption(f"Scores against {against}." if against else
                "No reference: scores are omitted; the maps below show how well each image explains the data.")
-    scale = max(float(np.abs(o.residual).max()) for o in outcomes) or 1.0
-    st.image(png_bytes(comparison_image({f"{o.method} A x - y": o.residual for o in outcomes}, (-scale, scale))),
+    scale = max(float(np.abs(o.sinogram_residual).max()) for o in outcomes) or 1.0
+    st.image(png_bytes(comparison_image({f"{o.method} A x - y": o.sinogram_residual for o in outcomes},
+                                        (-scale, scale))),
              caption=f"Data consistency over all {prepared.dense.n_views} measured views (views down, bins across; "
                      f"grey 0, range +/-{scale:.3g})", width="stretch")
     arrays = {"sinogram": prepared.dense.sinogram, "angles_rad": prepared.dense.angles,
-              **{f"{o.method}_hu": o.reconstruction.image_hu for o in outcomes},
-              **{f"{o.method}_residual": o.residual for o in outcomes}}
+              **{f"{o.method}_hu": o.image_hu for o in outcomes},
+              **{f"{o.method}_residual": o.sinogram_residual for o in outcomes}}
     st.download_button("Results (NPZ)", npz_bytes(arrays), file_name="sparsect_measured.npz",
                        mime="application/octet-stream", key="measured_npz", icon=":material/data_array:")
 

@@ -1,0 +1,111 @@
+"""``sparsect batch``'s command line: its options (``--methods`` kept as a deprecated alias of ``--method``) and
+the optional PACS pull and push around :func:`sparsect.app.batch.command.run_batch`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from sparsect import data
+from sparsect.app.batch import pacs
+from sparsect.app.batch.command import EXIT_CANNOT_START, EXIT_FAILURES, EXIT_OK, Log, run_batch
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, SIMULATION_HELP, VARIANT_HELP
+from sparsect.app.settings import InputError
+from sparsect.reconstruct import registry
+
+_METHODS_ALIAS = "sparsect.batch.methods_alias"
+
+
+def _deprecated_methods(ctx: typer.Context, value: list[str] | None) -> None:
+    """``--methods``, the old name of ``--method``: one warning, and its values kept for :func:`_method_and_alias`
+    (the option is eager, so this runs first)."""
+    if value:
+        typer.echo("warning: --methods is deprecated; use --method", err=True)
+        ctx.meta[_METHODS_ALIAS] = list(value)
+
+
+def _method_and_alias(ctx: typer.Context, param: typer.CallbackParam, value: list[str]) -> list[str]:
+    """``--method``'s values plus the deprecated ``--methods``'s; ``--methods`` alone replaces the default."""
+    alias = ctx.meta.get(_METHODS_ALIAS)
+    if not alias:
+        return value
+    # compared by name: recent typer releases carry their own copy of click, with its own ParameterSource
+    source = ctx.get_parameter_source(param.name)
+    return [*value, *alias] if getattr(source, "name", None) == "COMMANDLINE" else alias
+
+
+def _run_with_pacs(in_dir: Path, out_dir: Path, dicomweb: str | None, study: str | None, series: str | None,
+                   push: bool, options: dict[str, Any]) -> int:
+    """:func:`run_batch` with ``options``, after pulling ``study`` from the PACS at ``dicomweb`` into ``in_dir``
+    (when given) and, with ``push``, storing the results back; the exit code."""
+    console, link = Console(stderr=True), None
+    try:
+        link = pacs.Link.from_options(dicomweb, study, series, push, options["anonymize"])
+        if link is not None:
+            link.pull(in_dir, Log(console))
+    except (InputError, data.DicomWebError) as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        return EXIT_CANNOT_START
+    code = run_batch(in_dir, out_dir, **options)
+    if link is not None and link.push and not options["dry_run"] and code in (EXIT_OK, EXIT_FAILURES):
+        try:
+            link.store(out_dir, Log(console))
+        except data.DicomWebError as error:  # the local outputs stay as they are
+            console.print(f"[bold red]error:[/] {error}", highlight=False)
+            code = EXIT_FAILURES
+    return code
+
+
+def register(cli: typer.Typer) -> None:
+    """Add the ``batch`` command to the ``sparsect`` app."""
+
+    @cli.command()
+    def batch(
+        in_dir: Annotated[Path, typer.Argument(help="Folder searched recursively for CT series (DICOM, .zip).")],
+        out_dir: Annotated[Path, typer.Argument(help="Output folder (mirrors IN_DIR's layout); reused to resume.")],
+        views: Annotated[list[str], typer.Option(help="View counts; repeat or comma-separate, e.g. 30,60.")
+                         ] = ["60"],  # noqa: B006
+        method: Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP, callback=_method_and_alias)
+                          ] = list(registry.DEFAULT_METHODS),  # noqa: B006, B008
+        # --methods, the old name of --method, as a deprecated alias: hidden, warns, and its values join --method's.
+        methods: Annotated[list[str] | None, typer.Option("--methods", hidden=True, is_eager=True, expose_value=False,
+                                                          callback=_deprecated_methods)] = None,
+        preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
+        variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
+        iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False)] = None,
+        photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).")] = None,
+        seed: Annotated[int, typer.Option(help="Seed for the noise (plus the slice index) and the networks.")] = 0,
+        slices: Annotated[str, typer.Option(help="all, middle, N or N-M (0-based, inclusive).")] = "all",
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+        anonymize: Annotated[bool, typer.Option(help="De-identify the derived DICOM (PS3.15 basic profile).")
+                             ] = False,
+        workers: Annotated[int, typer.Option(help="Worker processes (0: one per GPU, else 1).")] = 0,
+        batch_size: Annotated[int, typer.Option(help="Slices fitted at once (0: from free GPU memory).")] = 0,
+        shard: Annotated[str | None, typer.Option(help="K/N: do only share K (1-based) of N, for array jobs.")
+                         ] = None,
+        executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")
+                               ] = None,
+        simulation: Annotated[str, typer.Option(help=SIMULATION_HELP)] = "honest",
+        dry_run: Annotated[bool, typer.Option(help="List the work units (todo/done) and exit.")] = False,
+        quiet: Annotated[bool, typer.Option(help="No progress bar or table: only the structured log lines.")
+                         ] = False,
+        dicomweb: Annotated[str | None, typer.Option(help=PACS_HELP["dicomweb"], show_default=False)] = None,
+        study: Annotated[str | None, typer.Option(help=PACS_HELP["study"], show_default=False)] = None,
+        series: Annotated[str | None, typer.Option(help=PACS_HELP["series"], show_default=False)] = None,
+        push: Annotated[bool, typer.Option(help=PACS_HELP["push"])] = False,
+    ) -> None:
+        """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
+        failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume). With
+        --dicomweb, the study is first pulled into IN_DIR (and with --push the results stored back)."""
+        raise typer.Exit(_run_with_pacs(in_dir, out_dir, dicomweb, study, series, push, dict(
+            views=views, methods=method, preset=preset, variant=variant or None, iterations=iterations,
+            photons=photons, seed=seed, slices=slices, device=device, anonymize=anonymize, workers=workers,
+            batch_size=batch_size, shard=shard, executor=executor, ray_address=ray_address, dry_run=dry_run,
+            quiet=quiet, simulation=simulation)))
+
+
+__all__ = ["register"]
