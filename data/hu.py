@@ -79,6 +79,23 @@ def mu_to_hu(mu: ArrayT, mu_water: float = MU_WATER, clip_negative: bool = True)
     return (1000.0 * (mu_arr / mu_water - 1.0)).astype(mu_arr.dtype, copy=False)
 
 
+def mu_difference_to_hu(delta_mu: ArrayT, mu_water: float = MU_WATER) -> ArrayT:
+    """Convert a difference of linear attenuation (1/mm) to a difference of Hounsfield units: the slope of
+    :func:`mu_to_hu`, ``1000 * delta_mu / mu_water`` (no -1000 offset, no clipping).
+
+    Parameters
+    ----------
+    delta_mu : numpy array or torch tensor (floating point), any shape, in 1/mm.
+    mu_water : attenuation of water in 1/mm.
+
+    Returns
+    -------
+    Same type and shape, in HU.
+    """
+    mu_water = _check_mu_water(mu_water)
+    return 1000.0 * delta_mu / mu_water
+
+
 def padding_mask(raw: np.ndarray, padding_value: int | None, padding_limit: int | None = None) -> np.ndarray:
     """Boolean mask of padding pixels in stored (raw) pixel values.
 
@@ -120,4 +137,4 @@ def stored_to_hu(raw: np.ndarray, slope: float, intercept: float, padding_value:
     return hu.astype(np.float32)
 
 
-__all__ = ["AIR_HU", "MU_WATER", "hu_to_mu", "mu_to_hu", "padding_mask", "stored_to_hu"]
+__all__ = ["AIR_HU", "MU_WATER", "hu_to_mu", "mu_difference_to_hu", "mu_to_hu", "padding_mask", "stored_to_hu"]

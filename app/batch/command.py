@@ -313,9 +313,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
                       f"{g['psnr']['mean']:.2f}±{g['psnr']['sd']:.2f}",
                       f"{g['ssim']['mean']:.4f}±{g['ssim']['sd']:.4f}",
                       f"{g['rmse_hu']['mean']:.1f}±{g['rmse_hu']['sd']:.1f}", f"{g['seconds']['mean']:.2f}")
+    networks = [g for g in summary["groups"] if g.get("fit") and g["fit"] != registry.label(g["method"])]
+    captions = list(dict.fromkeys(f"{g['method']}: {g['fit']}" for g in networks))
     simulation = summary.get("settings", {}).get("simulation")
     if simulation is not None:
-        table.caption = f"{data.SIMULATIONS[simulation]} simulation; more scores in summary.json and metrics.csv"
+        captions.append(f"{data.SIMULATIONS[simulation]} simulation; more scores in summary.json and metrics.csv")
+    table.caption = "; ".join(captions) or None
     return table
 
 

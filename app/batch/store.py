@@ -393,10 +393,11 @@ def _mean_sd(values: list[float | None]) -> dict[str, float] | None:
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sd of each metric per (method, views)."""
+    """Mean and sd of each metric per (method, views), with the method's fit in words (rows from before records
+    named it have none)."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["method"], int(row["views"])), []).append(row)
-    return [{"method": method, "views": views, "slices": len(members),
+    return [{"method": method, "fit": members[0].get("fit"), "views": views, "slices": len(members),
              **{k: _mean_sd([r.get(k) for r in members]) for k in (*records.SCORE_DIGITS, "seconds")}}
             for (method, views), members in sorted(groups.items())]
