@@ -147,7 +147,8 @@ def margins(cell: dict[str, np.ndarray], grid: dict[str, tuple[float, ...] | flo
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, str, dict, dict]:
+    """The parsed options (checked), the network, the blend grid and the runs to combine."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, help="folder of the saved reconstructions")
     parser.add_argument("--combine", nargs="+", default=[], metavar="DIR=WEIGHT",
@@ -189,12 +190,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--images {args.images} is not a folder" if args.images else "give --images or --combine")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cells = {}
-    for sample, views, photons in itertools.product(args.samples, args.views, args.photons):
-        images = (combined_images(combine, sample, views, photons, args.size) if combine else
-                  cell_images(args.images, sample, views, photons, args.size, args.network))
-        cells[(sample, views, quality.noise_label(photons))] = margins(images, grid)
+    return args, method, grid, combine
 
+
+def _print_tables(args: argparse.Namespace, method: str, grid: dict, combine: dict,
+                  cells: dict[tuple[str, int, str], dict]) -> None:
+    """The ranking of every blend and each cell's margins under the best, the constants and the plain blend."""
     def summary(label: str) -> tuple[float, float, int]:
         values = [cell[label] for cell in cells.values()]
         met = sum(p >= GOAL_PSNR and s >= GOAL_SSIM for p, s in values)
@@ -222,6 +223,17 @@ def main(argv: list[str] | None = None) -> None:
               + f" | {cell[own][0]:+.2f} / {cell[own][1]:+.3f} ({own}) |")
     print("\nMean of the cells' own best blends (the ceiling of a per-image choice from this grid): "
           f"{np.mean(own_best):+.2f} dB")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, method, grid, combine = _arguments(argv)
+    cells = {}
+    for sample, views, photons in itertools.product(args.samples, args.views, args.photons):
+        images = (combined_images(combine, sample, views, photons, args.size) if combine else
+                  cell_images(args.images, sample, views, photons, args.size, args.network))
+        cells[(sample, views, quality.noise_label(photons))] = margins(images, grid)
+
+    _print_tables(args, method, grid, combine, cells)
 
 
 if __name__ == "__main__":

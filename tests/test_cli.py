@@ -1,4 +1,6 @@
-"""`sparsect reconstruct` end to end: outputs readable by independent tools, clear errors."""
+"""`sparsect reconstruct` end to end: outputs readable by independent tools, clear errors.
+(Over 400 lines on purpose: one module's tests stay together with the fixtures they share.)
+"""
 
 import json
 import math

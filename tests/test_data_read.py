@@ -1,4 +1,6 @@
-"""Reading CT DICOM: HU against an independent computation, folders with junk, uploads, errors."""
+"""Reading CT DICOM: HU against an independent computation, folders with junk, uploads, errors.
+(Over 400 lines on purpose: one module's tests stay together with the fixtures they share.)
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Tests of the coordinate-network fitting loop (reconstruct.fit) and its high-level entry (reconstruct.neural)."""
+"""Tests of the coordinate-network fitting loop (reconstruct.fit) and its high-level entry (reconstruct.neural).
+(Over 400 lines on purpose: one module's tests stay together with the fixtures they share.)
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Tests for the coordinate networks in reconstruct.models."""
+"""Tests for the coordinate networks in reconstruct.models.
+(Over 400 lines on purpose: one module's tests stay together with the fixtures they share.)
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The projector against ASTRA, scikit-image and float64 linear algebra."""
+"""The projector against ASTRA, scikit-image and float64 linear algebra.
+(Over 400 lines on purpose: one module's tests stay together with the fixtures they share.)
+"""
 
 import math
 import os

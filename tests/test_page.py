@@ -1,5 +1,7 @@
 """The Streamlit page driven by streamlit's AppTest, plus its pure helpers (uploads, figures, reader CSV,
-downloads, background runs) and the server settings."""
+downloads, background runs) and the server settings.
+(Over 400 lines on purpose: one module's tests stay together with the fixtures they share.)
+"""
 
 from __future__ import annotations
 
@@ -445,6 +447,11 @@ def test_page_run_fbp_compare_windows_and_reader_study():
     at.sidebar.button(key="run").click().run()
     assert at.session_state["results"] == before
 
+    _reader_study(at)
+
+
+def _reader_study(at) -> None:
+    """The reader study on a page that shows FBP and CGLS: blinded labels, ratings, the CSV, unblinding."""
     at.sidebar.toggle(key="reader_mode").set_value(True).run()
     assert not at.exception, at.exception
     assert "Metrics" not in [h.value for h in at.subheader]
