@@ -7,6 +7,7 @@ files are made from the records (:mod:`sparsect.app.records`, :mod:`sparsect.app
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -15,17 +16,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sparsect import __version__, data
-from sparsect.app import limits, measured_scan, outputs, run, run_outputs, scans, settings, stopping
+from sparsect import __version__, data, operators
+from sparsect.app import display, limits, measured_scan, outputs, run, run_outputs, scans, settings, stopping
 from sparsect.app.batch.cli import register
 from sparsect.app.help import ITERATIONS_HELP, MEASURED_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
 from sparsect.app.scans import Scan
 from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
 from sparsect.app.tables import results_table, scan_title, scores_table
-from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct import registry
 from sparsect.reconstruct.fit import PHASE_STEPS
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -98,11 +100,17 @@ SeriesOpt = Annotated[str | None, typer.Option(
     show_default=False)]
 SeedOpt = Annotated[int, typer.Option(help="Seed for the noise and the networks.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-OutOpt = Annotated[Path | None, typer.Option(help="Folder for the PNG, NPZ, derived DICOM and metrics.")]
+OutOpt = Annotated[Path | None, typer.Option(help="The run's folder for the PNG, NPZ, derived DICOM and metrics: "
+                                                 "new or empty, or an earlier run's with --force.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an earlier run's --out folder whole.")]
 AnonymizeOpt = Annotated[bool, typer.Option(
     help="De-identify the derived DICOM in --out (PS3.15 basic profile; one pseudonymous patient and study for all "
          "methods).")]
-WindowOpt = Annotated[str, typer.Option(help="Display window of the PNG: full, brain, soft_tissue, lung, bone...")]
+SameStudyOpt = Annotated[bool, typer.Option(
+    "--same-study", help="Put the derived DICOM in --out into the source's study; default a research study of its "
+                         "own (same patient, marked as a research reconstruction).")]
+WindowOpt = Annotated[str, typer.Option(help="Display window of the PNGs: auto (the DICOM's own, a head's brain "
+                                              "window, else soft tissue), brain, soft_tissue, lung, bone, full...")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per method, one per line.")]
 
 
@@ -128,9 +136,11 @@ class Request:
     slice_index: int | None
     series: str | None
     out: Path | None
+    force: bool
     window: str
     anonymize: bool
     as_json: bool
+    same_study: bool = False
 
 
 @cli.command()
@@ -140,7 +150,8 @@ def reconstruct(
     photons: PhotonsOpt = None, size: SizeOpt = None, beam: BeamOpt = "parallel",
     source_distance_mm: SourceDistanceOpt = None, detector_distance_mm: DetectorDistanceOpt = None,
     simulation: SimulationOpt = "honest", slice_index: SliceOpt = None, series: SeriesOpt = None, seed: SeedOpt = 0,
-    device: DeviceOpt = "auto", out: OutOpt = None, anonymize: AnonymizeOpt = False, window: WindowOpt = "full",
+    device: DeviceOpt = "auto", out: OutOpt = None, force: ForceOpt = False, anonymize: AnonymizeOpt = False,
+    window: WindowOpt = display.AUTO, same_study: SameStudyOpt = False,
     as_json: JsonOpt = False, scan: ScanOpt = None, geometry: GeometryOpt = None, center: CenterOpt = None,
     row: RowOpt = None, reference: ReferenceOpt = None,
 ) -> None:
@@ -158,9 +169,10 @@ def reconstruct(
             raise InputError("--photons and --slice apply to simulated scans, not to --scan")
         if scan is None and any(v is not None for v in (geometry, center, row, reference)):
             raise InputError("--geometry, --center, --row and --reference apply to measured scans (--scan FILE)")
-        _check_window(window)
-        if anonymize and out is None:
-            raise InputError("--anonymize applies to the DICOM written to --out; give --out too")
+        display.check_window(window)
+        if (anonymize or force or same_study) and out is None:
+            flag = "--anonymize" if anonymize else "--force" if force else "--same-study"
+            raise InputError(f"{flag} applies to --out; give --out too")
         methods = settings.parse_methods(method)
         method_settings = settings.method_settings(iterations, preset, variant or None, seed, device)
         scan_setup = None if scan is not None else settings.scan_settings(
@@ -170,8 +182,8 @@ def reconstruct(
                                               "row": row, "size": size, "reference": reference}
     except _known_errors() as error:
         fail(str(error))
-    _reconstruct(Request(input, methods, method_settings, scan_setup, measured, slice_index, series, out, window,
-                         anonymize, as_json))
+    _reconstruct(Request(input, methods, method_settings, scan_setup, measured, slice_index, series, out, force,
+                         window, anonymize, as_json, same_study))
 
 
 def _load(request: Request) -> tuple[Scan | None, data.CTSlice | None]:
@@ -187,7 +199,8 @@ def _load(request: Request) -> tuple[Scan | None, data.CTSlice | None]:
                                          size=m["size"], reference=measured_scan.parse_reference(m["reference"]))
         if prepared.center_warning:
             console.print(f"[yellow]warning:[/] {prepared.center_warning}", highlight=False)
-        return measured_scan.measured_scan(prepared), None
+        window = display.choose_window(None, request.window)
+        return measured_scan.measured_scan(prepared, scans.source(None, m["path"], window.label)), None
     ct = scans.load_input(request.input, size=request.scan_settings.size, index=request.slice_index,
                           series_uid=request.series)
     limits.check_memory(ct.hu.shape[0], request.scan_settings, request.methods, request.method_settings)
@@ -206,13 +219,11 @@ def _reconstruct(request: Request) -> None:
         try:
             scan, ct = _load(request)
             if request.out is not None:
-                staging = outputs.Staging(request.out, run_outputs.planned(request.methods))
+                staging = outputs.Staging(request.out, request.force)
             with stopping.GracefulStop(_say_stopping) as graceful:
-                if scan is None:
-                    scan = scans.simulate(ct, request.scan_settings)
-                result = _run_with_progress(scan, run.tasks_for(request.methods, request.method_settings),
-                                            quiet=request.as_json, stop=graceful.event)
-            _report(request, scan, ct, result, staging)
+                scan, result = _run_with_progress(request, scan, ct, stop=graceful.event)
+            if scan is not None:
+                _report(request, scan, ct, result, staging)
         except data.AmbiguousSeriesError as error:
             fail(error.advice("with --series UID"))
         except (*_known_errors(), OSError) as error:
@@ -242,16 +253,10 @@ def _report(request: Request, scan: Scan, ct: data.CTSlice | None, result: run.R
         stdout.print(results_table(records, scan_title(scan, result)))
         stdout.print(scores_table(records))
     if staging is not None and records:
-        written = run_outputs.write(staging, scan, ct, result, records, request.window, request.anonymize)
+        written = run_outputs.write(staging, scan, ct, result, records, display.choose_window(ct, request.window),
+                                    request.anonymize, request.same_study)
         if not request.as_json:
             console.print(f"wrote {len(written)} files to {request.out}")
-
-
-def _check_window(window: str) -> None:
-    try:
-        metrics.window_bounds(window)
-    except (KeyError, ValueError, TypeError):
-        raise InputError(f"unknown --window {window!r}; choose from {', '.join(metrics.WINDOWS)}") from None
 
 
 def _say_stopping(_signum: int) -> None:
@@ -276,28 +281,61 @@ class _ProgressBars(run.RunListener):
     def started(self, name: str, iterations: int | None) -> None:
         self.bars[name] = self.display.add_task(name, total=iterations, status="")
 
+    def phase(self, name: str, state: operators.PhaseProgress) -> None:
+        self.display.update(self.bars[name], completed=state.done, total=state.total,
+                            status=f"{state.phase} {state.done}/{state.total}")
+
     def progress(self, name: str, state: Any) -> None:
         phase = PHASE_STEPS.get(getattr(state, "phase", "fit"), "iteration")
         self.display.update(self.bars[name], completed=state.iteration, total=state.iterations,
                              status=f"{phase} {state.iteration}/{state.iterations} loss {state.loss:.3e}")
 
+    def simulation(self, state: operators.PhaseProgress) -> None:
+        """The simulation's progress, on a bar of its own."""
+        if "simulate" not in self.bars:
+            self.started("simulate", state.total)
+        self.phase("simulate", state)
 
-def _run_with_progress(scan: Scan, tasks: list[run.Task], quiet: bool, stop: Any = None) -> run.RunResult:
-    if quiet:
-        return run.run_tasks(scan, tasks, stop=stop)
+
+def _simulate(request: Request, ct: data.CTSlice, bars: _ProgressBars | None, stop: Any) -> Scan | None:
+    """The simulated scan of ``ct``, or None when a stop request came during the simulation."""
+    origin = scans.source(ct, request.input, display.choose_window(ct, request.window).label, request.anonymize)
+    try:
+        return scans.simulate(ct, request.scan_settings, origin, bars.simulation if bars else None, stop)
+    except data.SimulationStopped:
+        return None
+
+
+def _run_with_progress(request: Request, scan: Scan | None, ct: data.CTSlice | None, stop: Any = None
+                       ) -> tuple[Scan | None, run.RunResult]:
+    """Simulate (a slice's scan) and run the methods, with a progress bar per phase unless ``--json``; (None, an
+    empty result) when stopped during the simulation."""
+    tasks = run.tasks_for(request.methods, request.method_settings)
     columns = (TextColumn("{task.description:9s}"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        return run.run_tasks(scan, tasks, _ProgressBars(progress), stop=stop)
+    with contextlib.nullcontext() if request.as_json else Progress(*columns, console=console,
+                                                                      transient=True) as progress:
+        bars = _ProgressBars(progress) if progress is not None else None
+        scan = scan if scan is not None else _simulate(request, ct, bars, stop)
+        if scan is None:
+            return None, run.RunResult(None, [])
+        return scan, run.run_tasks(scan, tasks, bars, stop=stop)
 
 
 @cli.command()
 def app(
     port: Annotated[int, typer.Option(help="Port to serve the page on.")] = 8501,
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to serve other machines.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to serve other machines (then, with a PACS "
+                                           "configured, a sign-in is required).")] = "127.0.0.1",
+    pacs_config: Annotated[Path | None, typer.Option(
+        help="TOML or JSON file of the PACS endpoints the page may use (name, url, credentials from environment "
+             "variables or files, allow_send); see the README, Deploying the page.", show_default=False)] = None,
 ) -> None:
     """Start the comparison page in the browser (Streamlit)."""
-    serve(port=port, host=host)
+    try:
+        serve(port=port, host=host, pacs_config=pacs_config)
+    except ValueError as error:  # pacs_endpoints.ConfigError, serve.ServeError: one line, exit 2
+        fail(escape(str(error)))  # "[auth]" is text, not rich markup
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ CUDA device, the GPU's free memory. The environment variable ``SPARSECT_AVAILABL
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +150,28 @@ def batch_problem(series: Sequence[Any], units: Sequence[Any], batch: Any, devic
         return None
     stacked = max(1, min(batch_size, max(len(unit.slices) for unit in units)))
     side = max(max(series[i].shape[1:]) for i in used)
-    scan = ScanSettings(views=max(batch.views), photons=batch.photons, simulation=batch.simulation)
+    scan = ScanSettings(views=max(batch.views), photons=batch.photons, simulation=batch.simulation,
+                        size=batch.size)
     method = MethodSettings(iterations=batch.iterations, preset=batch.preset, variant=batch.variant,
                             device=device if device.startswith("cuda") else "cpu")
-    return memory_problem(side, scan, batch.methods, method, size_option=None, slices=stacked)
+    return memory_problem(side, scan, batch.methods, method, size_option="--size" if scan.size else None,
+                          slices=stacked)
+
+
+def run_bytes(source_side: int, scan: ScanSettings, method_settings: Mapping[str, MethodSettings]) -> int:
+    """Memory estimate in bytes of one run that does the methods one after another (the page's Run): the largest
+    of the estimates :func:`memory_problem` checks each method (with its own settings) against.
+
+    ``source_side``: side of the square source slice in pixels; ``method_settings``: method -> its settings.
+    """
+    def one(name: str, method: MethodSettings) -> int:
+        variant = registry.resolve_variants(name, method.variant) if name in registry.NETWORK_METHODS else ()
+        return memory.estimate(source_side, scan.size or source_side, scan.views, (name,), method.preset, scan.beam,
+                               scan.simulation, scan.det_count, iterations=method.iterations,
+                               ensemble=ENSEMBLE_SIZE if ENSEMBLE in variant else 1).total
+
+    return max((one(name, method) for name, method in method_settings.items()), default=0)
 
 
 __all__ = ["AVAILABLE_MEMORY_ENV", "available_bytes", "batch_problem", "check_memory", "check_resample", "gigabytes",
-           "largest_fitting", "memory_problem"]
+           "largest_fitting", "memory_problem", "run_bytes"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,11 +120,12 @@ def parse_reference(value: str | None) -> str | None:
     return text
 
 
-def measured_scan(measured: MeasuredInput) -> Scan:
+def measured_scan(measured: MeasuredInput, origin: Mapping[str, Any] | None = None) -> Scan:
     """The :class:`Scan` of a prepared measured scan: the sparse views for the methods, every measured view for
-    the reference and the consistency maps; the photon count is unknown."""
+    the reference and the consistency maps; the photon count is unknown. ``origin``: where it came from
+    (:func:`sparsect.app.scans.source`)."""
     dense, sparse = measured.dense, measured.sparse
-    provenance = {"beam": dense.beam, "arc_deg": None, "det_count": int(dense.det_count),
+    provenance = {**(origin or {}), "beam": dense.beam, "arc_deg": None, "det_count": int(dense.det_count),
                   "size": int(measured.image_size[0]), "photons": None, "noise_seed": None, "simulation": None,
                   "simulation_grid": None, "sub_rays": None, "measured_views": int(dense.n_views)}
     return Scan(torch.from_numpy(np.ascontiguousarray(sparse.sinogram, dtype=np.float32)), measured.geometry(sparse),

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
+from sparsect import __version__
 from sparsect.app.settings import InputError
 from sparsect.data.atomic import atomic_write
 from sparsect.reconstruct import metrics
@@ -29,25 +30,62 @@ def to_display(image_hu: np.ndarray, window: metrics.WindowLike = "full") -> np.
     return np.round(metrics.normalize(image_hu, window) * 255).astype(np.uint8)
 
 
-def labelled_row(tiles: Mapping[str, Image.Image], scale: int = 1) -> Image.Image:
-    """The tiles side by side, each labelled in its top-left corner, optionally magnified ``scale`` times."""
+def _font(tile_width: int) -> ImageFont.ImageFont:
+    """A scalable font sized for a tile: about a twentieth of its width, at least 10 px."""
+    return ImageFont.load_default(size=max(10, tile_width // 20))
+
+
+def _text_box(tile: Image.Image, xy: tuple[int, int], text: str, colour: tuple[int, int, int]) -> None:
+    """``text`` at ``xy`` on a dark backing box, readable on any grey level."""
+    draw = ImageDraw.Draw(tile)
+    font = _font(tile.width)
+    left, top, right, bottom = draw.multiline_textbbox(xy, text, font=font)
+    draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=(0, 0, 0))
+    draw.multiline_text(xy, text, font=font, fill=colour)
+
+
+def labelled_row(tiles: Mapping[str, Image.Image], scale: int = 1,
+                 captions: Mapping[str, str] | None = None) -> Image.Image:
+    """The tiles side by side, each labelled in its top-left corner (and with its ``captions`` line, e.g. the
+    scores, in the bottom-left), optionally magnified ``scale`` times."""
     sheet = Image.new("RGB", (sum(t.width * scale for t in tiles.values()),
                               max(t.height * scale for t in tiles.values())))
     x = 0
     for label, tile in tiles.items():
-        if scale != 1:
-            tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
-        ImageDraw.Draw(tile).text((4, 4), label, fill=(255, 210, 0))
+        tile = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST) if scale != 1 else tile.copy()
+        _text_box(tile, (4, 4), label, (255, 210, 0))
+        caption = (captions or {}).get(label)
+        if caption:
+            height = ImageDraw.Draw(tile).multiline_textbbox((0, 0), caption, font=_font(tile.width))[3]
+            _text_box(tile, (4, tile.height - height - 6), caption, (235, 235, 235))
         sheet.paste(tile, (x, 0))
         x += tile.width
     return sheet
 
 
 def comparison_image(images_hu: Mapping[str, np.ndarray], window: metrics.WindowLike = "full",
-                     scale: int = 1) -> Image.Image:
-    """A row of labelled tiles (one per named HU image, all the same size) under one shared window."""
+                     scale: int = 1, captions: Mapping[str, str] | None = None) -> Image.Image:
+    """A row of labelled tiles (one per named HU image, all the same size) under one shared window; ``captions``
+    (by name) add a line to a tile's bottom, e.g. its scores."""
     return labelled_row({label: Image.fromarray(to_display(image, window)).convert("RGB")
-                          for label, image in images_hu.items()}, scale)
+                          for label, image in images_hu.items()}, scale, captions)
+
+
+def colour_bar(width: int, limit: float, signed: bool = True, height: int = 28) -> Image.Image:
+    """A horizontal colour bar ``width`` pixels wide for maps on :func:`coloured`'s scale, labelled in HU at both
+    ends (and 0 in the middle of a signed one)."""
+    ramp = np.linspace(-1.0 if signed else 0.0, 1.0, max(width, 2))
+    strip = np.repeat(diverging(ramp)[None], height // 2, axis=0)
+    bar = Image.new("RGB", (width, height), (0, 0, 0))
+    bar.paste(Image.fromarray(strip), (0, 0))
+    draw, font = ImageDraw.Draw(bar), ImageFont.load_default(size=max(9, height // 2 - 3))
+    low = f"-{limit:g} HU" if signed else "0 HU"
+    draw.text((2, height // 2), low, font=font, fill=(235, 235, 235))
+    high = f"+{limit:g} HU" if signed else f"{limit:g} HU"
+    draw.text((width - 2, height // 2), high, font=font, fill=(235, 235, 235), anchor="ra")
+    if signed:
+        draw.text((width // 2, height // 2), "0", font=font, fill=(235, 235, 235), anchor="ma")
+    return bar
 
 
 # Diverging colour map (blue - white - red) as control points on [0, 1].
@@ -95,8 +133,14 @@ def map_tiles(maps_hu: Mapping[str, np.ndarray], signed: bool = True) -> dict[st
 
 
 def map_image(maps_hu: Mapping[str, np.ndarray], signed: bool = True, scale: int = 1) -> Image.Image:
-    """A row of labelled HU maps under one shared colour scale (:func:`map_tiles`)."""
-    return labelled_row(map_tiles(maps_hu, signed), scale)
+    """A row of labelled HU maps under one shared colour scale (:func:`map_tiles`), its colour bar below."""
+    row = labelled_row(map_tiles(maps_hu, signed), scale)
+    limit = difference_limit(list(maps_hu.values()))
+    bar = colour_bar(row.width, limit, signed)
+    picture = Image.new("RGB", (row.width, row.height + bar.height))
+    picture.paste(row, (0, 0))
+    picture.paste(bar, (0, row.height))
+    return picture
 
 
 def trust_maps(outcomes: Sequence[Any], name: Callable[[Any], str] = attrgetter("method")
@@ -156,24 +200,23 @@ def write_json(path: str | os.PathLike, payload: Any) -> Path:
     return atomic_write(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
 
 
-class Staging:
-    """A staging folder beside an output folder ``out``: results are written there, then moved into ``out``
-    (:meth:`commit`), so an interrupted or failed run leaves ``out`` as it was.
+#: The file that marks a folder as one ``sparsect reconstruct --out`` run's (JSON: the version that wrote it).
+RUN_MARKER = ".sparsect-run.json"
 
-    Created before any work starts, it also checks ``out``: it must not be a file, its parent must be
-    writable, and none of the ``planned`` outputs (relative path -> "file" or "folder") may stand there as
-    the other kind. Problems raise :class:`sparsect.app.settings.InputError`.
+
+class Staging:
+    """A staging folder beside an output folder ``out``: a run's results are written there, then swapped in as
+    ``out`` whole (:meth:`commit`), so ``out`` holds one run's results, never a mix, and an interrupted or failed
+    run leaves it as it was.
+
+    Created before any work starts, it also checks ``out``: it must be new, empty, or an earlier run's folder
+    (it holds :data:`RUN_MARKER`) with ``force`` (then it is replaced whole); a folder sparsect did not write is
+    never replaced. Problems raise :class:`sparsect.app.settings.InputError`.
     """
 
-    def __init__(self, out: str | os.PathLike, planned: Mapping[str, str]) -> None:
-        self.out, self.planned = Path(out), dict(planned)
-        if self.out.exists() and not self.out.is_dir():
-            raise InputError(f"--out {str(self.out)!r} is a file; give a folder")
-        for relative, kind in self.planned.items():
-            target = self.out / relative
-            if target.exists() and target.is_dir() != (kind == "folder"):
-                what = "a folder" if target.is_dir() else "a file"
-                raise InputError(f"--out: {str(target)!r} is {what}, where the output {kind} {relative!r} must go")
+    def __init__(self, out: str | os.PathLike, force: bool = False) -> None:
+        self.out = Path(out)
+        _check_out(self.out, force)
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.folder = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.parent))
@@ -184,29 +227,31 @@ class Staging:
         os.chmod(self.folder, 0o777 & ~umask)  # mkdtemp makes it private; the output folder follows the umask
 
     def commit(self) -> list[Path]:
-        """Move the staged outputs into ``out``: planned folders replace their old copies whole, files are
-        renamed over old ones, and a planned output this run did not produce (an uncertainty map without an
-        ensemble, a reference series without a reference) is removed if an earlier run left one, so that
-        nothing in ``out`` describes another run. Files ``out`` holds that are not planned outputs stay.
-        Returns the files now in place."""
-        self.out.mkdir(exist_ok=True)
-        moved: list[Path] = []
-        for relative, kind in sorted(self.planned.items()):
-            staged, target = self.folder / relative, self.out / relative
-            if kind == "folder" and any(other.startswith(relative + "/") for other in self.planned):
-                continue  # a parent folder whose planned children move one by one
-            old = self.folder / f".old-{relative.replace('/', '_')}"
-            if not staged.exists():
-                if target.exists():
-                    os.replace(target, old)  # stale: from an earlier run; discard() deletes it
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if kind == "folder" and target.exists():
-                os.replace(target, old)
-            os.replace(staged, target)
-            moved += [target] if kind == "file" else sorted(p for p in target.rglob("*") if p.is_file())
-        return moved
+        """Mark the staged folder as a run's and swap it in as ``out`` (an earlier run's folder is moved aside,
+        then deleted); returns the files now in ``out``."""
+        atomic_write(self.folder / RUN_MARKER, (json.dumps({"sparsect": __version__}) + "\n").encode())
+        old = None
+        if self.out.exists() and any(self.out.iterdir()):
+            old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+            os.replace(self.out, old)
+        os.replace(self.folder, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return sorted(p for p in self.out.rglob("*") if p.is_file() and p.name != RUN_MARKER)
 
     def discard(self) -> None:
-        """Remove the staging folder and whatever is left in it."""
+        """Remove the staging folder and whatever is left in it (nothing after :meth:`commit`)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """:class:`InputError` unless ``out`` may receive a run's results (see :class:`Staging`)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file; give a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / RUN_MARKER).is_file():
+        raise InputError(f"--out {str(out)!r} is not empty and holds no sparsect run; give a new or empty folder")
+    if not force:
+        raise InputError(f"--out {str(out)!r} holds an earlier run's results; give --force to replace them whole, "
+                         "or another folder")

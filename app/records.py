@@ -16,6 +16,10 @@ from sparsect.reconstruct.result import Reconstruction
 
 #: The scores a record carries (see :func:`sparsect.reconstruct.metrics.compare`) and their rounding.
 SCORE_DIGITS = {"psnr": 4, "ssim": 5, "rmse_hu": 3, "psnr_range": 4, "ssim_range": 5, "rmse_soft_hu": 3}
+#: Where the scan came from (:attr:`sparsect.app.scans.Scan.provenance`): the input as the user named it (a file,
+#: folder or sample; None when de-identified), the series (its SeriesInstanceUID, a pseudonym when de-identified),
+#: the slice index in it, and the display window the pictures use.
+SOURCE_FIELDS = ("input", "series", "slice", "window")
 #: How the scan was made (:attr:`sparsect.app.scans.Scan.provenance`): beam kind, arc in degrees, detector bins,
 #: working grid side, photons per ray (None: noise-free or unknown), the noise seed, the simulation's label, grid
 #: and rays per bin (None for a measured scan), the measured views there were (None for a simulated scan).
@@ -24,7 +28,7 @@ SCAN_FIELDS = ("beam", "arc_deg", "det_count", "size", "photons", "noise_seed", 
 #: Every key of a record, in the order tables and CSV files show them.
 RECORD_FIELDS = ("method", "fit", "variant", "views", *SCORE_DIGITS, "scored_against", "data_rmse", "seconds",
                  "iterations", "warm_start_iterations", "parameters", "device", "stop_reason", "note", "fit_note",
-                 *SCAN_FIELDS, "version")
+                 *SOURCE_FIELDS, *SCAN_FIELDS, "version")
 
 
 def rounded_scores(scores: dict[str, float]) -> dict[str, float | None]:
@@ -89,7 +93,8 @@ def record(outcome: Any) -> dict[str, Any]:
     data_rmse (RMS of ``A x - y`` over the scan's check data, line-integral units); seconds, iterations,
     warm_start_iterations, parameters (trainable parameters, 0 for classical methods), device; stop_reason
     ("completed", "stopped" by a stop request, "early_stop", or "diverged": a network fit that ran out of divergence
-    roll-backs); fit_note (:func:`fit_notes`, or None); the scan's :data:`SCAN_FIELDS`; and the sparsect version.
+    roll-backs); fit_note (:func:`fit_notes`, or None); where the scan came from (:data:`SOURCE_FIELDS`) and how
+    it was made (:data:`SCAN_FIELDS`); and the sparsect version.
     """
     r = outcome.reconstruction
     scores = rounded_scores(outcome.scores)
@@ -100,7 +105,7 @@ def record(outcome: Any) -> dict[str, Any]:
            "iterations": int(r.iterations), "warm_start_iterations": int(r.warm_start_iterations),
            "parameters": int(r.n_parameters), "device": str(r.device), "stop_reason": r.stop_reason,
            "note": score_note(outcome.scores, scores), "fit_note": "; ".join(notes) or None,
-           **{key: outcome.provenance.get(key) for key in SCAN_FIELDS}, "version": __version__}
+           **{key: outcome.provenance.get(key) for key in (*SOURCE_FIELDS, *SCAN_FIELDS)}, "version": __version__}
     return {key: row[key] for key in RECORD_FIELDS}
 
 
@@ -112,5 +117,5 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-__all__ = ["RECORD_FIELDS", "SCAN_FIELDS", "SCORE_DIGITS", "csv_cell", "fit_notes", "fit_words", "record",
-           "rounded_scores", "score_note", "variant_of"]
+__all__ = ["RECORD_FIELDS", "SCAN_FIELDS", "SCORE_DIGITS", "SOURCE_FIELDS", "csv_cell", "fit_notes", "fit_words",
+           "record", "rounded_scores", "score_note", "variant_of"]

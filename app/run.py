@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsect import operators
 from sparsect.app.records import record
 from sparsect.app.scans import Scan
 from sparsect.app.settings import MethodSettings
@@ -97,6 +98,9 @@ class RunListener:
         """An iteration's progress (:class:`reconstruct.result.IterationProgress` or
         :class:`reconstruct.fit.FitProgress`)."""
 
+    def phase(self, name: str, state: operators.PhaseProgress) -> None:
+        """Progress of work before ``name``'s iterations: its projector building its matrix."""
+
     def finished(self, name: str, outcome: Outcome) -> None:
         """``name`` ended (``outcome.error`` says when it failed)."""
 
@@ -131,16 +135,20 @@ def scored_against(scan: Scan, reference: Reconstruction | None = None) -> str |
 
 
 def reconstruct(method: str, scans: Sequence[Scan], settings: MethodSettings, callback: Any = None,
-                stop: StopLike = None, reference: Reconstruction | None = None) -> list[Outcome]:
+                stop: StopLike = None, reference: Reconstruction | None = None,
+                phase_callback: operators.PhaseCallback = None) -> list[Outcome]:
     """``method`` on every scan of ``scans`` in one call (they share one geometry: the sinograms are stacked as
     (B, 1, n_views, det_count)), each image scored against its scan's reference (or ``reference``, a measured scan's
-    :func:`run_reference`). Errors propagate (a batch job halves its batch on running out of GPU memory)."""
+    :func:`run_reference`). ``phase_callback`` receives :class:`sparsect.operators.PhaseProgress` while a projector
+    builds its matrix, which ``stop`` interrupts with :class:`sparsect.operators.PhaseStopped`. Errors propagate (a
+    batch job halves its batch on running out of GPU memory)."""
     first = scans[0]
     sinogram = first.sinogram if len(scans) == 1 else torch.stack([s.sinogram for s in scans])[:, None]
-    result = registry.run(method, sinogram, first.geometry, pixel_size_mm=first.pixel_size_mm,
-                          iterations=settings.iterations, preset=settings.preset, variant=settings.variant,
-                          seed=settings.seed, device=settings.device, photons=first.photons, callback=callback,
-                          stop=stop)
+    with operators.phase_reporting(phase_callback, stop):  # a projector's matrix build reports and stops too
+        result = registry.run(method, sinogram, first.geometry, pixel_size_mm=first.pixel_size_mm,
+                              iterations=settings.iterations, preset=settings.preset, variant=settings.variant,
+                              seed=settings.seed, device=settings.device, photons=first.photons, callback=callback,
+                              stop=stop)
     checks = first.check_sinogram if len(scans) == 1 else torch.stack([s.check_sinogram for s in scans])
     maps, residuals = consistency(result.mu, checks, first.check_geometry, first.pixel_size_mm)
     shape = (len(scans), *first.image_size)
@@ -185,7 +193,11 @@ def _reference(scan: Scan, device: str, listener: RunListener, stop: StopLike) -
         return None, None
     listener.started(REFERENCE, registry.iterations_for(scan.reference_method, None))
     try:
-        reference = run_reference(scan, device, lambda state: listener.progress(REFERENCE, state), stop)
+        with operators.phase_reporting(lambda state: listener.phase(REFERENCE, state), stop):
+            reference = run_reference(scan, device, lambda state: listener.progress(REFERENCE, state), stop)
+    except operators.PhaseStopped:
+        listener.skipped(REFERENCE)
+        return None, None
     except Exception as error:  # the methods still run, unscored
         log.exception("the reference failed")
         message = f"the reference ({registry.label(scan.reference_method)} of all views) failed: {error}"
@@ -215,8 +227,12 @@ def run_tasks(scan: Scan, tasks: Sequence[Task], listener: RunListener | None = 
                                                               task.settings.preset))
         try:
             outcome, = reconstruct(task.method, [scan], task.settings,
-                                   lambda state, m=task.method: listener.progress(m, state), stop, reference)
+                                   lambda state, m=task.method: listener.progress(m, state), stop, reference,
+                                   lambda state, m=task.method: listener.phase(m, state))
             outcome.key = task.key
+        except operators.PhaseStopped:  # stopped before it had an image (building its projector): not run
+            listener.skipped(task.method)
+            continue
         except Exception as error:  # one method's failure is reported with its name; the others run
             outcome = _failure(task, scan, error)
         outcomes.append(outcome)

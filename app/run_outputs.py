@@ -3,8 +3,8 @@
 ``comparison.png`` (the reference first, when there is one), ``<method>.png``, ``consistency.png`` (each image's
 data-consistency map, HU), ``uncertainty.png`` (seed ensembles), ``residual_sinograms.png`` (``A x - y`` over the
 check data), ``results.npz``, ``metrics.json`` and one derived DICOM series per method in ``dicom/<method>/`` (and
-``dicom/reference/`` for a measured scan's reference). Everything is staged, then moved into place
-(:class:`sparsect.app.outputs.Staging`), and a planned output this run did not produce is removed.
+``dicom/reference/`` for a measured scan's reference). Everything is staged, then swapped in as the run's folder
+whole (:class:`sparsect.app.outputs.Staging`): ``--out`` never mixes two runs.
 """
 
 from __future__ import annotations
@@ -16,22 +16,16 @@ import numpy as np
 
 from sparsect import data
 from sparsect.app import outputs
+from sparsect.app.display import Window
+from sparsect.app.records import fit_words
 from sparsect.app.run import Outcome, RunResult
 from sparsect.app.scans import Scan
-from sparsect.data.dicom_write import synthetic_source
+from sparsect.data.dicom_write import Provenance, synthetic_source
 from sparsect.reconstruct import registry
 
 #: The derived series' SeriesNumbers: a measured scan's reference, then the methods' in order.
 REFERENCE_SERIES, FIRST_METHOD_SERIES = 1000, 1001
 REFERENCE = "reference"
-
-
-def planned(methods: tuple[str, ...]) -> dict[str, str]:
-    """What ``--out`` may receive: relative path -> "file" or "folder" (a run writes those that apply)."""
-    fixed = ("comparison.png", "residual_sinograms.png", "results.npz", "metrics.json",
-             f"{outputs.CONSISTENCY}.png", f"{outputs.UNCERTAINTY}.png")
-    return {**dict.fromkeys(fixed, "file"), "dicom": "folder", f"dicom/{REFERENCE}": "folder",
-            **{f"{name}.png": "file" for name in methods}, **{f"dicom/{name}": "folder" for name in methods}}
 
 
 def reference_image(scan: Scan, result: RunResult) -> tuple[str, np.ndarray] | None:
@@ -62,19 +56,39 @@ def _arrays(scan: Scan, ct: data.CTSlice | None, result: RunResult, done: list[O
     return arrays
 
 
+def captions(records: list[dict[str, Any]], window: Window) -> dict[str, str]:
+    """Each method's picture caption: its scores (when scored) and the display window."""
+    lines = {}
+    for r in records:
+        scores = f"PSNR {r['psnr']:.1f} dB SSIM {r['ssim']:.3f}\n" if r["psnr"] is not None else ""
+        lines[r["method"]] = f"{scores}{window.label} window"
+    return lines
+
+
+def _write_pictures(folder: Path, scan: Scan, result: RunResult, done: list[Outcome],
+                    records: list[dict[str, Any]], window: Window) -> None:
+    """``comparison.png`` and one PNG per method in ``window``, each labelled with the method's fit in words, its
+    scores and the window."""
+    reference = reference_image(scan, result)
+    words = {r["method"]: r["fit"].replace(", ", "\n", 1) for r in records}
+    lines = {words[m]: text for m, text in captions(records, window).items()}
+    images = ({reference[0]: reference[1]} if reference else {}) | {words[o.method]: o.image_hu for o in done}
+    outputs.write_png(folder / "comparison.png", outputs.comparison_image(images, window.bounds, captions=lines))
+    for o in done:
+        outputs.write_png(folder / f"{o.method}.png", outputs.comparison_image(
+            {words[o.method]: o.image_hu}, window.bounds, captions=lines))
+
+
 def write(staging: outputs.Staging, scan: Scan, ct: data.CTSlice | None, result: RunResult,
-          records: list[dict[str, Any]], window: Any, anonymize: bool = False) -> list[Path]:
-    """Write every output of ``result`` into the staging folder, then move them into ``--out``; returns the files.
+          records: list[dict[str, Any]], window: Any, anonymize: bool = False, same_study: bool = False) -> list[Path]:
+    """Write every output of ``result`` into the staging folder, then swap it in as ``--out``; returns the files.
 
     ``ct`` is the slice a simulated scan was made from (its DICOM header goes into the derived series, with a
-    pseudonymous identity when ``anonymize``); a measured scan's series join one synthetic study without patient."""
+    pseudonymous identity when ``anonymize``); a measured scan's series join one synthetic study without patient.
+    The series go into a research study of their own unless ``same_study`` (then into the slice's study)."""
     folder = staging.folder
     done = [o for o in result.outcomes if o.ok]
-    reference = reference_image(scan, result)
-    images = ({reference[0]: reference[1]} if reference else {}) | {o.method: o.image_hu for o in done}
-    outputs.write_png(folder / "comparison.png", outputs.comparison_image(images, window))
-    for o in done:
-        outputs.write_png(folder / f"{o.method}.png", outputs.comparison_image({o.method: o.image_hu}, window))
+    _write_pictures(folder, scan, result, done, records, window)
     outputs.write_trust_pngs(folder, outputs.trust_maps(done))
     scale = max(float(np.abs(o.sinogram_residual).max()) for o in done) or 1.0
     outputs.write_png(folder / "residual_sinograms.png", outputs.comparison_image(
@@ -84,7 +98,7 @@ def write(staging: outputs.Staging, scan: Scan, ct: data.CTSlice | None, result:
         outputs.write_json(folder / "metrics.json", {"scan": scan.measured.dense.provenance(), "records": records})
     else:
         outputs.write_json(folder / "metrics.json", records)
-    _write_dicom(folder / "dicom", scan, ct, result, done, anonymize)
+    _write_dicom(folder / "dicom", scan, ct, result, done, anonymize, same_study)
     return staging.commit()
 
 
@@ -101,22 +115,28 @@ def _measured_source(scan: Scan) -> data.CTSlice:
 
 
 def _write_dicom(folder: Path, scan: Scan, ct: data.CTSlice | None, result: RunResult, done: list[Outcome],
-                 anonymize: bool) -> None:
-    """One derived series per method (SeriesNumbers 1001, 1002, ...; de-identified, one pseudonymous identity)."""
+                 anonymize: bool, same_study: bool = False) -> None:
+    """One derived series per method (SeriesNumbers 1001, 1002, ...; de-identified, one pseudonymous identity),
+    each marked as a research reconstruction from a simulated or measured scan (:class:`Provenance`)."""
     anonymizer = data.Anonymizer() if anonymize else False
+    total = None
     if scan.measured is not None:
         source = _measured_source(scan)
         total = scan.check_sinogram.shape[-2]
-        views = f"{scan.views} of {total} measured views"
         if result.reference is not None:
+            method = scan.reference_method
             data.write_series(folder / REFERENCE, result.reference.image_hu, source,
-                              f"{registry.label(scan.reference_method)} reference {total} of {total} measured views",
-                              series_number=REFERENCE_SERIES)
+                              Provenance(f"{registry.label(method)} reference", total, total,
+                                         iterative=registry.method(method).iterative),
+                              series_number=REFERENCE_SERIES, same_study=same_study)
     else:
-        source, views = ct, f"{scan.views} views"
+        source = ct
     for number, o in enumerate(done, start=FIRST_METHOD_SERIES):
-        data.write_series(folder / o.method, o.image_hu, source, f"{registry.label(o.method)} {views}",
-                          anonymize=anonymizer, series_number=number)
+        provenance = Provenance(registry.label(o.method), scan.views, total,
+                                fit=fit_words(o.method, o.reconstruction),
+                                iterative=registry.method(o.method).iterative)
+        data.write_series(folder / o.method, o.image_hu, source, provenance, anonymize=anonymizer,
+                          series_number=number, same_study=same_study)
 
 
-__all__ = ["FIRST_METHOD_SERIES", "REFERENCE_SERIES", "planned", "reference_image", "write"]
+__all__ = ["FIRST_METHOD_SERIES", "REFERENCE_SERIES", "reference_image", "write"]

@@ -23,6 +23,8 @@ from sparsect.app.settings import InputError, ScanSettings, did_you_mean
 
 #: The smallest image side that can be scored (SSIM's 11x11 window inside the reconstruction circle).
 MIN_IMAGE_SIZE = 16
+#: The largest working grid relative to the slice's own: finer grids only interpolate what the slice holds.
+MAX_UPSCALE = 4
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,24 @@ class Scan:
         return tuple(self.geometry.image_size)
 
 
-def simulated_scan(simulation: data.Simulation, settings: ScanSettings) -> Scan:
+def source(ct: data.CTSlice | None, input: str | None, window: str | None = None,
+           anonymize: bool = False) -> dict[str, Any]:
+    """Where a scan came from, for its records (:data:`sparsect.app.records.SOURCE_FIELDS`): ``input`` as the user
+    named it, the slice's SeriesInstanceUID and index, the display ``window``; with ``anonymize`` neither the input
+    nor the series (they may name the patient)."""
+    dataset = ct.dataset if ct is not None else None
+    series = str(dataset.get("SeriesInstanceUID", "")) or None if dataset is not None else None
+    index = ct.meta.get("slice_index") if ct is not None else None
+    return {"input": None if anonymize else input, "series": None if anonymize else series,
+            "slice": None if index is None else int(index), "window": window}
+
+
+def simulated_scan(simulation: data.Simulation, settings: ScanSettings,
+                   origin: Mapping[str, Any] | None = None) -> Scan:
     """The :class:`Scan` of a simulated sparse-view scan (``settings`` made it): scored against the object the scan
-    saw; a noise-free scan's photon count is ``math.inf``."""
+    saw; a noise-free scan's photon count is ``math.inf``. ``origin``: where it came from (:func:`source`)."""
     height, width = simulation.simulation_grid
-    provenance = {"beam": settings.beam, "arc_deg": round(math.degrees(settings.arc), 6),
+    provenance = {**(origin or {}), "beam": settings.beam, "arc_deg": round(math.degrees(settings.arc), 6),
                   "det_count": int(simulation.sinogram.shape[-1]), "size": int(simulation.reference_hu.shape[-1]),
                   "photons": settings.photons, "noise_seed": settings.seed, "simulation": simulation.label,
                   "simulation_grid": [int(height), int(width)], "sub_rays": int(simulation.sub_rays),
@@ -84,15 +99,19 @@ def simulated_scan(simulation: data.Simulation, settings: ScanSettings) -> Scan:
                 simulation.geometry, provenance, simulation=simulation)
 
 
-def simulate(ct: data.CTSlice, settings: ScanSettings) -> Scan:
+def simulate(ct: data.CTSlice, settings: ScanSettings, origin: Mapping[str, Any] | None = None,
+             callback: operators.PhaseCallback = None, stop: operators.StopLike = None) -> Scan:
     """The sparse-view scan of ``ct`` under ``settings`` on the working grid ``settings.size`` (None: the slice's
-    own), as a :class:`Scan`."""
+    own), as a :class:`Scan`; ``origin``: where it came from (:func:`source`). :class:`InputError` for a grid more
+    than :data:`MAX_UPSCALE` times the slice's. ``callback`` receives the simulation's
+    :class:`sparsect.operators.PhaseProgress`; once ``stop`` fires it raises :class:`data.SimulationStopped`."""
+    check_size(ct.hu.shape, settings.size)
     simulation = data.simulate(ct, settings.views, arc=settings.arc, det_count=settings.det_count,
                                photons=settings.photons, electronic_noise=settings.electronic_noise, seed=settings.seed,
                                beam=settings.beam, size=settings.size, simulation=settings.simulation,
                                source_distance_mm=settings.source_distance_mm,
-                               detector_distance_mm=settings.detector_distance_mm)
-    return simulated_scan(simulation, settings)
+                               detector_distance_mm=settings.detector_distance_mm, callback=callback, stop=stop)
+    return simulated_scan(simulation, settings, origin)
 
 
 def check_slice(ct: data.CTSlice) -> data.CTSlice:
@@ -122,9 +141,20 @@ def source_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
     return data.resample(ct, side)
 
 
+def check_size(shape: tuple[int, int], size: int | None, option: str = "--size") -> None:
+    """:class:`InputError` before any work when a ``size`` x ``size`` working grid would upscale an (H, W) slice more
+    than :data:`MAX_UPSCALE` times (a finer grid only interpolates, at a cost that grows with its square)."""
+    side = max(shape)
+    if size is not None and size > MAX_UPSCALE * side:
+        raise InputError(f"{option} {size} would upscale the {shape[0]}x{shape[1]} slice {size / side:.3g}x; at most "
+                         f"{MAX_UPSCALE}x ({option} {MAX_UPSCALE * side}) is allowed, since a finer grid only "
+                         "interpolates what the slice holds")
+
+
 def prepare_slice(ct: data.CTSlice, size: int | None) -> data.CTSlice:
     """``ct`` as the source of a scan on a ``size`` working grid (:func:`source_slice`), checked
-    (:func:`check_slice`)."""
+    (:func:`check_size`, :func:`check_slice`)."""
+    check_size(ct.hu.shape, size)
     return check_slice(source_slice(ct, size))
 
 
@@ -157,5 +187,5 @@ def load_input(source: str, size: int | None = None, index: int | None = None,
     return prepare_slice(data.load_sample(source), size)
 
 
-__all__ = ["MIN_IMAGE_SIZE", "Scan", "check_slice", "load_input", "prepare_slice", "simulate", "simulated_scan",
-           "source_slice"]
+__all__ = ["MAX_UPSCALE", "MIN_IMAGE_SIZE", "Scan", "check_size", "check_slice", "load_input", "prepare_slice",
+           "simulate", "simulated_scan", "source", "source_slice"]

@@ -4,7 +4,8 @@ Reading: :func:`scan`, :func:`scan_bytes`, :func:`load`, :func:`load_bytes`, :fu
 :func:`load_slice_bytes` give :class:`CTSeries` / :class:`CTSlice` with HU images (padding and values
 below -1024 HU set to ``AIR_HU`` = -1024). Problems raise :class:`DicomError` subclasses.
 Physics: :func:`hu_to_mu`, :func:`mu_to_hu`, :func:`simulate` (honest by default, see :data:`SIMULATIONS`),
-:func:`simulate_counts`, :func:`area_average`.
+:func:`simulate_counts`, :func:`area_average`; ``simulate(..., callback=, stop=)`` reports progress and raises
+:class:`SimulationStopped` on a stop request.
 Writing: :func:`write_series` (derived CT series, optional de-identification with a keyed
 :class:`Anonymizer`); :mod:`data.atomic` (the atomic-write helper every writer uses).
 Samples: :func:`samples`, :func:`load_sample`, :func:`shepp_logan_hu`.
@@ -47,6 +48,7 @@ from .simulate import (
     SIMULATIONS,
     SUB_RAYS,
     Simulation,
+    SimulationStopped,
     counts_to_line_integrals,
     simulate,
     simulate_counts,
@@ -58,6 +60,7 @@ __all__ = [
     "NoCTSeriesError", "NoPixelDataError", "NotCTError", "NotDicomError", "ScanError", "ScanNotFoundError",
     "UnknownSampleError", "UnsupportedDicomError",
     "CTSeries", "CTSlice", "Credentials", "DicomWeb", "MeasuredScan", "ScanResult", "Simulation",
+    "SimulationStopped",
     "area_average", "center_disagreement", "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct",
     "hu_to_mu", "load", "load_bytes", "load_sample", "load_scan", "load_scan_bytes", "load_slice", "load_slice_bytes",
     "mu_to_hu", "load_tiff_bytes", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",

@@ -19,6 +19,8 @@ ContentDate/Time, SeriesDate/Time,      X/D         removed
 InstanceCreationDate/Time
 StudyInstanceUID, FrameOfReferenceUID,  U           keyed pseudonymous UIDs (below)
 Referenced/Source SOP Instance UIDs
+Referenced Series/Study UIDs (Common
+Instance Reference module)              U           keyed pseudonymous UIDs (below)
 SeriesInstanceUID, SOPInstanceUID       U           always new (derived series)
 ======================================  ==========  ===============================================
 
@@ -26,7 +28,8 @@ and PatientIdentityRemoved = YES, DeidentificationMethod, DeidentificationMethod
 (DCM 113100 "Basic Application Confidentiality Profile"), LongitudinalTemporalInformationModified =
 REMOVED and BurnedInAnnotation = NO are added. Kept: acquisition parameters that the profile keeps
 (KVP, SliceThickness, PatientPosition, image geometry) and the SeriesDescription/DerivationDescription
-given by the caller (the caller must not put identifying text there).
+given by the caller (the caller must not put identifying text there). In a research study of its own (the
+default, :mod:`data.dicom_marking`) StudyDescription and StudyID are set again to sparsect's own fixed text.
 
 Pseudonyms
 ----------
@@ -162,6 +165,7 @@ class Anonymizer:
         for keyword in ("SourceImageSequence", "ReferencedImageSequence"):
             for item in ds.get(keyword, []):
                 item.ReferencedSOPInstanceUID = self.uid(str(item.ReferencedSOPInstanceUID))
+        self._references(ds)
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = DEIDENTIFICATION_METHOD
         code = Dataset()
@@ -171,6 +175,17 @@ class Anonymizer:
         ds.DeidentificationMethodCodeSequence = Sequence([code])
         ds.LongitudinalTemporalInformationModified = "REMOVED"
         ds.BurnedInAnnotation = "NO"
+
+    def _references(self, ds: Dataset) -> None:
+        """Keyed UIDs in the Common Instance Reference module (the source's study, series and instances)."""
+        studies = list(ds.get("StudiesContainingOtherReferencedInstancesSequence", []))
+        for study in studies:
+            study.StudyInstanceUID = self.uid(str(study.StudyInstanceUID))
+        for holder in [ds, *studies]:
+            for series in holder.get("ReferencedSeriesSequence", []):
+                series.SeriesInstanceUID = self.uid(str(series.SeriesInstanceUID))
+                for instance in series.get("ReferencedInstanceSequence", []):
+                    instance.ReferencedSOPInstanceUID = self.uid(str(instance.ReferencedSOPInstanceUID))
 
 
 __all__ = ["DEIDENTIFICATION_METHOD", "EMPTIED", "REMOVED", "Anonymizer", "load_or_create_key"]

@@ -1,4 +1,5 @@
-"""Write images (e.g. reconstructions) as a derived CT series referencing the source images.
+"""Write images (e.g. reconstructions) as a derived CT series referencing the source images, marked as a
+research reconstruction and, unless asked otherwise, in a research study of its own (:mod:`data.dicom_marking`).
 
 Output: one CT Image Storage file per slice, explicit VR little endian, signed 16-bit pixels with
 ``HU = stored * RescaleSlope + RescaleIntercept``. The slope is a power of two (at most 1/16 HU, so
@@ -25,14 +26,22 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from sparsect import __version__
-
 from .anonymize import Anonymizer
 from .atomic import atomic_open
 from .dicom_frames import floats, lookup
+from .dicom_marking import (
+    RESEARCH_STUDY,
+    RESEARCH_STUDY_ID,
+    SOFTWARE,
+    Marking,
+    Provenance,
+    make_research_study,
+    mark_image,
+    marking,
+    reference_source,
+)
 from .series import CTSeries, CTSlice
 
-SOFTWARE = f"sparsect {__version__}"
 DEFAULT_WINDOW = (40.0, 400.0)
 
 # Source attributes copied verbatim when present (patient, study, frame of reference, acquisition).
@@ -164,50 +173,58 @@ def _slug(text: str) -> str:
     return slug[:40] or "series"
 
 
-def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice | CTSeries, description: str,
-                 anonymize: bool | Anonymizer = False, derivation: str | None = None,
-                 window: tuple[float, float] | None = None, series_number: int | None = None) -> list[Path]:
-    """Write images as a derived CT series (one file per slice).
+def write_series(out_dir: str | os.PathLike, images_hu: Any, reference: CTSlice | CTSeries,
+                 description: str | Provenance, anonymize: bool | Anonymizer = False, derivation: str | None = None,
+                 window: tuple[float, float] | None = None, series_number: int | None = None,
+                 same_study: bool = False) -> list[Path]:
+    """Write images as a derived CT series (one file per slice), marked as a research reconstruction.
 
     Parameters
     ----------
     out_dir : output folder (created if missing).
     images_hu : (n, H, W) or (H, W) images in HU (numpy array or torch tensor). If (H, W) differs
         from the source, PixelSpacing and ImagePositionPatient are adjusted to keep the field of view.
-    reference : the CTSlice (n = 1) or CTSeries (n slices) the images derive from. Its patient,
-        study and frame-of-reference modules are copied (unless ``anonymize``) and each slice
-        references its source SOP instance (SourceImageSequence, ReferencedImageSequence).
-    description : SeriesDescription, e.g. ``"LRNN 60 views"`` (truncated to 64 characters).
+    reference : the CTSlice (n = 1) or CTSeries (n slices) the images derive from. Its patient and
+        frame-of-reference modules are copied (unless ``anonymize``) and each slice references its source SOP
+        instance (SourceImageSequence, ReferencedImageSequence, the Common Instance Reference module).
+    description : a :class:`data.Provenance` (method, views, simulated or measured, fit): SeriesDescription,
+        ImageComments, DerivationDescription and DerivationCode follow from it (:mod:`data.dicom_marking`); or a
+        plain SeriesDescription such as ``"LRNN 60 views"`` (``", RESEARCH"`` is appended when it fits).
     anonymize : de-identify following DICOM PS3.15 Annex E basic profile (see :mod:`data.anonymize`).
         ``True`` uses a fresh key (a pseudonymous identity shared only by this call's files); pass one
         :class:`data.Anonymizer` to every call whose series must show the same pseudonymous patient and study.
-    derivation : DerivationDescription; default ``"sparsect reconstruction: <description>"``.
+    derivation : DerivationDescription; default the research sentence of ``description``.
     window : (center, width) in HU; default the source window, else (40, 400).
     series_number : SeriesNumber; default source SeriesNumber + 1000, else 1000. Give each derived series
         of one study its own number (the callers number their methods).
+    same_study : put the series into the source's study (its StudyInstanceUID, description, accession). Default
+        False: a research study of its own, one per source study (:func:`data.dicom_marking.research_study_uid`),
+        with the same patient (unless ``anonymize``), frame of reference and study date.
 
     Returns
     -------
-    Paths of the written files, in slice order.
+    Paths of the written files, in slice order. The SeriesInstanceUID and SOPInstanceUIDs are always new.
     """
     images = _as_images(images_hu)
     refs = _references(reference, images.shape[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     synthetic = _synthetic_source(reference)
-    description = str(description)[:64]
+    mark = marking(description, derivation)
     now = _dt.datetime.now()
     series = _DerivedSeries(
         uid=generate_uid(), number=_series_number(series_number, refs[0][0] if refs[0][0] is not None else synthetic),
-        description=description, derivation=(derivation or f"sparsect reconstruction: {description}")[:1024],
-        date=now.strftime("%Y%m%d"), time=now.strftime("%H%M%S.%f"), window=window)
+        mark=mark, date=now.strftime("%Y%m%d"), time=now.strftime("%H%M%S.%f"), window=window,
+        same_study=bool(same_study))
     anonymizer = anonymize if isinstance(anonymize, Anonymizer) else (Anonymizer() if anonymize else None)
-    stem = f"{_slug(description)}_{hashlib.sha1(series.uid.encode()).hexdigest()[:8]}"
+    stem = f"{_slug(mark.series_description)}_{hashlib.sha1(series.uid.encode()).hexdigest()[:8]}"
     paths: list[Path] = []
     for i, (image, ref) in enumerate(zip(images, refs, strict=True)):
         ds = _derived_instance(series, i + 1, image, ref, synthetic, _source_spacing(reference))
         if anonymizer is not None:
             anonymizer.apply(ds)
+            if not series.same_study:  # our own text, not the source's: the research study keeps saying so
+                ds.StudyDescription, ds.StudyID = RESEARCH_STUDY, RESEARCH_STUDY_ID
         path = out / f"{stem}_{i + 1:04d}.dcm"
         with atomic_open(path) as stream:
             pydicom.dcmwrite(stream, ds, enforce_file_format=True)
@@ -224,9 +241,15 @@ def _derived_instance(series: _DerivedSeries, number: int, image: np.ndarray,
     src = source if source is not None else synthetic
     ds = _new_instance()
     _copy_patient_and_study(ds, src, synthetic)
+    source_study = ds.StudyInstanceUID
+    if not series.same_study:
+        make_research_study(ds, src.get("StudyDescription"))
     _set_series_and_equipment(ds, series)
     _copy_acquisition(ds, src, frame)
     _set_image(ds, series, number, source, frame)
+    mark_image(ds, series.mark)
+    if source is not None:
+        reference_source(ds, source, source_study)
     spacing, iop, ipp = _image_plane(source, frame, src_hu.shape, src_spacing, image.shape)
     ds.PixelSpacing = [_ds_number(v) for v in spacing]
     ds.ImageOrientationPatient = [_ds_number(v) for v in iop]
@@ -243,11 +266,11 @@ class _DerivedSeries:
 
     uid: str
     number: int
-    description: str
-    derivation: str
+    mark: Marking
     date: str
     time: str
     window: tuple[float, float] | None
+    same_study: bool
 
 
 def _series_number(requested: int | None, source: Dataset) -> int:
@@ -295,7 +318,7 @@ def _set_series_and_equipment(ds: Dataset, series: _DerivedSeries) -> None:
     ds.Modality = "CT"
     ds.SeriesInstanceUID = series.uid
     ds.SeriesNumber = series.number
-    ds.SeriesDescription = series.description
+    ds.SeriesDescription = series.mark.series_description
     ds.SeriesDate, ds.SeriesTime = series.date, series.time
     ds.Manufacturer = "sparsect"
     ds.ManufacturerModelName = "sparsect"
@@ -324,7 +347,6 @@ def _set_image(ds: Dataset, series: _DerivedSeries, number: int, source: Dataset
     ds.InstanceNumber = number
     ds.ContentDate, ds.ContentTime = series.date, series.time
     ds.InstanceCreationDate, ds.InstanceCreationTime = series.date, series.time
-    ds.DerivationDescription = series.derivation
     if source is None or "SOPInstanceUID" not in source:
         return
     items = []
@@ -362,4 +384,4 @@ def _source_spacing(reference: CTSlice | CTSeries) -> tuple[float, float]:
     return float(reference.spacing[0]), float(reference.spacing[1])
 
 
-__all__ = ["synthetic_source", "write_series"]
+__all__ = ["Provenance", "synthetic_source", "write_series"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pydicom
 import requests
@@ -63,12 +63,16 @@ class Credentials:
             password = prompt(f"DICOMweb password for {user}: ")
         return cls(user=user, password=password, token=token)
 
-    def apply(self, session: requests.Session) -> None:
-        """Attach to ``session`` (as its auth handler, not as logged per-request headers)."""
+    def apply(self, session: requests.Session, url: str | None = None) -> None:
+        """Attach to ``session`` (as its auth handler, not as logged per-request headers); with ``url``, only
+        requests to that URL's origin (scheme, host, port) carry them."""
+        auth: AuthBase | None = None
         if self.token:
-            session.auth = _Bearer(self.token)
+            auth = _Bearer(self.token)
         elif self.user:
-            session.auth = HTTPBasicAuth(self.user, self.password or "")
+            auth = HTTPBasicAuth(self.user, self.password or "")
+        if auth is not None:
+            session.auth = auth if url is None else _OriginAuth(auth, origin(url))
 
 
 class _Bearer(AuthBase):
@@ -81,6 +85,49 @@ class _Bearer(AuthBase):
 
     def __repr__(self) -> str:
         return "_Bearer(<hidden>)"
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """The origin of ``url``: (scheme, host, port), the port defaulted from the scheme."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _OriginAuth(AuthBase):
+    """Apply ``auth`` only to requests whose URL has the server's origin."""
+
+    def __init__(self, auth: AuthBase, server: tuple[str, str, int | None]) -> None:
+        self._auth, self._origin = auth, server
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return self._auth(request) if origin(request.url or "") == self._origin else request
+
+    def __repr__(self) -> str:
+        return "_OriginAuth(<hidden>)"
+
+
+class CrossOriginRedirect(requests.exceptions.RequestException):
+    """The server answered with a redirect to another origin, which is not followed."""
+
+
+class _OriginSession(requests.Session):
+    """A session that follows redirects only within the server's origin and never sends an ``Authorization``
+    header (nor ``.netrc`` credentials) anywhere else."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.origin = origin(url)
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is not None and origin(urljoin(resp.url, target)) != self.origin:
+            raise CrossOriginRedirect("redirect to another origin")
+        return target
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        if origin(prepared_request.url or "") != self.origin:
+            prepared_request.headers.pop("Authorization", None)
 
 
 def _check_url(url: str) -> str:
@@ -123,23 +170,28 @@ class DicomWeb:
     Parameters
     ----------
     url : the server's DICOMweb base URL, without credentials.
-    credentials : default :meth:`Credentials.from_env` (no prompt).
+    credentials : default :meth:`Credentials.from_env` (no prompt). They are sent only to ``url``'s origin;
+        a redirect to another origin is not followed (:class:`DicomWebError`).
     timeout : seconds to wait for the server to connect and to answer each request.
+    label : how messages name the server (default its URL), e.g. an endpoint name on the page.
+    hint : what a 401/403 message advises (default: check the ``SPARSECT_DICOMWEB_*`` variables).
     """
 
-    def __init__(self, url: str, credentials: Credentials | None = None, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, credentials: Credentials | None = None, timeout: float = 60.0,
+                 label: str | None = None, hint: str | None = None) -> None:
         from dicomweb_client.api import DICOMwebClient  # 0.45 s to import (measured); only a PACS link needs it
 
         self.url = _check_url(url)
-        session = requests.Session()
-        (credentials if credentials is not None else Credentials.from_env()).apply(session)
+        self.label, self._hint = label or self.url, hint or _CREDENTIAL_HINT
+        session = _OriginSession(self.url)
+        (credentials if credentials is not None else Credentials.from_env()).apply(session, self.url)
         self._client = DICOMwebClient(self.url, session=session, timeout=timeout)
         # One attempt: a server that is down should fail in one clear line, not after minutes of retries.
         self._client.set_http_retry_params(retry=False)
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
-        where = f"DICOMweb {operation} at {self.url}"
+        where = f"DICOMweb {operation} at {self.label}"
         try:
             yield
         except requests.exceptions.HTTPError as exc:
@@ -148,8 +200,10 @@ class DicomWeb:
                 reason = HTTPStatus(status).phrase
             except ValueError:
                 reason = "error"
-            hint = f" ({_CREDENTIAL_HINT})" if status in (401, 403) else ""
+            hint = f" ({self._hint})" if status in (401, 403) else ""
             raise DicomWebError(f"{where} failed: HTTP {status} {reason}{hint}") from None
+        except CrossOriginRedirect:
+            raise DicomWebError(f"{where} failed: the server redirected to another origin (not followed)") from None
         except requests.exceptions.Timeout:
             raise DicomWebError(f"{where} failed: the server did not answer in time") from None
         except requests.exceptions.SSLError:
@@ -224,7 +278,7 @@ class DicomWeb:
             failed = list(getattr(response, "FailedSOPSequence", []))
             if failed:
                 reason = getattr(failed[0], "FailureReason", "?")
-                raise DicomWebError(f"DICOMweb store (STOW-RS) at {self.url}: the server refused {len(failed)} of "
+                raise DicomWebError(f"DICOMweb store (STOW-RS) at {self.label}: the server refused {len(failed)} of "
                                     f"{len(batch)} instances (first failure reason {reason})")
             stored += len(getattr(response, "ReferencedSOPSequence", [])) or len(batch)
         return stored
@@ -236,4 +290,4 @@ def _encode(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["PASSWORD_VARIABLE", "TOKEN_VARIABLE", "USER_VARIABLE", "Credentials", "DicomWeb"]
+__all__ = ["PASSWORD_VARIABLE", "TOKEN_VARIABLE", "USER_VARIABLE", "Credentials", "DicomWeb", "origin"]

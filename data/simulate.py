@@ -37,10 +37,12 @@ import numpy as np
 import torch
 
 from sparsect import operators
+from sparsect.operators.progress import PhaseCallback, PhaseProgress, Steps, StopLike
 
 from .hu import MU_WATER, hu_to_mu, mu_to_hu
-from .regrid import area_average, upsample_bilinear
+from .regrid import area_average
 from .series import CTSlice
+from .simulate_chunks import SimulationStopped, fine_bands, fine_image, project, projection_chunks
 
 #: Lower bound (counts) applied before the log transform.
 COUNT_GUARD = 0.5
@@ -239,17 +241,31 @@ def simulation_grid(source_shape: tuple[int, int], working: tuple[int, int]) -> 
     return MIN_REFINEMENT * working[0], MIN_REFINEMENT * working[1]
 
 
-def _honest_projections(mu_source: np.ndarray, geometry: Any, pixel_size_mm: float, sub_rays: int
+def _honest_projections(mu_source: np.ndarray, geometry: Any, pixel_size_mm: float, sub_rays: int, steps: Steps
                         ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Line integrals (float64 (n_views, det_count)) of the working ``geometry`` simulated from the finest
     image (see the module docstring), and the simulation grid. ``pixel_size_mm`` is the working pixel's."""
     working = geometry.image_size
     grid = simulation_grid(mu_source.shape, working)
-    image = mu_source if grid == tuple(mu_source.shape) else upsample_bilinear(mu_source, grid)
     scale = grid[1] / working[1]
-    fine = operators.Radon(_refined(geometry, grid, scale, sub_rays), model="line")
-    sub = fine(torch.from_numpy(image).to(torch.float32)).to(torch.float64) * (pixel_size_mm / scale)
+    image = fine_image(mu_source, grid, steps)
+    sub = project(_refined(geometry, grid, scale, sub_rays), "line", image, steps)
+    del image  # the finest image is the largest array: release it before the rest
+    sub = sub.to(torch.float64) * (pixel_size_mm / scale)
     return sub.reshape(geometry.n_angles, geometry.det_count, sub_rays).mean(-1), grid  # type: ignore[return-value]
+
+
+def _steps(simulation: str, source: tuple[int, int], geometry: Any, sub_rays: int, noisy: bool,
+           callback: PhaseCallback, stop: StopLike) -> Steps:
+    """The chunks of one simulation: the ground truth, the finer image's bands (honest), the projection's
+    chunks of rays, the noise."""
+    if simulation == "honest":
+        grid = simulation_grid(source, geometry.image_size)
+        projected = _refined(geometry, grid, grid[1] / geometry.image_size[1], sub_rays)
+        total = len(fine_bands(source, grid)) + projection_chunks(projected)
+    else:
+        total = projection_chunks(geometry)
+    return Steps("simulation", 1 + total + int(noisy), callback, stop, SimulationStopped)
 
 
 def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: float | None = None,
@@ -257,7 +273,8 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
              seed: int | torch.Generator | None = None, beam: str | None = None,
              pixel_size_mm: float | None = None, mu_water: float = MU_WATER, size: int | tuple[int, int] | None = None,
              simulation: str = "honest", sub_rays: int = SUB_RAYS, source_distance_mm: float | None = None,
-             detector_distance_mm: float | None = None, geometry: str | None = None) -> Simulation:
+             detector_distance_mm: float | None = None, geometry: str | None = None, callback: PhaseCallback = None,
+             stop: StopLike = None) -> Simulation:
     """Simulate a sparse-view sinogram of an HU image (see the module docstring for the two simulations).
 
     Parameters
@@ -279,13 +296,33 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     source_distance_mm, detector_distance_mm : fan beam only: source and detector distances from the
         rotation centre in mm; default twice and once the working grid's diagonal.
     geometry : deprecated alias of ``beam`` (``DeprecationWarning``; ``TypeError`` together with ``beam``).
+    callback : called with a :class:`operators.progress.PhaseProgress` (phase ``"simulation"``, ``done`` of
+        ``total`` chunks) after the ground truth, each band of the finer image, each chunk of projected rays
+        (about 0.1-0.3 s of work each) and the noise.
+    stop : a ``threading.Event`` or zero-argument callable (:data:`operators.progress.StopLike`), checked before
+        the work and after every report: once set, :class:`SimulationStopped` is raised and the simulation's
+        arrays are released.
 
     Returns
     -------
     Simulation with ``sinogram`` float32 (n_views, det_count), the working ``geometry``, ground truth
     ``mu`` (1/mm) on the working grid, ``pixel_size_mm`` of the working grid, ...
     """
-    beam = _beam(beam, geometry)
+    try:
+        return _simulate(image_hu, n_views, arc, det_count, photons, electronic_noise, seed, _beam(beam, geometry),
+                         pixel_size_mm, mu_water, size, simulation, sub_rays, source_distance_mm,
+                         detector_distance_mm, callback, stop)
+    except SimulationStopped as exc:
+        stopped = exc
+    raise stopped.with_traceback(None)  # raised here, so no traceback keeps the simulation's arrays alive
+
+
+def _simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: float | None, det_count: int | None,
+              photons: float | None, electronic_noise: float, seed: int | torch.Generator | None, beam: str,
+              pixel_size_mm: float | None, mu_water: float, size: int | tuple[int, int] | None, simulation: str,
+              sub_rays: int, source_distance_mm: float | None, detector_distance_mm: float | None,
+              callback: PhaseCallback, stop: StopLike) -> Simulation:
+    """:func:`simulate` once the deprecated ``geometry=`` is resolved into ``beam``."""
     hu, source_pixel_mm = _source_image(image_hu, pixel_size_mm)
     if simulation not in SIMULATIONS:
         raise ValueError(f"simulation must be one of {', '.join(map(repr, SIMULATIONS))}, got {simulation!r}")
@@ -297,22 +334,28 @@ def simulate(image_hu: np.ndarray | torch.Tensor | CTSlice, n_views: int, arc: f
     working_pixel_mm = source_pixel_mm * hu.shape[1] / working[1]
     distances = _fan_distances(source_distance_mm, detector_distance_mm, working, working_pixel_mm)
     geom = _make_geometry(beam, n_views, working, arc, det_count, *distances)
+    steps = _steps(simulation, hu.shape, geom, int(sub_rays), photons is not None, callback, stop)
+    steps.check()
     mu_source = hu_to_mu(hu, mu_water)
     mu = torch.from_numpy(area_average(mu_source, working)).to(torch.float32)
+    steps.advance()
     if simulation == "honest":
-        clean64, grid = _honest_projections(mu_source, geom, working_pixel_mm, int(sub_rays))
+        clean64, grid = _honest_projections(mu_source, geom, working_pixel_mm, int(sub_rays), steps)
         clean, rays = clean64.to(torch.float32), int(sub_rays)
     else:
-        clean, grid, rays = (operators.Radon(geom)(mu) * working_pixel_mm).to(torch.float32), working, 1
+        model = "line" if isinstance(geom, operators.FanBeam) else "linear"  # Radon(geom)'s default
+        clean, grid, rays = (project(geom, model, mu, steps) * working_pixel_mm).to(torch.float32), working, 1
     counts = None
     sinogram = clean
     if photons is not None:
         counts = simulate_counts(clean, photons, electronic_noise, seed)
         sinogram = counts_to_line_integrals(counts, photons).to(torch.float32)
+        steps.advance()
     return Simulation(sinogram=sinogram, geometry=geom, mu=mu, clean=clean, counts=counts,
                       photons=None if photons is None else float(photons), pixel_size_mm=working_pixel_mm,
                       simulation=simulation, simulation_grid=grid, sub_rays=rays)
 
 
-__all__ = ["COUNT_GUARD", "MIN_REFINEMENT", "SIMULATIONS", "SUB_RAYS", "Simulation", "counts_to_line_integrals",
+__all__ = ["COUNT_GUARD", "MIN_REFINEMENT", "SIMULATIONS", "SUB_RAYS", "PhaseProgress", "Simulation",
+           "SimulationStopped", "counts_to_line_integrals",
            "make_generator", "simulate", "simulate_counts", "simulation_grid"]

@@ -13,8 +13,9 @@ import torch
 
 from sparsect.operators import project_torch
 from sparsect.operators.geometry import FanBeam, Geometry
+from sparsect.operators.progress import Steps, current_reporting
 from sparsect.operators.rays import StripRays, strip_rays
-from sparsect.operators.system_matrix import MATRICES, matrix_bytes, projection_pair, row_lengths
+from sparsect.operators.system_matrix import MATRICES, matrix_bytes, matrix_steps, projection_pair, row_lengths
 
 BACKENDS = ("torch", "astra")
 
@@ -60,27 +61,48 @@ class TorchBackend:
     def _key(self, dtype: torch.dtype, device: torch.device) -> tuple:
         return ("projection", self.geometry.key(), self.model, dtype, str(device))
 
-    def matrix_size(self, dtype: torch.dtype) -> int:
-        """Exact bytes of the cached (A, A^T) pair in ``dtype``, from a counting pass over the rays."""
+    def matrix_size(self, dtype: torch.dtype, steps: Steps | None = None) -> int:
+        """Exact bytes of the cached (A, A^T) pair in ``dtype``, from a counting pass over the rays (advancing
+        ``steps``, see :func:`operators.system_matrix.matrix_steps`)."""
         if self._counts is None:
-            self._counts = row_lengths(self.rays(), self.model)
+            self._counts = row_lengths(self.rays(), self.model, steps)
         rays = self.rays()
         return matrix_bytes(int(self._counts.sum()), rays.n_rays, rays.height * rays.width, dtype)
 
     def matrices(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The cached (A, A^T) for ``dtype`` on ``device``: found in the cache, built now when announced
-        and within budget, or None (then the matrix-free path runs)."""
+        and within budget, or None (then the matrix-free path runs).
+
+        The counting pass and the build report to and stop on the callback and stop request of the enclosing
+        :func:`operators.progress.phase_reporting` (phase ``"matrix"``; a stop raises
+        :class:`operators.progress.MatrixBuildStopped` and nothing is cached). A matrix found too large ends the
+        reports after the counting pass.
+        """
         key = self._key(dtype, device)
         found = MATRICES.get(key)
         if found is not None or not self._wants_matrix:
             return found
-        size = self.matrix_size(dtype)
+        steps = matrix_steps(self.rays(), self._counts is not None, *current_reporting())
+        steps.check()
+        size = self.matrix_size(dtype, steps)
         if size > self.matrix_bytes:
             self._wants_matrix = False  # too large for the budget: stay matrix-free, and do not recount
             return None
-        pair = projection_pair(self.rays(), self.model, dtype, device, self._counts)
+        pair = projection_pair(self.rays(), self.model, dtype, device, self._counts, steps)
         MATRICES.put(key, pair, size)
         return pair
+
+    def project_rays(self, images: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        """(B, last - first) line integrals of rays ``first`` to ``last - 1`` (view-major) of (B, H, W) images,
+        matrix-free: the values :meth:`project` gives for those rays without the matrix, bit for bit on the CPU,
+        so a caller can walk a large projection in chunks of rays."""
+        work = self._work(images).detach().reshape(images.shape[0], -1)
+        rays = _ray_range(self.rays(work.device), first, last)
+        if work.device.type == "cpu" and self.compiled_cpu:
+            flat = _numba_project(work.contiguous(), rays, self._linear)
+        else:
+            flat = project_torch.project(work, rays, self._linear, self.chunk_bytes)
+        return flat.to(images.dtype)
 
     @staticmethod
     def _work(x: torch.Tensor) -> torch.Tensor:
@@ -107,6 +129,12 @@ class TorchBackend:
         else:
             flat = project_torch.backproject(work, self.rays(work.device), self._linear, self.chunk_bytes)
         return flat.reshape(sinograms.shape[0], *self.geometry.image_size).to(sinograms.dtype)
+
+
+def _ray_range(rays: StripRays, first: int, last: int) -> StripRays:
+    """Rays ``first`` to ``last - 1`` of ``rays``."""
+    return StripRays(rays.steep[first:last], rays.offset[first:last], rays.slope[first:last], rays.path[first:last],
+                     rays.height, rays.width)
 
 
 def _ray_args(rays: StripRays) -> tuple:

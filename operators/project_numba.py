@@ -189,18 +189,19 @@ def fill_rows(steep, offset, slope, path, height, width, linear, crow, col, val)
 
 
 @numba.njit(parallel=True, cache=True)
-def fill_columns(steep, offset, slope, path, height, width, linear, rows_per_block, counts, t_crow, t_col,
-                 t_val):  # pragma: no cover - compiled
+def fill_columns(steep, offset, slope, path, height, width, linear, rows_per_block, first_block, last_block, counts,
+                 t_crow, t_col, t_val):  # pragma: no cover - compiled
     """The transpose A^T directly: for every pixel the rays through it (in ray order) and their weights.
 
     Image rows are split into blocks, one block per task; a task walks every ray only over the strips
     that reach its rows, recomputing the weights with :func:`_pixel_pair`, and writes only its own
-    pixels' entries, so the writes stay local. With ``counts`` of length H * W (zeroed) it only counts
-    every pixel's entries; otherwise it fills ``t_col``/``t_val`` from the offsets ``t_crow``.
+    pixels' entries, so the writes stay local. Only blocks ``first_block`` to ``last_block - 1`` are done (the
+    caller walks the ``ceil(H / rows_per_block)`` blocks in chunks). With ``counts`` of length H * W (zeroed) it
+    only counts every pixel's entries; otherwise it fills ``t_col``/``t_val`` from the offsets ``t_crow``.
     """
     count_only = counts.shape[0] > 0
-    n_blocks = (height + rows_per_block - 1) // rows_per_block
-    for block in numba.prange(n_blocks):
+    for index in numba.prange(last_block - first_block):
+        block = first_block + index
         top = block * rows_per_block
         bottom = min(height, top + rows_per_block)
         fill = t_crow[top * width:bottom * width].copy()

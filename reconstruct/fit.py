@@ -225,7 +225,7 @@ class _Fit:
         """The (B, 1, H, W) warm-start image named by ``config.warm_start`` (attenuation per pixel unit)."""
         t0 = time.perf_counter()
         image, tv_iterations = image_for_warm_start(self.config.warm_start, self.radon, self.target,
-                                                    self.config.photons, self.device)
+                                                    self.config.photons, self.device, self.stop)
         if tv_iterations is not None:
             self.timings["warm_start_image_seconds"] = time.perf_counter() - t0
             self.note(f"warm start image: TV, {tv_iterations} iterations")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,19 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-#: A stop request: None (never stop), a ``threading.Event`` (stop once set) or a zero-argument callable
-#: returning True to stop.
-StopLike = threading.Event | Callable[[], bool] | None
-
-
-def stop_requested(stop: StopLike) -> bool:
-    """Whether ``stop`` asks to stop now: False for None, ``stop.is_set()`` for an event (anything with
-    ``is_set``), else ``bool(stop())``. Iterative methods call it once per iteration."""
-    if stop is None:
-        return False
-    if hasattr(stop, "is_set"):
-        return bool(stop.is_set())
-    return bool(stop())
+from sparsect.operators.progress import StopLike, stop_requested  # noqa: F401 - importable from here too
 
 
 @dataclass

@@ -26,17 +26,17 @@ Step = Callable[[int, ImageLoss], tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 
 def image_for_warm_start(kind: str, radon: Radon, target: torch.Tensor, photons: float | None,
-                         device: torch.device) -> tuple[torch.Tensor, int | None]:
+                         device: torch.device, stop: StopLike = None) -> tuple[torch.Tensor, int | None]:
     """The (B, 1, H, W) warm-start image of the (B, 1, n_angles, det_count) sinograms ``target`` (attenuation
     per pixel unit) on ``device``, and TV's iterations (None for FBP).
 
     kind : "fbp" (ram-lak FBP) or "tv" (:func:`reconstruct.tv_solver.tv` with its default weight, noise-aware
-        when ``photons`` is given).
+        when ``photons`` is given; ``stop`` ends it early with its iterate so far, as it ends the fit).
     """
     with torch.no_grad():
         if kind == "fbp":
             return radon.fbp(target.cpu()).to(device), None
-        result = tv(target, radon, photons=photons)
+        result = tv(target, radon, photons=photons, stop=stop)
         return result.mu.reshape(target.shape[0], 1, *radon.geometry.image_size).to(device), result.iterations
 
 

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # 2 series (3 + 2 slices of 128x128) x 2 view counts x 2 methods = 8 units; a few seconds on 2 cores.
 OPTIONS = {"views": ["16,20"], "methods": ["fbp", "tv"], "iterations": 5, "device": "cpu"}
 CLI_OPTIONS = ["--views", "16,20", "--method", "fbp,tv", "--iterations", "5", "--device", "cpu", "--quiet"]
-BAD_FILES = {"mr.dcm", "truncated.dcm", "notes.txt"}
+SKIPPED_FILES = {"mr.dcm", "notes.txt"}  # not CT inputs: listed in skipped.jsonl, no failure
+FAILED_FILES = {"truncated.dcm"}  # a CT input that cannot be read: a failure
 
 
 def _write_series(folder: Path, n: int) -> None:
@@ -138,13 +139,15 @@ def test_outputs_for_ct_only_and_failures_recorded(inputs, reference):
         assert (reference / f"{k}_consistency.png").is_file() and not (reference / f"{k}_uncertainty.png").exists()
     assert not (reference / "misc").exists()
     failures = [json.loads(line) for line in (reference / "failures.jsonl").read_text().splitlines()]
-    assert {Path(f["file"]).name for f in failures} == BAD_FILES
-    reasons = {Path(f["file"]).name: f["reason"] for f in failures}
-    assert "not CT" in reasons["mr.dcm"] and "truncated" in reasons["truncated.dcm"]
-    assert "not a DICOM file" in reasons["notes.txt"]
+    assert {Path(f["file"]).name for f in failures} == FAILED_FILES
+    assert "truncated" in failures[0]["reason"] and failures[0]["kind"] == "input"
+    skipped = [json.loads(line) for line in (reference / "skipped.jsonl").read_text().splitlines()]
+    assert {Path(f["file"]).name for f in skipped} == SKIPPED_FILES and {f["kind"] for f in skipped} == {"skipped"}
+    reasons = {Path(f["file"]).name: f["reason"] for f in skipped}
+    assert "not CT" in reasons["mr.dcm"] and "not a DICOM file" in reasons["notes.txt"]
     summary = json.loads((reference / "summary.json").read_text())
     assert {(g["method"], g["views"]) for g in summary["groups"]} == {(m, v) for m in ("fbp", "tv") for v in (16, 20)}
-    assert summary["rows"] == len(rows) and summary["failures"] == 3
+    assert summary["rows"] == len(rows) and summary["failures"] == 1 and summary["skipped"] == 2
     _no_partial_files(reference)
 
 
@@ -161,7 +164,8 @@ def test_rerun_skips_done_units_without_duplicates(inputs, reference, tmp_path):
     shutil.copytree(reference, out)
     code, stdout, err = _run(inputs, out, **OPTIONS)
     assert code == batch.EXIT_FAILURES
-    assert "already_done=8 todo=0" in err and "units: 0 done, 8 already done, 0 failed" in stdout
+    assert "already_done=8 todo=0" in err
+    assert f"8 units done (8 already), 1 failed, 2 files skipped (not CT); results in {out / 'metrics.csv'}" in stdout
     assert _rows(out) == _rows(reference)
 
 
@@ -363,20 +367,21 @@ def _holder(out: Path, in_dir: Path, shard: str = "1/1") -> subprocess.Popen:
 def test_a_second_batch_on_the_same_out_dir_exits_2_until_the_holder_dies(tmp_path):
     in_dir, out = tmp_path / "in", tmp_path / "out"
     in_dir.mkdir()
-    (in_dir / "notes.txt").write_text("not a DICOM file\n")  # a job with no unit: it only takes the lock
+    shutil.copy(get_testdata_file("CT_small.dcm"), in_dir / "ct.dcm")  # one quick unit
+    options = {"views": ["12"], "device": "cpu", "quiet": True}
     holder = _holder(out, in_dir)
     try:
-        code, _, err = _run(in_dir, out, quiet=True)
+        code, _, err = _run(in_dir, out, **options)
         assert code == batch.EXIT_CANNOT_START
         assert "in use by another sparsect batch" in err and f"pid {holder.pid}" in err
         assert not (out / "failures.jsonl").exists()
     finally:
         holder.kill()  # SIGKILL: the kernel drops its flock
         holder.wait()
-    code, _, err = _run(in_dir, out, quiet=True)
-    assert code == batch.EXIT_FAILURES and "in use" not in err  # runs; the text file is a skipped input
-    code, _, err = _run(in_dir, out, quiet=True)
-    assert code == batch.EXIT_FAILURES and "in use" not in err  # the lock was released at the end
+    code, _, err = _run(in_dir, out, **options)
+    assert code == batch.EXIT_OK and "in use" not in err  # runs
+    code, _, err = _run(in_dir, out, **options)
+    assert code == batch.EXIT_OK and "in use" not in err  # the lock was released at the end
 
 
 def test_only_disjoint_shards_of_one_split_share_an_out_dir(tmp_path):

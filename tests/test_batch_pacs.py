@@ -26,7 +26,7 @@ def test_pull_then_push_only_this_studys_outputs(orthanc, make_ct_series, tmp_pa
     assert pacs.pull(orthanc.dicomweb, study, None, tmp_path / "in", credentials) == 2
     ct = data.load(tmp_path / "in")
     out = tmp_path / "out"
-    written = data.write_series(out / "fbp_30v", np.zeros_like(ct.hu), ct, "FBP 30 views")
+    written = data.write_series(out / "fbp_30v", np.zeros_like(ct.hu), ct, "FBP 30 views", same_study=True)
     (out / ".sparsect" / "staging").mkdir(parents=True)
     shutil.copy(written[0], out / ".sparsect" / "staging" / "half-done.dcm")  # the batch's state: not an output
     other = data.load_sample("ct_small")

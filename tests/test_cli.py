@@ -19,7 +19,7 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from sparsect import data
-from sparsect.app import outputs, records, run, scans, settings, stopping
+from sparsect.app import records, run, scans, settings, stopping
 from sparsect.app.cli import cli
 from sparsect.reconstruct import metrics, registry
 from sparsect.reconstruct.neural import RECOMMENDED_VARIANTS
@@ -85,6 +85,11 @@ def test_methods_share_one_sinogram_and_comma_lists_work(tmp_path):
         (["shepp_logan", "--window", "bogus"], "unknown --window 'bogus'"),
         (["shepp_logan", "--size", "8"], "--size must be at least 16 pixels"),
         ([get_testdata_file("CT_small.dcm", download=False), "--slice", "99"], "--slice 99 is out of range"),
+        (["ct_small", "--slice", "99"], "--slice 99 is out of range: the input has 1 slice(s)"),
+        (["ct_small", "--size", "10000"],
+         "--size 10000 would upscale the 128x128 slice 78.1x; at most 4x (--size 512)"),
+        (["ct_smal"], "did you mean 'ct_small'?"),
+        (["ct_small", "-m", "fpb"], "did you mean 'fbp'?"),
         (["shepp_logan", "--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
         (["shepp_logan", "--method", "magic"], "unknown method 'magic'"),
         (["no_such_sample"], "sample name (ct_small"),
@@ -104,24 +109,32 @@ def test_bad_input_gives_clear_error(args, message, monkeypatch):
     assert started == []  # found before any reconstruction ran
 
 
-def test_a_rerun_into_the_same_out_leaves_nothing_of_the_earlier_run(tmp_path):
-    out = tmp_path / "out"
-    (out / "dicom" / "reference").mkdir(parents=True)
-    (out / "uncertainty.png").write_bytes(b"an ensemble's map from an earlier run")
-    (out / "dicom" / "reference" / "old.dcm").write_bytes(b"earlier")
-    (out / "notes.txt").write_text("mine")
-    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out))
-    assert result.exit_code == 0, result.output
-    assert not (out / "uncertainty.png").exists()  # this run fitted no ensemble
-    assert (out / "fbp.png").exists() and (out / "notes.txt").read_text() == "mine"  # not ours: kept
-    # a planned folder this run did not fill (a measured scan's reference series) goes too
-    staging = outputs.Staging(out, {"dicom": "folder", "dicom/reference": "folder", "dicom/fbp": "folder"})
-    (staging.folder / "dicom" / "fbp").mkdir(parents=True)
-    (staging.folder / "dicom" / "fbp" / "new.dcm").write_bytes(b"new")
-    staging.commit()
-    staging.discard()
-    assert sorted(p.name for p in (out / "dicom").iterdir()) == ["fbp"]
-    assert (out / "dicom" / "fbp" / "new.dcm").read_bytes() == b"new"
+def test_out_is_one_run_s_folder_never_a_mix(tmp_path):
+    """A second run into an earlier run's --out is refused unless --force, which replaces the folder whole; a
+    folder sparsect did not write is never replaced."""
+    out = tmp_path / "o1"
+    first = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp,sirt", "--iterations", "2", "--out",
+                    str(out))
+    assert first.exit_code == 0, first.output
+    assert (out / "sirt.png").exists() and (out / "dicom" / "sirt").is_dir()
+    before = sorted(str(p) for p in out.rglob("*"))
+    again = _invoke("ct_small", "--views", "8", "-m", "fbp", "--out", str(out))
+    assert again.exit_code == 2 and "give --force to replace them whole" in " ".join(again.stderr.split())
+    assert sorted(str(p) for p in out.rglob("*")) == before
+    forced = _invoke("ct_small", "--views", "8", "-m", "fbp", "--out", str(out), "--force", "--json")
+    assert forced.exit_code == 0, forced.output
+    assert not (out / "sirt.png").exists() and not (out / "dicom" / "sirt").exists()  # nothing of the first run
+    assert [r["method"] for r in json.loads((out / "metrics.json").read_text())] == ["fbp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["o1"]  # no staging or old folder left beside it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for extra in ([], ["--force"]):
+        refused = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(mine), *extra)
+        assert refused.exit_code == 2 and "holds no sparsect run" in " ".join(refused.stderr.split())
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    alone = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--force")
+    assert alone.exit_code == 2 and "--force applies to --out" in alone.stderr
 
 
 @pytest.mark.parametrize("layout", ["file", "dicom_is_a_file", "png_is_a_folder"])
@@ -143,19 +156,19 @@ def test_bad_out_is_refused_before_any_work_and_leaves_nothing(tmp_path, layout,
 
 
 def test_a_failure_after_the_run_leaves_out_untouched(tmp_path, monkeypatch):
-    """Outputs are staged beside --out and moved into place only when all were written."""
+    """Outputs are staged beside --out and swapped in only when all were written."""
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "metrics.json").write_text("old")
+    assert _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out)).exit_code == 0
+    before = {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def broken(*args, **kwargs):
         raise ValueError("disk full")
 
     monkeypatch.setattr(data, "write_series", broken)
-    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out))
+    result = _invoke("shepp_logan", "--size", "32", "--views", "8", "-m", "fbp", "--out", str(out), "--force")
     assert result.exit_code == 2 and "disk full" in result.output
-    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "metrics.json").read_text() == "old"
-    assert [p.name for p in out.iterdir()] == ["metrics.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def _outcome(method, scores, **reconstruction):
@@ -516,3 +529,71 @@ def test_warnings_are_one_line_on_stderr(capsys):
     warnings.warn("network 2 of 3: non-finite loss/gradient at iteration 11", RuntimeWarning, stacklevel=1)
     err = capsys.readouterr().err
     assert err.strip() == "warning: network 2 of 3: non-finite loss/gradient at iteration 11"
+
+
+def test_records_say_where_they_came_from(tmp_path):
+    """Every record names its input, series, slice and window; de-identified output names neither input nor series."""
+    import pydicom as dicom
+
+    uid = str(dicom.dcmread(get_testdata_file("CT_small.dcm")).SeriesInstanceUID)
+    result = _invoke("ct_small", "--views", "8", "-m", "fbp", "--window", "brain", "--photons", "1e4", "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert (record["input"], record["series"], record["window"]) == ("ct_small", uid, "brain")
+    assert (record["photons"], record["noise_seed"], record["size"], record["arc_deg"]) == (1e4, 0, 128, 180.0)
+    assert record["views"] == 8 and record["fit"] == "FBP" and record["version"]
+    anonymous = _invoke("ct_small", "--views", "8", "-m", "fbp", "--anonymize", "--out", str(tmp_path / "o"),
+                        "--json")
+    (record,) = [json.loads(line) for line in anonymous.stdout.splitlines() if line.startswith("{")]
+    assert record["input"] is None and record["series"] is None
+
+
+def test_pictures_are_drawn_in_the_data_s_window_and_say_so(tmp_path):
+    """A head slice's PNGs use its DICOM window (a body's the soft-tissue one) unless --window names one; each
+    picture is labelled with the method, its scores and the window."""
+    from sparsect.app import display
+
+    head = data.load_sample("head_693")
+    assert display.choose_window(head).label == "dicom 40/100"  # the slice's own WindowCenter/WindowWidth
+    assert display.choose_window(data.load_sample("ct_small")).label == "soft_tissue"
+    assert display.choose_window(head, "bone").bounds == metrics.window_bounds("bone")
+    out = tmp_path / "out"
+    result = _invoke("head_693", "--size", "64", "--views", "16", "-m", "fbp", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert record["window"] == "dicom 40/100"
+    arrays = np.load(out / "results.npz")
+    with Image.open(out / "fbp.png") as png:
+        grey = np.asarray(png.convert("L"), dtype=float)
+    expected = np.round(np.clip((arrays["fbp_hu"] + 10.0) / 100.0, 0, 1) * 255)  # 40/100: -10 to 90 HU
+    inside = metrics.circle_mask(expected.shape)
+    middle = np.zeros_like(inside)
+    middle[17:30, 8:56] = True  # between the label at the top and the caption at the bottom
+    assert np.abs(grey - expected)[inside & middle].max() <= 1
+    assert (np.abs(grey - expected) > 1).any()  # the labels are drawn on the picture
+
+
+def test_ctrl_c_during_the_simulation_stops_it_at_its_next_chunk(tmp_path, monkeypatch):
+    """The first Ctrl-C stops the honest simulation at its next chunk (no method starts, nothing is written):
+    every phase reports progress and checks the stop request, not only the methods' iterations."""
+    real = data.simulate
+    reports, started = [], []
+
+    def pressing(*args, callback=None, stop=None, **kwargs):
+        def report(state):
+            reports.append((state.phase, state.done, state.total, stop.is_set()))
+            if callback is not None:
+                callback(state)
+            if state.done == 2:
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+        return real(*args, callback=report, stop=stop, **kwargs)
+
+    monkeypatch.setattr(data, "simulate", pressing)
+    monkeypatch.setattr(registry, "run", lambda name, *a, **k: started.append(name))
+    out = tmp_path / "out"
+    result = _invoke("ct_small", "--size", "256", "--views", "30", "-m", "fbp", "--out", str(out))
+    assert result.exit_code == 130, result.output
+    assert started == [] and not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+    assert reports[0][:2] == ("simulation", 1) and reports[-1][1] == 2 < reports[-1][2]  # stopped at its next check
+    assert "interrupted:" in result.stderr and "Traceback" not in result.output

@@ -97,8 +97,9 @@ def test_out_holds_derived_dicom_of_one_study(scan_files, tmp_path):
     assert len({ds.FrameOfReferenceUID for ds in datasets.values()}) == 1
     assert len({ds.SeriesInstanceUID for ds in datasets.values()}) == 3
     assert sorted(int(ds.SeriesNumber) for ds in datasets.values()) == [1000, 1001, 1002]
-    assert datasets["sirt"].SeriesDescription == "SIRT 30 of 120 measured views"
-    assert datasets["reference"].SeriesDescription == "FBP reference 120 of 120 measured views"
+    assert datasets["sirt"].SeriesDescription == "SIRT 30 of 120 measured views, RESEARCH"
+    assert datasets["reference"].SeriesDescription == "FBP reference 120 of 120 measured views, RESEARCH"
+    assert "research reconstruction from 30 of 120 measured views" in datasets["sirt"].ImageComments
     # nothing of the user's file (its name or folder) reaches the headers
     for ds in datasets.values():
         text = " ".join(str(element.value) for element in ds.iterall() if element.keyword != "PixelData")

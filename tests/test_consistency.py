@@ -124,6 +124,7 @@ def test_out_writes_the_maps_as_npz_and_png(tmp_path):
     from PIL import Image
     from typer.testing import CliRunner
 
+    from sparsect.app import outputs
     from sparsect.app.cli import cli
 
     out = tmp_path / "out"
@@ -140,7 +141,8 @@ def test_out_writes_the_maps_as_npz_and_png(tmp_path):
     assert "fbp_uncertainty_hu" not in arrays and arrays["siren_uncertainty_hu"].shape == (16, 16)
     assert arrays["siren_uncertainty_hu"].max() > 0
     with Image.open(out / "consistency.png") as consistency, Image.open(out / "uncertainty.png") as uncertainty:
-        assert consistency.size == (32, 16) and uncertainty.size == (16, 16)
+        bar = outputs.colour_bar(32, 50.0).height  # each map row has its colour bar in HU below it
+        assert consistency.size == (32, 16 + bar) and uncertainty.size == (16, 16 + bar)
 
 
 def test_a_batch_unit_carries_its_maps():

@@ -67,10 +67,11 @@ def test_round_trip_slice(tmp_path, ct_slice):
     assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert ds.SOPClassUID == pydicom.uid.CTImageStorage and ds.Modality == "CT"
     assert ds.SeriesInstanceUID != src.SeriesInstanceUID and ds.SOPInstanceUID != src.SOPInstanceUID
-    assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.PatientName == src.PatientName
+    # a research study of its own by default (tests/test_dicom_marking.py), same patient and frame of reference
+    assert ds.StudyInstanceUID != src.StudyInstanceUID and ds.PatientName == src.PatientName
     assert ds.PatientID == src.PatientID and ds.FrameOfReferenceUID == src.FrameOfReferenceUID
     assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
-    assert ds.SeriesDescription == "LRNN 60 views" and "LRNN 60 views" in ds.DerivationDescription
+    assert ds.SeriesDescription == "LRNN 60 views, RESEARCH" and "LRNN 60 views" in ds.DerivationDescription
     assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
     assert ds.ReferencedImageSequence[0].ReferencedSOPClassUID == src.SOPClassUID
     assert ds.PixelRepresentation == 1 and ds.BitsAllocated == 16
@@ -153,7 +154,7 @@ def test_anonymize(tmp_path, ct_series):
     for ds in out:
         assert str(ds.PatientName) != str(src.PatientName) and ds.PatientID != src.PatientID
         assert ds.get("PatientBirthDate", "") == "" and ds.get("StudyDate", "") == ""
-        assert "StudyDescription" not in ds and "ContentDate" not in ds
+        assert ds.StudyDescription == data.dicom_marking.RESEARCH_STUDY and "ContentDate" not in ds
         assert ds.StudyInstanceUID != src.StudyInstanceUID
         assert ds.FrameOfReferenceUID != src.FrameOfReferenceUID
         assert ds.PatientIdentityRemoved == "YES" and ds.DeidentificationMethod
@@ -187,7 +188,8 @@ def test_one_anonymizer_gives_every_series_of_a_study_one_identity(tmp_path, ct_
     out = [pydicom.dcmread(p) for p in first + second]
     patient = "ANON-" + hmac.new(key, b"patient\0" + src.PatientID.encode(), hashlib.sha256).hexdigest()[:12].upper()
     assert {ds.PatientID for ds in out} == {str(ds.PatientName) for ds in out} == {patient}
-    assert {ds.StudyInstanceUID for ds in out} == {_hmac_uid(key, src.StudyInstanceUID)}
+    research = data.dicom_marking.research_study_uid(src.StudyInstanceUID)
+    assert {ds.StudyInstanceUID for ds in out} == {_hmac_uid(key, research)}
     assert {ds.FrameOfReferenceUID for ds in out} == {_hmac_uid(key, src.FrameOfReferenceUID)}
     assert {ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in out} == {
         _hmac_uid(key, d.SOPInstanceUID) for d in ct_series.datasets}
@@ -196,6 +198,9 @@ def test_one_anonymizer_gives_every_series_of_a_study_one_identity(tmp_path, ct_
     other = pydicom.dcmread(data.write_series(tmp_path / "o", ct_series.hu, ct_series, "x",
                                               anonymize=data.Anonymizer(bytes(32)))[0])
     assert other.PatientID != patient and other.StudyInstanceUID != out[0].StudyInstanceUID
+    same = pydicom.dcmread(data.write_series(tmp_path / "s", ct_series.hu, ct_series, "x", anonymize=shared,
+                                             same_study=True)[0])
+    assert same.StudyInstanceUID == _hmac_uid(key, src.StudyInstanceUID) and same.PatientID == patient
 
 
 def test_key_file_is_private_created_once_and_shared(tmp_path):

@@ -68,7 +68,7 @@ def test_upload_search_pull_reconstruct_push(orthanc, make_ct_series, tmp_path, 
         simulation = data.simulate(ct.slice(index), 60)
         images.append(reconstruct.fbp(simulation.sinogram, simulation.geometry,
                                       pixel_size_mm=float(ct.spacing[1])).image_hu)
-    written = data.write_series(tmp_path / "out", np.stack(images), ct, "FBP 60 views")
+    written = data.write_series(tmp_path / "out", np.stack(images), ct, "FBP 60 views", same_study=True)
     assert pacs.store(written) == 3
 
     derived = [s for s in pacs.search_series(study_uid) if s["series_uid"] != series_uid]
@@ -136,3 +136,40 @@ def test_credentials_from_the_environment_only():
         data.DicomWeb("ftp://127.0.0.1/dicom-web", data.Credentials())
     with pytest.raises(data.DicomWebError, match="study date must be"):
         data.DicomWeb("http://127.0.0.1:1/dicom-web", data.Credentials()).search_studies(date="2024-01-02")
+
+
+def test_credentials_never_follow_a_redirect_to_another_origin():
+    """The configured server redirects to another origin (a recording server on another port): the redirect is
+    not followed, so the other server sees no request and no credentials."""
+    from http_recorder import recorder
+
+    with recorder() as elsewhere, recorder(redirect=None) as endpoint:
+        endpoint.redirect = elsewhere.url
+        pacs = data.DicomWeb(f"{endpoint.url}/dicom-web", data.Credentials("ana", "hunter2"), timeout=30)
+        with pytest.raises(data.DicomWebError, match="redirected to another origin") as error:
+            pacs.search_studies(patient_id="P-1")
+        assert "hunter2" not in str(error.value) and "P-1" not in str(error.value)
+        assert endpoint.authorized() and not elsewhere.requests
+        token = data.DicomWeb(f"{endpoint.url}/dicom-web", data.Credentials(token="tok-1"), timeout=30)
+        with pytest.raises(data.DicomWebError, match="another origin"):
+            token.retrieve("1.2.3")
+        assert not elsewhere.requests
+
+
+def test_same_origin_redirect_keeps_credentials_and_other_hosts_get_none():
+    from http_recorder import recorder
+
+    with recorder() as endpoint:
+        endpoint.redirect = f"{endpoint.url}/moved"  # the same origin: followed, with the credentials
+        pacs = data.DicomWeb(f"{endpoint.url}/dicom-web", data.Credentials("ana", "hunter2"), timeout=30)
+        assert pacs.search_studies(patient_id="P-1") == []
+        assert [path.split("?")[0] for _, path, _ in endpoint.requests] == ["/dicom-web/studies",
+                                                                            "/moved/dicom-web/studies"]
+        assert len(endpoint.authorized()) == 2
+    session = data.dicomweb._OriginSession("http://127.0.0.1:8042/dicom-web")
+    data.Credentials("ana", "hunter2").apply(session, "http://127.0.0.1:8042/dicom-web")
+    other = session.prepare_request(requests.Request("GET", "http://127.0.0.1:8043/dicom-web/studies"))
+    same = session.prepare_request(requests.Request("GET", "http://127.0.0.1:8042/dicom-web/studies"))
+    upgraded = session.prepare_request(requests.Request("GET", "https://127.0.0.1:8042/dicom-web/studies"))
+    assert "Authorization" in same.headers
+    assert "Authorization" not in other.headers and "Authorization" not in upgraded.headers

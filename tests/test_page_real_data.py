@@ -3,6 +3,8 @@ and "Measured scan" on an uploaded sinogram."""
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 from sparsect import data
@@ -10,51 +12,127 @@ from sparsect import data
 PAGE = str(Path(__file__).resolve().parent.parent / "app" / "page" / "main.py")
 
 
-def test_load_from_pacs_reconstruct_and_send_back(orthanc, make_ct_series, monkeypatch):
-    from streamlit.testing.v1 import AppTest
+def _pacs_config(tmp_path, monkeypatch, endpoints: list[dict]) -> None:
+    """Write ``endpoints`` as the operator's TOML configuration and point the page at it (no SPARSECT_DICOMWEB_*
+    variables: the page uses only what the configuration names)."""
+    lines = []
+    for endpoint in endpoints:
+        lines.append("[[pacs]]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in endpoint.items()]
+    (tmp_path / "pacs.toml").write_text("\n".join(lines) + "\n")
+    for name in ("SPARSECT_DICOMWEB_USER", "SPARSECT_DICOMWEB_PASSWORD", "SPARSECT_DICOMWEB_TOKEN",
+                 "SPARSECT_PACS_URL", "SPARSECT_PAGE_PASSWORD", "SPARSECT_PAGE_PASSWORD_HASH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPARSECT_PACS_CONFIG", str(tmp_path / "pacs.toml"))
 
-    monkeypatch.setenv("SPARSECT_DICOMWEB_USER", orthanc.user)
-    monkeypatch.setenv("SPARSECT_DICOMWEB_PASSWORD", orthanc.password)
-    source = make_ct_series(1)
-    pacs = data.DicomWeb(orthanc.dicomweb)
-    pacs.store(source)
-    at = AppTest.from_file(PAGE, default_timeout=90)
-    at.run()
+
+def _orthanc_endpoint(orthanc, monkeypatch, name: str, allow_send: bool) -> dict:
+    monkeypatch.setenv("TEST_PACS_USER", orthanc.user)
+    monkeypatch.setenv("TEST_PACS_PASSWORD", orthanc.password)
+    return {"name": name, "url": orthanc.dicomweb, "user_env": "TEST_PACS_USER", "password_env": "TEST_PACS_PASSWORD",
+            "allow_send": allow_send}
+
+
+def _load(at, endpoint: str, patient: str):
     at.sidebar.radio(key="source").set_value("Load from PACS").run()
-    at.sidebar.text_input(key="pacs_url").set_value(orthanc.dicomweb).run()
-    at.sidebar.text_input(key="pacs_patient").set_value(source[0].PatientID)
+    at.sidebar.selectbox(key="pacs_endpoint").set_value(endpoint).run()
+    at.sidebar.text_input(key="pacs_patient").set_value(patient)
     at.sidebar.button(key="pacs_search").click().run()
-    assert not at.exception and not at.sidebar.error, (at.exception, at.sidebar.error)
-    assert source[0].PatientID in at.sidebar.selectbox(key="pacs_study").format_func(0)
+    assert not at.exception and not at.sidebar.error, (at.exception, [e.value for e in at.sidebar.error])
+    assert patient in at.sidebar.selectbox(key="pacs_study").format_func(0)
     at.sidebar.button(key="pacs_load").click().run()
     assert not at.exception and not at.sidebar.error
     at.sidebar.checkbox(key="use_cgls").uncheck()
     at.sidebar.checkbox(key="use_lrnn").uncheck()
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
+
+
+def test_load_from_pacs_reconstruct_and_send_back(orthanc, make_ct_series, monkeypatch, tmp_path, caplog):
+    from streamlit.testing.v1 import AppTest
+
+    _pacs_config(tmp_path, monkeypatch, [_orthanc_endpoint(orthanc, monkeypatch, "Read only", False),
+                                         _orthanc_endpoint(orthanc, monkeypatch, "Orthanc", True)])
+    caplog.set_level(logging.INFO, logger="sparsect.audit")
+    source = make_ct_series(1)
+    pacs = data.DicomWeb(orthanc.dicomweb, data.Credentials(orthanc.user, orthanc.password))
+    pacs.store(source)
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.run()
+    assert not [w for w in at.sidebar.text_input if "URL" in w.label]  # no address typed by visitors any more
+    _load(at, "Read only", source[0].PatientID)
+    assert not [b for b in at.button if b.key == "pacs_send"]  # the operator did not allow sending there
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.run()
+    _load(at, "Orthanc", source[0].PatientID)
     at.button(key="pacs_send").click().run()
     assert not at.exception and "Stored 1 image(s) in 1 series" in " ".join(s.value for s in at.success)
     study = source[0].StudyInstanceUID
-    derived = [s for s in pacs.search_series(study) if s["series_uid"] != source[0].SeriesInstanceUID]
-    assert [s["instances"] for s in derived] == [1]
-    (stored,) = pacs.retrieve(study, derived[0]["series_uid"])
+    derived = [(found["study_uid"], s) for found in pacs.search_studies(patient_id=source[0].PatientID)
+               for s in pacs.search_series(found["study_uid"]) if s["series_uid"] != source[0].SeriesInstanceUID]
+    assert [s["instances"] for _, s in derived] == [1]  # in the source's study or a research study of the patient
+    (stored,) = pacs.retrieve(derived[0][0], derived[0][1]["series_uid"])
     assert stored.SourceImageSequence[0].ReferencedSOPInstanceUID == source[0].SOPInstanceUID
+    audit = [r.getMessage() for r in caplog.records if r.name == "sparsect.audit"]
+    events = [line.split("event=")[1].split()[0] for line in audit]
+    assert events == ["pacs.search", "pacs.retrieve", "pacs.search", "pacs.retrieve", "pacs.send"], audit
+    assert all(f"study={study}" in line for line in audit if "event=pacs.search" not in line)
+    assert "endpoint=Orthanc" in audit[-1] and "by=patient_id" in audit[0]
+    text = "\n".join(audit)
+    assert source[0].PatientID not in text and str(source[0].PatientName) not in text
+    assert orthanc.password not in text and "ACC-4711" not in text
 
 
-def test_pacs_errors_show_one_line(orthanc, monkeypatch):
+def test_pacs_errors_show_one_line(orthanc, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    for name in ("SPARSECT_DICOMWEB_USER", "SPARSECT_DICOMWEB_PASSWORD", "SPARSECT_DICOMWEB_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
+    endpoint = _orthanc_endpoint(orthanc, monkeypatch, "Orthanc", False)
+    monkeypatch.setenv("TEST_PACS_PASSWORD", "not-the-password")
+    _pacs_config(tmp_path, monkeypatch, [endpoint])
     at = AppTest.from_file(PAGE, default_timeout=90)
     at.run()
     at.sidebar.radio(key="source").set_value("Load from PACS").run()
-    at.sidebar.text_input(key="pacs_url").set_value(orthanc.dicomweb).run()
     at.sidebar.text_input(key="pacs_patient").set_value("ANYONE")
     at.sidebar.button(key="pacs_search").click().run()
     assert not at.exception
     (error,) = at.sidebar.error
-    assert "HTTP 401 Unauthorized" in error.value and "\n" not in error.value
+    assert "HTTP 401 Unauthorized" in error.value and "\n" not in error.value and "'Orthanc'" in error.value
+    assert orthanc.dicomweb not in error.value and "not-the-password" not in error.value
+
+
+def test_no_pacs_configured_means_no_pacs_source(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    _pacs_config(tmp_path, monkeypatch, [])
+    monkeypatch.delenv("SPARSECT_PACS_CONFIG")
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.run()
+    assert not at.exception and "Load from PACS" not in at.sidebar.radio(key="source").options
+
+
+def test_no_page_action_sends_credentials_elsewhere(monkeypatch, tmp_path):
+    """A recording server gets no credentials from the page: not when a visitor plants an address in the session
+    (the old URL field's key), not when the configured endpoint redirects to it."""
+    from http_recorder import recorder
+    from streamlit.testing.v1 import AppTest
+
+    with recorder() as elsewhere, recorder() as endpoint:
+        endpoint.redirect = elsewhere.url
+        monkeypatch.setenv("TEST_PACS_USER", "ana")
+        monkeypatch.setenv("TEST_PACS_PASSWORD", "hunter2")
+        _pacs_config(tmp_path, monkeypatch, [{"name": "Redirecting", "url": f"{endpoint.url}/dicom-web",
+                                              "user_env": "TEST_PACS_USER", "password_env": "TEST_PACS_PASSWORD"}])
+        at = AppTest.from_file(PAGE, default_timeout=90)
+        at.session_state["pacs_url"] = f"{elsewhere.url}/dicom-web"
+        at.run()
+        at.sidebar.radio(key="source").set_value("Load from PACS").run()
+        at.sidebar.text_input(key="pacs_accession").set_value("ACC-1")
+        at.sidebar.button(key="pacs_search").click().run()
+        assert not at.exception
+        (error,) = at.sidebar.error
+        assert "redirected to another origin" in error.value
+        assert endpoint.authorized() == [endpoint.requests[0][1]]  # the endpoint itself did get them
+        assert elsewhere.requests == []
 
 
 def test_measured_scan_upload_runs_against_fbp_of_all_views(tmp_path):

@@ -26,8 +26,9 @@ from sparsect.operators import ParallelBeam, Radon
 METHODS = ("fbp", "sirt", "lrnn")
 VIEWS = 20
 ITERATIONS = 3  # the network's budget, kept small; SIRT's too
-#: What differs between two runs of one computation: its wall time.
-TIMED = ("seconds",)
+#: What differs between two runs of one computation: its wall time, and where each way of running names the input
+#: from (a folder, a sample name, an upload; the series and slice as each knows them), checked on their own.
+TIMED = ("seconds", *records.SOURCE_FIELDS)
 
 
 def _same(record: dict) -> dict:

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from sparsect import data
 from sparsect.app.batch import pacs
 from sparsect.app.batch.command import EXIT_CANNOT_START, EXIT_FAILURES, EXIT_OK, Log, run_batch
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, SIMULATION_HELP, VARIANT_HELP
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP
 from sparsect.app.settings import InputError
-from sparsect.reconstruct import registry
+from sparsect.reconstruct import metrics, registry
 
 _METHODS_ALIAS = "sparsect.batch.methods_alias"
 
@@ -59,53 +60,93 @@ def _run_with_pacs(in_dir: Path, out_dir: Path, dicomweb: str | None, study: str
     return code
 
 
+#: What ``sparsect batch --help`` says below the options: what would not fit in 80 columns beside them.
+EPILOG = ("--variant: the networks' fit variants are described in `sparsect reconstruct --help`. "
+          "--window: sheets of units already done keep theirs. "
+          "--dicomweb: credentials come from SPARSECT_DICOMWEB_USER and SPARSECT_DICOMWEB_PASSWORD or "
+          "SPARSECT_DICOMWEB_TOKEN, never options. "
+          "Skipped files (not CT: another modality, not DICOM) are listed in OUT_DIR/skipped.jsonl, failures "
+          "(units, unreadable files) in OUT_DIR/failures.jsonl.")
+_VARIANT = "Network fit variants; repeat or comma-separate (default: recommended)."
+_WINDOW = "Display window of the contact sheets: " + ", ".join(metrics.WINDOWS) + "."
+
+
+def _flag(name: str, help: str) -> Any:  # noqa: A002 - typer's own keyword
+    """An on/off option with one name (no --no-... twin) and no type or default in the help."""
+    return typer.Option(name, help=help, metavar="", show_default=False)
+
+
+class _Command(TyperCommand):
+    """``sparsect batch``: a typer command whose --help row, like the other flags', shows no ``<bool>``."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
 def register(cli: typer.Typer) -> None:
     """Add the ``batch`` command to the ``sparsect`` app."""
 
-    @cli.command()
+    @cli.command(cls=_Command, epilog=EPILOG)
     def batch(
-        in_dir: Annotated[Path, typer.Argument(help="Folder searched recursively for CT series (DICOM, .zip).")],
-        out_dir: Annotated[Path, typer.Argument(help="Output folder (mirrors IN_DIR's layout); reused to resume.")],
-        views: Annotated[list[str], typer.Option(help="View counts; repeat or comma-separate, e.g. 30,60.")
-                         ] = ["60"],  # noqa: B006
-        method: Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP, callback=_method_and_alias)
-                          ] = list(registry.DEFAULT_METHODS),  # noqa: B006, B008
+        in_dir: Annotated[Path, typer.Argument(help="Folder searched recursively for CT series (DICOM, .zip).",
+                                               metavar="IN_DIR", show_default=False)],
+        out_dir: Annotated[Path, typer.Argument(help="Output folder (mirrors IN_DIR); reused to resume.",
+                                                metavar="OUT_DIR", show_default=False)],
+        views: Annotated[list[str], typer.Option(help="View counts; repeat or comma-separate, e.g. 30,60.",
+                                                 metavar="N")] = ["60"],  # noqa: B006
+        method: Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP, callback=_method_and_alias,
+                                                  metavar="NAME")] = list(registry.DEFAULT_METHODS),  # noqa: B006, B008
         # --methods, the old name of --method, as a deprecated alias: hidden, warns, and its values join --method's.
         methods: Annotated[list[str] | None, typer.Option("--methods", hidden=True, is_eager=True, expose_value=False,
                                                           callback=_deprecated_methods)] = None,
-        preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")] = "preview",
-        variant: Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)] = None,
-        iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False)] = None,
-        photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).")] = None,
-        seed: Annotated[int, typer.Option(help="Seed for the noise (plus the slice index) and the networks.")] = 0,
-        slices: Annotated[str, typer.Option(help="all, middle, N or N-M (0-based, inclusive).")] = "all",
-        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-        anonymize: Annotated[bool, typer.Option(help="De-identify the derived DICOM (PS3.15 basic profile).")
+        preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.", metavar="NAME")
+                          ] = "preview",
+        variant: Annotated[list[str] | None, typer.Option(help=_VARIANT, show_default=False, metavar="NAME")] = None,
+        iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False, metavar="N")] = None,
+        photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).",
+                                                      metavar="N")] = None,
+        size: Annotated[int | None, typer.Option(help="Reconstruct on an N x N working grid (default: the "
+                                                 "slice's own).", show_default=False, metavar="N")] = None,
+        window: Annotated[str, typer.Option(help=_WINDOW, metavar="NAME")] = "full",
+        seed: Annotated[int, typer.Option(help="Seed for the noise (plus the slice index) and the networks.",
+                                          metavar="N")] = 0,
+        slices: Annotated[str, typer.Option(help="all, middle, N or N-M (0-based, inclusive).", metavar="SPEC")
+                          ] = "all",
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", metavar="NAME")] = "auto",
+        anonymize: Annotated[bool, _flag("--anonymize", "De-identify the derived DICOM (PS3.15 basic profile).")
                              ] = False,
-        workers: Annotated[int, typer.Option(help="Worker processes (0: one per GPU, else 1).")] = 0,
-        batch_size: Annotated[int, typer.Option(help="Slices fitted at once (0: from free GPU memory).")] = 0,
-        shard: Annotated[str | None, typer.Option(help="K/N: do only share K (1-based) of N, for array jobs.")
-                         ] = None,
-        executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
-        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).")
-                               ] = None,
-        simulation: Annotated[str, typer.Option(help=SIMULATION_HELP)] = "honest",
-        dry_run: Annotated[bool, typer.Option(help="List the work units (todo/done) and exit.")] = False,
-        quiet: Annotated[bool, typer.Option(help="No progress bar or table: only the structured log lines.")
+        workers: Annotated[int, typer.Option(help="Worker processes (0: one per GPU, else 1).", metavar="N")] = 0,
+        batch_size: Annotated[int, typer.Option(help="Slices fitted at once (0: from free GPU memory).",
+                                                metavar="N")] = 0,
+        shard: Annotated[str | None, typer.Option(help="K/N: do only share K (1-based) of N, for array jobs.",
+                                                  metavar="K/N")] = None,
+        executor: Annotated[str, typer.Option(help="local or ray.", metavar="NAME")] = "local",
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).",
+                                                        show_default=False, metavar="ADDR")] = None,
+        simulation: Annotated[str, typer.Option(help="honest or same-grid (the 'inverse crime').",
+                                                metavar="NAME")] = "honest",
+        dry_run: Annotated[bool, _flag("--dry-run", "List the work units (todo/done) and exit.")] = False,
+        quiet: Annotated[bool, _flag("--quiet", "No progress bar or table: only the structured log lines.")
                          ] = False,
-        dicomweb: Annotated[str | None, typer.Option(help=PACS_HELP["dicomweb"], show_default=False)] = None,
-        study: Annotated[str | None, typer.Option(help=PACS_HELP["study"], show_default=False)] = None,
-        series: Annotated[str | None, typer.Option(help=PACS_HELP["series"], show_default=False)] = None,
-        push: Annotated[bool, typer.Option(help=PACS_HELP["push"])] = False,
+        dicomweb: Annotated[str | None, typer.Option(help="DICOMweb base URL of a PACS: pull --study into IN_DIR "
+                                                     "first.", show_default=False, metavar="URL")] = None,
+        study: Annotated[str | None, typer.Option(help=PACS_HELP["study"], show_default=False, metavar="UID")] = None,
+        series: Annotated[str | None, typer.Option(help=PACS_HELP["series"], show_default=False, metavar="UID")
+                          ] = None,
+        push: Annotated[bool, _flag("--push", PACS_HELP["push"])] = False,
     ) -> None:
         """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
-        failures.jsonl), 2 could not start, 130/143 stopped by SIGINT/SIGTERM (rerun to resume). With
-        --dicomweb, the study is first pulled into IN_DIR (and with --push the results stored back)."""
+        failures.jsonl), 2 could not start (or no CT series in IN_DIR), 130/143 stopped by SIGINT/SIGTERM
+        (rerun to resume). With --dicomweb, the study is first pulled into IN_DIR (and with --push the results
+        stored back)."""
         raise typer.Exit(_run_with_pacs(in_dir, out_dir, dicomweb, study, series, push, dict(
             views=views, methods=method, preset=preset, variant=variant or None, iterations=iterations,
             photons=photons, seed=seed, slices=slices, device=device, anonymize=anonymize, workers=workers,
             batch_size=batch_size, shard=shard, executor=executor, ray_address=ray_address, dry_run=dry_run,
-            quiet=quiet, simulation=simulation)))
+            quiet=quiet, simulation=simulation, size=size, window=window)))
 
 
 __all__ = ["register"]

@@ -1,9 +1,14 @@
 """``sparsect batch IN_DIR OUT_DIR``: reconstruct every CT series under a folder, restartably.
 
-Exit codes: 0 every unit succeeded (and, for shard 1 or unsharded runs, every input file was usable);
-3 some units failed or some input files were skipped (see ``failures.jsonl``); 2 the job could not start
-(bad options, unreadable IN_DIR, OUT_DIR inside IN_DIR or in use by another batch, Ray missing); 130/143
-stopped by SIGINT/SIGTERM after the current unit (run the same command again to finish).
+Files that are not CT inputs (not DICOM, another modality such as MR, a DICOMDIR, a scout, a duplicate) are
+*skipped*: listed in ``OUT_DIR/skipped.jsonl`` (``{"kind": "skipped", "file", "reason"}`` per line) and logged,
+never a failure. Real failures -- a unit that could not be computed or written, a truncated or undecodable
+DICOM file, a series ``--slices`` selects nothing of -- are listed in ``OUT_DIR/failures.jsonl``.
+
+Exit codes: 0 every unit succeeded (and, for shard 1 or unsharded runs, no input file failed); 3 some units
+or input files failed (see ``failures.jsonl``); 2 the job could not start (bad options, unreadable IN_DIR, no CT
+series in IN_DIR, OUT_DIR inside IN_DIR or in use by another batch, Ray missing); 130/143 stopped by
+SIGINT/SIGTERM after the current unit (run the same command again to finish).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sparsect.app.batch import executors, plan, work
 from sparsect.app.batch.store import OutDirBusy, Store
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
 from sparsect.app.tables import narrow_table
+from sparsect.data.atomic import atomic_write
 from sparsect.reconstruct import registry
 
 EXIT_OK = 0
@@ -64,11 +70,14 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
               device: str = "auto", anonymize: bool = False, workers: int = 0, batch_size: int = 0,
               shard: str | None = None, executor: str = "local", ray_address: str | None = None,
               dry_run: bool = False, quiet: bool = False, console: Console | None = None,
-              stdout: Console | None = None, simulation: str = "honest") -> int:
+              stdout: Console | None = None, simulation: str = "honest", size: int | None = None,
+              window: str = "full") -> int:
     """Run (or with ``dry_run`` list) the batch; returns the exit code (see the module docstring).
 
     ``variant``: the networks' fit variants as for :func:`app.settings.parse_variants` (None: the
-    recommended ones). ``simulation``: "honest" or "same-grid" (see :func:`sparsect.data.simulate`)."""
+    recommended ones). ``simulation``: "honest" or "same-grid" (see :func:`sparsect.data.simulate`).
+    ``size``: reconstruct on a ``size`` x ``size`` working grid (None: each slice's own). ``window``: the
+    display window of the contact sheets (a name in :data:`sparsect.reconstruct.metrics.WINDOWS`)."""
     console = console or Console(stderr=True)
     if stdout is None:
         stdout = Console()
@@ -77,7 +86,8 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
         with contextlib.ExitStack() as held:  # the OUT_DIR lock, released however the run ends
             return _run(Path(in_dir), Path(out_dir), views or ["60"], methods or list(registry.DEFAULT_METHODS),
                         preset, variant, iterations, photons, seed, slices, device, anonymize, workers, batch_size,
-                        shard, executor, ray_address, dry_run, quiet, console, stdout, log, held, simulation)
+                        shard, executor, ray_address, dry_run, quiet, console, stdout, log, held, simulation,
+                        size, window)
     except CannotStart as error:
         log("run.error", level="error", reason=str(error))
         console.print(f"[bold red]error:[/] {error}", highlight=False)
@@ -86,9 +96,10 @@ def run_batch(in_dir: str | Path, out_dir: str | Path, views: list[str] | None =
 
 def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], preset: str,
               variant: list[str] | None, iterations: int | None, photons: float | None, slices: str, device: str,
-              workers: int, batch_size: int, shard: str | None, executor: str, simulation: str
-              ) -> tuple[Any, tuple[int, int], str]:
+              workers: int, batch_size: int, shard: str | None, executor: str, simulation: str,
+              size: int | None = None, window: str = "full") -> tuple[Any, tuple[int, int], str]:
     try:
+        plan.check_size_and_window(size, window)
         if executor not in ("local", "ray"):
             raise InputError(f"--executor must be local or ray, got {executor!r}")
         if executor == "ray" and not executors.ray_available():
@@ -106,7 +117,7 @@ def _validate(in_dir: Path, out_dir: Path, views: list[str], methods: list[str],
         batch_settings = plan.BatchSettings(
             views=parsed_views, methods=parse_methods(methods), slices=plan.check_slices(slices),
             preset=methods_run.preset, variant=methods_run.variant, iterations=methods_run.iterations,
-            photons=photons, simulation=simulation)
+            photons=photons, simulation=simulation, size=size, window=window)
         k_n = plan.parse_shard(shard)
         if workers < 0 or batch_size < 0:
             raise InputError("--workers and --batch-size must be >= 0 (0: automatic)")
@@ -140,6 +151,7 @@ class _Job:
     input_failures: list[dict[str, str]]
     store: Store
     fingerprints: dict[str, str]
+    skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)  # files that are not CT inputs
 
 
 def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: int, device: str, batch_size: int,
@@ -152,17 +164,31 @@ def _plan(in_dir: Path, out_dir: Path, settings: plan.BatchSettings, k: int, n: 
         raise CannotStart(f"cannot scan IN_DIR: {error}") from None
     if not scan.series and not scan.skipped:
         raise CannotStart(f"no files found under IN_DIR {str(in_dir)!r}")
+    skipped, input_failures = plan.split_inputs(scan.skipped)
+    if not scan.series:
+        raise CannotStart(f"no CT series found in IN_DIR {str(in_dir)!r} ({_count(len(scan.skipped), 'file')} "
+                          f"passed over: {_reasons(skipped + input_failures)})")
     units, problems = plan.plan(scan.series, in_dir, settings)
     if (too_large := limits.batch_problem(scan.series, units, settings, device, batch_size)) is not None:
         raise CannotStart(too_large)
-    input_failures = [{"kind": "input", "file": name, "reason": reason} for name, reason in scan.skipped + problems]
+    input_failures += [{"kind": "input", "file": name, "reason": reason} for name, reason in problems]
     mine = plan.shard(units, k, n)
     store = Store(out_dir, in_dir, settings)
     fingerprints = {u.id: store.fingerprint(u, scan.series[u.series_index]) for u in mine}
     todo = [u for u in mine if not store.is_done(u, fingerprints[u.id])]
-    log("run.plan", series=len(scan.series), skipped_inputs=len(input_failures), units=len(units),
-        shard_units=len(mine), already_done=len(mine) - len(todo), todo=len(todo))
-    return _Job(settings, scan, units, mine, todo, input_failures, store, fingerprints)
+    log("run.plan", series=len(scan.series), skipped_inputs=len(skipped), failed_inputs=len(input_failures),
+        units=len(units), shard_units=len(mine), already_done=len(mine) - len(todo), todo=len(todo))
+    return _Job(settings, scan, units, mine, todo, input_failures, store, fingerprints, skipped)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _reasons(records: list[dict[str, str]], most: int = 3) -> str:
+    """The first ``most`` files' names and reasons, on one line."""
+    named = "; ".join(f"{Path(r['file']).name}: {r['reason']}" for r in records[:most])
+    return named + (f"; and {len(records) - most} more" if len(records) > most else "")
 
 
 def _list_units(job: _Job, stdout: Console, log: Log) -> None:
@@ -177,8 +203,16 @@ def _list_units(job: _Job, stdout: Console, log: Log) -> None:
 
 
 def _log_skipped(job: _Job, log: Log) -> None:
+    for record in job.skipped:
+        log("input.skipped", file=record["file"], reason=record["reason"])
     for failure in job.input_failures:
-        log("input.skipped", level="warning", file=failure["file"], reason=failure["reason"])
+        log("input.failed", level="warning", file=failure["file"], reason=failure["reason"])
+
+
+def _write_skipped(job: _Job, out_dir: Path) -> None:
+    """``skipped.jsonl``: one line per input file that is not a CT input (the same for every shard)."""
+    lines = "".join(json.dumps(record) + "\n" for record in job.skipped)
+    atomic_write(out_dir / "skipped.jsonl", lines.encode(), temp_dir=job.store.state / "tmp")
 
 
 def _open_out_dir(job: _Job, out_dir: Path, k: int, n: int, held: contextlib.ExitStack) -> None:
@@ -253,26 +287,30 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
          variant: list[str] | None, iterations: int | None, photons: float | None, seed: int, slices: str,
          device: str, anonymize: bool, workers: int, batch_size: int, shard: str | None, executor: str,
          ray_address: str | None, dry_run: bool, quiet: bool, console: Console, stdout: Console, log: Log,
-         held: contextlib.ExitStack, simulation: str) -> int:
+         held: contextlib.ExitStack, simulation: str, size: int | None, window: str) -> int:
     settings, (k, n), device = _validate(in_dir, out_dir, views, methods, preset, variant, iterations, photons,
-                                         slices, device, workers, batch_size, shard, executor, simulation)
+                                         slices, device, workers, batch_size, shard, executor, simulation, size,
+                                         window)
     settings = dataclasses.replace(settings, seed=seed, anonymize=anonymize)
     started = time.perf_counter()
     log("run.start", in_dir=str(in_dir), out_dir=str(out_dir), views=",".join(map(str, settings.views)),
         methods=",".join(settings.methods), variant=",".join(settings.variant), simulation=settings.simulation,
-        slices=settings.slices, shard=f"{k}/{n}", executor=executor, device=device, version=__version__)
+        size=settings.size, window=settings.window, slices=settings.slices, shard=f"{k}/{n}", executor=executor,
+        device=device, version=__version__)
     job = _plan(in_dir, out_dir, settings, k, n, device, batch_size, log)
     if dry_run:
         _list_units(job, stdout, log)
         return EXIT_OK
     _open_out_dir(job, out_dir, k, n, held)
+    _write_skipped(job, out_dir)
     _log_skipped(job, log)
 
     graceful = stopping.GracefulStop(
         lambda signum: log("run.stopping", level="warning", signal=signal.Signals(signum).name,
                            detail="finishing the current unit; run the same command again to resume"),
         signals=(signal.SIGINT, signal.SIGTERM))
-    extra = {"version": __version__, "in_dir": str(in_dir), "settings": dataclasses.asdict(settings)}
+    extra = {"version": __version__, "in_dir": str(in_dir), "settings": dataclasses.asdict(settings),
+             "skipped": len(job.skipped)}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("units"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     progress = Progress(*columns, console=console, disable=quiet, transient=False)
@@ -287,7 +325,9 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     summary = job.store.rebuild(job.input_failures, dict(extra, seconds=round(time.perf_counter() - started, 2)))
     done_before, failed = len(job.mine) - len(job.todo), len(recorder.failed)
     if not quiet:
-        _print_summary(stdout, summary, recorder.completed, done_before, failed)
+        stdout.print(summary_table(summary))
+        stdout.print(summary_line(out_dir, recorder.completed + done_before, done_before,
+                                  failed + len(job.input_failures), len(job.skipped)), highlight=False, soft_wrap=True)
     if interrupted or graceful.received:
         code = graceful.exit_code or EXIT_INTERRUPTED
         log("run.interrupted", level="warning", done=recorder.completed,
@@ -296,7 +336,8 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     counted_inputs = job.input_failures if k == 1 else []
     code = EXIT_FAILURES if (recorder.failed or counted_inputs) else EXIT_OK
     log("run.end", done=recorder.completed, already_done=done_before, failed=failed,
-        skipped_inputs=len(job.input_failures), seconds=f"{time.perf_counter() - started:.1f}", exit_code=code)
+        failed_inputs=len(job.input_failures), skipped_inputs=len(job.skipped),
+        seconds=f"{time.perf_counter() - started:.1f}", exit_code=code)
     return code
 
 
@@ -322,7 +363,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def _print_summary(stdout: Console, summary: dict[str, Any], done: int, skipped: int, failed: int) -> None:
-    stdout.print(summary_table(summary))
-    stdout.print(f"units: {done} done, {skipped} already done, {failed} failed; "
-                 f"{summary['failures']} failure(s) recorded in failures.jsonl", highlight=False)
+def summary_line(out_dir: Path, done: int, already: int, failed: int, skipped: int) -> str:
+    """The run in one line: ``3 units done, 0 failed, 2 files skipped (not CT); results in OUT/metrics.csv``.
+    ``done`` counts the units done in this run and before (``already``); ``failed`` the failed units and
+    input files (the lines of failures.jsonl this run wrote); ``skipped`` the files that are not CT inputs."""
+    line = f"{_count(done, 'unit')} done" + (f" ({already} already)" if already else "") + f", {failed} failed"
+    if skipped:
+        line += f", {_count(skipped, 'file')} skipped (not CT)"
+    line += f"; results in {out_dir / 'metrics.csv'}"
+    if failed:
+        line += f", failures in {out_dir / 'failures.jsonl'}"
+    if skipped:
+        line += f", skipped files in {out_dir / 'skipped.jsonl'}"
+    return line

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparsect.app.scans import MIN_IMAGE_SIZE
 from sparsect.app.settings import recommended_variants
-from sparsect.reconstruct import registry
+from sparsect.reconstruct import metrics, registry
 
 # ----------------------------------------------------------------------------------------------------
 # Option parsing
@@ -82,10 +83,22 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def check_size_and_window(size: int | None, window: str) -> None:
+    """``--size`` and ``--window`` as ``sparsect reconstruct`` checks them (the same one-line errors)."""
+    if size is not None and size < MIN_IMAGE_SIZE:
+        raise PlanError(f"--size must be at least {MIN_IMAGE_SIZE} pixels, got {size}")
+    try:
+        metrics.window_bounds(window)
+    except (KeyError, ValueError, TypeError):
+        raise PlanError(f"unknown --window {window!r}; choose from {', '.join(metrics.WINDOWS)}") from None
+
+
 @dataclass(frozen=True)
 class BatchSettings:
     """Everything that decides a unit's outputs (device and batch size do not). ``variant``: the networks'
-    fit variants in the canonical form of :func:`sparsect.app.settings.parse_variants`."""
+    fit variants in the canonical form of :func:`sparsect.app.settings.parse_variants`; ``size``: the working
+    grid (None: each slice's own); ``window``: the display window of the contact sheets, the only setting
+    left out of a unit's fingerprint (it changes pictures, not results)."""
 
     views: tuple[int, ...] = (60,)
     methods: tuple[str, ...] = registry.DEFAULT_METHODS
@@ -97,6 +110,27 @@ class BatchSettings:
     seed: int = 0
     anonymize: bool = False
     simulation: str = "honest"
+    size: int | None = None
+    window: str = "full"
+
+
+#: Why :func:`sparsect.data.scan` passed over a file that is simply not a CT input (a notes.txt, an MR series,
+#: a DICOMDIR, a scout, a duplicate): such files are *skipped*; any other reason (truncated, undecodable,
+#: unreadable) is a *failure*.
+_NOT_CT = re.compile(r"^(not a DICOM file|DICOMDIR|localizer|every frame is a localizer|duplicate of"
+                     r"|CT object without pixel data)"
+                     r"|is not CT$")
+
+
+def split_inputs(passed_over: list[tuple[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The (file, reason) pairs of the files a scan did not use, as records: (skipped, failed)."""
+    skipped, failed = [], []
+    for name, reason in passed_over:
+        if _NOT_CT.search(reason):
+            skipped.append({"kind": "skipped", "file": name, "reason": reason})
+        else:
+            failed.append({"kind": "input", "file": name, "reason": reason})
+    return skipped, failed
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ def _grid(cells: list[Image.Image], max_width: int = 2048) -> Image.Image:
 
 
 def contact_sheet(references: np.ndarray, images: np.ndarray, slices: tuple[int, ...], label: str,
-                  max_width: int = 2048) -> Any:
-    """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide."""
-    return _grid([outputs.comparison_image({f"#{s}": ref, label: img}) for s, ref, img in
+                  max_width: int = 2048, window: Any = "full") -> Any:
+    """A grid of (reference | reconstruction) pairs, one per slice, at most ``max_width`` pixels wide, under the
+    display ``window`` (a name in :data:`sparsect.reconstruct.metrics.WINDOWS` or a (low, high) HU pair)."""
+    return _grid([outputs.comparison_image({f"#{s}": ref, label: img}, window) for s, ref, img in
                   zip(slices, references, images, strict=True)], max_width)
 
 

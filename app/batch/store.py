@@ -53,9 +53,10 @@ from sparsect.reconstruct import registry
 
 MANIFEST_VERSION = 1
 STATE_DIR = ".sparsect"
-#: A row of ``metrics.csv``/``metrics.jsonl``: the series (its UID, or a pseudonym) and slice, then the slice's
-#: record (:data:`sparsect.app.records.RECORD_FIELDS`).
-COLUMNS = ("series", "slice", *records.RECORD_FIELDS)
+#: A row of ``metrics.csv``/``metrics.jsonl``: the slice's record (:data:`sparsect.app.records.RECORD_FIELDS`), its
+#: input the series' folder under IN_DIR (None with ``--anonymize``) and its series the SeriesInstanceUID (a keyed
+#: pseudonym with ``--anonymize``).
+COLUMNS = records.RECORD_FIELDS
 
 
 def _source_file(source: str, root: Path) -> Path:
@@ -212,6 +213,8 @@ class Store:
             payload["variant"] = variant
         if s.simulation != "same-grid":  # keyless for same-grid, what runs from before --simulation simulated
             payload["simulation"] = s.simulation
+        if s.size is not None:  # keyless without --size: runs from before --size stay done
+            payload["size"] = s.size
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         self._attempts[unit.id] = digest  # a later failure of this unit is recorded with it
         return digest
@@ -279,10 +282,12 @@ class Store:
             hu=series.hu[idx], spacing=series.spacing, positions=series.positions[idx], uid=series.uid,
             description=series.description, datasets=[series.datasets[i] for i in idx],
             frames=[series.frames[i] for i in idx], sources=[series.sources[i] for i in idx], meta=series.meta)
-        description = f"{registry.label(unit.method)} {unit.views} views"
-        data.write_series(staging / "dicom", result["images"], reference, description,
+        description = data.dicom_write.Provenance(registry.label(unit.method), unit.views)  # same_study: --push
+        data.write_series(staging / "dicom", result["images"], reference, description, same_study=True,
                           anonymize=self.anonymizer() or False, series_number=self.series_number(unit, series))
-        sheet = sheets.contact_sheet(series.hu[idx], result["images"], unit.slices, unit.method)
+        references = result.get("references")  # the slices on the --size working grid, when one was given
+        sheet = sheets.contact_sheet(series.hu[idx] if references is None else references, result["images"],
+                                     unit.slices, unit.method, window=self.settings.window)
         outputs.write_png(staging / "sheet.png", sheet)
         files = {"sheet.png": f"{unit.out_rel}.png"} | self._stage_maps(staging, unit, result)
 
@@ -296,7 +301,8 @@ class Store:
         shutil.rmtree(staging, ignore_errors=True)
 
         series_id = self.series_id(unit.series_uid)
-        rows = [{"series": series_id, **{key: r[key] for key in COLUMNS[1:]}} for r in result["rows"]]
+        named = {"series": series_id, "input": None if self.settings.anonymize else unit.rel_dir}
+        rows = [{key: named.get(key, r[key]) for key in COLUMNS} for r in result["rows"]]
         record = {"unit": dataclasses.asdict(unit), "key": unit.key, "fingerprint": fingerprint,
                   "inputs": self.input_hashes(series), "settings": dataclasses.asdict(self.settings),
                   "outputs": [unit.out_rel, *files.values()], "rows": rows,

@@ -28,7 +28,7 @@ def make_payload(unit: Unit, series: Any, settings: BatchSettings, device: str, 
         "spacing": (float(series.spacing[0]), float(series.spacing[1])),
         "preset": settings.preset, "variant": list(settings.variant), "iterations": settings.iterations,
         "photons": settings.photons, "seed": settings.seed, "device": device, "batch_size": batch_size,
-        "simulation": settings.simulation,
+        "simulation": settings.simulation, "size": settings.size, "window": settings.window,
     }
 
 
@@ -72,11 +72,13 @@ def _compute(payload: dict[str, Any]) -> dict[str, Any]:
     settings = MethodSettings(iterations=payload["iterations"], preset=payload["preset"], seed=payload["seed"],
                               device=device, variant=tuple(payload["variant"]))
     hu = np.array(payload["hu"], dtype=np.float32)  # writable copy (Ray hands out read-only arrays)
-    spacing = tuple(payload["spacing"])
+    spacing, size = tuple(payload["spacing"]), payload.get("size")  # size: the working grid (None: the slice's)
     slice_scans = [scans.simulate(data.CTSlice(hu=image, spacing=spacing), ScanSettings(
         views=payload["views"], photons=payload["photons"], seed=payload["seed"] + int(index),
-        simulation=payload["simulation"])) for index, image in zip(payload["slices"], hu, strict=True)]
-    batch = payload["batch_size"] or auto_batch_size(payload["method"], hu.shape[1:], device)
+        simulation=payload["simulation"], size=size), {"slice": int(index), "window": payload.get("window")})
+        for index, image in zip(payload["slices"], hu, strict=True)]
+    shape = hu.shape[1:] if size is None else (size, size)
+    batch = payload["batch_size"] or auto_batch_size(payload["method"], shape, device)
     outcomes: list[run.Outcome] = []
     while len(outcomes) < len(slice_scans):
         b = min(batch, len(slice_scans) - len(outcomes))
@@ -90,8 +92,10 @@ def _compute(payload: dict[str, Any]) -> dict[str, Any]:
     uncertainty = None
     if outcomes[0].uncertainty_hu is not None:
         uncertainty = np.stack([o.uncertainty_hu for o in outcomes]).astype(np.float32)
-    rows = [{"slice": int(index), **outcome.record()} for index, outcome in zip(payload["slices"], outcomes,
-                                                                                 strict=True)]
-    return {"ok": True, "images": np.stack([o.image_hu for o in outcomes]).astype(np.float32),
-            "consistency": np.stack([o.consistency_hu for o in outcomes]).astype(np.float32),
-            "uncertainty": uncertainty, "rows": rows, "batch_size": batch}
+    rows = [outcome.record() for outcome in outcomes]
+    result = {"ok": True, "images": np.stack([o.image_hu for o in outcomes]).astype(np.float32),
+              "consistency": np.stack([o.consistency_hu for o in outcomes]).astype(np.float32),
+              "uncertainty": uncertainty, "rows": rows, "batch_size": batch}
+    if size is not None:  # the slices on the working grid, for the contact sheet
+        result["references"] = np.stack([s.reference_hu for s in slice_scans]).astype(np.float32)
+    return result

@@ -180,8 +180,10 @@ def dicom_zip(reference: data.CTSlice, outcomes: Sequence[Outcome], views: int, 
             zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for number, outcome in enumerate(outcomes, start=1001):
             folder = Path(tmp) / outcome.method
-            paths = data.write_series(folder, outcome.image_hu, reference, f"{label(outcome.method)} {views} views",
-                                      anonymize=anonymizer, series_number=number)
+            provenance = data.dicom_write.Provenance(
+                label(outcome.method), views, fit=records.fit_words(outcome.method, outcome.reconstruction))
+            paths = data.write_series(folder, outcome.image_hu, reference, provenance, anonymize=anonymizer,
+                                      series_number=number)
             for path in paths:
                 archive.write(path, f"{outcome.method}/{path.name}")
     return buffer.getvalue()

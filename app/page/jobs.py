@@ -1,7 +1,9 @@
 """The page's background runs: :class:`Job` runs the run layer (:func:`sparsect.app.run.run_tasks`) on a thread,
 with live :class:`Progress` per method (and a measured scan's reference) and a stop request. The worker never
 touches Streamlit; the page polls :attr:`Job.progress` and collects :attr:`Job.results`. The simulated and the
-measured-scan modes use the same job."""
+measured-scan modes use the same job. Given the server's :class:`sparsect.app.run_queue.RunQueue`, a job takes a
+ticket when started and its thread waits for its turn before running (:attr:`Job.waiting`); the page's polls
+(:meth:`Job.touch`) keep its place."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sparsect.app import run
+from sparsect.app.run_queue import RunQueue, Standing, Ticket
 from sparsect.app.scans import Scan
 from sparsect.data.hu import MU_WATER, mu_to_hu
 from sparsect.reconstruct import registry
@@ -115,9 +118,16 @@ class Job:
     :attr:`progress` maps each method (and :data:`sparsect.app.run.REFERENCE` for a measured scan's reference) to its
     :class:`Progress`; :attr:`results` maps each finished task's key to its :class:`sparsect.app.run.Outcome`;
     :attr:`reference` is a measured scan's reference once it ran.
+
+    Parameters
+    ----------
+    tasks, scan : what to run.
+    queue : the server's run queue (None: start at once); ``need`` the run's memory estimate in bytes and
+        ``label`` its name in the queue's log lines.
     """
 
-    def __init__(self, tasks: Iterable[run.Task], scan: Scan) -> None:
+    def __init__(self, tasks: Iterable[run.Task], scan: Scan, queue: RunQueue | None = None, need: int = 0,
+                 label: str = "") -> None:
         self.tasks = list(tasks)
         self.scan = scan
         names = ([run.REFERENCE] if scan.reference_method is not None else []) + [t.method for t in self.tasks]
@@ -126,18 +136,47 @@ class Job:
         self.reference: Reconstruction | None = None
         self.stop_event = threading.Event()
         self.collected = False
+        self.queue, self.need, self.label = queue, int(need), label or "+".join(t.method for t in self.tasks)
+        self.ticket: Ticket | None = None
         self._thread = threading.Thread(target=self._run, name="sparsect-run", daemon=True)
 
     def start(self) -> Job:
+        """Start the thread (after taking a queue ticket: :class:`sparsect.app.run_queue.RunRefused` when the run
+        could never fit the server's memory budget; nothing is started then)."""
+        if self.queue is not None:
+            self.ticket = self.queue.submit(self.need, self.label)
         self._thread.start()
         return self
 
     @property
     def running(self) -> bool:
+        """True until the run ended (waiting for its turn included)."""
         return self._thread.is_alive()
 
+    @property
+    def waiting(self) -> bool:
+        """True while the run waits in the server's queue."""
+        return self.ticket is not None and self.ticket.state == "waiting"
+
+    @property
+    def dropped(self) -> str | None:
+        """Why the run left the queue without running (cancelled, or its page stopped polling); None otherwise."""
+        return self.ticket.why if self.ticket is not None and self.ticket.state == "dropped" else None
+
+    def standing(self) -> Standing | None:
+        """The run's place in the queue and estimated start (None without a queue)."""
+        return None if self.ticket is None else self.queue.standing(self.ticket)
+
+    def touch(self) -> None:
+        """The page polled: keep the run's place in the queue."""
+        if self.ticket is not None:
+            self.queue.touch(self.ticket)
+
     def request_stop(self) -> None:
+        """Stop the running method (its result so far is kept); a waiting run leaves the queue."""
         self.stop_event.set()
+        if self.waiting:
+            self.queue.cancel(self.ticket)
 
     def wait(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -152,7 +191,15 @@ class Job:
         return _Listener(self)
 
     def _run(self) -> None:
-        run.run_tasks(self.scan, self.tasks, self.listener(), stop=self.stop_event)
+        if self.ticket is not None and not self.queue.acquire(self.ticket):
+            for progress in self.progress.values():
+                progress.status = "cancelled"
+            return
+        try:
+            run.run_tasks(self.scan, self.tasks, self.listener(), stop=self.stop_event)
+        finally:
+            if self.ticket is not None:
+                self.queue.release(self.ticket)
 
 
 __all__ = ["Job", "Progress"]

@@ -15,10 +15,10 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from sparsect import data
-from sparsect.app import run, scans
+from sparsect.app import access, run, scans
 from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
-from sparsect.app.page import keys, sidebar, uploads
+from sparsect.app.page import keys, queue_view, sidebar, uploads
 from sparsect.app.page import measured_mode as page_measured
 from sparsect.app.page import progress as page_progress
 from sparsect.app.page import reader as pr
@@ -81,7 +81,9 @@ def simulate_section(choice: sidebar.InputChoice, scan: sidebar.ScanChoice) -> s
     simulation = sims.get(key)
     if simulation is None:
         try:
-            simulation = sims.put(key, scans.simulate(choice.ct, scan.settings))
+            # a sample is named in the records; an upload's file name may name the patient, so it is not
+            named = st.session_state.get("sample") if choice.source == "Sample" else None
+            simulation = sims.put(key, scans.simulate(choice.ct, scan.settings, scans.source(choice.ct, named)))
         except ValueError as exc:
             st.error(f"The scan cannot be simulated with these settings: {exc}")
             return None
@@ -117,16 +119,20 @@ def collect(job: Job) -> None:
 
 
 def run_section(request: Request) -> Job | None:
-    """Start a background run of the methods without a finished result when Run was pressed; the job."""
+    """Start a background run of the methods without a finished result when Run was pressed (it waits in the
+    server's run queue for its turn); the job."""
     state = st.session_state
     job: Job | None = state.get(keys.JOB)
     if request.methods.run_clicked and (job is None or not job.running):
         results = state[keys.RESULTS]
         todo = [run.Task(m, request.settings[m], key) for m, key in request.run_keys.items()
                 if key not in results or results[key].stopped]
-        if todo:
-            job = state[keys.JOB] = Job(todo, request.scan_data).start()
-            server_runs().watch(job)
+        if todo:  # through the server's queue: at most N runs at once, each within the memory budget
+            started = queue_view.start(st, todo, request.scan_data, max(request.choice.ct.hu.shape),
+                                       request.scan.settings)
+            if started is not None:
+                job = state[keys.JOB] = started
+                server_runs().watch(job)
         else:
             st.toast("Already computed for these settings.")
     if job is not None and not job.running:
@@ -204,6 +210,8 @@ def progress_section(box: DeltaGenerator, job: Job | None, reader_mode: bool) ->
 
 def main() -> None:
     configure_page()
+    if not access.gate(st):  # sign-in (app/access.py) before any section: no data, no PACS until then
+        return
     state = st.session_state
     keys.init_state(state)
     source = sidebar.source_section(st.sidebar)

@@ -24,7 +24,7 @@ from sparsect import data
 from sparsect.app import measured_scan, run, settings
 from sparsect.app.outputs import comparison_image, npz_bytes, png_bytes
 from sparsect.app.page import figures as pf
-from sparsect.app.page import keys
+from sparsect.app.page import keys, queue_view
 from sparsect.app.page import progress as page_progress
 from sparsect.app.page.jobs import Job
 from sparsect.app.scans import Scan
@@ -166,8 +166,10 @@ def _run_section(st: Any, state: Any, options: Options) -> None:
     running = state.get(keys.MEASURED_JOB)
     if options.run_clicked and (running is None or not running[1].running):
         chosen = settings.method_settings(device="auto")
-        job = Job([run.Task(m, chosen, m) for m in options.methods], options.scan).start()
-        running = state[keys.MEASURED_JOB] = (options.key, job)
+        side, scanned = queue_view.measured_settings(options.scan)
+        job = queue_view.start(st, [run.Task(m, chosen, m) for m in options.methods], options.scan, side, scanned)
+        if job is not None:
+            running = state[keys.MEASURED_JOB] = (options.key, job)
     if running is None:
         return
     key, job = running

@@ -78,7 +78,8 @@ def source_section(sb: Any) -> str:
     sb.title("sparsect")
     sb.caption("Simulate a sparse-view CT scan of a slice and compare reconstructions against it.")
     sb.header("1 Input", divider="gray")
-    return sb.radio("Source", list(SOURCES), horizontal=True, key="source")
+    sources = [s for s in SOURCES if s != PACS or page_pacs.available()]  # only with an operator-set PACS
+    return sb.radio("Source", sources, horizontal=True, key="source")
 
 
 def input_section(sb: Any, source: str, sample_slice: Callable[[str, int | None], data.CTSlice]) -> InputChoice:
