@@ -22,7 +22,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sparsect import __version__, data, operators
 from sparsect.app import display, limits, measured_scan, outputs, run, run_outputs, scans, settings, stopping
 from sparsect.app.batch.cli import register
-from sparsect.app.help import ITERATIONS_HELP, MEASURED_HELP, METHOD_HELP, SIMULATION_HELP, SIZE_HELP, VARIANT_HELP
+from sparsect.app.help import (
+    ITERATIONS_HELP,
+    MEASURED_HELP,
+    METHOD_HELP,
+    SIMULATION_HELP,
+    SIZE_HELP,
+    VARIANT_HELP,
+    Command,
+    flag,
+)
 from sparsect.app.scans import Scan
 from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
@@ -78,49 +87,59 @@ def samples() -> None:
 
 
 InputArg = Annotated[str | None, typer.Argument(
-    help="DICOM file, folder or .zip archive of CT images, or a sample name (see `sparsect samples`).",
+    help="DICOM file, folder or .zip of CT images, or a sample (`sparsect samples`).", metavar="INPUT",
     show_default=False)]
-ViewsOpt = Annotated[int | None, typer.Option(help="Number of evenly spaced views over the arc (default 60); with "
-                                                   "--scan, measured views kept (default all).", show_default=False)]
-MethodOpt = Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP)]
-IterationsOpt = Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False)]
-PresetOpt = Annotated[str, typer.Option(help="Network preset: preview, paper or quality.")]
-VariantOpt = Annotated[list[str] | None, typer.Option(help=VARIANT_HELP, show_default=False)]
-PhotonsOpt = Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise); off by default.")]
-SizeOpt = Annotated[int | None, typer.Option(help=SIZE_HELP, show_default=False)]
-BeamOpt = Annotated[str, typer.Option(help="Beam geometry: parallel (half turn) or fan (flat detector, full turn).")]
+ViewsOpt = Annotated[int | None, typer.Option(
+    help="Views over the arc (default 60); with --scan, measured views kept (default all).", metavar="N",
+    show_default=False)]
+MethodOpt = Annotated[list[str], typer.Option("--method", "-m", help=METHOD_HELP, metavar="NAME")]
+IterationsOpt = Annotated[int | None, typer.Option(
+    help="Main-loop iterations of every iterative method (default: each method's own).", metavar="N",
+    show_default=False)]
+PresetOpt = Annotated[str, typer.Option(help="Network preset: preview, paper or quality.", metavar="NAME")]
+VariantOpt = Annotated[list[str] | None, typer.Option(
+    help="Network fit variants, repeat or comma-separate (default: recommended; see below).", metavar="NAME",
+    show_default=False)]
+PhotonsOpt = Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise; default none).",
+                                                  metavar="N", show_default=False)]
+SizeOpt = Annotated[int | None, typer.Option(help="Working grid N x N (default: the slice's own; see below).",
+                                             metavar="N", show_default=False)]
+BeamOpt = Annotated[str, typer.Option(help="parallel (half turn) or fan (flat detector, full turn).", metavar="NAME")]
 SourceDistanceOpt = Annotated[float | None, typer.Option(
-    help="Fan beam: source to rotation centre in mm (default: twice the image diagonal).", show_default=False)]
+    help="Fan beam: source to centre (default: 2 image diagonals).", metavar="MM", show_default=False)]
 DetectorDistanceOpt = Annotated[float | None, typer.Option(
-    help="Fan beam: rotation centre to detector in mm (default: one image diagonal).", show_default=False)]
-SimulationOpt = Annotated[str, typer.Option(help=SIMULATION_HELP)]
-SliceOpt = Annotated[int | None, typer.Option("--slice", help="Slice index in a series (default: middle).")]
+    help="Fan beam: centre to detector (default: 1 image diagonal).", metavar="MM", show_default=False)]
+SimulationOpt = Annotated[str, typer.Option(help="honest or same-grid (the inverse crime; see below).", metavar="NAME")]
+SliceOpt = Annotated[int | None, typer.Option("--slice", help="Slice index in a series (default: middle).",
+                                              metavar="N", show_default=False)]
 SeriesOpt = Annotated[str | None, typer.Option(
-    "--series", help="SeriesInstanceUID of the series to use when INPUT holds several (the error lists them).",
+    "--series", help="SeriesInstanceUID when INPUT holds several (the error lists them).", metavar="UID",
     show_default=False)]
-SeedOpt = Annotated[int, typer.Option(help="Seed for the noise and the networks.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-OutOpt = Annotated[Path | None, typer.Option(help="The run's folder for the PNG, NPZ, derived DICOM and metrics: "
-                                                 "new or empty, or an earlier run's with --force.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an earlier run's --out folder whole.")]
-AnonymizeOpt = Annotated[bool, typer.Option(
-    help="De-identify the derived DICOM in --out (PS3.15 basic profile; one pseudonymous patient and study for all "
-         "methods).")]
-SameStudyOpt = Annotated[bool, typer.Option(
-    "--same-study", help="Put the derived DICOM in --out into the source's study; default a research study of its "
-                         "own (same patient, marked as a research reconstruction).")]
-WindowOpt = Annotated[str, typer.Option(help="Display window of the PNGs: auto (the DICOM's own, a head's brain "
-                                              "window, else soft tissue), brain, soft_tissue, lung, bone, full...")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per method, one per line.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for the noise and the networks.", metavar="N")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", metavar="NAME")]
+OutOpt = Annotated[Path | None, typer.Option(
+    help="The run's folder for PNG, NPZ, DICOM and metrics: new or empty, or an earlier run's with --force.",
+    metavar="DIR", show_default=False)]
+ForceOpt = Annotated[bool, flag("--force", "Replace an earlier run's --out folder whole.")]
+AnonymizeOpt = Annotated[bool, flag("--anonymize", "De-identify the derived DICOM (PS3.15 basic profile).")]
+SameStudyOpt = Annotated[bool, flag("--same-study", "Put the derived DICOM into the source's study (default: a "
+                                                    "research study of its own).")]
+WindowOpt = Annotated[str, typer.Option(
+    help="PNG display window: auto (the DICOM's own, a head's brain window, else soft tissue), brain, soft_tissue, "
+         "lung, bone, full.", metavar="NAME")]
+JsonOpt = Annotated[bool, flag("--json", "Print one JSON record per method, one per line.")]
 
 
-def _measured_option(name: str) -> Any:
-    return Annotated[str | None, typer.Option(help=MEASURED_HELP[name], show_default=False)]
+def _measured_option(name: str, metavar: str) -> Any:
+    return Annotated[str | None, typer.Option(help=MEASURED_HELP[name], show_default=False, metavar=metavar)]
 
 
-ScanOpt, GeometryOpt, CenterOpt, ReferenceOpt = (_measured_option(n) for n in ("scan", "geometry", "center",
-                                                                                "reference"))
-RowOpt = Annotated[int | None, typer.Option(help=MEASURED_HELP["row"], show_default=False)]
+ScanOpt, GeometryOpt, CenterOpt, ReferenceOpt = (_measured_option(n, m) for n, m in (
+    ("scan", "FILE"), ("geometry", "FILE"), ("center", "BINS"), ("reference", "NAME")))
+RowOpt = Annotated[int | None, typer.Option(help=MEASURED_HELP["row"], show_default=False, metavar="N")]
+#: What ``sparsect reconstruct --help`` says below the options: what would not fit in 80 columns beside them.
+RECONSTRUCT_EPILOG = "\n\n".join((f"--iterations: {ITERATIONS_HELP}", f"--variant: {VARIANT_HELP}",
+                                   f"--size: {SIZE_HELP}", f"--simulation: {SIMULATION_HELP}"))
 
 
 @dataclass(frozen=True)
@@ -143,7 +162,7 @@ class Request:
     same_study: bool = False
 
 
-@cli.command()
+@cli.command(cls=Command, epilog=RECONSTRUCT_EPILOG)
 def reconstruct(
     input: InputArg = None, views: ViewsOpt = None, method: MethodOpt = list(registry.DEFAULT_METHODS),  # noqa: B006, B008
     iterations: IterationsOpt = None, preset: PresetOpt = "preview", variant: VariantOpt = None,

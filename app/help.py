@@ -1,6 +1,28 @@
-"""Option help shared by ``sparsect reconstruct`` and ``sparsect batch`` (one wording for one option)."""
+"""Option help shared by ``sparsect reconstruct`` and ``sparsect batch`` (one wording for one option), and the
+pieces that keep their ``--help`` within 80 columns (:func:`flag`, :class:`Command`)."""
+
+from typing import Any
+
+import typer
+from typer.core import TyperCommand
 
 from sparsect.reconstruct import registry
+
+
+def flag(name: str, help: str) -> Any:  # noqa: A002 - typer's own keyword
+    """An on/off option with one name (no --no-... twin) and no type or default in the help."""
+    return typer.Option(name, help=help, metavar="", show_default=False)
+
+
+class Command(TyperCommand):
+    """A typer command whose --help row, like the other flags', shows no ``<bool>``."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
 
 METHOD_HELP = f"{', '.join(registry.METHODS)}; repeat or comma-separate."
 ITERATIONS_HELP = ("Main-loop iterations of every iterative method (epochs for OS-SART, Adam steps for the networks, "

@@ -597,3 +597,17 @@ def test_ctrl_c_during_the_simulation_stops_it_at_its_next_chunk(tmp_path, monke
     assert started == [] and not out.exists() and [p.name for p in tmp_path.iterdir()] == []
     assert reports[0][:2] == ("simulation", 1) and reports[-1][1] == 2 < reports[-1][2]  # stopped at its next check
     assert "interrupted:" in result.stderr and "Traceback" not in result.output
+
+
+def test_reconstruct_help_fits_80_columns_without_truncation():
+    completed = subprocess.run([sys.executable, "-m", "sparsect.app.cli", "reconstruct", "--help"], capture_output=True,
+                               text=True, timeout=120, env=dict(os.environ, COLUMNS="80", TERM="dumb"))
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and not [line for line in lines if "…" in line]
+    text = " ".join(completed.stdout.split())
+    for option in ("--detector-distance-mm", "--source-distance-mm", "--same-study", "--force", "--window",
+                   "--variant", "--simulation", "[default: auto]"):
+        assert option in text, option
+    assert "<bool>" not in text and "--no-" not in text
+    assert "band_blend" in text  # the variants' help, below the options

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperCommand
 
 from sparsect import data
 from sparsect.app.batch import pacs
 from sparsect.app.batch.command import EXIT_CANNOT_START, EXIT_FAILURES, EXIT_OK, Log, run_batch
-from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP
+from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, Command, flag
 from sparsect.app.settings import InputError
 from sparsect.reconstruct import metrics, registry
 
@@ -71,25 +70,10 @@ _VARIANT = "Network fit variants; repeat or comma-separate (default: recommended
 _WINDOW = "Display window of the contact sheets: " + ", ".join(metrics.WINDOWS) + "."
 
 
-def _flag(name: str, help: str) -> Any:  # noqa: A002 - typer's own keyword
-    """An on/off option with one name (no --no-... twin) and no type or default in the help."""
-    return typer.Option(name, help=help, metavar="", show_default=False)
-
-
-class _Command(TyperCommand):
-    """``sparsect batch``: a typer command whose --help row, like the other flags', shows no ``<bool>``."""
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-
 def register(cli: typer.Typer) -> None:
     """Add the ``batch`` command to the ``sparsect`` app."""
 
-    @cli.command(cls=_Command, epilog=EPILOG)
+    @cli.command(cls=Command, epilog=EPILOG)
     def batch(
         in_dir: Annotated[Path, typer.Argument(help="Folder searched recursively for CT series (DICOM, .zip).",
                                                metavar="IN_DIR", show_default=False)],
@@ -116,7 +100,7 @@ def register(cli: typer.Typer) -> None:
         slices: Annotated[str, typer.Option(help="all, middle, N or N-M (0-based, inclusive).", metavar="SPEC")
                           ] = "all",
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", metavar="NAME")] = "auto",
-        anonymize: Annotated[bool, _flag("--anonymize", "De-identify the derived DICOM (PS3.15 basic profile).")
+        anonymize: Annotated[bool, flag("--anonymize", "De-identify the derived DICOM (PS3.15 basic profile).")
                              ] = False,
         workers: Annotated[int, typer.Option(help="Worker processes (0: one per GPU, else 1).", metavar="N")] = 0,
         batch_size: Annotated[int, typer.Option(help="Slices fitted at once (0: from free GPU memory).",
@@ -128,15 +112,15 @@ def register(cli: typer.Typer) -> None:
                                                         show_default=False, metavar="ADDR")] = None,
         simulation: Annotated[str, typer.Option(help="honest or same-grid (the 'inverse crime').",
                                                 metavar="NAME")] = "honest",
-        dry_run: Annotated[bool, _flag("--dry-run", "List the work units (todo/done) and exit.")] = False,
-        quiet: Annotated[bool, _flag("--quiet", "No progress bar or table: only the structured log lines.")
+        dry_run: Annotated[bool, flag("--dry-run", "List the work units (todo/done) and exit.")] = False,
+        quiet: Annotated[bool, flag("--quiet", "No progress bar or table: only the structured log lines.")
                          ] = False,
         dicomweb: Annotated[str | None, typer.Option(help="DICOMweb base URL of a PACS: pull --study into IN_DIR "
                                                      "first.", show_default=False, metavar="URL")] = None,
         study: Annotated[str | None, typer.Option(help=PACS_HELP["study"], show_default=False, metavar="UID")] = None,
         series: Annotated[str | None, typer.Option(help=PACS_HELP["series"], show_default=False, metavar="UID")
                           ] = None,
-        push: Annotated[bool, _flag("--push", PACS_HELP["push"])] = False,
+        push: Annotated[bool, flag("--push", PACS_HELP["push"])] = False,
     ) -> None:
         """Reconstruct every CT series under IN_DIR; restartable. Exit codes: 0 ok, 3 some failures (see
         failures.jsonl), 2 could not start (or no CT series in IN_DIR), 130/143 stopped by SIGINT/SIGTERM

@@ -20,7 +20,7 @@ READER_CSV = "reader_csv"  # the ratings CSV last offered for download
 MEASURED_SCANS = "measured_scans"  # upload digest -> data.MeasuredScan, a few kept
 MEASURED_JOB = "measured_job"  # (settings key, jobs.Job) of the latest measured-scan run
 MEASURED_RESULTS = "measured_results"  # (settings key, reference, outcomes) of the last finished measured run
-PACS_URL, PACS_STUDIES, PACS_SERIES, PACS_FILES = "pacs_url", "pacs_studies", "pacs_series", "pacs_files"
+PACS_STUDIES, PACS_SERIES, PACS_FILES = "pacs_studies", "pacs_series", "pacs_files"
 
 
 def new_reader_seed() -> int:
@@ -40,5 +40,5 @@ def init_state(state: MutableMapping[str, Any]) -> None:
 
 
 __all__ = ["JOB", "MEASURED_JOB", "MEASURED_RESULTS", "MEASURED_SCANS", "PACS_FILES", "PACS_SERIES", "PACS_STUDIES",
-           "PACS_URL", "READER_CSV", "READER_REVEALED", "READER_SEED", "RESULTS", "SIMULATIONS", "UPLOADS", "VIEWS",
+           "READER_CSV", "READER_REVEALED", "READER_SEED", "RESULTS", "SIMULATIONS", "UPLOADS", "VIEWS",
            "init_state", "new_reader_seed"]
