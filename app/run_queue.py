@@ -174,7 +174,12 @@ class RunQueue:
             self._expire()
             self._admit()
 
-    cancel = release
+    def cancel(self, ticket: Ticket) -> None:
+        """Withdraw a waiting ticket (Stop pressed before it started); a running one is left to :meth:`release`."""
+        with self._condition:
+            if ticket.state == "waiting":
+                self._drop(ticket, "cancelled")
+                self._admit()
 
     def touch(self, ticket: Ticket) -> None:
         """The ticket's page polled: keep its place for another ``grace`` seconds (and drop abandoned ones)."""

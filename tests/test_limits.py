@@ -94,15 +94,17 @@ def _refusal(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("option, value", [("--views", "100000"), ("--size", "8192")])
-def test_reconstruct_refuses_with_a_setting_that_fits(tmp_path, monkeypatch, option, value):
-    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, "1e9")
+@pytest.mark.parametrize("option, value, memory, shown", [("--views", "100000", "1e9", r"1\.0"),
+                                                          ("--size", "1024", "1e8", r"0\.1")])
+def test_reconstruct_refuses_with_a_setting_that_fits(tmp_path, monkeypatch, option, value, memory, shown):
+    """(A --size beyond 4x the slice's own is refused earlier, by the upscale limit: 1024 is shepp_logan's 4x.)"""
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, memory)
     args = {"--views": "60", "--size": "64", option: value}
     out = tmp_path / "out"
     result = runner.invoke(cli, ["reconstruct", "shepp_logan", "--out", str(out),
                                  *(item for pair in args.items() for item in pair)])
     line = _refusal(result)
-    match = re.fullmatch(rf"error: {option} {value} .*needs about [\d.]+ GB; this machine has 1\.0 GB available; "
+    match = re.fullmatch(rf"error: {option} {value} .*needs about [\d.]+ GB; this machine has {shown} GB available; "
                          rf"at most {option} (\d+) fits", line)
     assert match, line
     assert not out.exists()
@@ -140,26 +142,27 @@ def test_page_check_raises_the_page_error(monkeypatch):
 
 
 def test_a_huge_size_on_a_non_square_slice_is_refused_before_resampling(tmp_path, monkeypatch):
-    """Resampling the 128x96 slice to 100000² would allocate ~120 GB: refused first, in one line."""
+    """Resampling the 128x96 slice to 512² (its 4x, the upscale limit) with 1 MB available: refused first, in one
+    line."""
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.PixelData = ds.pixel_array[:, :96].copy().tobytes()
     ds.Columns = 96
     ds.save_as(tmp_path / "wide.dcm")
-    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, "1e9")
+    monkeypatch.setenv(limits.AVAILABLE_MEMORY_ENV, "1e6")
     called = []
     monkeypatch.setattr(data, "resample", lambda *args: called.append(args))
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["reconstruct", str(tmp_path / "wide.dcm"), "--size", "100000", "--out", str(out)])
+    result = runner.invoke(cli, ["reconstruct", str(tmp_path / "wide.dcm"), "--size", "512", "--out", str(out)])
     line = _refusal(result)
-    match = re.fullmatch(r"error: --size 100000 needs about [\d.]+ GB to resample the 128x96 slice; this machine "
-                         r"has 1\.0 GB available; at most --size (\d+) fits", line)
+    match = re.fullmatch(r"error: --size 512 needs about [\d.]+ GB to resample the 128x96 slice; this machine "
+                         r"has 0\.001 GB available; at most --size (\d+) fits", line)
     assert match, line
     assert called == [] and not out.exists()
-    # a float64 result and its float32 copy of the suggested side fit in 1 GB; a float64 side² alone of
-    # 10^9 / 8 pixels would not
+    # a float64 result and its float32 copy of the suggested side fit in 1 MB; a float64 side² alone of
+    # 10^6 / 8 pixels would not
     suggested = int(match.group(1))
-    assert 12 * suggested**2 < 1e9 < 8 * (np.sqrt(1e9 / 8) + 1) ** 2
-    assert 8_000 < suggested < int(np.sqrt(1e9 / 8))
+    assert 12 * suggested**2 < 1e6 < 8 * (np.sqrt(1e6 / 8) + 1) ** 2
+    assert 200 < suggested < int(np.sqrt(1e6 / 8))
     limits.check_resample((128, 96), suggested)
     with pytest.raises(settings.InputError):
         limits.check_resample((128, 96), suggested + 1)

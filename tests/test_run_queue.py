@@ -217,9 +217,6 @@ def _upload_session(content: bytes):
     return at
 
 
-@pytest.mark.xfail(strict=True, reason="app/page/sidebar.py builds InputChoice(source, ct, f'upload:...') "
-                   "positionally, so the input key lands in `size` and every run key's input is '': "
-                   "a run of one upload is offered to a session with another; fix: InputChoice(source, ct, key=...)")
 def test_the_run_cache_keeps_sessions_with_different_uploads_apart():
     first = _upload_session(_ct_bytes())
     first.sidebar.button(key="run").click().run()

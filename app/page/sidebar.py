@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class InputChoice:
 
     source: str
     ct: data.CTSlice | None = None
+    _: KW_ONLY  # the rest by name: a key given in size's place once made every input's run key ""
     size: int | None = None
     key: str = ""
     error: str | None = None
@@ -97,7 +98,7 @@ def _slice_input(sb: Any, source: str, size: int | None,
         name = sb.selectbox("Sample", list(samples), key="sample", help="Bundled with pydicom / scikit-image.")
         sb.caption(samples[name])
         try:
-            return InputChoice(source, sample_slice(name, size), f"sample:{name}:{size}")
+            return InputChoice(source, sample_slice(name, size), key=f"sample:{name}:{size}")
         except (data.DicomError, ValueError) as exc:
             return InputChoice(source, error=f"The sample could not be loaded: {exc}")
     if source == PACS:
@@ -137,7 +138,7 @@ def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]], size: in
         ct = scans.prepare_slice(series.slice(slice_index), size)
     except (ValueError, IndexError) as exc:
         return InputChoice(source, error=f"This slice cannot be used: {exc}")
-    return InputChoice(source, ct, f"upload:{digest}:{series_index}:{slice_index}:{size}")
+    return InputChoice(source, ct, key=f"upload:{digest}:{series_index}:{slice_index}:{size}")
 
 
 def _set_views(value: int) -> None:
