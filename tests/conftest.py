@@ -154,3 +154,16 @@ def make_ct_series():
         return slices
 
     return make
+
+
+@pytest.fixture(scope="module")
+def batch_app():
+    """A ``sparsect`` app with only the ``batch`` command (as ``sparsect.app.cli.main`` registers it)."""
+    import typer
+
+    from sparsect.app.batch.cli import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    return app

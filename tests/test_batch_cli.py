@@ -18,19 +18,9 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from sparsect.app.batch import command as batch
-from sparsect.app.batch.cli import register
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--views", "12", "--method", "fbp", "--device", "cpu"]  # one 128x128 slice: a second or so
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    """A ``sparsect`` app with only the ``batch`` command (as ``sparsect.app.cli.main`` registers it)."""
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    register(app)
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +33,8 @@ def ct_and_notes(tmp_path_factory) -> Path:
     return root
 
 
-def _invoke(app: typer.Typer, *args: object) -> object:
-    return CliRunner().invoke(app, ["batch", *map(str, args)])
+def _invoke(batch_app: typer.Typer, *args: object) -> object:
+    return CliRunner().invoke(batch_app, ["batch", *map(str, args)])
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -69,11 +59,11 @@ def test_a_stray_text_file_is_skipped_not_a_failure(ct_and_notes, tmp_path):
     assert summary["failures"] == 0 and summary["skipped"] == 1
 
 
-def test_only_mr_says_no_ct_series_and_exits_2(app, tmp_path):
+def test_only_mr_says_no_ct_series_and_exits_2(batch_app, tmp_path):
     in_dir = tmp_path / "mr_only"
     in_dir.mkdir()
     shutil.copy(get_testdata_file("MR_small.dcm"), in_dir / "mr.dcm")
-    result = _invoke(app, in_dir, tmp_path / "out", *QUICK)
+    result = _invoke(batch_app, in_dir, tmp_path / "out", *QUICK)
     assert result.exit_code == batch.EXIT_CANNOT_START, result.output
     assert f"no CT series found in IN_DIR {str(in_dir)!r}" in result.stderr
     assert "mr.dcm: modality MR" in result.stderr and "is not CT" in result.stderr
@@ -81,9 +71,9 @@ def test_only_mr_says_no_ct_series_and_exits_2(app, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_size_gives_its_grid_and_a_changed_size_redoes_the_units(app, ct_and_notes, tmp_path):
+def test_size_gives_its_grid_and_a_changed_size_redoes_the_units(batch_app, ct_and_notes, tmp_path):
     out = tmp_path / "out"
-    result = _invoke(app, ct_and_notes, out, *QUICK, "--size", "32", "--quiet")
+    result = _invoke(batch_app, ct_and_notes, out, *QUICK, "--size", "32", "--quiet")
     assert result.exit_code == batch.EXIT_OK, result.output
     derived = [pydicom.dcmread(p) for p in (out / "patient1" / "fbp_12v").glob("*.dcm")]
     assert [d.pixel_array.shape for d in derived] == [(32, 32)]
@@ -92,21 +82,21 @@ def test_size_gives_its_grid_and_a_changed_size_redoes_the_units(app, ct_and_not
     with open(out / "patient1" / "fbp_12v.png", "rb") as stream:  # reference and reconstruction both 32x32
         assert stream.read(24)[16:24] == (64).to_bytes(4, "big") + (32).to_bytes(4, "big")
 
-    again = _invoke(app, ct_and_notes, out, *QUICK, "--size", "32", "--dry-run")
-    other = _invoke(app, ct_and_notes, out, *QUICK, "--size", "48", "--dry-run")
-    default = _invoke(app, ct_and_notes, out, *QUICK, "--dry-run")
+    again = _invoke(batch_app, ct_and_notes, out, *QUICK, "--size", "32", "--dry-run")
+    other = _invoke(batch_app, ct_and_notes, out, *QUICK, "--size", "48", "--dry-run")
+    default = _invoke(batch_app, ct_and_notes, out, *QUICK, "--dry-run")
     assert again.stdout.startswith("done\t") and other.stdout.startswith("todo\t")
     assert default.stdout.startswith("todo\t")  # the slice's own grid (128) is another size too
 
-    result = _invoke(app, ct_and_notes, out, *QUICK, "--size", "8")
+    result = _invoke(batch_app, ct_and_notes, out, *QUICK, "--size", "8")
     assert result.exit_code == batch.EXIT_CANNOT_START
     assert "--size must be at least 16 pixels, got 8" in result.stderr
 
 
-def test_window_changes_the_sheet_but_not_the_fingerprint(app, ct_and_notes, tmp_path):
+def test_window_changes_the_sheet_but_not_the_fingerprint(batch_app, ct_and_notes, tmp_path):
     full, brain = tmp_path / "full", tmp_path / "brain"
-    assert _invoke(app, ct_and_notes, full, *QUICK, "--quiet").exit_code == batch.EXIT_OK
-    result = _invoke(app, ct_and_notes, brain, *QUICK, "--quiet", "--window", "brain")
+    assert _invoke(batch_app, ct_and_notes, full, *QUICK, "--quiet").exit_code == batch.EXIT_OK
+    result = _invoke(batch_app, ct_and_notes, brain, *QUICK, "--quiet", "--window", "brain")
     assert result.exit_code == batch.EXIT_OK, result.output
     sheet = "patient1/fbp_12v.png"
     assert (full / sheet).read_bytes() != (brain / sheet).read_bytes()
@@ -114,10 +104,10 @@ def test_window_changes_the_sheet_but_not_the_fingerprint(app, ct_and_notes, tmp
     marker = next((brain / ".sparsect" / "done").glob("*.json"))
     assert json.loads(marker.read_text())["fingerprint"] == json.loads(
         next((full / ".sparsect" / "done").glob("*.json")).read_text())["fingerprint"]
-    listed = _invoke(app, ct_and_notes, full, *QUICK, "--window", "lung", "--dry-run")
+    listed = _invoke(batch_app, ct_and_notes, full, *QUICK, "--window", "lung", "--dry-run")
     assert listed.exit_code == batch.EXIT_OK and listed.stdout.startswith("done\t")
 
-    result = _invoke(app, ct_and_notes, tmp_path / "bad", *QUICK, "--window", "bright")
+    result = _invoke(batch_app, ct_and_notes, tmp_path / "bad", *QUICK, "--window", "bright")
     assert result.exit_code == batch.EXIT_CANNOT_START
     assert "unknown --window 'bright'; choose from brain, subdural, soft_tissue, lung, bone, full" in result.stderr
     assert not (tmp_path / "bad").exists()

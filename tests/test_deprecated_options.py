@@ -10,12 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from sparsect.app.batch import command as batch
-from sparsect.app.batch.cli import register
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS_WARNING = "warning: --methods is deprecated; use --method"
@@ -29,15 +27,6 @@ def one_slice(tmp_path_factory) -> Path:
     (root / "patient1").mkdir(parents=True)
     shutil.copy(get_testdata_file("CT_small.dcm"), root / "patient1" / "ct.dcm")
     return root
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    """A ``sparsect`` app with only the ``batch`` command (as ``sparsect.app.cli.main`` registers it)."""
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    register(app)
-    return app
 
 
 def test_batch_methods_runs_the_job_and_warns(one_slice, tmp_path):
@@ -60,8 +49,8 @@ def test_batch_methods_runs_the_job_and_warns(one_slice, tmp_path):
     (["-m", "cgls", "--methods", "tv"], {"cgls", "tv"}),  # joins --method's values, in either order
     (["--methods", "tv", "--method", "cgls"], {"cgls", "tv"}),
 ])
-def test_batch_methods_means_method(app, one_slice, tmp_path, options, methods):
-    result = runner.invoke(app, ["batch", str(one_slice), str(tmp_path / "out"), *options, "--views", "12",
+def test_batch_methods_means_method(batch_app, one_slice, tmp_path, options, methods):
+    result = runner.invoke(batch_app, ["batch", str(one_slice), str(tmp_path / "out"), *options, "--views", "12",
                                  "--dry-run"])
     assert result.exit_code == batch.EXIT_OK, result.output
     listed = {line.rsplit("method=", 1)[1] for line in result.stdout.splitlines() if "\tmethod=" in line}
@@ -69,10 +58,10 @@ def test_batch_methods_means_method(app, one_slice, tmp_path, options, methods):
     assert result.stderr.count(METHODS_WARNING) == 1
 
 
-def test_batch_method_does_not_warn_and_methods_is_hidden(app, one_slice, tmp_path):
-    result = runner.invoke(app, ["batch", str(one_slice), str(tmp_path / "out"), "--method", "fbp", "--views", "12",
-                                 "--dry-run"])
+def test_batch_method_does_not_warn_and_methods_is_hidden(batch_app, one_slice, tmp_path):
+    result = runner.invoke(batch_app, ["batch", str(one_slice), str(tmp_path / "out"), "--method", "fbp", "--views",
+                                       "12", "--dry-run"])
     assert result.exit_code == batch.EXIT_OK, result.output
     assert METHODS_WARNING not in result.stderr
-    help_text = runner.invoke(app, ["batch", "--help"], env={"COLUMNS": "200"}).stdout
+    help_text = runner.invoke(batch_app, ["batch", "--help"], env={"COLUMNS": "200"}).stdout
     assert "--method" in help_text and "--methods" not in help_text
