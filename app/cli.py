@@ -201,8 +201,24 @@ def reconstruct(
                                               "row": row, "size": size, "reference": reference}
     except _known_errors() as error:
         fail(str(error))
+    for message in ignored_options(methods, iterations, preset, variant):
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
     _reconstruct(Request(input, methods, method_settings, scan_setup, measured, slice_index, series, out, force,
                          window, anonymize, as_json, same_study))
+
+
+def ignored_options(methods: tuple[str, ...], iterations: int | None, preset: str, variant: list[str] | None
+                    ) -> list[str]:
+    """One line per option given that none of ``methods`` uses (a network option without a network, an iteration
+    budget for direct methods only), so that an option that does nothing never passes silently."""
+    specs = [registry.method(m) for m in methods]
+    networks = ", ".join(registry.NETWORK_METHODS)
+    given = [option for option, value in (("--preset", preset != "preview"), ("--variant", bool(variant))) if value]
+    lines = [f"{' and '.join(given)} apply to the networks ({networks}), none of which is chosen: ignored"] \
+        if given and not any(spec.is_network for spec in specs) else []
+    if iterations is not None and not any(spec.iterative for spec in specs):
+        lines.append(f"--iterations: {', '.join(methods)} has no iterations: ignored")
+    return lines
 
 
 def _load(request: Request) -> tuple[Scan | None, data.CTSlice | None]:
@@ -349,10 +365,13 @@ def app(
     pacs_config: Annotated[Path | None, typer.Option(
         help="TOML or JSON file of the PACS endpoints the page may use (name, url, credentials from environment "
              "variables or files, allow_send); see the README, Deploying the page.", show_default=False)] = None,
+    max_runs: Annotated[int | None, typer.Option(
+        help="Runs at once on this server, all visitors together (default: one per two cores, within the memory).",
+        metavar="N", show_default=False)] = None,
 ) -> None:
     """Start the comparison page in the browser (Streamlit)."""
     try:
-        serve(port=port, host=host, pacs_config=pacs_config)
+        serve(port=port, host=host, pacs_config=pacs_config, max_runs=max_runs)
     except ValueError as error:  # pacs_endpoints.ConfigError, serve.ServeError: one line, exit 2
         fail(escape(str(error)))  # "[auth]" is text, not rich markup
 

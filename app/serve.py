@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sparsect.app import access, pacs_endpoints
+from sparsect.app import access, pacs_endpoints, run_queue
 
 #: Upload size limit in megabytes (``server.maxUploadSize``).
 MAX_UPLOAD_MB = 1024
@@ -87,13 +87,19 @@ def check(host: str, environ: Mapping[str, str], secrets: list[Path] | None = No
     return [e.name for e in endpoints]
 
 
-def serve(port: int = 8501, host: str = "127.0.0.1", pacs_config: str | os.PathLike | None = None) -> None:
+def serve(port: int = 8501, host: str = "127.0.0.1", pacs_config: str | os.PathLike | None = None,
+          max_runs: int | None = None) -> None:
     """Check the settings (:func:`check`, raising its errors), then replace this process with the Streamlit
     server (``exec``): signals such as SIGTERM reach the server itself, so stopping ``sparsect app`` never
-    leaves an orphan holding the port. ``pacs_config`` reaches the page as ``SPARSECT_PACS_CONFIG``."""
+    leaves an orphan holding the port. ``pacs_config`` reaches the page as ``SPARSECT_PACS_CONFIG``, ``max_runs``
+    (the server-wide limit of runs at once) as ``SPARSECT_MAX_RUNS``."""
     env = environment()
     if pacs_config is not None:
         env[pacs_endpoints.CONFIG_VARIABLE] = str(Path(pacs_config).resolve())
+    if max_runs is not None:
+        if max_runs < 1:
+            raise ValueError(f"--max-runs must be at least 1, got {max_runs}")
+        env[run_queue.MAX_RUNS_ENV] = str(int(max_runs))
     check(host, env)
     command_line = command(port, host)
     os.execve(command_line[0], command_line, env)

@@ -611,3 +611,14 @@ def test_reconstruct_help_fits_80_columns_without_truncation():
         assert option in text, option
     assert "<bool>" not in text and "--no-" not in text
     assert "band_blend" in text  # the variants' help, below the options
+
+
+def test_options_that_do_nothing_are_named():
+    result = _invoke("ct_small", "--views", "8", "-m", "fbp", "--iterations", "50", "--variant", "ensemble",
+                     "--preset", "paper", "--json")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: --preset and --variant apply to the networks (lrnn, wire, siren), none of which "
+                        "is chosen: ignored", "warning: --iterations: fbp has no iterations: ignored"]
+    quiet = _invoke("ct_small", "--views", "8", "-m", "fbp,sirt", "--iterations", "2", "--json")
+    assert quiet.exit_code == 0 and "warning:" not in quiet.stderr

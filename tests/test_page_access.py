@@ -176,3 +176,15 @@ def test_hash_command_asks_twice_and_prints_a_usable_hash(monkeypatch, capsys):
         access.main()
     with pytest.raises(SystemExit, match="differ"):
         access.main()
+
+
+def test_app_passes_the_run_limit_to_the_page(clean_env, monkeypatch):
+    from sparsect.app import run_queue
+
+    started = []
+    monkeypatch.setattr(serve.os, "execve", lambda *args: started.append(args))
+    assert CliRunner().invoke(cli, ["app", "--max-runs", "2"]).exit_code == 0
+    assert started[-1][2][run_queue.MAX_RUNS_ENV] == "2"
+    assert run_queue.max_runs_from_env(10**9, started[-1][2]) == 2  # what the page's queue reads
+    refused = CliRunner().invoke(cli, ["app", "--max-runs", "0"])
+    assert refused.exit_code == 2 and "--max-runs must be at least 1" in refused.output and len(started) == 1
