@@ -70,6 +70,9 @@ _VARIANT = "Network fit variants; repeat or comma-separate (default: recommended
 _WINDOW = "Display window of the contact sheets: " + ", ".join(metrics.WINDOWS) + "."
 
 
+_Preset = Annotated[str, typer.Option(help="Network preset: preview, paper or quality.", metavar="NAME")]
+
+
 def register(cli: typer.Typer) -> None:
     """Add the ``batch`` command to the ``sparsect`` app."""
 
@@ -86,8 +89,7 @@ def register(cli: typer.Typer) -> None:
         # --methods, the old name of --method, as a deprecated alias: hidden, warns, and its values join --method's.
         methods: Annotated[list[str] | None, typer.Option("--methods", hidden=True, is_eager=True, expose_value=False,
                                                           callback=_deprecated_methods)] = None,
-        preset: Annotated[str, typer.Option(help="Network preset: preview, paper or quality.", metavar="NAME")
-                          ] = "preview",
+        preset: _Preset = "preview",
         variant: Annotated[list[str] | None, typer.Option(help=_VARIANT, show_default=False, metavar="NAME")] = None,
         iterations: Annotated[int | None, typer.Option(help=ITERATIONS_HELP, show_default=False, metavar="N")] = None,
         photons: Annotated[float | None, typer.Option(help="Incident photons per ray (low-dose noise).",
