@@ -39,13 +39,13 @@ def named(name: str) -> Window:
     return Window(name, metrics.window_bounds(name))
 
 
-def check_window(name: str, option: str = "--window") -> str:
-    """``name`` if it is :data:`AUTO` or a window of :data:`sparsect.reconstruct.metrics.WINDOWS`; else
-    :class:`InputError` naming the choices."""
-    if name == AUTO or name in metrics.WINDOWS:
+def check_window(name: str, option: str = "--window", auto: bool = True) -> str:
+    """``name`` if it is a window of :data:`sparsect.reconstruct.metrics.WINDOWS` (or :data:`AUTO`, where ``auto``
+    is allowed); else :class:`InputError` naming the choices."""
+    choices = [AUTO, *metrics.WINDOWS] if auto else list(metrics.WINDOWS)
+    if name in choices:
         return name
-    raise InputError(f"unknown {option} {name!r}{did_you_mean(name, metrics.WINDOWS)}; choose from "
-                     f"{AUTO}, {', '.join(metrics.WINDOWS)}")
+    raise InputError(f"unknown {option} {name!r}{did_you_mean(name, choices)}; choose from {', '.join(choices)}")
 
 
 def _dicom_window(ct: data.CTSlice) -> Window | None:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparsect.app import display
 from sparsect.app.scans import MIN_IMAGE_SIZE
 from sparsect.app.settings import recommended_variants
-from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct import registry
 
 # ----------------------------------------------------------------------------------------------------
 # Option parsing
@@ -87,10 +88,7 @@ def check_size_and_window(size: int | None, window: str) -> None:
     """``--size`` and ``--window`` as ``sparsect reconstruct`` checks them (the same one-line errors)."""
     if size is not None and size < MIN_IMAGE_SIZE:
         raise PlanError(f"--size must be at least {MIN_IMAGE_SIZE} pixels, got {size}")
-    try:
-        metrics.window_bounds(window)
-    except (KeyError, ValueError, TypeError):
-        raise PlanError(f"unknown --window {window!r}; choose from {', '.join(metrics.WINDOWS)}") from None
+    display.check_window(window, auto=False)  # one sheet per unit: no per-series choice
 
 
 @dataclass(frozen=True)
