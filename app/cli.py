@@ -7,20 +7,16 @@ files are made from the records (:mod:`sparsect.app.records`, :mod:`sparsect.app
 
 from __future__ import annotations
 
-import contextlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sparsect import __version__, data, operators
-from sparsect.app import display, limits, measured_scan, outputs, run, run_outputs, scans, settings, stopping
+from sparsect import __version__, data
+from sparsect.app import display, settings
 from sparsect.app.batch.cli import register
 from sparsect.app.help import (
     ITERATIONS_HELP,
@@ -32,28 +28,13 @@ from sparsect.app.help import (
     Command,
     flag,
 )
-from sparsect.app.scans import Scan
-from sparsect.app.serve import serve
 from sparsect.app.settings import InputError
-from sparsect.app.tables import results_table, scan_title, scores_table
+from sparsect.app.terminal import console, fail, known_errors, show_warning
 from sparsect.reconstruct import registry
-from sparsect.reconstruct.fit import PHASE_STEPS
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sparse-view CT reconstruction: simulate a sparse scan of a slice and reconstruct it.\n\n"
                        + data.errors.SUPPORTED)
-console = Console(stderr=True, soft_wrap=True)
-
-EXIT_BAD_INPUT = 2
-EXIT_METHOD_FAILED = 1  # a method raised: the others' results are reported and written
-EXIT_INTERRUPTED = stopping.EXIT_INTERRUPTED  # 128 + SIGINT, as ``sparsect batch``
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    """Print ``error: message`` on stderr and exit with ``code``."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
 
 def _print_version(value: bool) -> None:
     if value:
@@ -66,17 +47,7 @@ def _options(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    warnings.showwarning = _show_warning
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                  line: str | None = None) -> None:
-    """A warning (e.g. a network fit rolled back) as one ``warning:`` line on stderr, without the source line."""
-    console.print(f"[yellow]warning:[/] {message}", highlight=False)
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    return (data.DicomError, data.ScanError, InputError, ValueError, FileNotFoundError, NotADirectoryError)
+    warnings.showwarning = show_warning
 
 
 @cli.command()
@@ -199,11 +170,13 @@ def reconstruct(
             size=size, source_distance_mm=source_distance_mm, detector_distance_mm=detector_distance_mm)
         measured = None if scan is None else {"path": scan, "geometry": geometry, "views": views, "center": center,
                                               "row": row, "size": size, "reference": reference}
-    except _known_errors() as error:
+    except known_errors() as error:
         fail(str(error))
     for message in ignored_options(methods, iterations, preset, variant):
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
-    _reconstruct(Request(input, methods, method_settings, scan_setup, measured, slice_index, series, out, force,
+    from sparsect.app.reconstruct_job import run_request  # loads torch: only once a run starts
+
+    run_request(Request(input, methods, method_settings, scan_setup, measured, slice_index, series, out, force,
                          window, anonymize, as_json, same_study))
 
 
@@ -221,142 +194,6 @@ def ignored_options(methods: tuple[str, ...], iterations: int | None, preset: st
     return lines
 
 
-def _load(request: Request) -> tuple[Scan | None, data.CTSlice | None]:
-    """The scan to reconstruct and, for a simulated one, the slice it is made from; everything checked first
-    (the memory a simulated job needs, the output folder) and nothing simulated yet for a simulated scan."""
-    if request.measured is not None:
-        m = request.measured
-        if m["views"] is not None and m["views"] < 2:
-            raise InputError(f"--views must be at least 2, got {m['views']}")
-        if request.out is not None and request.out.resolve() == Path(m["path"]).resolve():
-            raise InputError("--out must not be the scan path; inputs are never overwritten")
-        prepared = measured_scan.prepare(m["path"], m["geometry"], views=m["views"], center=m["center"], row=m["row"],
-                                         size=m["size"], reference=measured_scan.parse_reference(m["reference"]))
-        if prepared.center_warning:
-            console.print(f"[yellow]warning:[/] {prepared.center_warning}", highlight=False)
-        window = display.choose_window(None, request.window)
-        return measured_scan.measured_scan(prepared, scans.source(None, m["path"], window.label)), None
-    ct = scans.load_input(request.input, size=request.scan_settings.size, index=request.slice_index,
-                          series_uid=request.series)
-    limits.check_memory(ct.hu.shape[0], request.scan_settings, request.methods, request.method_settings)
-    if request.out is not None and Path(request.input).exists() and \
-            request.out.resolve() == Path(request.input).resolve():
-        raise InputError("--out must not be the input path; inputs are never overwritten")
-    return None, ct
-
-
-def _reconstruct(request: Request) -> None:
-    """Load, simulate (a slice), run the methods with progress, print and write (``--out``) the results; one
-    ``error:`` line and the exit status on failure or Ctrl-C."""
-    staging: outputs.Staging | None = None
-    result = None
-    try:
-        try:
-            scan, ct = _load(request)
-            if request.out is not None:
-                staging = outputs.Staging(request.out, request.force)
-            with stopping.GracefulStop(_say_stopping) as graceful:
-                scan, result = _run_with_progress(request, scan, ct, stop=graceful.event)
-            if scan is not None:
-                _report(request, scan, ct, result, staging)
-        except data.AmbiguousSeriesError as error:
-            fail(error.advice("with --series UID"))
-        except (*_known_errors(), OSError) as error:
-            fail(str(error))
-    except KeyboardInterrupt:  # a second Ctrl-C (or one outside the run): no traceback, files written stay whole
-        fail("aborted by Ctrl-C", EXIT_INTERRUPTED)
-    finally:
-        if staging is not None:
-            staging.discard()
-    if graceful.received:
-        _report_stop(request.methods, result.outcomes)
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if result.failed or result.reference_error:
-        fail("; ".join([o.error for o in result.failed] + ([result.reference_error] if result.reference_error
-                                                            else [])), EXIT_METHOD_FAILED)
-
-
-def _report(request: Request, scan: Scan, ct: data.CTSlice | None, result: run.RunResult,
-            staging: outputs.Staging | None) -> None:
-    """Print the records (a table, or ``--json`` lines) and write ``--out``."""
-    records = [o.record() for o in result.outcomes if o.ok]
-    if request.as_json:
-        for record in records:
-            typer.echo(json.dumps(record, allow_nan=False))
-    elif records:
-        stdout = Console()
-        stdout.print(results_table(records, scan_title(scan, result)))
-        stdout.print(scores_table(records))
-    if staging is not None and records:
-        written = run_outputs.write(staging, scan, ct, result, records, display.choose_window(ct, request.window),
-                                    request.anonymize, request.same_study)
-        if not request.as_json:
-            console.print(f"wrote {len(written)} files to {request.out}")
-
-
-def _say_stopping(_signum: int) -> None:
-    console.print("[yellow]stopping after the current iteration; press Ctrl-C again to abort[/]", highlight=False)
-
-
-def _report_stop(methods: tuple[str, ...], outcomes: list[run.Outcome]) -> None:
-    """One line on stderr after a graceful stop: which method was cut short and which were not run."""
-    parts = [f"{o.method} stopped after {o.reconstruction.iterations} iterations" for o in outcomes if o.stopped]
-    if len(outcomes) < len(methods):
-        parts.append(f"not run: {', '.join(methods[len(outcomes):])}")
-    console.print(f"[yellow]interrupted:[/] {'; '.join(parts) or 'every method had finished'}", highlight=False)
-
-
-class _ProgressBars(run.RunListener):
-    """One rich progress bar per method (and a measured scan's reference) while it runs."""
-
-    def __init__(self, display: Progress) -> None:
-        self.bars: dict[str, Any] = {}
-        self.display = display
-
-    def started(self, name: str, iterations: int | None) -> None:
-        self.bars[name] = self.display.add_task(name, total=iterations, status="")
-
-    def phase(self, name: str, state: operators.PhaseProgress) -> None:
-        self.display.update(self.bars[name], completed=state.done, total=state.total,
-                            status=f"{state.phase} {state.done}/{state.total}")
-
-    def progress(self, name: str, state: Any) -> None:
-        phase = PHASE_STEPS.get(getattr(state, "phase", "fit"), "iteration")
-        self.display.update(self.bars[name], completed=state.iteration, total=state.iterations,
-                             status=f"{phase} {state.iteration}/{state.iterations} loss {state.loss:.3e}")
-
-    def simulation(self, state: operators.PhaseProgress) -> None:
-        """The simulation's progress, on a bar of its own."""
-        if "simulate" not in self.bars:
-            self.started("simulate", state.total)
-        self.phase("simulate", state)
-
-
-def _simulate(request: Request, ct: data.CTSlice, bars: _ProgressBars | None, stop: Any) -> Scan | None:
-    """The simulated scan of ``ct``, or None when a stop request came during the simulation."""
-    origin = scans.source(ct, request.input, display.choose_window(ct, request.window).label, request.anonymize)
-    try:
-        return scans.simulate(ct, request.scan_settings, origin, bars.simulation if bars else None, stop)
-    except data.SimulationStopped:
-        return None
-
-
-def _run_with_progress(request: Request, scan: Scan | None, ct: data.CTSlice | None, stop: Any = None
-                       ) -> tuple[Scan | None, run.RunResult]:
-    """Simulate (a slice's scan) and run the methods, with a progress bar per phase unless ``--json``; (None, an
-    empty result) when stopped during the simulation."""
-    tasks = run.tasks_for(request.methods, request.method_settings)
-    columns = (TextColumn("{task.description:9s}"), BarColumn(), TextColumn("{task.fields[status]}"),
-               TimeElapsedColumn())
-    with contextlib.nullcontext() if request.as_json else Progress(*columns, console=console,
-                                                                      transient=True) as progress:
-        bars = _ProgressBars(progress) if progress is not None else None
-        scan = scan if scan is not None else _simulate(request, ct, bars, stop)
-        if scan is None:
-            return None, run.RunResult(None, [])
-        return scan, run.run_tasks(scan, tasks, bars, stop=stop)
-
-
 @cli.command()
 def app(
     port: Annotated[int, typer.Option(help="Port to serve the page on.")] = 8501,
@@ -370,6 +207,8 @@ def app(
         metavar="N", show_default=False)] = None,
 ) -> None:
     """Start the comparison page in the browser (Streamlit)."""
+    from sparsect.app.serve import serve  # reads the PACS configuration's modules: only when serving
+
     try:
         serve(port=port, host=host, pacs_config=pacs_config, max_runs=max_runs)
     except ValueError as error:  # pacs_endpoints.ConfigError, serve.ServeError: one line, exit 2

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sparsect import data
 from sparsect.app.settings import InputError, did_you_mean
-from sparsect.reconstruct import metrics
+from sparsect.reconstruct import windows
 
 #: ``--window``'s value that chooses from the data.
 AUTO = "auto"
@@ -35,14 +35,14 @@ class Window:
 
 
 def named(name: str) -> Window:
-    """The window called ``name`` (:data:`sparsect.reconstruct.metrics.WINDOWS`)."""
-    return Window(name, metrics.window_bounds(name))
+    """The window called ``name`` (:data:`sparsect.reconstruct.windows.WINDOWS`)."""
+    return Window(name, windows.window_bounds(name))
 
 
 def check_window(name: str, option: str = "--window", auto: bool = True) -> str:
-    """``name`` if it is a window of :data:`sparsect.reconstruct.metrics.WINDOWS` (or :data:`AUTO`, where ``auto``
+    """``name`` if it is a window of :data:`sparsect.reconstruct.windows.WINDOWS` (or :data:`AUTO`, where ``auto``
     is allowed); else :class:`InputError` naming the choices."""
-    choices = [AUTO, *metrics.WINDOWS] if auto else list(metrics.WINDOWS)
+    choices = [AUTO, *windows.WINDOWS] if auto else list(windows.WINDOWS)
     if name in choices:
         return name
     raise InputError(f"unknown {option} {name!r}{did_you_mean(name, choices)}; choose from {', '.join(choices)}")

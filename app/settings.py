@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from sparsect import data
 from sparsect.reconstruct import checks, registry
-from sparsect.reconstruct.device import resolve_device as _resolve_device
 
 
 class InputError(ValueError):
@@ -70,8 +69,10 @@ def parse_variants(values: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def parse_device(device: str) -> str:
     """"auto" -> "cuda" when a GPU is present, else "cpu"; validates "cpu", "cuda" and "cuda:N"."""
+    from sparsect.reconstruct.device import resolve_device  # loads torch
+
     try:
-        return str(_resolve_device(device))
+        return str(resolve_device(device))
     except ValueError as error:
         raise InputError(str(error)) from None
 

@@ -17,52 +17,32 @@ file) gives a :class:`MeasuredScan`; :func:`flat_dark_correct`, :func:`estimate_
 Problems raise :class:`ScanError`.
 """
 
-from .anonymize import Anonymizer
-from .dicom_read import load, load_bytes, load_slice, load_slice_bytes, scan, scan_bytes
-from .dicom_write import write_series
-from .dicomweb import Credentials, DicomWeb
-from .errors import (
-    AmbiguousSeriesError,
-    CorruptDicomError,
-    DicomError,
-    DicomNotFoundError,
-    DicomWebError,
-    NoCTSeriesError,
-    NoPixelDataError,
-    NotCTError,
-    NotDicomError,
-    ScanError,
-    ScanNotFoundError,
-    UnsupportedDicomError,
-)
-from .hu import AIR_HU, MU_WATER, hu_to_mu, mu_to_hu
-from .measured import MeasuredScan, flat_dark_correct, load_scan, load_scan_bytes, load_tiff_bytes
-from .measured_center import center_disagreement, estimate_center_offset
-from .measured_formats import tiff_rows
-from .phantoms import shepp_logan_hu
-from .regrid import area_average
-from .samples import UnknownSampleError, load_sample, samples
-from .series import CTSeries, CTSlice, ScanResult, resample
-from .simulate import (
-    COUNT_GUARD,
-    SIMULATIONS,
-    SUB_RAYS,
-    Simulation,
-    SimulationStopped,
-    counts_to_line_integrals,
-    simulate,
-    simulate_counts,
-)
+from sparsect.lazy_exports import lazy_exports
 
-__all__ = [
-    "AIR_HU", "COUNT_GUARD", "MU_WATER", "SIMULATIONS", "SUB_RAYS", "Anonymizer",
-    "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "DicomWebError",
-    "NoCTSeriesError", "NoPixelDataError", "NotCTError", "NotDicomError", "ScanError", "ScanNotFoundError",
-    "UnknownSampleError", "UnsupportedDicomError",
-    "CTSeries", "CTSlice", "Credentials", "DicomWeb", "MeasuredScan", "ScanResult", "Simulation",
-    "SimulationStopped",
-    "area_average", "center_disagreement", "counts_to_line_integrals", "estimate_center_offset", "flat_dark_correct",
-    "hu_to_mu", "load", "load_bytes", "load_sample", "load_scan", "load_scan_bytes", "load_slice", "load_slice_bytes",
-    "mu_to_hu", "load_tiff_bytes", "resample", "samples", "scan", "scan_bytes", "shepp_logan_hu", "simulate",
-    "simulate_counts", "tiff_rows", "write_series",
-]
+#: submodule -> the public names it defines (imported on first use)
+_EXPORTS = {
+    "anonymize": ["Anonymizer"],
+    "dicom_read": ["load", "load_bytes", "load_slice", "load_slice_bytes", "scan", "scan_bytes"],
+    "dicom_write": ["write_series"],
+    "dicomweb": ["Credentials", "DicomWeb"],
+    "errors": [
+        "AmbiguousSeriesError", "CorruptDicomError", "DicomError", "DicomNotFoundError", "DicomWebError",
+        "NoCTSeriesError", "NoPixelDataError", "NotCTError", "NotDicomError", "ScanError", "ScanNotFoundError",
+        "UnsupportedDicomError",
+    ],
+    "hu": ["AIR_HU", "MU_WATER", "hu_to_mu", "mu_to_hu"],
+    "measured": ["MeasuredScan", "flat_dark_correct", "load_scan", "load_scan_bytes", "load_tiff_bytes"],
+    "measured_center": ["center_disagreement", "estimate_center_offset"],
+    "measured_formats": ["tiff_rows"],
+    "phantoms": ["shepp_logan_hu"],
+    "regrid": ["area_average"],
+    "samples": ["UnknownSampleError", "load_sample", "samples"],
+    "series": ["CTSeries", "CTSlice", "ScanResult", "resample"],
+    "simulations": ["SIMULATIONS"],
+    "simulate": [
+        "COUNT_GUARD", "SUB_RAYS", "Simulation", "SimulationStopped", "counts_to_line_integrals",
+        "simulate", "simulate_counts",
+    ],
+}
+lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)

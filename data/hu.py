@@ -11,15 +11,26 @@ Conventions
 
 from __future__ import annotations
 
-from typing import TypeVar
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 AIR_HU: float = -1024.0
 MU_WATER: float = 0.0192
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+
+
+def _torch_of(value: object) -> ModuleType | None:
+    """torch if ``value`` is a tensor, else None: a tensor exists only once torch is loaded, so an array
+    never makes this module load it."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(value, torch.Tensor) else None
 
 
 def _check_mu_water(mu_water: float) -> float:
@@ -42,7 +53,7 @@ def hu_to_mu(hu: ArrayT, mu_water: float = MU_WATER) -> ArrayT:
     Same type and shape (floating point): ``mu_water * (1 + hu / 1000)`` in 1/mm, clipped at 0.
     """
     mu_water = _check_mu_water(mu_water)
-    if isinstance(hu, torch.Tensor):
+    if (torch := _torch_of(hu)) is not None:
         hu_f = hu if hu.is_floating_point() else hu.to(torch.float32)
         return torch.clamp(mu_water * (1.0 + hu_f / 1000.0), min=0.0)
     hu_arr = np.asarray(hu)
@@ -66,7 +77,7 @@ def mu_to_hu(mu: ArrayT, mu_water: float = MU_WATER, clip_negative: bool = True)
     Same type and shape (floating point), in HU.
     """
     mu_water = _check_mu_water(mu_water)
-    if isinstance(mu, torch.Tensor):
+    if (torch := _torch_of(mu)) is not None:
         mu_f = mu if mu.is_floating_point() else mu.to(torch.float32)
         if clip_negative:
             mu_f = torch.clamp(mu_f, min=0.0)

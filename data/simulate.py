@@ -43,11 +43,10 @@ from .hu import MU_WATER, hu_to_mu, mu_to_hu
 from .regrid import area_average
 from .series import CTSlice
 from .simulate_chunks import SimulationStopped, fine_bands, fine_image, project, projection_chunks
+from .simulations import SIMULATIONS
 
 #: Lower bound (counts) applied before the log transform.
 COUNT_GUARD = 0.5
-#: Simulation name -> the label outputs carry.
-SIMULATIONS: dict[str, str] = {"honest": "honest", "same-grid": "same-grid (inverse crime)"}
 #: Rays averaged per detector bin by the honest simulation.
 SUB_RAYS = 4
 #: The honest simulation uses the source pixels when they are at least this many times finer than the

@@ -5,21 +5,18 @@
 by :mod:`.fit` with the variants of :mod:`.variants`).
 """
 
-from sparsect.reconstruct.classical import TV_LAMBDA_FACTOR, cgls, default_tv_lambda, fbp, os_sart, sirt, tv
-from sparsect.reconstruct.metrics import WINDOWS, circle_mask, compare, psnr, rmse_hu, ssim, ssim_map, window_bounds
-from sparsect.reconstruct.registry import (
-    CLASSICAL_METHODS,
-    METHODS,
-    NETWORK_METHODS,
-    PRESETS,
-    RECOMMENDED_VARIANTS,
-    VARIANT_NAMES,
-    run,
-)
-from sparsect.reconstruct.result import Reconstruction
+from sparsect.lazy_exports import lazy_exports
 
-__all__ = [
-    "CLASSICAL_METHODS", "METHODS", "NETWORK_METHODS", "PRESETS", "RECOMMENDED_VARIANTS", "TV_LAMBDA_FACTOR",
-    "VARIANT_NAMES", "WINDOWS", "Reconstruction", "cgls", "circle_mask", "compare", "default_tv_lambda", "fbp",
-    "os_sart", "psnr", "rmse_hu", "run", "sirt", "ssim", "ssim_map", "tv", "window_bounds",
-]
+#: submodule -> the public names it defines (imported on first use)
+_EXPORTS = {
+    "classical": ["TV_LAMBDA_FACTOR", "cgls", "default_tv_lambda", "fbp", "os_sart", "sirt", "tv"],
+    "metrics": ["circle_mask", "compare", "psnr", "rmse_hu", "ssim", "ssim_map"],
+    "registry": [
+        "CLASSICAL_METHODS", "METHODS", "NETWORK_METHODS", "PRESETS", "RECOMMENDED_VARIANTS", "VARIANT_NAMES",
+        "run",
+    ],
+    "result": ["Reconstruction"],
+    "windows": ["WINDOWS", "window_bounds"],
+}
+lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)

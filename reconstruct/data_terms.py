@@ -15,10 +15,10 @@ from torch import nn
 
 from sparsect.operators import Radon
 from sparsect.operators.filters import padded_length, ramp_response
+from sparsect.reconstruct.fit_config import DATA_WEIGHTINGS
 from sparsect.reconstruct.regularisers import TGV_SECOND_ORDER, smoothed_total_variation, total_generalized_variation
 
 #: The norms :func:`data_norm` knows ("uniform": plain mean square; "ramp": weighted by the ramp filter).
-DATA_WEIGHTINGS = ("uniform", "ramp")
 
 
 def poisson_weights(sinogram: torch.Tensor) -> torch.Tensor:

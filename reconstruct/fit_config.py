@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsect.data.hu import MU_WATER
-from sparsect.reconstruct.data_terms import DATA_WEIGHTINGS
 
 #: The warm-start images :class:`FitConfig` can name.
 WARM_STARTS = (None, "fbp", "tv")
+#: How the data term weights the sinogram's frequencies: evenly, or by the ramp filter (reconstruct.data_terms).
+DATA_WEIGHTINGS = ("uniform", "ramp")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from sparsect.reconstruct.variants import (
     RECOMMENDED_VARIANTS,
     TV_BLEND,
     TV_WEIGHT,
+    VARIANT_NAMES,
     apply_variants,
     canonical_variants,
     resolve_variants,
@@ -49,8 +50,6 @@ from sparsect.reconstruct.variants import (
 #: The fit variants that are FitConfig transforms: name -> transform ("paper" the identity).
 VARIANTS: dict[str, Callable[[FitConfig], FitConfig]] = {
     name: v.transform for name, v in FIT_VARIANTS.items() if v.transform is not None}
-#: Every variant name: the FitConfig transforms, then the ensemble, the two TV blends and "recommended".
-VARIANT_NAMES: tuple[str, ...] = tuple(FIT_VARIANTS)
 
 
 def fit_config(method: str, preset: str | Preset = "preview", iterations: int | None = None,

@@ -16,27 +16,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from sparsect import operators
-from sparsect.reconstruct import classical
 from sparsect.reconstruct.checks import check_iterations, check_photons
-from sparsect.reconstruct.consistency import data_consistency_hu
-from sparsect.reconstruct.device import resolve_device
-from sparsect.reconstruct.models import PRESET_NAMES, Preset, get_preset
-from sparsect.reconstruct.neural import (
+from sparsect.reconstruct.models.presets import PRESET_NAMES, Preset, get_preset
+from sparsect.reconstruct.variants import (
     ENSEMBLE_SIZE,
+    FIT_VARIANTS,
     RECOMMENDED,
     RECOMMENDED_VARIANTS,
     VARIANT_NAMES,
+    FitVariant,
     canonical_variants,
-    reconstruct_neural,
+    describe_fit,
     resolve_variants,
 )
-from sparsect.reconstruct.result import Reconstruction, StopLike
-from sparsect.reconstruct.variants import FIT_VARIANTS, FitVariant, describe_fit
+
+if TYPE_CHECKING:  # the methods' modules load torch: imported when a method runs, not to list them
+    import torch
+
+    from sparsect import operators
+    from sparsect.reconstruct.result import Reconstruction, StopLike
 
 
 @dataclass(frozen=True)
@@ -97,17 +97,23 @@ class Method:
 
 
 def _fbp(call: MethodCall) -> Reconstruction:
+    from sparsect.reconstruct import classical
+
     return classical.fbp(call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm)
 
 
-def _solver(function: Callable[..., Reconstruction]) -> Callable[[MethodCall], Reconstruction]:
+def _solver(name: str) -> Callable[[MethodCall], Reconstruction]:
     def solve(call: MethodCall) -> Reconstruction:
-        return function(call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm, iterations=call.iterations,
-                        stop=call.stop, callback=call.callback)
+        from sparsect.reconstruct import classical
+
+        return getattr(classical, name)(call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm,
+                                        iterations=call.iterations, stop=call.stop, callback=call.callback)
     return solve
 
 
 def _tv(call: MethodCall) -> Reconstruction:
+    from sparsect.reconstruct import classical
+
     photons = {} if call.photons is None else {"photons": call.photons}
     return classical.tv(call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm, iterations=call.iterations,
                         stop=call.stop, callback=call.callback, **photons)
@@ -115,6 +121,8 @@ def _tv(call: MethodCall) -> Reconstruction:
 
 def _network(name: str) -> Callable[[MethodCall], Reconstruction]:
     def fit_network(call: MethodCall) -> Reconstruction:
+        from sparsect.reconstruct.neural import reconstruct_neural
+
         return reconstruct_neural(name, call.sinogram, call.geometry, pixel_size_mm=call.pixel_size_mm,
                                   preset=call.preset, iterations=call.iterations, seed=call.seed, device=call.device,
                                   variant=call.variant, photons=call.photons, callback=call.callback, stop=call.stop,
@@ -133,9 +141,9 @@ def _networks(*names_labels: tuple[str, str]) -> tuple[Method, ...]:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("fbp", "FBP", "direct", _fbp),
-    Method("sirt", "SIRT", "iterative", _solver(classical.sirt), 100, _SOLVER_SETTINGS),
-    Method("cgls", "CGLS", "iterative", _solver(classical.cgls), 20, _SOLVER_SETTINGS),
-    Method("os_sart", "OS-SART", "iterative", _solver(classical.os_sart), 10, _SOLVER_SETTINGS),
+    Method("sirt", "SIRT", "iterative", _solver("sirt"), 100, _SOLVER_SETTINGS),
+    Method("cgls", "CGLS", "iterative", _solver("cgls"), 20, _SOLVER_SETTINGS),
+    Method("os_sart", "OS-SART", "iterative", _solver("os_sart"), 10, _SOLVER_SETTINGS),
     Method("tv", "TV", "iterative", _tv, 300, _SOLVER_SETTINGS, uses_photons=True),
     *_networks(("lrnn", "LRNN"), ("wire", "WIRE"), ("siren", "SIREN")),
 )}
@@ -239,6 +247,10 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     -------
     :class:`reconstruct.result.Reconstruction` with ``image_hu`` (H, W) or (B, H, W) in HU.
     """
+    import torch
+
+    from sparsect.reconstruct.device import resolve_device
+
     check(name, iterations, preset, variant)
     check_photons(photons)
     spec = METHODS[name]
@@ -249,8 +261,20 @@ def run(name: str, sinogram: torch.Tensor, geometry: operators.Geometry, *, pixe
     return spec.function(call)
 
 
+def __getattr__(name: str) -> Any:
+    if name == "data_consistency_hu":  # deprecated re-export (0.1): import it from reconstruct.consistency
+        import warnings
+
+        from sparsect.reconstruct.consistency import data_consistency_hu
+
+        warnings.warn("sparsect.reconstruct.registry.data_consistency_hu is deprecated; use "
+                      "sparsect.reconstruct.consistency.data_consistency_hu", DeprecationWarning, stacklevel=2)
+        return data_consistency_hu
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["CLASSICAL_METHODS", "DEFAULT_METHODS", "DEFAULT_REFERENCE", "MEASURED_PAGE_METHODS", "METHODS", "Method",
            "MethodCall", "NETWORK_METHODS", "PAGE_METHODS", "PAPER_VARIANT", "PRESETS", "RECOMMENDED",
            "RECOMMENDED_VARIANTS", "REFERENCE_METHODS", "VARIANTS", "VARIANT_NAMES", "canonical_variants", "check",
-           "data_consistency_hu", "fit_description", "iterations_for", "label", "method", "resolve_variants", "run",
+           "fit_description", "iterations_for", "label", "method", "resolve_variants", "run",
            "variant_label"]

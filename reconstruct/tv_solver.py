@@ -104,7 +104,7 @@ def _chambolle_pock(A: operators.Radon, y: torch.Tensor, lam_b: torch.Tensor, it
                     ) -> tuple[torch.Tensor, list[float], int, str, float]:
     """The PDHG iterations of :func:`tv`: (x (B, 1, H, W), objective curve, iterations run, stop reason,
     the primal/dual step)."""
-    norm_a = operator_norm(A, y.device)
+    norm_a = operator_norm(A, y.device, stop=stop)  # stopped there: the loop below returns the start image
     c = norm_a / math.sqrt(8.0)
     step = 0.99 / (math.sqrt(2.0) * norm_a)
     sigma = tau = step

@@ -127,6 +127,8 @@ EXCLUSIVE_VARIANTS: tuple[frozenset[str], ...] = (frozenset({"fbp_init", "tv_ini
                                                   frozenset({TV_BLEND, BAND_BLEND}))
 #: Each network's recommended fit (sorted). WIRE fits better without the FBP warm start (docs/BENCHMARKS.md, "How
 #: firm the comparison is", the warm-start bullets); LRNN and SIREN do not.
+#: Every variant name: the FitConfig transforms, then the ensemble, the two TV blends and "recommended".
+VARIANT_NAMES: tuple[str, ...] = tuple(FIT_VARIANTS)
 RECOMMENDED_VARIANTS: dict[str, tuple[str, ...]] = {
     "lrnn": ("band_blend", "ensemble", "fbp_init", "ramp_loss"),
     "siren": ("band_blend", "ensemble", "fbp_init", "ramp_loss"),

@@ -17,8 +17,9 @@ from skimage.transform import resize
 
 from sparsect import operators
 from sparsect.data.hu import MU_WATER
-from sparsect.reconstruct import classical, metrics, registry
+from sparsect.reconstruct import classical, metrics, registry, solver_common
 from sparsect.reconstruct.result import Reconstruction
+from sparsect.reconstruct.solver_common import operator_norm
 
 
 def _hu_to_mu(hu):
@@ -302,6 +303,7 @@ def test_stop_returns_the_iterate_reached_so_far(method, kwargs):
     n, k = 32, 3
     geometry = operators.ParallelBeam.sparse(12, (n, n))
     sinogram, _ = _simulate(_shepp_logan_hu(n), geometry, pixel_size_mm=0.8)
+    operator_norm(geometry)  # TV's step comes from it: estimated (and checking the stop) once, before this test
     stop, calls = _stop_after(k)
     stopped = getattr(classical, method)(sinogram, geometry, pixel_size_mm=0.8, stop=stop, **kwargs)
     assert stopped.iterations == k and stopped.stop_reason == "stopped"
@@ -318,6 +320,21 @@ def test_stop_returns_the_iterate_reached_so_far(method, kwargs):
     assert full.iterations == unfired.iterations == kwargs["iterations"] and unfired.stop_reason == "completed"
     np.testing.assert_array_equal(unfired.image_hu, full.image_hu)
     assert np.abs(full.image_hu - stopped.image_hu).max() > 1.0
+
+
+def test_tv_stops_during_its_operator_norm_estimate(monkeypatch):
+    """The power iteration for TV's step (50 projector pairs, seconds at 1024²) checks the stop request too: a stop
+    there returns the start image after no iteration, and the interrupted estimate is not kept."""
+    monkeypatch.setattr(solver_common, "_NORM_CACHE", {})
+    n = 32
+    geometry = operators.ParallelBeam.sparse(12, (n, n))
+    sinogram, _ = _simulate(_shepp_logan_hu(n), geometry)
+    stop, calls = _stop_after(2)
+    stopped = classical.tv(sinogram, geometry, iterations=10, stop=stop)
+    assert stopped.iterations == 0 and stopped.stop_reason == "stopped" and len(calls) == 4  # 3 in the estimate
+    assert solver_common._NORM_CACHE == {}
+    start = classical.fbp(sinogram, geometry)
+    np.testing.assert_allclose(stopped.mu.numpy(), start.mu.clamp(min=0).numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize("method,kwargs", _ITERATIVE)

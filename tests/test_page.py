@@ -25,7 +25,7 @@ from sparsect.app.page import figures as pf
 from sparsect.app.page import reader as pr
 from sparsect.app.page import uploads
 from sparsect.app.page.jobs import Job
-from sparsect.reconstruct import classical, metrics, registry
+from sparsect.reconstruct import classical, metrics, neural, registry
 from sparsect.reconstruct.neural import ENSEMBLE_SIZE
 
 try:
@@ -569,7 +569,7 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
         result.iterations, result.n_parameters, result.curve = iterations, 3025, [1.0 / i for i in range(1, 21)]
         return result
 
-    monkeypatch.setattr(registry, "reconstruct_neural", reconstruct_neural)
+    monkeypatch.setattr(neural, "reconstruct_neural", reconstruct_neural)  # the registry imports it per run
     at = _app()
     at.sidebar.checkbox(key="use_cgls").uncheck()
     at.sidebar.checkbox(key="use_lrnn").uncheck()

@@ -10,11 +10,9 @@ import typer
 from rich.console import Console
 
 from sparsect import data
-from sparsect.app.batch import pacs
-from sparsect.app.batch.command import EXIT_CANNOT_START, EXIT_FAILURES, EXIT_OK, Log, run_batch
 from sparsect.app.help import ITERATIONS_HELP, METHOD_HELP, PACS_HELP, Command, flag
 from sparsect.app.settings import InputError
-from sparsect.reconstruct import metrics, registry
+from sparsect.reconstruct import registry, windows
 
 _METHODS_ALIAS = "sparsect.batch.methods_alias"
 
@@ -41,6 +39,10 @@ def _run_with_pacs(in_dir: Path, out_dir: Path, dicomweb: str | None, study: str
                    push: bool, options: dict[str, Any]) -> int:
     """:func:`run_batch` with ``options``, after pulling ``study`` from the PACS at ``dicomweb`` into ``in_dir``
     (when given) and, with ``push``, storing the results back; the exit code."""
+    # loads torch and pydicom: only once a job starts, so that ``--help`` is quick
+    from sparsect.app.batch import pacs
+    from sparsect.app.batch.command import EXIT_CANNOT_START, EXIT_FAILURES, EXIT_OK, Log, run_batch
+
     console, link = Console(stderr=True), None
     try:
         link = pacs.Link.from_options(dicomweb, study, series, push, options["anonymize"])
@@ -67,7 +69,7 @@ EPILOG = ("--variant: the networks' fit variants are described in `sparsect reco
           "Skipped files (not CT: another modality, not DICOM) are listed in OUT_DIR/skipped.jsonl, failures "
           "(units, unreadable files) in OUT_DIR/failures.jsonl.")
 _VARIANT = "Network fit variants; repeat or comma-separate (default: recommended)."
-_WINDOW = "Display window of the contact sheets: " + ", ".join(metrics.WINDOWS) + "."
+_WINDOW = "Display window of the contact sheets: " + ", ".join(windows.WINDOWS) + "."
 
 
 _Preset = Annotated[str, typer.Option(help="Network preset: preview, paper or quality.", metavar="NAME")]

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-ACTIVATIONS = ("siren", "spder", "spder_atan")
+from .configs import ACTIVATIONS
 
 # Target number of elements of one (chunk, M) work tensor: ~1 MiB of float32 keeps the
 # per-k temporaries cache-resident (L2/L3) on small CPUs.

@@ -23,39 +23,13 @@ out), independently across ``j`` for independent MLPs, so ``E[phi] = 1`` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_config_fields
 from .components import ACTIVATIONS, activation_rms, component_functions, component_functions_reference
-
-
-@dataclass(frozen=True)
-class LRNNConfig:
-    """Hyper-parameters of :class:`LRNN`."""
-
-    in_features: int = 2
-    out_features: int = 1
-    depth: int = 2  # number of multiplicative layers
-    rank: int = 16  # r: neurons per layer
-    proj_dim: int = 4  # d: components per neuron
-    width: int = 4  # hidden width of each component MLP
-    activation: str = "siren"
-    w0: float = 30.0  # component frequency in the first layer
-    hidden_w0: float = 1.0  # component frequency in the following layers
-    shared: bool = False  # one component MLP per neuron (shared by its d components)
-    init_std: float = 1.0  # std of each component function at initialisation
-    coord_scale: float = 1.0  # input coordinates are multiplied by this (coarse-to-fine)
-    fused: bool = True  # chunked/fused CPU kernel; False = plain autograd (materialises N*r*d*width)
-    compile: bool = False  # torch.compile the layers (uses the plain formulation, fused by inductor)
-
-    def __post_init__(self) -> None:
-        check_config_fields(self)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"LRNNConfig.activation must be one of {', '.join(sorted(ACTIVATIONS))}, "
-                             f"got {self.activation!r}")
+from .configs import LRNNConfig
 
 
 class _FactorProduct(torch.autograd.Function):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .lrnn import LRNNConfig
-from .siren import SIRENConfig
-from .wire import WIREConfig
+from .configs import LRNNConfig, SIRENConfig, WIREConfig
 
 ModelConfig = LRNNConfig | WIREConfig | SIRENConfig
 

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_config_fields
-
-
-@dataclass(frozen=True)
-class SIRENConfig:
-    """Hyper-parameters of :class:`SIREN` (``hidden_layers`` counts hidden->hidden sine layers)."""
-
-    in_features: int = 2
-    out_features: int = 1
-    hidden_features: int = 64
-    hidden_layers: int = 2
-    w0: float = 30.0  # first layer frequency
-    hidden_w0: float = 30.0
-    coord_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_config_fields(self)
+from .configs import SIRENConfig
 
 
 class SineLayer(nn.Module):

@@ -15,29 +15,12 @@ Total ``636 + 2 * 90,312 + 426 + 6 = 181,692`` real parameters (complex counts a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_config_fields
-
-
-@dataclass(frozen=True)
-class WIREConfig:
-    """Hyper-parameters of :class:`WIRE` (``hidden_layers`` counts hidden->hidden Gabor layers)."""
-
-    in_features: int = 2
-    out_features: int = 1
-    hidden_features: int = int(300 / math.sqrt(2))  # 212 complex features
-    hidden_layers: int = 2
-    w0: float = 10.0
-    s0: float = 10.0
-    trainable_w0_s0: bool = False
-    coord_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_config_fields(self)
+from .configs import WIREConfig
 
 
 class ComplexLinear(nn.Module):
