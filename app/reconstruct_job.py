@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sparsect import data, operators
-from sparsect.app import display, limits, measured_scan, outputs, run, run_outputs, scans, stopping
+from sparsect.app import display, estimates, limits, measured_scan, outputs, run, run_outputs, scans, stopping
 from sparsect.app.scans import Scan
 from sparsect.app.settings import InputError
 from sparsect.app.tables import results_table, scan_title, scores_table
@@ -25,6 +26,8 @@ from sparsect.reconstruct.fit import PHASE_STEPS
 
 if TYPE_CHECKING:
     from sparsect.app.cli import Request
+
+log = logging.getLogger("sparsect.reconstruct_job")
 
 
 def _load(request: Request) -> tuple[Scan | None, data.CTSlice | None]:
@@ -51,6 +54,22 @@ def _load(request: Request) -> tuple[Scan | None, data.CTSlice | None]:
     return None, ct
 
 
+def _print_estimates(request: Request, scan: Scan | None, ct: data.CTSlice | None) -> None:
+    """One line on stderr before the run: each method's estimated time on this machine (nothing when it cannot be
+    estimated: an estimate never stops a run)."""
+    if scan is not None:
+        shape, views = scan.image_size, scan.views
+    else:
+        size = request.scan_settings.size
+        shape, views = (ct.hu.shape if size is None else (size, size)), request.scan_settings.views
+    try:
+        seconds = estimates.seconds_by_method({m: request.method_settings for m in request.methods}, shape, views)
+    except Exception:  # noqa: BLE001 - e.g. an unwritable cache or a device that cannot be timed
+        log.debug("no time estimate", exc_info=True)
+        return
+    console.print(estimates.estimate_line(seconds), highlight=False, markup=False)
+
+
 def run_request(request: Request) -> None:
     """Load, simulate (a slice), run the methods with progress, print and write (``--out``) the results; one
     ``error:`` line and the exit status on failure or Ctrl-C."""
@@ -61,6 +80,7 @@ def run_request(request: Request) -> None:
             scan, ct = _load(request)
             if request.out is not None:
                 staging = outputs.Staging(request.out, request.force)
+            _print_estimates(request, scan, ct)  # once every input is checked: bad input gets one line
             with stopping.GracefulStop(_say_stopping) as graceful:
                 scan, result = _run_with_progress(request, scan, ct, stop=graceful.event)
             if scan is not None:

@@ -106,9 +106,10 @@ def parse_combine(texts: list[str]) -> dict[Path, float]:
     return folders
 
 
-def variant_settings(method: str) -> tuple[float, ...]:
-    """Network ``method``'s "band_blend" settings (coarse share, fine share, cutoff c/px, transition octaves)."""
-    return dataclasses.astuple(neural.BAND_BLEND_SHARES[method])
+def variant_settings(method: str, size: int) -> tuple[float, ...]:
+    """Network ``method``'s "band_blend" settings on a ``size``² grid (coarse share, fine share, cutoff c/px,
+    transition octaves)."""
+    return dataclasses.astuple(neural.band_shares(method, (size, size)))
 
 
 def network_label(network: str) -> str:
@@ -119,11 +120,11 @@ def network_label(network: str) -> str:
 
 
 def blend_grid(coarse: list[float], fine: list[float], cutoff: list[float], transition: list[float],
-               method: str) -> dict[str, tuple[float, ...] | float]:
+               method: str, size: int) -> dict[str, tuple[float, ...] | float]:
     """Every blend to score, by label: a plain share (float) or band settings (coarse, fine, cutoff, transition),
     the grid's and network ``method``'s own."""
     grid: dict[str, tuple[float, ...] | float] = {f"plain {share:.1f}": share for share in np.linspace(0, 1, 11)}
-    for settings in (*itertools.product(coarse, fine, cutoff, transition), variant_settings(method)):
+    for settings in (*itertools.product(coarse, fine, cutoff, transition), variant_settings(method, size)):
         grid[band_label(settings)] = settings
     return grid
 
@@ -176,7 +177,7 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, str, dict, d
     quality.NEURAL_BUDGET["iterations"] = args.iterations
     quality.apply_network_options(parser, args, [args.network])
     try:
-        grid = blend_grid(args.coarse, args.fine, args.cutoff, args.transition, method)
+        grid = blend_grid(args.coarse, args.fine, args.cutoff, args.transition, method, args.size)
         for settings in grid.values():
             if not np.isscalar(settings):
                 blend.band_response((2, 2), *settings)
@@ -202,7 +203,7 @@ def _print_tables(args: argparse.Namespace, method: str, grid: dict, combine: di
         return float(np.mean([p for p, _ in values])), min(p for p, _ in values), met
 
     ranked = sorted(grid, key=lambda label: -summary(label)[0])
-    constants = band_label(variant_settings(method))
+    constants = band_label(variant_settings(method, args.size))
     shown = list(dict.fromkeys([*ranked[: args.top], constants, "plain 0.5"]))
     name = " + ".join(f"{w:g} x {d.name}" for d, w in combine.items()) if combine else network_label(args.network)
     print(f"{name}, {len(cells)} cells at {args.size}²: margin over TV, "

@@ -134,7 +134,7 @@ def _settle(page) -> None:
 def _tick(page, name: str, want: bool) -> None:
     from playwright.sync_api import expect
 
-    box = page.get_by_role("checkbox", name=name, exact=True)
+    box = page.get_by_role("checkbox", name=re.compile(rf"^{name}( |$)"))  # the label, then its time estimate
     if box.is_checked() != want:
         page.locator("label").filter(has=box).click()
         (expect(box).to_be_checked if want else expect(box).not_to_be_checked)(timeout=TIMEOUT_MS)
@@ -142,7 +142,8 @@ def _tick(page, name: str, want: bool) -> None:
 
 
 def open_visitor(browser, url: str, size: str, classical: int, neural: int):
-    """A new page set to ``ct_small`` at ``size`` with FBP, TV and LRNN and these iteration budgets."""
+    """A new page set to ``ct_small`` at ``size`` with FBP, TV and LRNN (WIRE, ticked by default, off) and these
+    iteration budgets."""
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
@@ -151,7 +152,7 @@ def open_visitor(browser, url: str, size: str, classical: int, neural: int):
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Working size").click()
     page.get_by_role("option", name=size, exact=True).click()
     _settle(page)
-    for name, want in (("FBP", True), ("CGLS", False), ("TV", True), ("LRNN", True)):
+    for name, want in (("FBP", True), ("CGLS", False), ("TV", True), ("WIRE", False), ("LRNN", True)):
         _tick(page, name, want)
     for label, value in (("Iterations (classical)", classical), ("Iterations (networks)", neural)):
         field_ = page.get_by_role("spinbutton", name=label)

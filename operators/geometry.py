@@ -126,6 +126,23 @@ class Geometry:
         """A point on and the unit direction of every ray, each float64 (n_angles, det_count, 2)."""
         raise NotImplementedError
 
+    def on_grid(self, image_size: int | Sequence[int]) -> Geometry:
+        """The same scan on an ``image_size`` (H, W) grid over the same field of view: the same rays, with every
+        length (detector spacing, source and detector distances) in the new grid's pixels.
+
+        An image on either grid, in attenuation per pixel (``mu * pixel size``), has the same line integrals, so
+        one sinogram serves a fit on a coarse grid and on the scan's own. The new grid must keep the aspect
+        ratio: ``H_new / H == W_new / W``.
+        """
+        size = _as_image_size(image_size)
+        scale = size[0] / self.image_size[0]
+        if not math.isclose(size[1] / self.image_size[1], scale, rel_tol=1e-9):
+            raise ValueError(f"a grid of {size} does not keep the aspect ratio of {self.image_size}")
+        return self._scaled(size, scale)
+
+    def _scaled(self, image_size: tuple[int, int], scale: float) -> Geometry:
+        raise NotImplementedError
+
 
 class ParallelBeam(Geometry):
     """2D parallel-beam geometry with ASTRA ``parallel`` conventions (see module docstring).
@@ -158,6 +175,9 @@ class ParallelBeam(Geometry):
         points = torch.stack([u * cos, u * sin], dim=-1)
         directions = torch.stack([-sin, cos], dim=-1).expand_as(points)
         return points, directions
+
+    def _scaled(self, image_size: tuple[int, int], scale: float) -> ParallelBeam:
+        return ParallelBeam(self.angles, self.det_count, self.det_spacing * scale, image_size)
 
     def __repr__(self) -> str:
         return (f"ParallelBeam(n_angles={self.n_angles}, det_count={self.det_count}, "
@@ -231,6 +251,10 @@ class FanBeam(Geometry):
 
     def _extra_key(self) -> tuple:
         return (self.source_distance, self.detector_distance)
+
+    def _scaled(self, image_size: tuple[int, int], scale: float) -> FanBeam:
+        return FanBeam(self.angles, self.det_count, self.source_distance * scale, self.detector_distance * scale,
+                       self.det_spacing * scale, image_size)
 
     def __repr__(self) -> str:
         return (f"FanBeam(n_angles={self.n_angles}, det_count={self.det_count}, "

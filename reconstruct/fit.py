@@ -113,6 +113,12 @@ def fit(
     if tuple(sinogram.shape[-2:]) != expected or sinogram.numel() != batch * math.prod(expected):
         wanted = expected if batch == 1 else (batch, 1, *expected)
         raise ValueError(f"sinogram must have shape {wanted} for {batch} model(s), got {tuple(sinogram.shape)}")
+    if config.coarse_grid is not None:
+        from sparsect.reconstruct.grid_levels import coarse_size, fit_on_grids
+
+        size = coarse_size(tuple(radon.geometry.image_size), config.coarse_grid)
+        if size is not None:
+            return fit_on_grids(network, radon, sinogram, config, size, init_image, callback, stop)
     device = resolve_device(config.device)
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices, enabled=config.seed is not None):

@@ -103,6 +103,11 @@ class FitConfig:
         learning rate. (A learning rate that never makes progress is not caught: there is no good state to
         return to.) ``FitResult.settings["largest_loss_ratio"]`` records how close the fit came: the largest
         loss over the lowest before it, of any network at any step of the main loop.
+    coarse_grid, fine_iterations : a fit on two grids (:mod:`reconstruct.grid_levels`): where the scan's grid is
+        larger than ``coarse_grid`` pixels a side, the warm start and the first ``iterations - fine_iterations``
+        steps run on a grid of that size over the same field of view (the same sinogram, a projector on larger
+        pixels), the last ``min(fine_iterations, iterations)`` on the scan's own grid. None: the scan's own grid
+        throughout.
     method : name recorded in the result (None: the model's class name).
     """
 
@@ -135,6 +140,8 @@ class FitConfig:
     snapshot_every: int = 25
     max_recoveries: int = 8
     divergence_factor: float = 100.0
+    coarse_grid: int | None = None
+    fine_iterations: int = 0
     method: str | None = None
 
     def __post_init__(self) -> None:
@@ -160,6 +167,10 @@ class FitConfig:
             raise ValueError(f"divergence_factor must be a finite number > 1, got {self.divergence_factor}")
         if self.discrepancy is not None and not (math.isfinite(self.discrepancy) and self.discrepancy > 0):
             raise ValueError(f"discrepancy must be a positive number or None, got {self.discrepancy!r}")
+        if self.coarse_grid is not None and not (isinstance(self.coarse_grid, int) and self.coarse_grid >= 8):
+            raise ValueError(f"coarse_grid must be a whole number of pixels >= 8 or None, got {self.coarse_grid!r}")
+        if not (isinstance(self.fine_iterations, int) and self.fine_iterations >= 0):
+            raise ValueError(f"fine_iterations must be a whole number >= 0, got {self.fine_iterations!r}")
         if isinstance(self.early_stop, int) and not isinstance(self.early_stop, bool):
             object.__setattr__(self, "early_stop", EarlyStop(patience=self.early_stop))
         if not isinstance(self.output_scale, (int, float)):

@@ -21,9 +21,11 @@ from sparsect.reconstruct.models.stacked import StackedModels
 from sparsect.reconstruct.result import StopLike
 from sparsect.reconstruct.tv_blend import (
     BAND_BLEND_SHARES,
+    LARGE_GRID_BAND_SHARES,
     TV_BLEND_WEIGHT,
     BandShares,
     band_blend_response,
+    band_shares,
     blend_with_tv,
 )
 from sparsect.reconstruct.tv_solver import object_attenuation
@@ -149,6 +151,7 @@ def _seeded_model(method: str, spec: Preset, seed: int) -> torch.nn.Module:
 
 
 __all__ = ["BAND_BLEND", "BAND_BLEND_SHARES", "COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE",
-           "EXCLUSIVE_VARIANTS", "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "RECOMMENDED", "RECOMMENDED_VARIANTS",
-           "TV_BLEND", "TV_BLEND_WEIGHT", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES", "BandShares", "band_blend_response",
-           "canonical_variants", "fit_config", "reconstruct_neural", "resolve_variants"]
+           "EXCLUSIVE_VARIANTS", "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "LARGE_GRID_BAND_SHARES", "RECOMMENDED",
+           "RECOMMENDED_VARIANTS", "TV_BLEND", "TV_BLEND_WEIGHT", "TV_WEIGHT", "VARIANTS", "VARIANT_NAMES",
+           "BandShares", "band_blend_response", "band_shares", "canonical_variants", "fit_config",
+           "reconstruct_neural", "resolve_variants"]

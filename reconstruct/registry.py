@@ -77,6 +77,7 @@ class Method:
     default_iterations : the main-loop budget without ``iterations`` (None: direct, or a network's preset's).
     depends_on : the :class:`sparsect.app.settings.MethodSettings` fields that change its result.
     uses_photons : whether the scan's photon count sets its defaults (TV's weight, some network variants).
+    cost : how :mod:`reconstruct.estimate` times it (:attr:`cost_model`); None: from ``kind``.
     """
 
     name: str
@@ -86,6 +87,14 @@ class Method:
     default_iterations: int | None = None
     depends_on: tuple[str, ...] = _ALWAYS
     uses_photons: bool = False
+    cost: str | None = None
+
+    @property
+    def cost_model(self) -> str:
+        """"backprojection" (one filtered back-projection), "projector_pairs" (a projector pair per iteration),
+        "total_variation" (those, TV's operator norm and image work) or "network": ``cost``, else from ``kind``."""
+        by_kind = {"direct": "backprojection", "iterative": "projector_pairs", "network": "network"}
+        return self.cost or by_kind[self.kind]
 
     @property
     def is_network(self) -> bool:
@@ -144,7 +153,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sirt", "SIRT", "iterative", _solver("sirt"), 100, _SOLVER_SETTINGS),
     Method("cgls", "CGLS", "iterative", _solver("cgls"), 20, _SOLVER_SETTINGS),
     Method("os_sart", "OS-SART", "iterative", _solver("os_sart"), 10, _SOLVER_SETTINGS),
-    Method("tv", "TV", "iterative", _tv, 300, _SOLVER_SETTINGS, uses_photons=True),
+    Method("tv", "TV", "iterative", _tv, 300, _SOLVER_SETTINGS, uses_photons=True, cost="total_variation"),
     *_networks(("lrnn", "LRNN"), ("wire", "WIRE"), ("siren", "SIREN")),
 )}
 CLASSICAL_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if not m.is_network)
@@ -157,7 +166,7 @@ VARIANTS: dict[str, FitVariant] = FIT_VARIANTS
 #: What ``sparsect reconstruct`` and ``sparsect batch`` run without ``--method``.
 DEFAULT_METHODS: tuple[str, ...] = ("fbp",)
 #: The methods the page ticks by default.
-PAGE_METHODS: tuple[str, ...] = ("fbp", "cgls", "lrnn")
+PAGE_METHODS: tuple[str, ...] = ("fbp", "tv", "wire", "lrnn")
 #: The methods a measured scan's scores can be against (run on all measured views), and the automatic one.
 REFERENCE_METHODS: tuple[str, ...] = ("fbp", "tv")
 DEFAULT_REFERENCE = "fbp"

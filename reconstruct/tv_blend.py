@@ -48,12 +48,30 @@ BAND_BLEND_SHARES: dict[str, BandShares] = {
 }
 
 
+#: Band shares on larger working grids, by the grid's largest side in pixels: a grid at least that large uses the
+#: entry of the largest such side; smaller grids use :data:`BAND_BLEND_SHARES`. Chosen on the bundled slices for the
+#: recommended fit, whose networks see these grids through a 128² one ("coarse_grid"; docs/BENCHMARKS.md, "Networks
+#: at the scan's own resolution").
+LARGE_GRID_BAND_SHARES: dict[int, dict[str, BandShares]] = {
+    256: {"lrnn": BandShares(coarse=0.0, fine=0.75, cutoff=0.25, transition=1.0)},
+}
+
+
+def band_shares(method: str, image_shape: tuple[int, ...]) -> BandShares:
+    """Network ``method``'s band shares for images of ``image_shape`` (..., H, W): its entry in
+    :data:`LARGE_GRID_BAND_SHARES` for the largest side not above the grid's, else :data:`BAND_BLEND_SHARES`."""
+    side = max(image_shape[-2:])
+    for size in sorted(LARGE_GRID_BAND_SHARES, reverse=True):
+        if side >= size and method in LARGE_GRID_BAND_SHARES[size]:
+            return LARGE_GRID_BAND_SHARES[size][method]
+    return BAND_BLEND_SHARES[method]
+
+
 def band_blend_response(method: str, image_shape: tuple[int, ...]) -> np.ndarray:
-    """Network ``method``'s "band_blend" share for images of ``image_shape`` (..., H, W): its
-    :data:`BAND_BLEND_SHARES` as :func:`reconstruct.blend.band_response` of the (2H, 2W) grid that
-    :func:`reconstruct.blend.blend` filters."""
+    """Network ``method``'s "band_blend" share for images of ``image_shape`` (..., H, W): its :func:`band_shares`
+    as :func:`reconstruct.blend.band_response` of the (2H, 2W) grid that :func:`reconstruct.blend.blend` filters."""
     rows, cols = image_shape[-2:]
-    return blend.band_response((2 * rows, 2 * cols), **dataclasses.asdict(BAND_BLEND_SHARES[method]))
+    return blend.band_response((2 * rows, 2 * cols), **dataclasses.asdict(band_shares(method, image_shape)))
 
 
 def blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photons: float | None,
@@ -74,7 +92,7 @@ def blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photo
     tv_result = tv(sinogram, radon, photons=photons, pixel_size_mm=pixel_size_mm, stop=stop,
                    callback=report if callback is not None else None)
     if band is not None:
-        shares = BAND_BLEND_SHARES[band]
+        shares = band_shares(band, result.image_hu.shape)
         share: float | np.ndarray = band_blend_response(band, result.image_hu.shape)
         result.settings["band_blend"] = dict(coarse=shares.coarse, fine=shares.fine,
                                              cutoff_cycles_per_pixel=shares.cutoff,
@@ -104,4 +122,5 @@ def blend_with_tv(result: FitResult, sinogram: torch.Tensor, radon: Radon, photo
     result.events.append(f"blended with TV ({tv_result.iterations} iterations), {how}")
 
 
-__all__ = ["BAND_BLEND_SHARES", "TV_BLEND_WEIGHT", "BandShares", "band_blend_response", "blend_with_tv"]
+__all__ = ["BAND_BLEND_SHARES", "LARGE_GRID_BAND_SHARES", "TV_BLEND_WEIGHT", "BandShares", "band_blend_response",
+           "band_shares", "blend_with_tv"]

@@ -24,6 +24,10 @@ FBP_INIT_LR_FACTOR = 0.3
 FBP_INIT_STEPS = 100
 #: Coordinate factor at the start of the "coarse_to_fine" ramp (reaches 1 at half of the budget).
 COARSE_START = 0.25
+#: Side of the coarse grid of the "coarse_grid" variant (pixels): the grid the recommended fit was chosen on.
+COARSE_GRID = 128
+#: Share of the main loop's steps the "coarse_grid" variant runs on the scan's own grid, at the end.
+FINE_SHARE = 0.07
 #: The "discrepancy" variant stops once the sinogram MSE is this multiple of the noise's expected MSE.
 DISCREPANCY_FACTOR = 1.0
 
@@ -83,6 +87,13 @@ def _warm_start_from(image: str) -> Callable[[FitConfig], FitConfig]:
     return transform
 
 
+def _two_grids(config: FitConfig) -> FitConfig:
+    """The "coarse_grid" transform: the warm start and most steps on a ``COARSE_GRID`` grid, the last
+    ``FINE_SHARE`` of the steps on the scan's own (:mod:`reconstruct.grid_levels`)."""
+    return dataclasses.replace(config, coarse_grid=COARSE_GRID,
+                               fine_iterations=round(FINE_SHARE * config.iterations))
+
+
 #: Every fit variant by name: first the FitConfig transforms ("paper" the identity), then the ensemble, the two TV
 #: blends and "recommended".
 FIT_VARIANTS: dict[str, FitVariant] = {v.name: v for v in (
@@ -100,6 +111,10 @@ FIT_VARIANTS: dict[str, FitVariant] = {v.name: v for v in (
     FitVariant("coarse_to_fine", "Coarse to fine",
                "The coordinate scale ramps up over the first half of the fit.",
                _setting(coordinate_ramp=CoordinateRamp(start=COARSE_START, until=0.5))),
+    FitVariant("coarse_grid", f"{COARSE_GRID}² grid first",
+               f"Above {COARSE_GRID}x{COARSE_GRID}, the warm start and most steps run on a {COARSE_GRID}x{COARSE_GRID} "
+               f"grid over the same field of view and the last {FINE_SHARE:.0%} on the scan's own: a 512x512 fit "
+               "in minutes, not half an hour.", _two_grids),
     FitVariant("ramp_loss", "Ramp-weighted loss",
                "The sinogram error is weighted by the ramp filter, a preconditioner worth several dB at the same "
                "iteration budget.", _setting(data_weighting="ramp")),
@@ -125,14 +140,15 @@ FIT_VARIANTS: dict[str, FitVariant] = {v.name: v for v in (
 #: Variants that cannot be combined: each set names alternatives.
 EXCLUSIVE_VARIANTS: tuple[frozenset[str], ...] = (frozenset({"fbp_init", "tv_init"}),
                                                   frozenset({TV_BLEND, BAND_BLEND}))
-#: Each network's recommended fit (sorted). WIRE fits better without the FBP warm start (docs/BENCHMARKS.md, "How
-#: firm the comparison is", the warm-start bullets); LRNN and SIREN do not.
 #: Every variant name: the FitConfig transforms, then the ensemble, the two TV blends and "recommended".
 VARIANT_NAMES: tuple[str, ...] = tuple(FIT_VARIANTS)
+#: Each network's recommended fit (sorted). WIRE fits better without the FBP warm start (docs/BENCHMARKS.md, "How
+#: firm the comparison is", the warm-start bullets); LRNN and SIREN do not. Every network fits grids above 128² through
+#: a 128² one ("coarse_grid"), so the page compares them at one budget.
 RECOMMENDED_VARIANTS: dict[str, tuple[str, ...]] = {
-    "lrnn": ("band_blend", "ensemble", "fbp_init", "ramp_loss"),
-    "siren": ("band_blend", "ensemble", "fbp_init", "ramp_loss"),
-    "wire": ("band_blend", "ensemble", "ramp_loss"),
+    "lrnn": ("band_blend", "coarse_grid", "ensemble", "fbp_init", "ramp_loss"),
+    "siren": ("band_blend", "coarse_grid", "ensemble", "fbp_init", "ramp_loss"),
+    "wire": ("band_blend", "coarse_grid", "ensemble", "ramp_loss"),
 }
 
 
@@ -202,7 +218,7 @@ def describe_fit(method_label: str, variants: tuple[str, ...], ensemble_size: in
     return ", ".join([method_label, *(_phrase(name, ensemble_size) for name in order if name in chosen)])
 
 
-__all__ = ["BAND_BLEND", "COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE", "EXCLUSIVE_VARIANTS",
-           "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "FIT_VARIANTS", "PAPER", "RECOMMENDED", "RECOMMENDED_VARIANTS",
-           "TV_BLEND", "TV_WEIGHT", "FitVariant", "apply_variants", "canonical_variants", "describe_fit",
-           "resolve_variants"]
+__all__ = ["BAND_BLEND", "COARSE_GRID", "COARSE_START", "DISCREPANCY_FACTOR", "ENSEMBLE", "ENSEMBLE_SIZE",
+           "EXCLUSIVE_VARIANTS", "FBP_INIT_LR_FACTOR", "FBP_INIT_STEPS", "FINE_SHARE", "FIT_VARIANTS", "PAPER",
+           "RECOMMENDED", "RECOMMENDED_VARIANTS", "TV_BLEND", "TV_WEIGHT", "VARIANT_NAMES", "FitVariant",
+           "apply_variants", "canonical_variants", "describe_fit", "resolve_variants"]

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import queue
 import secrets
 import shutil
@@ -43,6 +44,57 @@ def benchmark_module(monkeypatch):
         return module
 
     return load
+
+
+#: The rates every test's time estimates use (seconds per pixel-view or pixel): a fast machine, so the page's first
+#: working size is the slice's own grid whatever the load of the machine running the tests.
+FAST_RATES = {"fbp": 1e-9, "pair": 1e-9, "matrix": 1e-9, "tv_image": 1e-9, "network": 1e-7}
+
+
+def seed_calibration(folder: Path, rates: dict[str, float]) -> None:
+    """A calibration file in ``folder`` holding ``rates`` (as :data:`FAST_RATES`) for this machine's CPU, every
+    network and preset."""
+    from sparsect.reconstruct import calibration as cal
+    from sparsect.reconstruct import registry
+
+    networks = {cal.network_key(m, p): cal.Rate(rates["network"]) for m in registry.NETWORK_METHODS
+                for p in registry.PRESETS}
+    seeded = cal.Calibration(cal.Rate(rates["fbp"]), cal.Rate(rates["pair"]), cal.Rate(rates["matrix"]),
+                             cal.Rate(rates["tv_image"]), networks)
+    cal.store(folder / cal.CACHE_NAME, cal.machine_key("cpu"), seeded)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory) -> Iterator[Path]:
+    """Time estimates read their calibration from a folder of this test session, never the user's cache, seeded with
+    :data:`FAST_RATES` (a calibration for another thread count is measured there)."""
+    from sparsect.reconstruct.calibration import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("sparsect-cache")
+    seed_calibration(folder, FAST_RATES)
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
+@pytest.fixture
+def calibrated(tmp_path, monkeypatch):
+    """``calibrated(rates)``: this test's time estimates use ``rates`` (as :data:`FAST_RATES`), from a cache folder of
+    its own; returns the folder."""
+    from sparsect.reconstruct.calibration import CACHE_ENV
+
+    def use(rates: dict[str, float]) -> Path:
+        folder = tmp_path / "sparsect-cache"
+        folder.mkdir(exist_ok=True)
+        seed_calibration(folder, rates)
+        monkeypatch.setenv(CACHE_ENV, str(folder))
+        return folder
+
+    return use
 
 
 @pytest.fixture(scope="module")

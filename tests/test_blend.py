@@ -106,7 +106,7 @@ def test_blend_shares_benchmark_scores_the_plain_ends_as_tv_and_the_network(tmp_
     rng = np.random.default_rng(2)
     cell = {"reference": reference, "tv": reference + rng.normal(0, 30, reference.shape),
             "network": reference + rng.normal(0, 20, reference.shape)}
-    grid = bench.blend_grid([0.5], [0.5], [0.25], [0.5], "lrnn")
+    grid = bench.blend_grid([0.5], [0.5], [0.25], [0.5], "lrnn", 128)
     scores = bench.margins(cell, grid)
     assert scores["plain 0.0"] == (0.0, 0.0)
     expected = (metrics.psnr_range(cell["network"], reference, "circle")

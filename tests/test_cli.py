@@ -94,7 +94,7 @@ def test_methods_share_one_sinogram_and_comma_lists_work(tmp_path):
         (["shepp_logan", "--method", "magic"], "unknown method 'magic'"),
         (["no_such_sample"], "sample name (ct_small"),
         (["shepp_logan", "-m", "lrnn", "--variant", "magic"],
-         "unknown variant 'magic'; choose from paper, tv, fbp_init, tv_init, coarse_to_fine, ramp_loss"),
+         "unknown variant 'magic'; choose from paper, tv, fbp_init, tv_init, coarse_to_fine, coarse_grid, ramp_loss"),
         (["shepp_logan", "-m", "lrnn", "--variant", "paper,tv"], "variant 'paper' is the published formulation"),
         (["shepp_logan", "--variant", ""], "no variant given"),
     ],

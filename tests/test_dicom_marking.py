@@ -131,7 +131,7 @@ def test_anonymized_references_do_not_leak_the_source(tmp_path, ct_slice):
 def test_series_description_fits_64_characters_and_takes_the_fit_when_it_fits():
     assert Provenance("LRNN", 60, fit="LRNN, FBP warm start").series_description() == \
         "LRNN 60 views (simulated), RESEARCH: FBP warm start"
-    long_fit = "LRNN, 3 seeds, FBP warm start, ramp-weighted loss, blended with TV by frequency band"
+    long_fit = "LRNN, 3 seeds, FBP warm start, 128² grid first, ramp-weighted loss, blended with TV by frequency band"
     text = Provenance("LRNN", 60, 1200, fit=long_fit).series_description()
     assert text == "LRNN 60 of 1200 measured views, RESEARCH" and len(text) <= 64
     assert len(Provenance("X" * 80, 60).series_description()) == 64

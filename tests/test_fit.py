@@ -751,8 +751,8 @@ def test_fit_variants_are_records_in_the_order_of_the_names():
     from sparsect.reconstruct.variants import FIT_VARIANTS
 
     assert tuple(FIT_VARIANTS) == neural.VARIANT_NAMES == (
-        "paper", "tv", "fbp_init", "tv_init", "coarse_to_fine", "ramp_loss", "wls", "discrepancy", "positive",
-        "ensemble", "tv_blend", "band_blend", "recommended")
+        "paper", "tv", "fbp_init", "tv_init", "coarse_to_fine", "coarse_grid", "ramp_loss", "wls", "discrepancy",
+        "positive", "ensemble", "tv_blend", "band_blend", "recommended")
     assert list(neural.VARIANTS) == [name for name, v in FIT_VARIANTS.items() if v.transform is not None]
     assert [name for name, v in FIT_VARIANTS.items() if v.transform is None] == [
         "ensemble", "tv_blend", "band_blend", "recommended"]
@@ -767,9 +767,9 @@ def test_describe_fit_in_words():
     from sparsect.reconstruct.variants import RECOMMENDED_VARIANTS, describe_fit
 
     assert describe_fit("LRNN", RECOMMENDED_VARIANTS["lrnn"], 3) == (
-        "LRNN, 3 seeds, FBP warm start, ramp-weighted loss, blended with TV by frequency band")
+        "LRNN, 3 seeds, FBP warm start, 128² grid first, ramp-weighted loss, blended with TV by frequency band")
     assert describe_fit("WIRE", RECOMMENDED_VARIANTS["wire"], 5) == (
-        "WIRE, 5 seeds, ramp-weighted loss, blended with TV by frequency band")
+        "WIRE, 5 seeds, 128² grid first, ramp-weighted loss, blended with TV by frequency band")
     assert describe_fit("LRNN", ("paper",), 3) == describe_fit("LRNN", (), 3) == "LRNN, published fit"
     # a fixed order whatever the order given; labels keep their acronyms and proper names
     assert describe_fit("SIREN", ("wls", "tv_blend", "ensemble", "tv", "coarse_to_fine"), 1) == (

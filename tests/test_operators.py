@@ -243,6 +243,42 @@ def test_fbp_of_disk_recovers_true_value():
         assert abs(recon[inner].mean() - 1.0) < 0.01, type(geometry).__name__
 
 
+def _disk_image(size, radius, value, supersample=8):
+    """Coverage of a centred disk of ``radius`` pixels on a size x size grid, times ``value``, float64."""
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    inside = sum(((xx + dx) ** 2 + (yy + dy) ** 2 < radius ** 2).astype(np.float64)
+                 for dx in offsets for dy in offsets)
+    return torch.tensor(inside / supersample ** 2 * value)
+
+
+def _disk_chords(geometry, radius):
+    """The analytic chord length of every ray through a centred disk of ``radius`` pixels (n_angles, det_count)."""
+    points, directions = geometry.rays()
+    distance = (points[..., 0] * directions[..., 1] - points[..., 1] * directions[..., 0]).abs()
+    return 2 * torch.sqrt((radius ** 2 - distance ** 2).clamp(min=0))
+
+
+@pytest.mark.parametrize("geometry", [ParallelBeam.sparse(30, (128, 128)), FanBeam.sparse(40, (128, 128))],
+                         ids=["parallel", "fan"])
+def test_a_coarser_grid_sees_the_same_line_integrals(geometry):
+    """on_grid: a disk of attenuation 1 per fine pixel is 2 per coarse pixel on the half-size grid; both grids'
+    projections match the analytic chords (in fine pixels), so one sinogram serves both."""
+    coarse = geometry.on_grid(64)
+    assert coarse.image_size == (64, 64) and coarse.sinogram_shape == geometry.sinogram_shape
+    chords = _disk_chords(geometry, 40.0)
+    torch.testing.assert_close(_disk_chords(coarse, 20.0) * 2, chords, rtol=0, atol=1e-9)
+    fine_projection = Radon(geometry)(_disk_image(128, 40.0, 1.0))
+    coarse_projection = Radon(coarse)(_disk_image(64, 20.0, 2.0))
+    inner = chords > 2 * math.sqrt(40.0 ** 2 - 32.0 ** 2)  # rays 4 coarse pixels inside the rim
+    for projection in (fine_projection, coarse_projection):
+        error = (projection.double() - chords).abs()
+        assert float(error.mean()) < 0.01 * float(chords.mean())
+        assert float((error[inner] / chords[inner]).max()) < 0.05  # 3.1 % seen (fan, coarse): the rim's pixels
+    with pytest.raises(ValueError, match="aspect ratio"):
+        geometry.on_grid((64, 32))
+
+
 def test_fbp_reaches_skimage_iradon_psnr():
     phantom = resize(shepp_logan_phantom(), (256, 256), anti_aliasing=True)
     theta = np.arange(180.0)

@@ -70,6 +70,14 @@ def _texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
 
 
+def _tick(at, *methods: str):
+    """Tick exactly ``methods`` in the sidebar (the page ticks :data:`registry.PAGE_METHODS` at first)."""
+    for method in registry.METHODS:
+        box = at.sidebar.checkbox(key=f"use_{method}")
+        box.check() if method in methods else box.uncheck()
+    return at
+
+
 # ------------------------------------------------------------------------------------------ pure helpers
 
 
@@ -372,6 +380,29 @@ def test_serve_passes_the_safety_settings_and_config_matches():
 # ------------------------------------------------------------------------------------------ the page (AppTest)
 
 
+def test_page_ticks_the_missions_methods_and_starts_on_the_slices_grid_when_they_are_quick():
+    at = _app()  # the test session's calibration (conftest.py): a fast machine
+    ticked = {m for m in registry.METHODS if at.sidebar.checkbox(key=f"use_{m}").value}
+    assert ticked == set(registry.PAGE_METHODS) == {"fbp", "tv", "wire", "lrnn"}
+    assert at.sidebar.selectbox(key="size").value == "Original"  # ct_small's own 128 x 128
+    captions = _texts(at.sidebar.caption)
+    assert "Ticked methods: " in captions and "on this server at 128 x 128" in captions
+    label = at.sidebar.checkbox(key="use_lrnn").label
+    assert label.startswith("LRNN ") and ("~" in label or "<1 s" in label)  # its estimate beside it
+
+
+def test_page_first_working_size_is_the_largest_the_ticked_methods_take_under_a_minute_on(calibrated):
+    calibrated({"fbp": 1e-9, "pair": 1e-9, "matrix": 1e-9, "tv_image": 1e-9, "network": 3e-6})
+    at = _app()  # the four methods: ~1 min 40 s at 128 x 128, ~26 s at 64 x 64
+    assert at.sidebar.selectbox(key="size").value == "64 x 64"
+    assert "on this server at 64 x 64; the largest grid" in _texts(at.sidebar.caption)
+    _tick(at, "fbp").run()  # quick: the slice's own grid
+    assert at.sidebar.selectbox(key="size").value == "Original"
+    at.sidebar.selectbox(key="size").set_value("128 x 128").run()  # the visitor's choice stays
+    _tick(at, *registry.PAGE_METHODS).run()
+    assert not at.exception and at.sidebar.selectbox(key="size").value == "128 x 128"
+
+
 def test_page_fan_beam_and_the_same_grid_simulation():
     at = _app()
     at.sidebar.selectbox(key="size").set_value("64 x 64")
@@ -379,8 +410,7 @@ def test_page_fan_beam_and_the_same_grid_simulation():
     assert not at.exception, at.exception
     assert at.sidebar.slider(key="arc_fan").value == 360  # a fan beam scans a full turn by default
     at.sidebar.selectbox(key="simulation").set_value("same-grid")
-    at.sidebar.checkbox(key="use_cgls").uncheck()
-    at.sidebar.checkbox(key="use_lrnn").uncheck()
+    _tick(at, "fbp")
     at.sidebar.button(key="run").click().run()
     assert not at.exception and not at.error, (at.exception, _texts(at.error))
     caption = _texts(at.caption)
@@ -404,8 +434,7 @@ def test_page_shows_a_run_that_finished_before_its_progress_section(monkeypatch)
     monkeypatch.setattr(Job, "running", property(running_only_when_first_asked))
     at = _app()
     at.sidebar.selectbox(key="size").set_value("64 x 64")
-    at.sidebar.checkbox(key="use_cgls").uncheck()
-    at.sidebar.checkbox(key="use_lrnn").uncheck()
+    _tick(at, "fbp")
     at.sidebar.button(key="run").click().run()
     assert not at.exception and not at.error, (at.exception, _texts(at.error))
     assert list(_metrics(at).index) == ["FBP"]
@@ -417,8 +446,7 @@ def test_page_run_fbp_compare_windows_and_reader_study():
     at.sidebar.button(key="views_30").click().run()
     assert at.sidebar.slider(key="views").value == 30
     at.sidebar.slider(key="views").set_value(45).run()
-    at.sidebar.checkbox(key="use_cgls").check()
-    at.sidebar.checkbox(key="use_lrnn").uncheck()  # on by default when the networks are installed
+    _tick(at, "fbp", "cgls")
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
     table = _metrics(at)
@@ -506,7 +534,7 @@ def test_a_reload_offers_the_finished_runs_back():
     def page():
         at = _app()
         at.sidebar.slider(key="views").set_value(37)  # settings no other test uses
-        at.sidebar.checkbox(key="use_lrnn").uncheck().run()
+        _tick(at, "fbp", "cgls").run()
         return at
 
     first = page()
@@ -525,23 +553,22 @@ def test_a_reload_offers_the_finished_runs_back():
 def test_page_tiny_lrnn_run():
     at = _app()
     at.sidebar.selectbox(key="size").set_value("64 x 64")
-    at.sidebar.checkbox(key="use_cgls").uncheck()
-    at.sidebar.checkbox(key="use_lrnn").check()
+    _tick(at, "fbp", "lrnn")
     at.sidebar.number_input(key="iters_neural").set_value(20)
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
     assert not at.error, _texts(at.error)
     table = _metrics(at)
     lrnn = _network_row(table, "LRNN")
-    assert lrnn == "LRNN, 3 seeds, FBP warm start, ramp-weighted loss, blended with TV by frequency band"
+    assert lrnn == ("LRNN, 3 seeds, FBP warm start, 128² grid first, ramp-weighted loss, blended with TV by "
+                    "frequency band")
     assert table.loc[lrnn, "Iterations"] == 20 and table.loc[lrnn, "Parameters"] > 0
 
 
 def test_page_seed_ensemble_shows_its_uncertainty():
     at = _app()
     at.sidebar.selectbox(key="size").set_value("64 x 64")
-    at.sidebar.checkbox(key="use_cgls").uncheck()
-    at.sidebar.checkbox(key="use_lrnn").check()
+    _tick(at, "fbp", "lrnn")
     at.sidebar.multiselect(key="variants").set_value(["ensemble"])
     at.sidebar.number_input(key="iters_neural").set_value(5)
     at.sidebar.button(key="run").click().run()
@@ -571,9 +598,7 @@ def test_page_network_progress_with_a_stand_in_model(monkeypatch):
 
     monkeypatch.setattr(neural, "reconstruct_neural", reconstruct_neural)  # the registry imports it per run
     at = _app()
-    at.sidebar.checkbox(key="use_cgls").uncheck()
-    at.sidebar.checkbox(key="use_lrnn").uncheck()
-    at.sidebar.checkbox(key="use_wire").check()
+    _tick(at, "fbp", "wire")
     at.sidebar.number_input(key="iters_neural").set_value(20)
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from sparsect import data
+from sparsect.reconstruct import registry
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app" / "page" / "main.py")
 
@@ -42,8 +43,9 @@ def _load(at, endpoint: str, patient: str):
     assert patient in at.sidebar.selectbox(key="pacs_study").format_func(0)
     at.sidebar.button(key="pacs_load").click().run()
     assert not at.exception and not at.sidebar.error
-    at.sidebar.checkbox(key="use_cgls").uncheck()
-    at.sidebar.checkbox(key="use_lrnn").uncheck()
+    for method in registry.METHODS:  # FBP alone
+        box = at.sidebar.checkbox(key=f"use_{method}")
+        box.check() if method == "fbp" else box.uncheck()
     at.sidebar.button(key="run").click().run()
     assert not at.exception, at.exception
 

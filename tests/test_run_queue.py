@@ -20,6 +20,7 @@ from sparsect.app import run, settings
 from sparsect.app.page import jobs, queue_view
 from sparsect.app.page.progress import waiting_text
 from sparsect.app.run_queue import RunQueue, RunRefused, default_max_runs, grace_from_env, max_runs_from_env
+from sparsect.reconstruct import registry
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app" / "page" / "main.py")
 
@@ -211,8 +212,10 @@ def _upload_session(content: bytes):
     at.sidebar.file_uploader(key="upload").set_value(("ct.dcm", content, "application/dicom"))
     at.sidebar.selectbox(key="size").set_value("64 x 64")
     at.sidebar.slider(key="views").set_value(23)  # settings no other test uses
-    at.sidebar.checkbox(key="use_cgls").uncheck()
-    at.sidebar.checkbox(key="use_lrnn").uncheck().run()
+    for method in registry.METHODS:  # FBP alone
+        box = at.sidebar.checkbox(key=f"use_{method}")
+        box.check() if method == "fbp" else box.uncheck()
+    at.run()
     assert not at.exception, at.exception
     return at
 

@@ -25,17 +25,18 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sparsect import __version__, data
 from sparsect.app import limits, stopping
-from sparsect.app.batch import executors, plan, work
+from sparsect.app.batch import eta, executors, plan, work
 from sparsect.app.batch.store import OutDirBusy, Store
 from sparsect.app.settings import InputError, method_settings, parse_device, parse_methods, scan_settings
 from sparsect.app.tables import narrow_table
 from sparsect.data.atomic import atomic_write
 from sparsect.reconstruct import registry
+from sparsect.reconstruct.estimate import format_duration
 
 EXIT_OK = 0
 EXIT_CANNOT_START = 2
@@ -231,9 +232,11 @@ def _open_out_dir(job: _Job, out_dir: Path, k: int, n: int, held: contextlib.Exi
 class _Recorder:
     """Commits each finished unit to the store (or records its failure), logs it and advances the bar."""
 
-    def __init__(self, job: _Job, log: Log, progress: Progress, extra: dict[str, Any]) -> None:
-        self.job, self.log, self.progress, self.extra = job, log, progress, extra
-        self.task = progress.add_task("batch", total=len(job.todo))
+    def __init__(self, job: _Job, log: Log, progress: Progress, extra: dict[str, Any],
+                 estimated: dict[str, float] | None = None) -> None:
+        self.job, self.log, self.progress, self.extra, self.estimated = job, log, progress, extra, estimated
+        self.task = progress.add_task("batch", total=len(job.todo), estimate_done=0.0, elapsed_at_done=0.0,
+                                      estimate=None if estimated is None else sum(estimated.values()))
         self.completed = 0
         self.failed: list[str] = []
 
@@ -258,6 +261,10 @@ class _Recorder:
             self.log("unit.failed", level="error", unit=unit.out_rel, file=series.sources[0], reason=result["error"])
         self.job.store.rebuild(self.job.input_failures, self.extra)
         self.progress.advance(self.task)
+        if self.estimated is not None:  # the time left (eta.TimeLeftColumn) learns from this unit's time
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            self.progress.update(self.task, estimate_done=task.fields["estimate_done"] + self.estimated[unit.id],
+                                 elapsed_at_done=task.elapsed or 0.0)
 
 
 def _execute(job: _Job, recorder: _Recorder, should_stop: Any, executor: str, device: str, workers: int,
@@ -312,9 +319,9 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
     extra = {"version": __version__, "in_dir": str(in_dir), "settings": dataclasses.asdict(settings),
              "skipped": len(job.skipped)}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("units"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+               TimeElapsedColumn(), TextColumn("ETA"), eta.TimeLeftColumn())
     progress = Progress(*columns, console=console, disable=quiet, transient=False)
-    recorder = _Recorder(job, log, progress, extra)
+    recorder = _Recorder(job, log, progress, extra, _estimate(job, device, log))
     interrupted = False
     try:
         with graceful, progress:
@@ -339,6 +346,19 @@ def _run(in_dir: Path, out_dir: Path, views: list[str], methods: list[str], pres
         failed_inputs=len(job.input_failures), skipped_inputs=len(job.skipped),
         seconds=f"{time.perf_counter() - started:.1f}", exit_code=code)
     return code
+
+
+def _estimate(job: _Job, device: str, log: Log) -> dict[str, float] | None:
+    """Each unit's estimated seconds on this machine (:func:`eta.unit_estimates`), logged in total as
+    ``run.estimate``; None when they cannot be estimated (the batch runs all the same)."""
+    try:
+        estimated, target = eta.unit_estimates(job.todo, job.scan.series, job.settings, device)
+    except Exception as error:  # noqa: BLE001 - e.g. a device that cannot be timed: the batch runs all the same
+        log("run.estimate", level="warning", reason=f"no time estimate: {type(error).__name__}: {error}")
+        return None
+    total = sum(estimated.values())
+    log("run.estimate", units=len(job.todo), seconds=f"{total:.0f}", estimate=format_duration(total), device=target)
+    return estimated
 
 
 def _describe(unit: Any) -> str:

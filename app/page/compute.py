@@ -8,7 +8,7 @@ import csv
 import io
 import tempfile
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sparsect import data
-from sparsect.app import limits, outputs, records, settings
+from sparsect.app import estimates, limits, outputs, records, settings
 from sparsect.app.run import Outcome
 from sparsect.app.scans import Scan
 from sparsect.reconstruct import metrics, registry
@@ -57,6 +57,38 @@ def method_settings(method: str, iterations_classical: int | None, iterations_ne
     spec = registry.method(method)
     iterations = None if not spec.iterative else iterations_neural if spec.is_network else iterations_classical
     return settings.method_settings(iterations, preset, None if variant is None else list(variant), device=device)
+
+
+#: The page's first working grid is the largest on which the ticked methods are estimated to take under this many
+#: seconds on the server.
+QUICK_RUN_SECONDS = 60.0
+
+
+def default_working_size(own_shape: tuple[int, int], sizes: Sequence[int],
+                         seconds_at: Callable[[tuple[int, int]], float],
+                         limit: float = QUICK_RUN_SECONDS) -> tuple[int | None, float]:
+    """The working size the page offers first and the ticked methods' estimated seconds on it: None (the slice's
+    own (H, W) grid ``own_shape``) when they take under ``limit`` seconds there, else the largest of ``sizes`` below
+    the slice's that does, else the smallest of those. ``seconds_at((H, W))``: their estimated seconds there."""
+    seconds = seconds_at(tuple(own_shape))
+    smaller = sorted((side for side in sizes if side < max(own_shape)), reverse=True)
+    if seconds < limit or not smaller:
+        return None, seconds
+    for side in smaller:
+        seconds = seconds_at((side, side))
+        if seconds < limit:
+            break
+    return side, seconds
+
+
+def method_estimates(methods: Iterable[str], shape: tuple[int, int], views: int, iterations_classical: int | None,
+                     iterations_neural: int | None, preset: str, variant: Iterable[str] | None,
+                     calibration: Any = None) -> dict[str, float]:
+    """Each method's estimated seconds on this machine (:func:`sparsect.app.estimates.seconds_by_method`) on an
+    (H, W) ``shape`` grid from ``views`` views, with the page's settings (as :func:`method_settings`);
+    ``calibration``: a :class:`sparsect.reconstruct.calibration.Calibration` (None: this machine's)."""
+    chosen = {m: method_settings(m, iterations_classical, iterations_neural, preset, "auto", variant) for m in methods}
+    return estimates.seconds_by_method(chosen, shape, views, calibration) if chosen else {}
 
 
 def check_memory(ct: data.CTSlice, scan: settings.ScanSettings,
@@ -189,6 +221,6 @@ def dicom_zip(reference: data.CTSlice, outcomes: Sequence[Outcome], views: int, 
     return buffer.getvalue()
 
 
-__all__ = ["BEST", "METRICS_HELP", "SIMULATION_LABELS", "TABLE_COLUMNS", "best_cells", "check_memory", "dicom_zip",
-           "label", "method_settings", "metrics_csv", "metrics_rows", "results_npz", "run_key", "status",
-           "variant_help", "variant_options"]
+__all__ = ["BEST", "METRICS_HELP", "QUICK_RUN_SECONDS", "SIMULATION_LABELS", "TABLE_COLUMNS", "best_cells",
+           "check_memory", "default_working_size", "dicom_zip", "label", "method_estimates", "method_settings",
+           "metrics_csv", "metrics_rows", "results_npz", "run_key", "status", "variant_help", "variant_options"]

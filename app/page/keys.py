@@ -14,6 +14,7 @@ SIMULATIONS = "sims"  # (input key, scan settings) -> scans.Scan, a few kept
 UPLOADS = "uploads"  # upload digest -> uploads.UploadSummary, a few kept
 JOB = "job"  # jobs.Job of the latest simulated run
 VIEWS = "views"  # the views slider, also set by the preset buttons
+SIZE_CHOSEN = "size_chosen"  # whether the visitor picked the working size (until then it follows the estimate)
 READER_SEED = "reader_seed"  # seed of the blinded labels
 READER_REVEALED = "reader_revealed"  # whether the reader study is unblinded
 READER_CSV = "reader_csv"  # the ratings CSV last offered for download
@@ -40,5 +41,5 @@ def init_state(state: MutableMapping[str, Any]) -> None:
 
 
 __all__ = ["JOB", "MEASURED_JOB", "MEASURED_RESULTS", "MEASURED_SCANS", "PACS_FILES", "PACS_SERIES", "PACS_STUDIES",
-           "READER_CSV", "READER_REVEALED", "READER_SEED", "RESULTS", "SIMULATIONS", "UPLOADS", "VIEWS",
+           "READER_CSV", "READER_REVEALED", "READER_SEED", "RESULTS", "SIMULATIONS", "SIZE_CHOSEN", "UPLOADS", "VIEWS",
            "init_state", "new_reader_seed"]

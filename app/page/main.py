@@ -222,7 +222,7 @@ def main() -> None:
     scan = sidebar.scan_section(st.sidebar, choice.size)
     if scan is None:
         return
-    methods = sidebar.methods_section(st.sidebar, can_run=choice.ct is not None)
+    methods = sidebar.methods_section(st.sidebar, can_run=choice.ct is not None, shape=choice.working_shape)
     if choice.ct is None:
         missing_input_section(choice)
         return

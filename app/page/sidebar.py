@@ -20,11 +20,15 @@ from sparsect.app.page import compute as pc
 from sparsect.app.page import figures as pf
 from sparsect.app.page import keys, uploads
 from sparsect.app.page import pacs as page_pacs
+from sparsect.app.page import time_estimates as te
 from sparsect.reconstruct import registry
+from sparsect.reconstruct.estimate import format_duration
 
 SOURCES = ("Sample", "Upload DICOM", "Load from PACS", "Measured scan")
 MEASURED, PACS = "Measured scan", "Load from PACS"
 SIZES = {"64 x 64": 64, "128 x 128": 128, "256 x 256": 256, "512 x 512": 512, "Original": None}
+#: The first working size when the ticked methods cannot be estimated.
+FALLBACK_SIZE = 128
 VIEW_PRESETS = (30, 60, 90, 120, 180)
 PHOTONS = (1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6)
 SIZE_HELP = ("The grid the methods reconstruct on. The scan is simulated from the slice's own pixels when they "
@@ -42,6 +46,13 @@ class InputChoice:
     key: str = ""
     error: str | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def working_shape(self) -> tuple[int, int] | None:
+        """The (H, W) grid the methods reconstruct on; None without a slice."""
+        if self.ct is None:
+            return None
+        return tuple(self.ct.hu.shape) if self.size is None else (self.size, self.size)
 
 
 @dataclass
@@ -83,24 +94,72 @@ def source_section(sb: Any) -> str:
     return sb.radio("Source", sources, horizontal=True, key="source")
 
 
+#: Makes the slice for a working size (None: its own grid).
+Prepare = Callable[[int | None], data.CTSlice]
+
+
 def input_section(sb: Any, source: str, sample_slice: Callable[[str, int | None], data.CTSlice]) -> InputChoice:
-    """Working size and the slice of a sample, an upload or the PACS; ``sample_slice`` is the cached loader."""
-    size = SIZES[sb.selectbox("Working size", list(SIZES), index=1, key="size", help=SIZE_HELP)]
-    choice = _slice_input(sb, source, size, sample_slice)
+    """Working size and the slice of a sample, an upload or the PACS; ``sample_slice`` is the cached loader. The
+    size is drawn above the slice's pickers but chosen after them: its first value depends on the slice's grid."""
+    size_box = sb.container()
+    choice, prepare = _slice_input(sb, source, sample_slice)
+    size = _working_size(size_box, None if choice.ct is None else tuple(choice.ct.hu.shape))
     choice.size = size
+    if choice.ct is not None:
+        choice.key = f"{choice.key}:{size}"
+    if prepare is not None and size is not None:
+        try:
+            choice.ct = prepare(size)
+        except (data.DicomError, ValueError, IndexError) as exc:
+            return InputChoice(source, error=f"This slice cannot be used on a {size} x {size} grid: {exc}")
     return choice
 
 
-def _slice_input(sb: Any, source: str, size: int | None,
-                 sample_slice: Callable[[str, int | None], data.CTSlice]) -> InputChoice:
+def _size_chosen() -> None:
+    st.session_state[keys.SIZE_CHOSEN] = True
+
+
+def _working_size(box: Any, own_shape: tuple[int, int] | None) -> int | None:
+    """The working size selection; until the visitor picks one, :func:`compute.default_working_size` for the ticked
+    methods' estimate (:data:`FALLBACK_SIZE` without one), shown under it."""
+    state = st.session_state
+    methods = te.ticked(state)
+
+    def seconds_at(shape: tuple[int, int]) -> float:
+        return te.total(methods, shape, state)
+
+    if "size" not in state:  # not drawn last time (the measured-scan mode): automatic again
+        state[keys.SIZE_CHOSEN] = False
+    automatic = not state.get(keys.SIZE_CHOSEN)
+    if automatic:
+        size = FALLBACK_SIZE
+        if own_shape is not None and te.seconds(methods, own_shape, state):
+            size, _ = pc.default_working_size(own_shape, [s for s in SIZES.values() if s], seconds_at)
+        state["size"] = next(label for label, value in SIZES.items() if value == size)
+    size = SIZES[box.selectbox("Working size", list(SIZES), key="size", help=SIZE_HELP, on_change=_size_chosen)]
+    shape = own_shape if size is None or own_shape is None else (size, size)
+    spent = seconds_at(shape) if shape is not None else 0.0
+    if spent:
+        why = ""
+        if automatic and size is not None:
+            why = ("; the largest grid they take under a minute on" if spent < pc.QUICK_RUN_SECONDS
+                   else "; the smallest grid offered")
+        box.caption(f"Ticked methods: {format_duration(spent)} on this server at {shape[0]} x {shape[1]}{why}.")
+    return size
+
+
+def _slice_input(sb: Any, source: str, sample_slice: Callable[[str, int | None], data.CTSlice]
+                 ) -> tuple[InputChoice, Prepare | None]:
+    """The slice on its own grid and how to make it for a working size (None with an error or no slice)."""
     if source == "Sample":
         samples = data.samples()
         name = sb.selectbox("Sample", list(samples), key="sample", help="Bundled with pydicom / scikit-image.")
         sb.caption(samples[name])
         try:
-            return InputChoice(source, sample_slice(name, size), key=f"sample:{name}:{size}")
+            ct = sample_slice(name, None)
         except (data.DicomError, ValueError) as exc:
-            return InputChoice(source, error=f"The sample could not be loaded: {exc}")
+            return InputChoice(source, error=f"The sample could not be loaded: {exc}"), None
+        return InputChoice(source, ct, key=f"sample:{name}"), lambda size: sample_slice(name, size)
     if source == PACS:
         files = page_pacs.load_widget(sb, st.session_state)
     else:
@@ -111,11 +170,11 @@ def _slice_input(sb: Any, source: str, size: int | None,
     if not files:
         if source != PACS:
             sb.info("Upload one or more CT DICOM files (one series), or a .zip of the series folder.")
-        return InputChoice(source)
-    return _series_input(sb, source, files, size)
+        return InputChoice(source), None
+    return _series_input(sb, source, files)
 
 
-def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]], size: int | None) -> InputChoice:
+def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]]) -> tuple[InputChoice, Prepare | None]:
     """Series and slice pickers of uploaded (or pulled) DICOM files."""
     digest = uploads.upload_digest(files)
     kept = st.session_state[keys.UPLOADS]
@@ -124,7 +183,7 @@ def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]], size: in
         show_skipped(sb, summary.skipped)
     if summary.error:
         sb.warning("This upload cannot be used; the reason is shown on the right.", icon=":material/error:")
-        return InputChoice(source, error=summary.error, skipped=summary.skipped)
+        return InputChoice(source, error=summary.error, skipped=summary.skipped), None
     series_index = 0
     if len(summary.series) > 1:
         series_index = sb.selectbox("Series", range(len(summary.series)), key="series",
@@ -135,10 +194,12 @@ def _series_input(sb: Any, source: str, files: list[tuple[str, bytes]], size: in
     sb.image(pf.thumbnail(series.hu[slice_index]), caption=f"{uploads.series_label(series)}: slice "
              f"{slice_index + 1}/{n}", width=160)
     try:
-        ct = scans.prepare_slice(series.slice(slice_index), size)
+        picked = series.slice(slice_index)
+        ct = scans.prepare_slice(picked, None)
     except (ValueError, IndexError) as exc:
-        return InputChoice(source, error=f"This slice cannot be used: {exc}")
-    return InputChoice(source, ct, key=f"upload:{digest}:{series_index}:{slice_index}:{size}")
+        return InputChoice(source, error=f"This slice cannot be used: {exc}"), None
+    return (InputChoice(source, ct, key=f"upload:{digest}:{series_index}:{slice_index}"),
+            lambda size: scans.prepare_slice(picked, size))
 
 
 def _set_views(value: int) -> None:
@@ -200,6 +261,11 @@ def _iteration_inputs(sb: Any) -> tuple[int | None, int | None]:
     return classical, neural
 
 
+def _timed_label(method: str, seconds: dict[str, float]) -> str:
+    """A method's checkbox label: "LRNN ~1 min 40 s" with its estimate, else its name."""
+    return f"{pc.label(method)} {format_duration(seconds[method])}" if method in seconds else pc.label(method)
+
+
 def _device_caption(sb: Any) -> None:
     if settings_module.parse_device("auto").startswith("cuda"):
         sb.caption(f":material/memory: Device: **GPU** ({torch.cuda.get_device_name(0)})")
@@ -207,13 +273,18 @@ def _device_caption(sb: Any) -> None:
         sb.caption(f":material/memory: Device: **CPU** ({torch.get_num_threads()} threads)")
 
 
-def methods_section(sb: Any, can_run: bool) -> MethodChoice:
-    """Method checkboxes, network preset and fit options, iteration budgets, Run and the reader-study toggle."""
+def methods_section(sb: Any, can_run: bool, shape: tuple[int, int] | None = None) -> MethodChoice:
+    """Method checkboxes (each with its estimated time on an (H, W) ``shape`` grid), network preset and fit options,
+    iteration budgets, Run and the reader-study toggle."""
     sb.header("3 Methods", divider="gray")
     method_cols = sb.columns(2)
+    seconds = te.seconds(registry.METHODS, shape, st.session_state)
     chosen = [method for i, method in enumerate(registry.METHODS)
-              if method_cols[i % 2].checkbox(pc.label(method), value=method in registry.PAGE_METHODS,
+              if method_cols[i % 2].checkbox(_timed_label(method, seconds), value=method in registry.PAGE_METHODS,
                                              key=f"use_{method}")]
+    if chosen and seconds:
+        sb.caption(f"Estimated on this server: {format_duration(sum(seconds[m] for m in chosen))} for the ticked "
+                   f"methods at {shape[0]} x {shape[1]}.")
     preset = sb.selectbox("Network preset", registry.PRESETS, key="preset",
                           help="preview: 128x128 in under a minute on a laptop CPU; paper and quality take longer.")
     variant_options, variant_default = pc.variant_options()
