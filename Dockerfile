@@ -13,7 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SPARSECT_PORT=8501
 
 WORKDIR /opt/sparsect
-COPY pyproject.toml README.md __init__.py ./
+COPY pyproject.toml README.md __init__.py lazy_exports.py ./
 COPY operators ./operators
 COPY reconstruct ./reconstruct
 COPY data ./data
