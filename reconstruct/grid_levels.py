@@ -19,6 +19,7 @@ from torch import nn
 from sparsect.operators import Radon
 from sparsect.reconstruct.fit_config import FitConfig
 from sparsect.reconstruct.fit_result import FitProgress, FitResult
+from sparsect.reconstruct.models.stacked import StackedModels
 from sparsect.reconstruct.result import StopLike
 from sparsect.reconstruct.schedule import lr_at
 
@@ -87,7 +88,7 @@ def fit_on_grids(model: nn.Module, radon: Radon, sinogram: torch.Tensor, config:
     scale = size[0] / geometry.image_size[0]
     fine_steps = min(config.fine_iterations, config.iterations)
     coarse_steps = config.iterations - fine_steps
-    batch = len(model) if hasattr(model, "parameters_per_model") else 1
+    batch = len(model) if isinstance(model, StackedModels) else 1
     scales = config.scales(batch)
     coarse_radon = Radon(geometry.on_grid(size), model=radon.model)
     coarse_config = dataclasses.replace(

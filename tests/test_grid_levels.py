@@ -116,3 +116,12 @@ def test_band_shares_follow_the_grid_size():
     assert band_shares("lrnn", (128, 128)) == BAND_BLEND_SHARES["lrnn"] == band_shares("lrnn", (3, 200, 255))
     assert band_shares("lrnn", (256, 256)) == band_shares("lrnn", (1, 512, 384)) == large
     assert band_shares("wire", (512, 512)) == BAND_BLEND_SHARES["wire"]  # no larger-grid entry: its own
+
+
+def test_networks_fitted_side_by_side_go_through_both_grids(problem):
+    radon, sinogram = problem
+    stacked = torch.stack([sinogram, sinogram])[:, None]
+    result = fit([_tiny(0), _tiny(1)], radon, stacked, iterations=12, lr=1e-3, seed=0, preview_every=None,
+                 output_scale=(0.5, 0.5), coarse_grid=32, fine_iterations=4)
+    assert result.image.shape == (2, SIZE, SIZE) and result.settings["grids"]["fine_iterations"] == 4
+    assert not torch.equal(result.image[0], result.image[1])  # each network its own
