@@ -59,12 +59,8 @@ def _progress_on_fine_grid(callback: Callable[[FitProgress], None] | None, done:
             grid = torch.as_tensor(image).reshape(-1, 1, *image.shape[-2:])
             image = (F.interpolate(grid, size=size, mode="bilinear", align_corners=False) * scale).reshape(
                 *image.shape[:-2], *size).numpy()
-        if progress.phase == "fit":
-            progress = dataclasses.replace(progress, iteration=done + progress.iteration, iterations=total,
-                                           image=image)
-        else:
-            progress = dataclasses.replace(progress, image=image)
-        callback(progress)
+        steps = {"iteration": done + progress.iteration, "iterations": total} if progress.phase == "fit" else {}
+        callback(dataclasses.replace(progress, image=image, **steps))
 
     return report
 

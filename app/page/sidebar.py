@@ -125,15 +125,19 @@ def _working_size(box: Any, own_shape: tuple[int, int] | None) -> int | None:
     state = st.session_state
     methods = te.ticked(state)
 
-    def seconds_at(shape: tuple[int, int]) -> float:
-        return te.total(methods, shape, state)
+    known: dict[tuple[int, int], float] = {}
+
+    def seconds_at(shape: tuple[int, int]) -> float:  # each grid estimated once per rerun
+        if shape not in known:
+            known[shape] = te.total(methods, shape, state)
+        return known[shape]
 
     if "size" not in state:  # not drawn last time (the measured-scan mode): automatic again
         state[keys.SIZE_CHOSEN] = False
     automatic = not state.get(keys.SIZE_CHOSEN)
     if automatic:
         size = FALLBACK_SIZE
-        if own_shape is not None and te.seconds(methods, own_shape, state):
+        if own_shape is not None and seconds_at(own_shape):
             size, _ = pc.default_working_size(own_shape, [s for s in SIZES.values() if s], seconds_at)
         state["size"] = next(label for label, value in SIZES.items() if value == size)
     size = SIZES[box.selectbox("Working size", list(SIZES), key="size", help=SIZE_HELP, on_change=_size_chosen)]
